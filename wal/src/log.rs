@@ -1,0 +1,880 @@
+//! The log: ordered segments, appends, rolls, durability, consumers and
+//! retention.
+//!
+//! # Concurrency
+//! - `writer` (a mutex) serialises appends, rolls, retention and close. Lock
+//!   order: `sync` → `writer` → `segments` / `ledger` → `checkpoint`.
+//! - Readers take no lock on the hot path: they read the published log end
+//!   (`end`, an atomic) and the segment list (an `Arc` snapshot behind a
+//!   short read lock).
+//! - Tailing readers sleep on `appended`; the writer wakes them only when
+//!   `waiting` says someone sleeps (a SeqCst store / load pair, so a wake-up
+//!   is never lost).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, FsyncPolicy};
+use crate::error::{Error, Result};
+use crate::format::{self, batch_len, Checkpoint, CHECKPOINT_FILE, SEGMENT_HEADER_LEN};
+use crate::ledger::{ConsumerState, Ledger, MAX_CONSUMER_NAME};
+use crate::reader::Reader;
+use crate::segment::Segment;
+
+/// The current time in µs since the Unix epoch.
+pub(crate) fn now_us() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_micros() as i64,
+        Err(e) => -(e.duration().as_micros() as i64),
+    }
+}
+
+/// A segment deleted by retention, as reported by
+/// [`Log::enforce_retention`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deleted {
+    /// Base offset of the deleted segment.
+    pub base_offset: u64,
+    /// One past its last offset.
+    pub next_offset: u64,
+    /// Whether the hard disk bound forced it while a consumer still needed it.
+    pub forced: bool,
+}
+
+/// One consumer as [`Log::consumers`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerInfo {
+    /// The consumer's name (one per pipe).
+    pub name: String,
+    /// Its committed offset and recorded losses.
+    pub state: ConsumerState,
+}
+
+pub(crate) struct WriterState {
+    pub active: Arc<Segment>,
+    /// Arrival time of the last appended batch: arrival times never go back.
+    pub last_arrival: i64,
+    pub closed: bool,
+}
+
+struct SyncState {
+    /// Base offset of the segment `pos` refers to.
+    segment: u64,
+    /// Bytes of that segment already flushed.
+    pos: u64,
+    last_checkpoint: Instant,
+}
+
+struct CheckpointState {
+    last: Option<Checkpoint>,
+}
+
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    pub config: Config,
+    /// Ordered by base offset; the last one is the active segment.
+    pub segments: RwLock<Arc<Vec<Arc<Segment>>>>,
+    pub log_start: AtomicU64,
+    /// One past the last published record.
+    pub end: AtomicU64,
+    /// Every offset below this is durable.
+    pub durable: AtomicU64,
+    /// `None` for a read-only log.
+    pub writer: Option<Mutex<WriterState>>,
+    sync: Mutex<SyncState>,
+    checkpoint: Mutex<CheckpointState>,
+    pub ledger: Mutex<Ledger>,
+    /// Wakes tailing readers.
+    pub appended: tokio::sync::Notify,
+    /// How many readers are about to sleep on `appended`.
+    pub waiting: AtomicUsize,
+    /// Wakes blocking and async durability waiters.
+    durable_cv: Condvar,
+    durable_mx: Mutex<()>,
+    durable_notify: tokio::sync::Notify,
+    pub closed: AtomicBool,
+    /// Tells the flusher thread to stop.
+    stop: Mutex<bool>,
+    stop_cv: Condvar,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+    /// Held for the writer's life: the exclusive lock on `LOCK`.
+    _lock: Option<std::fs::File>,
+}
+
+/// A change log. Appends are serialised; any number of [`Reader`]s read and
+/// tail it concurrently.
+///
+/// Dropping the log closes it cleanly (errors are logged); call
+/// [`Log::close`] to see them.
+pub struct Log {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("dir", &self.shared.dir)
+            .field("log_start", &self.log_start())
+            .field("end", &self.end_offset())
+            .finish()
+    }
+}
+
+/// What recovery hands to [`Shared::new`].
+pub(crate) struct Recovered {
+    pub segments: Vec<Arc<Segment>>,
+    pub log_start: u64,
+    pub durable: u64,
+    pub last_arrival: i64,
+    pub checkpoint: Option<Checkpoint>,
+    pub ledger: Ledger,
+    pub lock: Option<std::fs::File>,
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `dir` for writing, recovering
+    /// from an unclean stop as `config.recovery_mode` says.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] when another process writes this log;
+    /// [`Error::Corruption`] for damage the recovery mode does not tolerate;
+    /// [`Error::InvalidArgument`] for a bad config; I/O errors.
+    pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Log> {
+        config.validate()?;
+        let rec = crate::recovery::recover(dir.as_ref(), &config)?;
+        let log = Log::from_recovered(dir.as_ref(), config, rec, false);
+        // From now on a crash is an unclean stop.
+        let active = log.shared.snapshot().last().expect("a segment").clone();
+        let rp = (active.next_offset(), active.base_offset, active.data_len());
+        log.shared.write_checkpoint(false, Some(rp))?;
+        if let FsyncPolicy::Interval(every) = log.shared.config.fsync {
+            log.spawn_flusher(every);
+        } else {
+            log.spawn_flusher(log.shared.config.checkpoint_interval);
+        }
+        Ok(log)
+    }
+
+    /// Opens the log read-only: a snapshot of what is on disk now, beside a
+    /// running writer if there is one. Takes no lock and changes nothing.
+    /// Damage is reported when read, not repaired.
+    ///
+    /// # Errors
+    /// I/O errors, or a directory that holds no log.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Log> {
+        let rec = crate::recovery::open_read_only(dir.as_ref())?;
+        Ok(Log::from_recovered(
+            dir.as_ref(),
+            Config::default(),
+            rec,
+            true,
+        ))
+    }
+
+    fn from_recovered(dir: &Path, config: Config, rec: Recovered, read_only: bool) -> Log {
+        let active = rec
+            .segments
+            .last()
+            .expect("recovery yields a segment")
+            .clone();
+        let end = active.next_offset();
+        let writer = (!read_only).then(|| {
+            Mutex::new(WriterState {
+                active: active.clone(),
+                last_arrival: rec.last_arrival,
+                closed: false,
+            })
+        });
+        let shared = Shared {
+            dir: dir.to_path_buf(),
+            config,
+            segments: RwLock::new(Arc::new(rec.segments)),
+            log_start: AtomicU64::new(rec.log_start),
+            end: AtomicU64::new(end),
+            durable: AtomicU64::new(rec.durable),
+            writer,
+            sync: Mutex::new(SyncState {
+                segment: active.base_offset,
+                pos: active.data_len(),
+                last_checkpoint: Instant::now(),
+            }),
+            checkpoint: Mutex::new(CheckpointState {
+                last: rec.checkpoint,
+            }),
+            ledger: Mutex::new(rec.ledger),
+            appended: tokio::sync::Notify::new(),
+            waiting: AtomicUsize::new(0),
+            durable_cv: Condvar::new(),
+            durable_mx: Mutex::new(()),
+            durable_notify: tokio::sync::Notify::new(),
+            closed: AtomicBool::new(read_only),
+            stop: Mutex::new(false),
+            stop_cv: Condvar::new(),
+            flusher: Mutex::new(None),
+            _lock: rec.lock,
+        };
+        Log {
+            shared: Arc::new(shared),
+        }
+    }
+
+    fn spawn_flusher(&self, every: Duration) {
+        let shared = self.shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("wal-flusher".into())
+            .spawn(move || shared.flusher_loop(every))
+            .expect("spawn the flusher thread");
+        *self.shared.flusher.lock().expect("flusher lock") = Some(handle);
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Appends one record; returns its offset.
+    ///
+    /// # Errors
+    /// As [`Log::append_batch`].
+    pub fn append(&self, kind: u8, payload: &[u8]) -> Result<u64> {
+        self.append_batch(&[(kind, payload)])
+    }
+
+    /// Appends records as one batch (one header, one CRC, one arrival time);
+    /// returns the offset of the first. Offsets are dense: the batch holds
+    /// `first .. first + records.len()`. Under [`FsyncPolicy::Always`] the
+    /// batch is durable when this returns; otherwise see
+    /// [`Log::wait_durable`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an empty batch or one larger than a
+    /// segment; [`Error::Closed`] after close; I/O errors from a roll or
+    /// fsync.
+    pub fn append_batch(&self, records: &[(u8, &[u8])]) -> Result<u64> {
+        if records.is_empty() {
+            return Err(Error::InvalidArgument(
+                "empty batch: append at least one record".into(),
+            ));
+        }
+        let len = batch_len(records.iter().map(|r| r.1)) as u64;
+        let max = self.shared.config.max_batch_bytes();
+        if len > max {
+            return Err(Error::InvalidArgument(format!(
+                "batch of {} record(s) needs {len} bytes, more than a segment holds ({max} bytes); \
+                 split it or raise segment-bytes",
+                records.len()
+            )));
+        }
+        let shared = &*self.shared;
+        let mut w = shared.writer()?;
+        let now = now_us();
+        let arrival = now.max(w.last_arrival);
+        let active = &w.active;
+        let full = active.data_len() + len > active.capacity();
+        let aged = !active.is_empty()
+            && arrival.saturating_sub(active.first_arrival())
+                >= shared.config.segment_max_age.as_micros() as i64;
+        if full || aged {
+            shared.roll(&mut w)?;
+        }
+        let active = &w.active;
+        let pos = active.data_len();
+        let base = active.next_offset();
+        let header = active.with_slice_mut(pos, len as usize, |buf| {
+            format::encode_batch(buf, base, arrival, records)
+        });
+        active.publish_batch(&header, shared.config.index_interval_bytes);
+        w.last_arrival = arrival;
+        shared.end.store(header.next_offset(), Ordering::SeqCst);
+        drop(w);
+        shared.wake_readers();
+        if shared.config.fsync == FsyncPolicy::Always {
+            shared.sync_to(header.next_offset())?;
+        }
+        Ok(base)
+    }
+
+    /// Makes everything appended so far durable now, whatever the policy.
+    ///
+    /// # Errors
+    /// I/O errors from msync.
+    pub fn sync(&self) -> Result<()> {
+        let end = self.end_offset();
+        self.shared.sync_to(end)
+    }
+
+    /// Blocks until `offset` is durable (under [`FsyncPolicy::Never`] it is
+    /// as durable as the policy makes it once appended, so this returns at
+    /// once).
+    ///
+    /// # Errors
+    /// [`Error::Closed`] if the log closes first; [`Error::OffsetOutOfRange`]
+    /// for an offset not yet appended.
+    pub fn wait_durable(&self, offset: u64) -> Result<()> {
+        let s = &*self.shared;
+        s.check_appended(offset)?;
+        if s.config.fsync == FsyncPolicy::Never {
+            return Ok(());
+        }
+        let mut g = s.durable_mx.lock().expect("durable lock");
+        while s.durable.load(Ordering::Acquire) <= offset {
+            if s.closed.load(Ordering::Acquire) && s.durable.load(Ordering::Acquire) <= offset {
+                return Err(Error::Closed("closed before the offset became durable"));
+            }
+            g = s
+                .durable_cv
+                .wait_timeout(g, Duration::from_millis(100))
+                .expect("durable lock")
+                .0;
+        }
+        Ok(())
+    }
+
+    /// Waits, without blocking a thread, until `offset` is durable. See
+    /// [`Log::wait_durable`].
+    ///
+    /// # Errors
+    /// As [`Log::wait_durable`].
+    pub async fn wait_durable_async(&self, offset: u64) -> Result<()> {
+        let s = &*self.shared;
+        s.check_appended(offset)?;
+        if s.config.fsync == FsyncPolicy::Never {
+            return Ok(());
+        }
+        loop {
+            let notified = s.durable_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if s.durable.load(Ordering::Acquire) > offset {
+                return Ok(());
+            }
+            if s.closed.load(Ordering::Acquire) {
+                return Err(Error::Closed("closed before the offset became durable"));
+            }
+            notified.await;
+        }
+    }
+
+    /// First offset still in the log.
+    pub fn log_start(&self) -> u64 {
+        self.shared.log_start.load(Ordering::Acquire)
+    }
+
+    /// One past the last appended record (the log end offset).
+    pub fn end_offset(&self) -> u64 {
+        self.shared.end.load(Ordering::Acquire)
+    }
+
+    /// Every offset below this one is durable.
+    pub fn durable_offset(&self) -> u64 {
+        self.shared.durable.load(Ordering::Acquire)
+    }
+
+    /// A reader positioned at `offset`.
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] outside `[log_start, end]`.
+    pub fn reader(&self, offset: u64) -> Result<Reader> {
+        self.shared.check_range(offset)?;
+        Ok(Reader::new(self.shared.clone(), offset))
+    }
+
+    /// A reader positioned at the first record whose arrival time is at or
+    /// after `arrival_us` (µs since the epoch), or at the log end.
+    ///
+    /// # Errors
+    /// Corruption met while seeking.
+    pub fn reader_at_time(&self, arrival_us: i64) -> Result<Reader> {
+        let offset = self.offset_for_time(arrival_us)?;
+        Ok(Reader::new(self.shared.clone(), offset))
+    }
+
+    /// The first offset whose arrival time is at or after `arrival_us`, or
+    /// the log end when there is none. Uses the time indexes: reads at most
+    /// one index interval of the log.
+    ///
+    /// # Errors
+    /// Corruption met while seeking.
+    pub fn offset_for_time(&self, arrival_us: i64) -> Result<u64> {
+        crate::reader::offset_for_time(&self.shared, arrival_us)
+    }
+
+    /// Registers a consumer starting at `offset` (clamped to the log), or
+    /// returns the committed offset of an existing one.
+    ///
+    /// # Errors
+    /// A bad name, a read-only log, or I/O errors writing the ledger.
+    pub fn register_consumer(&self, name: &str, offset: u64) -> Result<u64> {
+        check_consumer_name(name)?;
+        let s = &*self.shared;
+        let _w = s.writer()?;
+        let mut ledger = s.ledger.lock().expect("ledger lock");
+        if let Some(c) = ledger.consumers.get(name) {
+            return Ok(c.committed);
+        }
+        let committed = offset.clamp(self.log_start(), self.end_offset());
+        ledger.consumers.insert(
+            name.to_string(),
+            ConsumerState {
+                committed,
+                lost: vec![],
+            },
+        );
+        if let Err(e) = ledger.save() {
+            ledger.consumers.remove(name);
+            return Err(e);
+        }
+        info!(consumer = name, committed, "registered consumer");
+        Ok(committed)
+    }
+
+    /// Durably records that `name` has handled every offset below `offset`.
+    /// Returns once the ledger is fsynced.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an unknown consumer or an offset past
+    /// the log end; I/O errors writing the ledger.
+    pub fn commit(&self, name: &str, offset: u64) -> Result<()> {
+        let s = &*self.shared;
+        if s.writer.is_none() {
+            return Err(Error::Closed("read-only"));
+        }
+        let end = self.end_offset();
+        if offset > end {
+            return Err(Error::InvalidArgument(format!(
+                "consumer {name:?}: commit of offset {offset} past the log end {end}"
+            )));
+        }
+        let mut ledger = s.ledger.lock().expect("ledger lock");
+        let Some(c) = ledger.consumers.get_mut(name) else {
+            return Err(Error::InvalidArgument(format!(
+                "consumer {name:?} is not registered; register it first"
+            )));
+        };
+        let old = c.committed;
+        c.committed = offset;
+        if let Err(e) = ledger.save() {
+            if let Some(c) = ledger.consumers.get_mut(name) {
+                c.committed = old;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The committed offset of `name`, if registered.
+    pub fn committed(&self, name: &str) -> Option<u64> {
+        let ledger = self.shared.ledger.lock().expect("ledger lock");
+        ledger.consumers.get(name).map(|c| c.committed)
+    }
+
+    /// Forgets a consumer (a dropped pipe); its offset no longer holds
+    /// segments back. Returns whether it existed.
+    ///
+    /// # Errors
+    /// I/O errors writing the ledger.
+    pub fn remove_consumer(&self, name: &str) -> Result<bool> {
+        let s = &*self.shared;
+        let _w = s.writer()?;
+        let mut ledger = s.ledger.lock().expect("ledger lock");
+        let Some(old) = ledger.consumers.remove(name) else {
+            return Ok(false);
+        };
+        if let Err(e) = ledger.save() {
+            ledger.consumers.insert(name.to_string(), old);
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// Every consumer with its committed offset and losses.
+    pub fn consumers(&self) -> Vec<ConsumerInfo> {
+        let ledger = self.shared.ledger.lock().expect("ledger lock");
+        ledger
+            .consumers
+            .iter()
+            .map(|(name, state)| ConsumerInfo {
+                name: name.clone(),
+                state: state.clone(),
+            })
+            .collect()
+    }
+
+    /// Deletes old sealed segments as the retention settings say, never one
+    /// a registered consumer still needs unless `max-disk-bytes` forces it
+    /// (then the loss is recorded in the ledger first). Runs at every roll
+    /// and every checkpoint interval; call it to run it now.
+    ///
+    /// # Errors
+    /// I/O errors writing the ledger or checkpoint, or unlinking.
+    pub fn enforce_retention(&self) -> Result<Vec<Deleted>> {
+        let mut w = self.shared.writer()?;
+        self.shared.enforce_retention(&mut w)
+    }
+
+    /// Total bytes of segment files on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.shared.snapshot().iter().map(|s| s.capacity()).sum()
+    }
+
+    /// Flushes, writes index files and a clean-shutdown checkpoint, and stops
+    /// the background flusher. Further appends fail with [`Error::Closed`];
+    /// readers keep reading what is there. Idempotent.
+    ///
+    /// # Errors
+    /// I/O errors while flushing; the log is closed regardless, and the next
+    /// open recovers as after a crash.
+    pub fn close(&self) -> Result<()> {
+        let s = &*self.shared;
+        s.stop_flusher();
+        let Some(writer) = &s.writer else {
+            return Ok(());
+        };
+        let mut w = writer.lock().expect("writer lock");
+        if w.closed {
+            return Ok(());
+        }
+        w.closed = true;
+        s.closed.store(true, Ordering::Release);
+        let result = (|| {
+            w.active.persist(false)?;
+            let end = s.end.load(Ordering::Acquire);
+            s.set_durable(end);
+            let rp = (end, w.active.base_offset, w.active.data_len());
+            drop(w);
+            s.write_checkpoint(true, Some(rp))
+        })();
+        s.appended.notify_waiters();
+        s.durable_notify.notify_waiters();
+        if result.is_ok() {
+            debug!(dir = %s.dir.display(), end = s.end.load(Ordering::Acquire), "closed cleanly");
+        }
+        result
+    }
+
+    /// Simulates a crash for tests: stops the flusher and drops the log
+    /// without flushing or writing the clean-shutdown checkpoint.
+    #[doc(hidden)]
+    pub fn abandon(self) {
+        self.shared.stop_flusher();
+        if let Some(w) = &self.shared.writer {
+            w.lock().expect("writer lock").closed = true;
+        }
+        self.shared.closed.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::error!(dir = %self.shared.dir.display(), cause = %e, "closing the log failed");
+        }
+    }
+}
+
+fn check_consumer_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_CONSUMER_NAME || name.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(format!(
+            "consumer name {name:?}: must be 1 to {MAX_CONSUMER_NAME} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+impl Shared {
+    fn writer(&self) -> Result<MutexGuard<'_, WriterState>> {
+        let Some(w) = &self.writer else {
+            return Err(Error::Closed("read-only"));
+        };
+        let g = w.lock().expect("writer lock");
+        if g.closed {
+            return Err(Error::Closed("closed"));
+        }
+        Ok(g)
+    }
+
+    pub(crate) fn snapshot(&self) -> Arc<Vec<Arc<Segment>>> {
+        self.segments.read().expect("segments lock").clone()
+    }
+
+    pub(crate) fn check_range(&self, offset: u64) -> Result<()> {
+        let log_start = self.log_start.load(Ordering::Acquire);
+        let log_end = self.end.load(Ordering::Acquire);
+        if offset < log_start || offset > log_end {
+            return Err(Error::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_appended(&self, offset: u64) -> Result<()> {
+        let log_end = self.end.load(Ordering::Acquire);
+        if offset >= log_end {
+            return Err(Error::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start.load(Ordering::Acquire),
+                log_end,
+            });
+        }
+        Ok(())
+    }
+
+    fn wake_readers(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.appended.notify_waiters();
+        }
+    }
+
+    fn set_durable(&self, offset: u64) {
+        let prev = self.durable.fetch_max(offset, Ordering::AcqRel);
+        if offset > prev {
+            let _g = self.durable_mx.lock().expect("durable lock");
+            self.durable_cv.notify_all();
+            self.durable_notify.notify_waiters();
+        }
+    }
+
+    /// Flushes the active segment up to the current end, so that every
+    /// offset below `target` is durable. Concurrent callers group: one
+    /// flushes, the others find their data flushed.
+    fn sync_to(&self, target: u64) -> Result<()> {
+        if self.durable.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        let mut st = self.sync.lock().expect("sync lock");
+        if self.durable.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        let (seg, to, end) = {
+            let Some(w) = &self.writer else {
+                return Ok(());
+            };
+            let w = w.lock().expect("writer lock");
+            (
+                w.active.clone(),
+                w.active.data_len(),
+                self.end.load(Ordering::Acquire),
+            )
+        };
+        if st.segment != seg.base_offset {
+            // A roll persisted every older segment in full.
+            st.segment = seg.base_offset;
+            st.pos = 0;
+        }
+        seg.flush(st.pos, to)?;
+        st.pos = to;
+        self.set_durable(end);
+        if st.last_checkpoint.elapsed() >= self.config.checkpoint_interval {
+            st.last_checkpoint = Instant::now();
+            drop(st);
+            self.write_checkpoint(false, Some((end, seg.base_offset, to)))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the recovery-point checkpoint. `rp` is `(offset, segment base,
+    /// byte position)` of a durable point; `None` keeps the previous one (a
+    /// change of log start). The recovery point never moves back.
+    pub(crate) fn write_checkpoint(&self, clean: bool, rp: Option<(u64, u64, u64)>) -> Result<()> {
+        let mut ck = self.checkpoint.lock().expect("checkpoint lock");
+        let prev = ck.last;
+        let keep = prev.map(|c| (c.recovery_offset, c.segment_base, c.position));
+        let (recovery_offset, segment_base, position) = match (rp, keep) {
+            (Some(new), Some(old)) if new.0 < old.0 => old,
+            (Some(new), _) => new,
+            (None, Some(old)) => old,
+            (None, None) => return Ok(()),
+        };
+        // A floor for arrival times after a restart, even if every record
+        // goes to retention.
+        let last_arrival_us = self
+            .snapshot()
+            .iter()
+            .rev()
+            .map(|s| s.last_arrival())
+            .find(|&t| t != i64::MIN)
+            .or(prev.map(|c| c.last_arrival_us))
+            .unwrap_or(i64::MIN);
+        let c = Checkpoint {
+            clean,
+            log_start: self.log_start.load(Ordering::Acquire),
+            recovery_offset,
+            segment_base,
+            position,
+            last_arrival_us,
+        };
+        if prev == Some(c) {
+            return Ok(());
+        }
+        crate::fsutil::write_atomic(&self.dir.join(CHECKPOINT_FILE), &c.encode())?;
+        ck.last = Some(c);
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at the log end.
+    fn roll(&self, w: &mut WriterState) -> Result<()> {
+        let old = w.active.clone();
+        old.persist(true)?;
+        let next = old.next_offset();
+        let new = Arc::new(Segment::create(&self.dir, next, self.config.segment_bytes)?);
+        crate::fsutil::sync_dir(&self.dir)?;
+        {
+            let mut segs = self.segments.write().expect("segments lock");
+            let mut v = (**segs).clone();
+            v.push(new.clone());
+            *segs = Arc::new(v);
+        }
+        old.mark_sealed();
+        w.active = new;
+        self.set_durable(next);
+        self.appended.notify_waiters();
+        debug!(
+            segment = old.base_offset,
+            next_offset = next,
+            "rolled segment"
+        );
+        self.write_checkpoint(false, Some((next, next, SEGMENT_HEADER_LEN as u64)))?;
+        self.enforce_retention(w)?;
+        Ok(())
+    }
+
+    fn enforce_retention(&self, _w: &mut WriterState) -> Result<Vec<Deleted>> {
+        let c = &self.config;
+        if c.retention_bytes.is_none() && c.retention_age.is_none() && c.max_disk_bytes.is_none() {
+            return Ok(vec![]);
+        }
+        let segs = self.snapshot();
+        let mut ledger = self.ledger.lock().expect("ledger lock");
+        let min_committed = ledger.min_committed();
+        let mut total: u64 = segs.iter().map(|s| s.capacity()).sum();
+        let cutoff = c
+            .retention_age
+            .map(|a| now_us().saturating_sub(a.as_micros() as i64));
+        let mut deleted = Vec::new();
+        // Only a prefix of sealed segments may go; the active one stays.
+        for seg in &segs[..segs.len() - 1] {
+            let over_size = c.retention_bytes.is_some_and(|b| total > b);
+            let too_old = cutoff.is_some_and(|t| seg.last_arrival() < t);
+            let consumed = min_committed.is_none_or(|m| seg.next_offset() <= m);
+            let forced = c.max_disk_bytes.is_some_and(|m| total > m);
+            if (over_size || too_old) && consumed {
+                deleted.push(Deleted {
+                    base_offset: seg.base_offset,
+                    next_offset: seg.next_offset(),
+                    forced: false,
+                });
+            } else if forced {
+                deleted.push(Deleted {
+                    base_offset: seg.base_offset,
+                    next_offset: seg.next_offset(),
+                    forced: true,
+                });
+            } else {
+                break;
+            }
+            total -= seg.capacity();
+        }
+        let Some(last) = deleted.last() else {
+            return Ok(deleted);
+        };
+        let new_start = last.next_offset;
+        // Record losses and move lagging consumers to the new log start, and
+        // make that durable before any file goes.
+        let mut changed = false;
+        for (name, cs) in ledger.consumers.iter_mut() {
+            if cs.committed < new_start {
+                let from = cs.committed;
+                warn!(
+                    consumer = %name,
+                    from,
+                    to = new_start,
+                    "max-disk-bytes forced deletion of records this consumer had not read"
+                );
+                cs.lost.push((from, new_start));
+                cs.committed = new_start;
+                changed = true;
+            }
+        }
+        if changed {
+            ledger.save()?;
+        }
+        drop(ledger);
+        self.log_start.store(new_start, Ordering::Release);
+        self.write_checkpoint(false, None)?;
+        {
+            let mut s = self.segments.write().expect("segments lock");
+            *s = Arc::new(segs[deleted.len()..].to_vec());
+        }
+        for d in &deleted {
+            Segment::remove_files(&self.dir, d.base_offset)?;
+            info!(
+                segment = d.base_offset,
+                next_offset = d.next_offset,
+                forced = d.forced,
+                "retention deleted segment"
+            );
+        }
+        crate::fsutil::sync_dir(&self.dir)?;
+        Ok(deleted)
+    }
+
+    fn flusher_loop(&self, every: Duration) {
+        let mut last_retention = Instant::now();
+        loop {
+            {
+                let stop = self.stop.lock().expect("stop lock");
+                let (stop, _) = self
+                    .stop_cv
+                    .wait_timeout_while(stop, every, |s| !*s)
+                    .expect("stop lock");
+                if *stop {
+                    return;
+                }
+            }
+            if let FsyncPolicy::Interval(_) = self.config.fsync {
+                if let Err(e) = self.sync_to(self.end.load(Ordering::Acquire)) {
+                    warn!(cause = %e, "group commit failed; retrying next interval");
+                }
+            }
+            if last_retention.elapsed() >= self.config.checkpoint_interval {
+                last_retention = Instant::now();
+                let r = self
+                    .writer()
+                    .and_then(|mut w| self.enforce_retention(&mut w));
+                if let Err(e) = r {
+                    if !matches!(e, Error::Closed(_)) {
+                        warn!(cause = %e, "retention failed; retrying next interval");
+                    }
+                }
+            }
+        }
+    }
+
+    fn stop_flusher(&self) {
+        *self.stop.lock().expect("stop lock") = true;
+        self.stop_cv.notify_all();
+        let handle = self.flusher.lock().expect("flusher lock").take();
+        if let Some(h) = handle {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! Readers: sequential reads from an offset, seeks by offset and arrival
+//! time, and tailing the log end.
+//!
+//! Every batch a reader returns has passed its CRC check; a reader never
+//! sees a partially written batch because it reads only below the published
+//! data length of a segment, which the writer raises after the batch and its
+//! index entry are complete.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::format::{self, BatchError, BatchHeader, RecordIter};
+use crate::log::Shared;
+use crate::segment::Segment;
+
+/// One record as a reader returns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// The record's offset.
+    pub offset: u64,
+    /// When the log accepted it, µs since the Unix epoch.
+    pub arrival_us: i64,
+    /// The kind byte given at append.
+    pub kind: u8,
+    /// The payload given at append.
+    pub payload: &'a [u8],
+}
+
+/// The records of one batch from `first_offset` on, copied out of the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordBatch {
+    base_offset: u64,
+    first_offset: u64,
+    arrival_us: i64,
+    bytes: Vec<u8>,
+}
+
+impl RecordBatch {
+    /// Offset of the first record returned by [`RecordBatch::iter`].
+    pub fn first_offset(&self) -> u64 {
+        self.first_offset
+    }
+
+    /// One past the last record.
+    pub fn next_offset(&self) -> u64 {
+        self.base_offset + u64::from(format::le_u32(&self.bytes, 24))
+    }
+
+    /// Arrival time shared by the batch's records (µs since the epoch).
+    pub fn arrival_us(&self) -> i64 {
+        self.arrival_us
+    }
+
+    /// Number of records [`RecordBatch::iter`] yields.
+    pub fn len(&self) -> usize {
+        (self.next_offset() - self.first_offset) as usize
+    }
+
+    /// Never true: a batch holds at least one record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The batch's size in the log, header included.
+    pub fn size_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The records, in offset order.
+    pub fn iter(&self) -> impl Iterator<Item = Record<'_>> + '_ {
+        let skip = (self.first_offset - self.base_offset) as usize;
+        RecordIter::new(&self.bytes)
+            .enumerate()
+            .skip(skip)
+            .map(move |(i, (kind, payload))| Record {
+                offset: self.base_offset + i as u64,
+                arrival_us: self.arrival_us,
+                kind,
+                payload,
+            })
+    }
+}
+
+/// Reads the log in offset order from a start offset, and tails its end.
+///
+/// A reader holds its segment alive: retention may unlink the files, but
+/// the reader keeps reading its mapping and then reports
+/// [`Error::OffsetOutOfRange`] for what is gone.
+pub struct Reader {
+    shared: Arc<Shared>,
+    /// The next offset to return.
+    next: u64,
+    /// The segment and byte position `next` lies at, once located.
+    at: Option<(Arc<Segment>, u64)>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader").field("next", &self.next).finish()
+    }
+}
+
+impl Reader {
+    pub(crate) fn new(shared: Arc<Shared>, offset: u64) -> Reader {
+        Reader {
+            shared,
+            next: offset,
+            at: None,
+        }
+    }
+
+    /// The offset the next record returned will have.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// Moves the reader to `offset`.
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] outside `[log_start, end]`.
+    pub fn seek(&mut self, offset: u64) -> Result<()> {
+        self.shared.check_range(offset)?;
+        self.next = offset;
+        self.at = None;
+        Ok(())
+    }
+
+    /// Returns the next batch (from the reader's position on), or `None` at
+    /// the log end. Never blocks.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] naming the offset and byte of a damaged batch
+    /// (the reader stays before it); [`Error::OffsetOutOfRange`] when
+    /// retention deleted the reader's position.
+    pub fn try_next(&mut self) -> Result<Option<RecordBatch>> {
+        loop {
+            if self.next >= self.shared.end.load(Ordering::Acquire) {
+                return Ok(None);
+            }
+            let (seg, pos) = match self.at.take() {
+                Some(at) => at,
+                None => self.locate()?,
+            };
+            let len = seg.data_len();
+            if pos >= len {
+                // This segment is exhausted: move on if a newer one exists.
+                if seg.next_offset() <= self.next && seg.is_sealed() {
+                    self.at = None;
+                    continue;
+                }
+                self.at = Some((seg, pos));
+                return Ok(None);
+            }
+            let bytes = seg.bytes(pos, len);
+            let h = match format::check_batch(bytes) {
+                Ok(h) => h,
+                Err(e) => {
+                    let err = corruption(&seg, self.next, pos, &e);
+                    self.at = Some((seg, pos));
+                    return Err(err);
+                }
+            };
+            if h.next_offset() <= self.next {
+                self.at = Some((seg, pos + u64::from(h.length)));
+                continue;
+            }
+            if h.base_offset > self.next {
+                let err = Error::Corruption {
+                    path: seg.path().to_path_buf(),
+                    offset: self.next,
+                    position: pos,
+                    reason: format!(
+                        "expected offset {} but found batch at {}",
+                        self.next, h.base_offset
+                    ),
+                };
+                self.at = Some((seg, pos));
+                return Err(err);
+            }
+            let batch = RecordBatch {
+                base_offset: h.base_offset,
+                first_offset: self.next,
+                arrival_us: h.arrival_us,
+                bytes: bytes[..h.length as usize].to_vec(),
+            };
+            self.next = h.next_offset();
+            self.at = Some((seg, pos + u64::from(h.length)));
+            return Ok(Some(batch));
+        }
+    }
+
+    /// Returns the next batch, waiting (asynchronously) for the writer when
+    /// the reader is at the log end.
+    ///
+    /// # Errors
+    /// As [`Reader::try_next`], and [`Error::Closed`] when the log closes
+    /// while the reader waits at its end.
+    pub async fn next(&mut self) -> Result<RecordBatch> {
+        loop {
+            if let Some(b) = self.try_next()? {
+                return Ok(b);
+            }
+            let shared = self.shared.clone();
+            let notified = shared.appended.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            shared.waiting.fetch_add(1, Ordering::SeqCst);
+            let ready = self.next < shared.end.load(Ordering::SeqCst);
+            if !ready {
+                if shared.closed.load(Ordering::Acquire) {
+                    shared.waiting.fetch_sub(1, Ordering::SeqCst);
+                    return Err(Error::Closed("closed"));
+                }
+                notified.await;
+            }
+            shared.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Finds the segment and a byte position at or before `self.next`.
+    fn locate(&self) -> Result<(Arc<Segment>, u64)> {
+        self.shared.check_range(self.next)?;
+        let segs = self.shared.snapshot();
+        let i = segs.partition_point(|s| s.base_offset <= self.next);
+        let Some(seg) = i.checked_sub(1).map(|i| segs[i].clone()) else {
+            return Err(Error::OffsetOutOfRange {
+                offset: self.next,
+                log_start: self.shared.log_start.load(Ordering::Acquire),
+                log_end: self.shared.end.load(Ordering::Acquire),
+            });
+        };
+        let rel = (self.next - seg.base_offset).min(u64::from(u32::MAX)) as u32;
+        let pos = seg
+            .index
+            .read()
+            .expect("index lock poisoned")
+            .floor_offset(rel)
+            .map_or(format::SEGMENT_HEADER_LEN as u64, |(_, p)| u64::from(p));
+        Ok((seg, pos))
+    }
+}
+
+fn corruption(seg: &Segment, offset: u64, position: u64, e: &BatchError) -> Error {
+    let reason = match e {
+        BatchError::End => "batch length is zero inside the published data".to_string(),
+        BatchError::Truncated => "batch runs past the end of the data".to_string(),
+        BatchError::Invalid(r) => (*r).to_string(),
+    };
+    Error::Corruption {
+        path: seg.path().to_path_buf(),
+        offset,
+        position,
+        reason,
+    }
+}
+
+/// Walks batch headers of `seg` from `pos` (CRC-checked), calling `stop` on
+/// each until it says so; returns the header and position where it stopped.
+fn walk(
+    seg: &Segment,
+    mut pos: u64,
+    mut stop: impl FnMut(&BatchHeader) -> bool,
+) -> Result<Option<(BatchHeader, u64)>> {
+    let len = seg.data_len();
+    while pos < len {
+        let bytes = seg.bytes(pos, len);
+        let h =
+            format::check_batch(bytes).map_err(|e| corruption(seg, seg.base_offset, pos, &e))?;
+        if stop(&h) {
+            return Ok(Some((h, pos)));
+        }
+        pos += u64::from(h.length);
+    }
+    Ok(None)
+}
+
+pub(crate) fn offset_for_time(shared: &Shared, t: i64) -> Result<u64> {
+    let segs = shared.snapshot();
+    let log_start = shared.log_start.load(Ordering::Acquire);
+    // The first segment holding a record at or after `t`.
+    let Some(seg) = segs
+        .iter()
+        .find(|s| !s.is_empty() && s.last_arrival() >= t && s.next_offset() > log_start)
+    else {
+        return Ok(shared.end.load(Ordering::Acquire));
+    };
+    if seg.first_arrival() >= t {
+        return Ok(seg.base_offset.max(log_start));
+    }
+    let pos = {
+        let ix = seg.index.read().expect("index lock poisoned");
+        ix.floor_offset(ix.floor_time(t))
+            .map_or(format::SEGMENT_HEADER_LEN as u64, |(_, p)| u64::from(p))
+    };
+    match walk(seg, pos, |h| h.arrival_us >= t)? {
+        Some((h, _)) => Ok(h.base_offset.max(log_start)),
+        None => Ok(seg.next_offset()),
+    }
+}
+
+/// The byte position and arrival time of the batch holding `offset` in
+/// `seg`, found through the sparse index.
+pub(crate) fn locate_batch(seg: &Segment, offset: u64) -> Result<(u64, i64)> {
+    let rel = (offset - seg.base_offset).min(u64::from(u32::MAX)) as u32;
+    let pos = seg
+        .index
+        .read()
+        .expect("index lock poisoned")
+        .floor_offset(rel)
+        .map_or(format::SEGMENT_HEADER_LEN as u64, |(_, p)| u64::from(p));
+    match walk(seg, pos, |h| h.next_offset() > offset)? {
+        Some((h, pos)) => Ok((pos, h.arrival_us)),
+        None => Err(Error::Corruption {
+            path: seg.path().to_path_buf(),
+            offset,
+            position: seg.data_len(),
+            reason: "offset not found in its segment".into(),
+        }),
+    }
+}

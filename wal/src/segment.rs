@@ -1,0 +1,540 @@
+//! One segment: a memory-mapped, preallocated file of batches, and its
+//! in-memory sparse indexes.
+//!
+//! This module holds all of the crate's `unsafe` code: the mapping itself
+//! and the raw reads and writes through it.
+//!
+//! # Design constraints
+//! - Bytes below the published `data_len` are never written again while the
+//!   segment is shared (append-only); recovery truncates only before the
+//!   segment is shared with any reader.
+//! - Exactly one writer, the holder of the log's writer mutex, writes at or
+//!   above `data_len`; readers never read there.
+//! - `data_len` and `next_offset` are published with `Release` after the
+//!   bytes and the index entry are in place, and read with `Acquire`.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::RwLock;
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{Error, Result};
+use crate::format::{
+    self, decode_index_file, encode_index_file, FileKind, FileName, SegmentMeta,
+    OFFSET_INDEX_MAGIC, SEGMENT_HEADER_LEN, TIME_INDEX_MAGIC,
+};
+
+/// Sparse indexes of one segment, held in memory and written to the
+/// `.index` / `.timeindex` files when the segment is sealed or closed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct SparseIndex {
+    /// `(offset - base, byte position)`, both increasing.
+    pub offsets: Vec<(u32, u32)>,
+    /// `(arrival µs, offset - base)`: the offset is the first one whose
+    /// arrival time is at or after the time. Both increasing.
+    pub times: Vec<(i64, u32)>,
+    /// Bytes appended since the last offset entry.
+    since_offset_entry: u64,
+    /// Bytes appended since the last time entry.
+    since_time_entry: u64,
+    /// Arrival time of the last batch indexed or skipped.
+    last_arrival: Option<i64>,
+}
+
+impl SparseIndex {
+    /// Records that a batch of `len` bytes with first offset `rel` and
+    /// arrival `arrival` starts at `pos`, adding entries every `interval`
+    /// bytes.
+    pub(crate) fn on_batch(&mut self, rel: u32, pos: u32, arrival: i64, len: u64, interval: u32) {
+        let interval = u64::from(interval);
+        if self.offsets.is_empty() || self.since_offset_entry >= interval {
+            self.offsets.push((rel, pos));
+            self.since_offset_entry = 0;
+        }
+        // A time entry may only sit where the arrival time rises: then every
+        // earlier offset arrived strictly before it.
+        let rises = self.last_arrival.is_none_or(|t| arrival > t);
+        if rises && (self.times.is_empty() || self.since_time_entry >= interval) {
+            self.times.push((arrival, rel));
+            self.since_time_entry = 0;
+        }
+        self.since_offset_entry += len;
+        self.since_time_entry += len;
+        self.last_arrival = Some(arrival);
+    }
+
+    /// The indexed `(rel, pos)` at or before `rel`.
+    pub(crate) fn floor_offset(&self, rel: u32) -> Option<(u32, u32)> {
+        let i = self.offsets.partition_point(|&(r, _)| r <= rel);
+        i.checked_sub(1).map(|i| self.offsets[i])
+    }
+
+    /// The relative offset to start scanning from for the first record with
+    /// arrival time >= `t`.
+    pub(crate) fn floor_time(&self, t: i64) -> u32 {
+        let i = self.times.partition_point(|&(at, _)| at <= t);
+        i.checked_sub(1).map_or(0, |i| self.times[i].1)
+    }
+
+    fn encode_offsets(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(self.offsets.len() * 8);
+        for (r, p) in &self.offsets {
+            b.extend_from_slice(&r.to_le_bytes());
+            b.extend_from_slice(&p.to_le_bytes());
+        }
+        b
+    }
+
+    fn encode_times(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(self.times.len() * 12);
+        for (t, r) in &self.times {
+            b.extend_from_slice(&t.to_le_bytes());
+            b.extend_from_slice(&r.to_le_bytes());
+        }
+        b
+    }
+}
+
+/// A segment file and its mapping.
+pub(crate) struct Segment {
+    /// Offset of the first record in this segment.
+    pub base_offset: u64,
+    path: PathBuf,
+    /// Kept open for `set_len` when sealing.
+    file: File,
+    /// The mapping; `map.len()` is the file length when mapped.
+    map: MmapRaw,
+    writable: bool,
+    /// Bytes in use and visible to readers, header included.
+    data_len: AtomicU64,
+    /// One past the last record visible to readers.
+    next_offset: AtomicU64,
+    /// Arrival time of the first record, `i64::MIN` if empty.
+    first_arrival: AtomicI64,
+    /// Arrival time of the last visible record, `i64::MIN` if empty.
+    last_arrival: AtomicI64,
+    /// Set when a newer segment has taken over appends.
+    sealed: AtomicBool,
+    pub index: RwLock<SparseIndex>,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("base_offset", &self.base_offset)
+            .field("data_len", &self.data_len())
+            .field("next_offset", &self.next_offset())
+            .finish()
+    }
+}
+
+fn preallocate(file: &File, path: &Path, len: u64) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is valid for the call; posix_fallocate has no
+    // memory-safety preconditions.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
+    match rc {
+        0 => Ok(()),
+        // Filesystems without fallocate: a sparse file still works.
+        libc::EOPNOTSUPP | libc::EINVAL => {
+            file.set_len(len).map_err(|e| Error::io(path, "set_len", e))
+        }
+        err => Err(Error::io(
+            path,
+            "fallocate",
+            std::io::Error::from_raw_os_error(err),
+        )),
+    }
+}
+
+impl Segment {
+    /// Creates a new, empty, preallocated segment file.
+    pub(crate) fn create(dir: &Path, base_offset: u64, capacity: u64) -> Result<Segment> {
+        let path = FileName::build(dir, base_offset, FileKind::Log);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, "create segment", e))?;
+        preallocate(&file, &path, capacity)?;
+        let seg = Segment::map(path, file, base_offset, true)?;
+        seg.write_at(0, &format::segment_header());
+        seg.data_len
+            .store(SEGMENT_HEADER_LEN as u64, Ordering::Release);
+        Ok(seg)
+    }
+
+    /// Maps an existing segment file. Its bookkeeping is empty until
+    /// [`Segment::restore`] is called.
+    pub(crate) fn open(path: &Path, base_offset: u64, writable: bool) -> Result<Segment> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(path)
+            .map_err(|e| Error::io(path, "open segment", e))?;
+        Segment::map(path.to_path_buf(), file, base_offset, writable)
+    }
+
+    fn map(path: PathBuf, file: File, base_offset: u64, writable: bool) -> Result<Segment> {
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(&path, "stat", e))?
+            .len();
+        let mut opts = MmapOptions::new();
+        opts.len(len as usize);
+        let map = if writable {
+            opts.map_raw(&file)
+        } else {
+            opts.map_raw_read_only(&file)
+        }
+        .map_err(|e| Error::io(&path, "mmap", e))?;
+        Ok(Segment {
+            base_offset,
+            path,
+            file,
+            map,
+            writable,
+            data_len: AtomicU64::new(0),
+            next_offset: AtomicU64::new(base_offset),
+            first_arrival: AtomicI64::new(i64::MIN),
+            last_arrival: AtomicI64::new(i64::MIN),
+            sealed: AtomicBool::new(false),
+            index: RwLock::new(SparseIndex::default()),
+        })
+    }
+
+    /// Path of the `.log` file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Length of the mapping (the file's length when mapped).
+    pub(crate) fn capacity(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    /// All mapped bytes, including any not yet published.
+    ///
+    /// Only for recovery, which runs before the segment is shared.
+    pub(crate) fn raw(&self) -> &[u8] {
+        // SAFETY: the mapping is valid for `len` bytes for the life of
+        // `self`. Recovery calls this before any other thread can see the
+        // segment, and no one writes through the map while the slice lives
+        // (the single writer is the caller itself, not yet appending).
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.map.len()) }
+    }
+
+    /// The published bytes `[from, to)`.
+    ///
+    /// # Panics
+    /// If `to` is past the published data length.
+    pub(crate) fn bytes(&self, from: u64, to: u64) -> &[u8] {
+        let len = self.data_len.load(Ordering::Acquire);
+        assert!(
+            from <= to && to <= len,
+            "read [{from}, {to}) past data length {len}"
+        );
+        // SAFETY: `[from, to)` lies below the published data length, which
+        // (see the module's design constraints) is never written again while
+        // the segment is shared; the mapping outlives `&self`.
+        unsafe {
+            std::slice::from_raw_parts(self.map.as_ptr().add(from as usize), (to - from) as usize)
+        }
+    }
+
+    /// Copies `src` into the mapping at `pos`.
+    ///
+    /// Only the log's single writer calls this, at or above the published
+    /// data length (or recovery before the segment is shared).
+    pub(crate) fn write_at(&self, pos: u64, src: &[u8]) {
+        self.with_slice_mut(pos, src.len(), |dst| dst.copy_from_slice(src));
+    }
+
+    /// Lends `len` bytes of the mapping at `pos` to `f` for writing.
+    ///
+    /// # Panics
+    /// If the segment is read-only or the range is outside the mapping or
+    /// below the published data length.
+    pub(crate) fn with_slice_mut<R>(
+        &self,
+        pos: u64,
+        len: usize,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> R {
+        assert!(self.writable, "write to a read-only segment");
+        assert!(
+            pos + len as u64 <= self.capacity(),
+            "write past the segment end"
+        );
+        assert!(
+            pos >= self.data_len.load(Ordering::Acquire),
+            "write below the published data"
+        );
+        // SAFETY: the range is inside the mapping (checked above) and at or
+        // above the published data length, which no reader touches; the
+        // log's writer mutex makes the caller the only writer, so no other
+        // reference to these bytes exists while `f` runs.
+        let dst =
+            unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(pos as usize), len) };
+        f(dst)
+    }
+
+    /// Zeroes the bytes `[from, to)` and makes it durable: recovery's
+    /// truncation of a damaged tail, before the segment is shared.
+    pub(crate) fn zero_range(&self, from: u64, to: u64) -> Result<()> {
+        let to = to.min(self.capacity());
+        if from >= to {
+            return Ok(());
+        }
+        // Temporarily lower the published length so the write check passes.
+        self.data_len.store(from, Ordering::Release);
+        self.with_slice_mut(from, (to - from) as usize, |b| b.fill(0));
+        self.flush(from, to)
+    }
+
+    /// Forces `[from, to)` of the mapping to disk.
+    pub(crate) fn flush(&self, from: u64, to: u64) -> Result<()> {
+        if to <= from {
+            return Ok(());
+        }
+        self.map
+            .flush_range(from as usize, (to - from) as usize)
+            .map_err(|e| Error::io(&self.path, "msync", e))
+    }
+
+    pub(crate) fn data_len(&self) -> u64 {
+        self.data_len.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn next_offset(&self) -> u64 {
+        self.next_offset.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn first_arrival(&self) -> i64 {
+        self.first_arrival.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn last_arrival(&self) -> i64 {
+        self.last_arrival.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_sealed(&self) -> bool {
+        self.sealed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.next_offset() == self.base_offset
+    }
+
+    /// Publishes a batch the writer has just written at the current data
+    /// length: indexes it, then makes it visible.
+    pub(crate) fn publish_batch(&self, header: &format::BatchHeader, interval: u32) {
+        let pos = self.data_len.load(Ordering::Relaxed);
+        let rel = (header.base_offset - self.base_offset) as u32;
+        self.index.write().expect("index lock poisoned").on_batch(
+            rel,
+            pos as u32,
+            header.arrival_us,
+            u64::from(header.length),
+            interval,
+        );
+        if self.first_arrival.load(Ordering::Relaxed) == i64::MIN {
+            self.first_arrival
+                .store(header.arrival_us, Ordering::Release);
+        }
+        self.last_arrival
+            .store(header.arrival_us, Ordering::Release);
+        self.next_offset
+            .store(header.next_offset(), Ordering::Release);
+        self.data_len
+            .store(pos + u64::from(header.length), Ordering::Release);
+    }
+
+    /// Sets the bookkeeping of a recovered segment, before it is shared.
+    pub(crate) fn restore(&self, meta: &SegmentMeta, index: SparseIndex) {
+        *self.index.write().expect("index lock poisoned") = index;
+        self.first_arrival
+            .store(meta.first_arrival_us, Ordering::Release);
+        self.last_arrival
+            .store(meta.last_arrival_us, Ordering::Release);
+        self.next_offset.store(meta.next_offset, Ordering::Release);
+        self.data_len.store(meta.data_len, Ordering::Release);
+    }
+
+    pub(crate) fn meta(&self) -> SegmentMeta {
+        SegmentMeta {
+            base_offset: self.base_offset,
+            next_offset: self.next_offset(),
+            data_len: self.data_len(),
+            first_arrival_us: self.first_arrival(),
+            last_arrival_us: self.last_arrival(),
+        }
+    }
+
+    /// Marks the segment sealed: no more appends, readers move on to the next.
+    pub(crate) fn mark_sealed(&self) {
+        self.sealed.store(true, Ordering::Release);
+    }
+
+    /// Makes the segment durable, shrinks the file to its data, and writes
+    /// its index files. Used at roll (then the segment is sealed for good)
+    /// and at clean close of the active segment.
+    pub(crate) fn persist(&self, shrink: bool) -> Result<()> {
+        let len = self.data_len();
+        self.flush(0, len)?;
+        if shrink && len < self.capacity() {
+            self.file
+                .set_len(len)
+                .map_err(|e| Error::io(&self.path, "truncate sealed segment", e))?;
+        }
+        self.file
+            .sync_all()
+            .map_err(|e| Error::io(&self.path, "fsync", e))?;
+        self.write_index_files()
+    }
+
+    /// Writes `.index` and `.timeindex` atomically.
+    pub(crate) fn write_index_files(&self) -> Result<()> {
+        let meta = self.meta();
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let index = self.index.read().expect("index lock poisoned").clone();
+        let offsets = encode_index_file(
+            OFFSET_INDEX_MAGIC,
+            &meta,
+            index.offsets.len(),
+            &index.encode_offsets(),
+        );
+        let times = encode_index_file(
+            TIME_INDEX_MAGIC,
+            &meta,
+            index.times.len(),
+            &index.encode_times(),
+        );
+        crate::fsutil::write_atomic(
+            &FileName::build(dir, self.base_offset, FileKind::OffsetIndex),
+            &offsets,
+        )?;
+        crate::fsutil::write_atomic(
+            &FileName::build(dir, self.base_offset, FileKind::TimeIndex),
+            &times,
+        )
+    }
+
+    /// Loads this segment's index files when both are present, intact and
+    /// consistent with the segment; `Err(reason)` otherwise.
+    pub(crate) fn load_index_files(
+        &self,
+    ) -> std::result::Result<(SegmentMeta, SparseIndex), String> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let read = |kind| {
+            let p = FileName::build(dir, self.base_offset, kind);
+            std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))
+        };
+        let ob = read(FileKind::OffsetIndex)?;
+        let tb = read(FileKind::TimeIndex)?;
+        let (meta, oe) = decode_index_file(OFFSET_INDEX_MAGIC, 8, &ob)?;
+        let (tmeta, te) = decode_index_file(TIME_INDEX_MAGIC, 12, &tb)?;
+        if meta != tmeta {
+            return Err("offset and time index disagree about the segment".into());
+        }
+        if meta.base_offset != self.base_offset {
+            return Err(format!("index is for base offset {}", meta.base_offset));
+        }
+        if meta.data_len < SEGMENT_HEADER_LEN as u64 || meta.data_len > self.capacity() {
+            return Err(format!(
+                "index says {} bytes of data, the segment file has {}",
+                meta.data_len,
+                self.capacity()
+            ));
+        }
+        let mut index = SparseIndex {
+            offsets: oe
+                .chunks_exact(8)
+                .map(|c| (format::le_u32(c, 0), format::le_u32(c, 4)))
+                .collect(),
+            times: te
+                .chunks_exact(12)
+                .map(|c| (format::le_i64(c, 0), format::le_u32(c, 8)))
+                .collect(),
+            ..SparseIndex::default()
+        };
+        let span = meta.next_offset - meta.base_offset;
+        let ok_offsets = index
+            .offsets
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1)
+            && index
+                .offsets
+                .iter()
+                .all(|&(r, p)| u64::from(r) < span.max(1) && u64::from(p) < meta.data_len);
+        let ok_times = index
+            .times
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1)
+            && index.times.iter().all(|&(_, r)| u64::from(r) < span.max(1));
+        if !ok_offsets
+            || !ok_times
+            || (span > 0 && index.offsets.first() != Some(&(0, SEGMENT_HEADER_LEN as u32)))
+        {
+            return Err("index entries out of order or out of range".into());
+        }
+        // Spot-check the last entry against the segment itself.
+        if let Some(&(rel, pos)) = index.offsets.last() {
+            match format::parse_batch_header(&self.raw()[pos as usize..meta.data_len as usize]) {
+                Ok(h) if h.base_offset == self.base_offset + u64::from(rel) => {}
+                _ => {
+                    return Err(format!(
+                        "index entry for offset {} does not point at its batch",
+                        self.base_offset + u64::from(rel)
+                    ))
+                }
+            }
+        }
+        index.last_arrival = (span > 0).then_some(meta.last_arrival_us);
+        index.since_offset_entry = u64::MAX / 2;
+        index.since_time_entry = u64::MAX / 2;
+        Ok((meta, index))
+    }
+
+    /// Deletes the segment's files.
+    pub(crate) fn remove_files(dir: &Path, base_offset: u64) -> Result<()> {
+        for kind in [FileKind::OffsetIndex, FileKind::TimeIndex, FileKind::Log] {
+            let p = FileName::build(dir, base_offset, kind);
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(p, "unlink", e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_index_lookups() {
+        let mut ix = SparseIndex::default();
+        // 10 batches of 1000 bytes, 2 records each, interval 2500 bytes;
+        // arrival time rises every other batch.
+        for i in 0..10u32 {
+            ix.on_batch(i * 2, 16 + i * 1000, i64::from(i / 2), 1000, 2500);
+        }
+        assert_eq!(ix.offsets, vec![(0, 16), (6, 3016), (12, 6016), (18, 9016)]);
+        assert_eq!(ix.floor_offset(0), Some((0, 16)));
+        assert_eq!(ix.floor_offset(7), Some((6, 3016)));
+        assert_eq!(ix.floor_offset(100), Some((18, 9016)));
+        // Time entries only where the time rises.
+        assert!(ix.times.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(ix.times[0], (0, 0));
+        assert_eq!(ix.floor_time(-5), 0);
+        for &(t, rel) in &ix.times {
+            assert_eq!(ix.floor_time(t), rel);
+        }
+    }
+}
