@@ -406,6 +406,10 @@ pub(crate) fn recover(dir: &Path, config: &Config) -> Result<Recovered> {
         });
         let Some(d) = damage else {
             seg.restore(&s.meta, s.index);
+            if trust_index && !is_last {
+                // A sealed segment whose index files were bad: replace them.
+                seg.write_index_files()?;
+            }
             prev_arrival = prev_arrival.max(s.meta.last_arrival_us);
             segments.push(Arc::new(seg));
             continue;

@@ -1,0 +1,388 @@
+//! Appends, reads, rolls, seeks, tailing, durability, consumers, retention
+//! and locking, on real files.
+
+mod util;
+
+use std::time::Duration;
+
+use util::{assert_prefix, fill, payload, read_all, small};
+use wal::{Config, Error, FsyncPolicy, Log};
+
+#[test]
+fn append_read_across_rolls_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small(8192)).unwrap();
+    fill(&log, 0, 500);
+    assert!(
+        log.segments().len() > 5,
+        "expected several segments, got {:?}",
+        log.segments()
+    );
+    assert_prefix(&log, 500);
+    // Segments are dense and ordered.
+    let segs = log.segments();
+    for w in segs.windows(2) {
+        assert_eq!(w[0].next_offset, w[1].base_offset);
+        assert!(w[0].sealed && !w[1].sealed || w[0].sealed);
+    }
+    log.close().unwrap();
+    drop(log);
+    let log = Log::open(dir.path(), small(8192)).unwrap();
+    assert_prefix(&log, 500);
+    fill(&log, 500, 600);
+    assert_prefix(&log, 600);
+}
+
+#[test]
+fn batch_appends_are_dense() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small(1 << 16)).unwrap();
+    let a = log
+        .append_batch(&[(1, b"a"), (2, b"b"), (3, b"c")])
+        .unwrap();
+    let b = log.append(4, b"d").unwrap();
+    assert_eq!((a, b), (0, 3));
+    let mut r = log.reader(1).unwrap();
+    let batch = r.try_next().unwrap().unwrap();
+    let got: Vec<_> = batch
+        .iter()
+        .map(|x| (x.offset, x.kind, x.payload.to_vec()))
+        .collect();
+    assert_eq!(got, vec![(1, 2, b"b".to_vec()), (2, 3, b"c".to_vec())]);
+    assert_eq!(r.try_next().unwrap().unwrap().first_offset(), 3);
+    assert!(r.try_next().unwrap().is_none());
+    assert!(matches!(
+        log.append_batch(&[]),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn oversized_record_is_rejected_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small(8192)).unwrap();
+    let big = vec![7u8; 8192];
+    let e = log.append(1, &big).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)));
+    let msg = e.to_string();
+    assert!(
+        msg.contains("more than a segment holds") && msg.contains("segment-bytes"),
+        "{msg}"
+    );
+    // The largest record that fits is accepted, in a fresh segment.
+    let max = log.config().max_payload_bytes() as usize;
+    log.append(1, b"x").unwrap();
+    assert_eq!(log.append(1, &vec![1u8; max]).unwrap(), 1);
+    assert_eq!(read_all(&log).0[1].2.len(), max);
+}
+
+#[test]
+fn seek_by_offset_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small(4096)).unwrap();
+    let mut marks = Vec::new();
+    for round in 0..6u64 {
+        fill(&log, round * 50, round * 50 + 50);
+        marks.push(log.segments().last().unwrap().last_arrival_us.unwrap());
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let (recs, _) = read_all(&log);
+    assert_eq!(recs.len(), 300);
+    // Reference: arrival time of every offset, from a full read.
+    let mut arrivals = Vec::new();
+    let mut r = log.reader(0).unwrap();
+    while let Some(b) = r.try_next().unwrap() {
+        arrivals.extend(b.iter().map(|x| x.arrival_us));
+    }
+    assert!(
+        arrivals.windows(2).all(|w| w[0] <= w[1]),
+        "arrival times never decrease"
+    );
+    for probe in arrivals
+        .iter()
+        .copied()
+        .chain(marks.iter().map(|m| m + 1))
+        .chain([i64::MIN, 0])
+    {
+        let want = arrivals
+            .iter()
+            .position(|&a| a >= probe)
+            .map_or(300, |p| p as u64);
+        assert_eq!(log.offset_for_time(probe).unwrap(), want, "time {probe}");
+    }
+    for o in [0u64, 1, 49, 50, 123, 299, 300] {
+        let mut r = log.reader(o).unwrap();
+        let first = r
+            .try_next()
+            .unwrap()
+            .map(|b| b.iter().next().unwrap().offset);
+        assert_eq!(first, (o < 300).then_some(o));
+    }
+    assert!(matches!(
+        log.reader(301),
+        Err(Error::OffsetOutOfRange { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tailing_readers_wake_on_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::sync::Arc::new(Log::open(dir.path(), small(4096)).unwrap());
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let mut r = log.reader(0).unwrap();
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while seen.len() < 400 {
+                let b = tokio::time::timeout(Duration::from_secs(10), r.next())
+                    .await
+                    .expect("woken within 10 s")
+                    .unwrap();
+                seen.extend(b.iter().map(|x| (x.offset, x.payload.to_vec())));
+            }
+            seen
+        }));
+    }
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for o in 0..400 {
+                log.append(0, &payload(o)).unwrap();
+                if o % 50 == 0 {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        })
+    };
+    for t in tasks {
+        let seen = t.await.unwrap();
+        assert_eq!(seen.len(), 400);
+        for (i, (o, p)) in seen.into_iter().enumerate() {
+            assert_eq!(o, i as u64);
+            assert_eq!(p, payload(o));
+        }
+    }
+    writer.join().unwrap();
+    // A reader waiting at the end is released by close.
+    let mut r = log.reader(400).unwrap();
+    let waiting = tokio::spawn(async move { r.next().await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    log.close().unwrap();
+    let res = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(res, Err(Error::Closed(_))));
+}
+
+#[test]
+fn durability_policies() {
+    for fsync in [
+        FsyncPolicy::Always,
+        FsyncPolicy::Interval(Duration::from_millis(5)),
+        FsyncPolicy::Never,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(
+            dir.path(),
+            Config {
+                fsync,
+                ..small(1 << 16)
+            },
+        )
+        .unwrap();
+        let o = log.append(1, b"x").unwrap();
+        if fsync == FsyncPolicy::Always {
+            assert!(log.durable_offset() > o, "always: durable on return");
+        }
+        log.wait_durable(o).unwrap();
+        if fsync != FsyncPolicy::Never {
+            assert!(log.durable_offset() > o);
+        }
+        assert!(matches!(
+            log.wait_durable(o + 5),
+            Err(Error::OffsetOutOfRange { .. })
+        ));
+        log.sync().unwrap();
+        assert_eq!(log.durable_offset(), 1);
+    }
+}
+
+#[tokio::test]
+async fn wait_durable_async_returns_after_group_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        fsync: FsyncPolicy::Interval(Duration::from_millis(5)),
+        ..small(1 << 16)
+    };
+    let log = Log::open(dir.path(), cfg).unwrap();
+    let o = log.append_batch(&[(1, b"a"), (1, b"b")]).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), log.wait_durable_async(o + 1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(log.durable_offset(), 2);
+}
+
+#[test]
+fn one_writer_per_directory_and_read_only_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small(4096)).unwrap();
+    fill(&log, 0, 100);
+    let e = Log::open(dir.path(), small(4096)).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::Locked { .. }), "{e:?}");
+    assert!(
+        msg.contains(&format!("pid {}", std::process::id())),
+        "names the holder: {msg}"
+    );
+    let ro = Log::open_read_only(dir.path()).unwrap();
+    assert_prefix(&ro, 100);
+    assert!(matches!(ro.append(0, b"x"), Err(Error::Closed(_))));
+    drop(ro);
+    log.close().unwrap();
+    drop(log);
+    // The lock is released with the writer.
+    Log::open(dir.path(), small(4096)).unwrap();
+}
+
+#[test]
+fn consumers_commit_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small(4096)).unwrap();
+    fill(&log, 0, 10);
+    assert_eq!(log.register_consumer("p1", 0).unwrap(), 0);
+    assert_eq!(
+        log.register_consumer("p2", 100).unwrap(),
+        10,
+        "clamped to the end"
+    );
+    log.commit("p1", 7).unwrap();
+    assert!(log
+        .commit("p1", 11)
+        .unwrap_err()
+        .to_string()
+        .contains("past the log end"));
+    assert!(log
+        .commit("nobody", 1)
+        .unwrap_err()
+        .to_string()
+        .contains("not registered"));
+    assert!(log.register_consumer("", 0).is_err());
+    // Crash: committed offsets survive.
+    log.abandon();
+    let log = Log::open(dir.path(), small(4096)).unwrap();
+    assert_eq!(log.committed("p1"), Some(7));
+    assert_eq!(log.committed("p2"), Some(10));
+    let lag = log.lag(7).unwrap();
+    assert_eq!(lag.records, 3);
+    assert!(lag.bytes > 0);
+    assert!(log.remove_consumer("p2").unwrap());
+    assert_eq!(log.consumers().len(), 1);
+}
+
+#[test]
+fn retention_keeps_what_consumers_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        retention_bytes: Some(3 * 4096),
+        ..small(4096)
+    };
+    let log = Log::open(dir.path(), cfg.clone()).unwrap();
+    log.register_consumer("slow", 0).unwrap();
+    fill(&log, 0, 400);
+    // The consumer at 0 holds everything.
+    assert_eq!(log.log_start(), 0);
+    assert!(log.enforce_retention().unwrap().is_empty());
+    // It moves on: segments wholly below its offset may go, no further.
+    log.commit("slow", 200).unwrap();
+    let deleted = log.enforce_retention().unwrap();
+    assert!(!deleted.is_empty());
+    assert!(deleted.iter().all(|d| d.next_offset <= 200 && !d.forced));
+    assert!(log.log_start() <= 200);
+    assert!(
+        log.disk_bytes() > 3 * 4096,
+        "kept segments the consumer needs"
+    );
+    let start = log.log_start();
+    let (recs, err) = read_all(&log);
+    assert!(err.is_none());
+    assert_eq!(recs.first().unwrap().0, start);
+    assert!(matches!(log.reader(0), Err(Error::OffsetOutOfRange { .. })));
+    // Files are gone from disk and the start survives a reopen.
+    log.close().unwrap();
+    drop(log);
+    let log = Log::open(dir.path(), cfg).unwrap();
+    assert_eq!(log.log_start(), start);
+    assert_eq!(log.segments()[0].base_offset, start);
+}
+
+#[test]
+fn hard_disk_bound_records_the_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        max_disk_bytes: Some(4 * 4096),
+        ..small(4096)
+    };
+    let log = Log::open(dir.path(), cfg.clone()).unwrap();
+    log.register_consumer("stuck", 0).unwrap();
+    fill(&log, 0, 600);
+    assert!(
+        log.disk_bytes() <= 4 * 4096 + 4096,
+        "bounded: {}",
+        log.disk_bytes()
+    );
+    let start = log.log_start();
+    assert!(start > 0);
+    let c = &log.consumers()[0];
+    assert_eq!(c.state.committed, start, "moved to the new log start");
+    // The recorded losses are contiguous from 0 to the new start.
+    let mut at = 0;
+    for &(from, to) in &c.state.lost {
+        assert_eq!(from, at);
+        at = to;
+    }
+    assert_eq!(at, start);
+    log.abandon();
+    let log = Log::open(dir.path(), cfg).unwrap();
+    assert_eq!(log.consumers()[0].state.lost.last().unwrap().1, start);
+}
+
+#[test]
+fn clean_reopen_does_not_scan() {
+    // Damage a byte inside the data after a clean close: a reopen that
+    // scanned would notice; a clean one trusts the checkpoint and the reader
+    // reports the damage when it gets there.
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small(1 << 16)).unwrap();
+    fill(&log, 0, 50);
+    log.close().unwrap();
+    drop(log);
+    let seg = util::last_segment(dir.path());
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[100] ^= 0x40;
+    std::fs::write(&seg, &bytes).unwrap();
+    let log = Log::open(dir.path(), small(1 << 16)).unwrap();
+    assert_eq!(log.end_offset(), 50, "nothing truncated");
+    let (recs, err) = read_all(&log);
+    // Byte 100 lies in record 1 (record 0 is 37 bytes at byte 16).
+    assert_eq!(recs.len(), 1);
+    let err = err.expect("corruption reported on read");
+    assert!(err.is_corruption(), "{err}");
+    assert!(err.to_string().contains("crc mismatch"), "{err}");
+}
+
+#[test]
+fn arrival_time_persists_as_a_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small(4096)).unwrap();
+    fill(&log, 0, 3);
+    let t = log.segments()[0].last_arrival_us.unwrap();
+    log.close().unwrap();
+    drop(log);
+    let log = Log::open(dir.path(), small(4096)).unwrap();
+    log.append(0, b"later").unwrap();
+    let (_, err) = read_all(&log);
+    assert!(err.is_none());
+    assert!(log.segments().last().unwrap().last_arrival_us.unwrap() >= t);
+}
