@@ -71,7 +71,10 @@ struct SyncState {
 }
 
 struct CheckpointState {
+    /// The checkpoint this process last wrote (none before the first).
     last: Option<Checkpoint>,
+    /// Arrival-time floor from recovery, for when every record is gone.
+    arrival_floor: i64,
 }
 
 pub(crate) struct Shared {
@@ -131,7 +134,6 @@ pub(crate) struct Recovered {
     pub log_start: u64,
     pub durable: u64,
     pub last_arrival: i64,
-    pub checkpoint: Option<Checkpoint>,
     pub ledger: Ledger,
     pub lock: Option<std::fs::File>,
 }
@@ -203,8 +205,11 @@ impl Log {
                 pos: active.data_len(),
                 last_checkpoint: Instant::now(),
             }),
+            // Recovery decides the new recovery point: the one on disk may
+            // claim records a crash took.
             checkpoint: Mutex::new(CheckpointState {
-                last: rec.checkpoint,
+                last: None,
+                arrival_floor: rec.last_arrival,
             }),
             ledger: Mutex::new(rec.ledger),
             appended: tokio::sync::Notify::new(),
@@ -710,8 +715,7 @@ impl Shared {
             .rev()
             .map(|s| s.last_arrival())
             .find(|&t| t != i64::MIN)
-            .or(prev.map(|c| c.last_arrival_us))
-            .unwrap_or(i64::MIN);
+            .unwrap_or(ck.arrival_floor);
         let c = Checkpoint {
             clean,
             log_start: self.log_start.load(Ordering::Acquire),
@@ -731,6 +735,23 @@ impl Shared {
     /// Seals the active segment and starts a new one at the log end.
     fn roll(&self, w: &mut WriterState) -> Result<()> {
         let old = w.active.clone();
+        if old.is_empty() {
+            // Too small for the batch and empty (a segment from a run with a
+            // smaller segment size): replace it with a full-size one.
+            let base = old.base_offset;
+            let fresh = {
+                let mut segs = self.segments.write().expect("segments lock");
+                Segment::remove_files(&self.dir, base)?;
+                let fresh = Arc::new(Segment::create(&self.dir, base, self.config.segment_bytes)?);
+                let mut v = (**segs).clone();
+                *v.last_mut().expect("a segment") = fresh.clone();
+                *segs = Arc::new(v);
+                fresh
+            };
+            crate::fsutil::sync_dir(&self.dir)?;
+            w.active = fresh;
+            return Ok(());
+        }
         old.persist(true)?;
         let next = old.next_offset();
         let new = Arc::new(Segment::create(&self.dir, next, self.config.segment_bytes)?);

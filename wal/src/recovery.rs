@@ -274,7 +274,7 @@ pub(crate) fn recover(dir: &Path, config: &Config) -> Result<Recovered> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create directory", e))?;
     let lock = lock_dir(dir)?;
     remove_temporaries(dir)?;
-    let ledger = Ledger::load(dir)?;
+    let mut ledger = Ledger::load(dir)?;
     let ckpt = read_checkpoint(dir)?;
     let mode = config.recovery_mode;
     let mut bases = list_segments(dir)?;
@@ -310,7 +310,6 @@ pub(crate) fn recover(dir: &Path, config: &Config) -> Result<Recovered> {
             log_start: start,
             durable: start,
             last_arrival: ckpt.map_or(i64::MIN, |c| c.last_arrival_us),
-            checkpoint: None,
             ledger,
             lock: Some(lock),
         });
@@ -440,14 +439,15 @@ pub(crate) fn recover(dir: &Path, config: &Config) -> Result<Recovered> {
             ));
         }
         let (bytes, records) = dropped(seg.raw(), d.position);
-        if d.position == 0 {
-            // Not even a segment header: rewrite it.
-            seg.zero_range(0, seg.capacity())?;
-            seg.write_at(0, &format::segment_header());
-            seg.flush(0, SEGMENT_HEADER_LEN as u64)?;
+        let seg = if d.position == 0 {
+            // Not even a segment header: start the segment afresh.
+            drop(seg);
+            Segment::remove_files(dir, base)?;
+            Segment::create(dir, base, config.segment_bytes)?
         } else {
             seg.zero_range(d.position, d.position + bytes)?;
-        }
+            seg
+        };
         warn!(
             segment = base,
             offset = d.offset,
@@ -474,11 +474,19 @@ pub(crate) fn recover(dir: &Path, config: &Config) -> Result<Recovered> {
         break;
     }
 
-    // A sealed (shrunk) or full last segment cannot take appends: roll.
+    // A last segment shorter than a full one (sealed and shrunk, or cut
+    // short by a crash) is sealed, or made afresh when empty.
     let last = segments.last().expect("at least one segment").clone();
-    if last.capacity() <= last.data_len() + BATCH_HEADER_LEN as u64 {
-        last.persist(true)?;
-        let seg = Segment::create(dir, last.next_offset(), config.segment_bytes)?;
+    if last.capacity() < config.segment_bytes {
+        if last.is_empty() {
+            // An empty segment file cut short: make it afresh.
+            segments.pop();
+            drop(last);
+            Segment::remove_files(dir, base_of_fresh(&segments, &bases))?;
+        } else {
+            last.persist(true)?;
+        }
+        let seg = Segment::create(dir, base_of_fresh(&segments, &bases), config.segment_bytes)?;
         crate::fsutil::sync_dir(dir)?;
         segments.push(Arc::new(seg));
     }
@@ -491,15 +499,45 @@ pub(crate) fn recover(dir: &Path, config: &Config) -> Result<Recovered> {
     active.flush(0, active.data_len())?;
     let log_start = segments[0].base_offset.max(ck_start);
     let end = active.next_offset();
+    clamp_consumers(&mut ledger, end)?;
     Ok(Recovered {
         log_start,
         durable: end,
         last_arrival: prev_arrival.max(ckpt.map_or(i64::MIN, |c| c.last_arrival_us)),
-        checkpoint: ckpt,
         segments,
         ledger,
         lock: Some(lock),
     })
+}
+
+/// Consumers whose committed offset is past the recovered end read records
+/// that were lost before they became durable; those offsets will be handed
+/// out again, so the consumers must read from the end, or they would skip
+/// the new records.
+fn clamp_consumers(ledger: &mut Ledger, end: u64) -> Result<()> {
+    let mut changed = false;
+    for (name, c) in ledger.consumers.iter_mut() {
+        if c.committed > end {
+            warn!(
+                consumer = %name,
+                committed = c.committed,
+                end,
+                "consumer had read records lost in the crash before they were durable; it resumes at the new end"
+            );
+            c.committed = end;
+            changed = true;
+        }
+    }
+    if changed {
+        ledger.save()?;
+    }
+    Ok(())
+}
+
+/// The base offset of the segment that follows `segments` (the first of
+/// `bases` when there are none).
+fn base_of_fresh(segments: &[Arc<Segment>], bases: &[u64]) -> u64 {
+    segments.last().map_or(bases[0], |s| s.next_offset())
 }
 
 fn drop_segments(dir: &Path, bases: &[u64], why: &str) -> Result<()> {
@@ -572,7 +610,6 @@ pub(crate) fn open_read_only(dir: &Path) -> Result<Recovered> {
         log_start: segments[0].base_offset.max(ckpt.map_or(0, |c| c.log_start)),
         durable,
         last_arrival: prev_arrival,
-        checkpoint: ckpt,
         segments,
         ledger,
         lock: None,
