@@ -23,9 +23,11 @@ pub fn payload(offset: u64) -> Vec<u8> {
     (0..len).map(|i| (offset as usize * 31 + i) as u8).collect()
 }
 
-/// Every record of the log as `(offset, kind, payload)`, plus the error that
-/// stopped the read, if any.
-pub fn read_all(log: &Log) -> (Vec<(u64, u8, Vec<u8>)>, Option<wal::Error>) {
+/// A record as `(offset, kind, payload)`.
+pub type Owned = (u64, u8, Vec<u8>);
+
+/// Every record of the log, plus the error that stopped the read, if any.
+pub fn read_all(log: &Log) -> (Vec<Owned>, Option<wal::Error>) {
     let mut out = Vec::new();
     let mut r = log.reader(log.log_start()).expect("reader");
     loop {
