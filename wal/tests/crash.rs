@@ -33,7 +33,7 @@ fn crash_writer() {
     let log = Log::open(&dir, config()).unwrap();
     let mut o = log.end_offset();
     loop {
-        let last = if o % 10 == 0 {
+        let last = if o.is_multiple_of(10) {
             let recs: Vec<Vec<u8>> = (o..o + 3).map(payload).collect();
             let refs: Vec<(u8, &[u8])> = recs.iter().map(|p| (7u8, &p[..])).collect();
             assert_eq!(log.append_batch(&refs).unwrap(), o);
