@@ -1,1 +1,5 @@
-fn main() {}
+//! The `edgepipe` binary; everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    edgepipe::main()
+}

@@ -13,15 +13,15 @@ use std::path::PathBuf;
 pub enum Error {
     /// An operating-system I/O call failed on `path`. Usually retryable after
     /// the cause (disk full, permissions) is fixed.
-    #[error("{}: {op}: {source}", path.display())]
+    #[error("{}: {op}: {cause}", path.display())]
     Io {
         /// The file or directory the call touched.
         path: PathBuf,
         /// The operation that failed (`open`, `fsync`, `mmap`, ...).
         op: &'static str,
-        /// The operating system's error.
-        #[source]
-        source: std::io::Error,
+        /// The operating system's error. It is part of the message, so it
+        /// is not also exposed as `source()`: a printed chain would repeat it.
+        cause: std::io::Error,
     },
     /// Bytes on disk fail their checksum or structural checks. The records
     /// before `offset` are intact; the caller should stop reading there and
@@ -89,8 +89,8 @@ impl Error {
     /// caller (a transient I/O failure, a full log that consumers drain).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Io { source, .. } => !matches!(
-                source.kind(),
+            Error::Io { cause, .. } => !matches!(
+                cause.kind(),
                 std::io::ErrorKind::NotFound
                     | std::io::ErrorKind::PermissionDenied
                     | std::io::ErrorKind::InvalidInput
@@ -114,11 +114,11 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(path: impl Into<PathBuf>, op: &'static str, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, op: &'static str, cause: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             op,
-            source,
+            cause,
         }
     }
 }

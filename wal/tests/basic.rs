@@ -25,7 +25,10 @@ fn append_read_across_rolls_and_reopen() {
         assert_eq!(w[0].next_offset, w[1].base_offset);
         assert!(w[0].sealed, "all but the last segment are sealed");
     }
-    assert!(!segs.last().unwrap().sealed, "the active segment is not sealed");
+    assert!(
+        !segs.last().unwrap().sealed,
+        "the active segment is not sealed"
+    );
     log.close().unwrap();
     drop(log);
     let log = Log::open(dir.path(), small(8192)).unwrap();

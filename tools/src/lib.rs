@@ -1,0 +1,93 @@
+//! `edgepipe`: one binary that inspects change logs offline (`edgepipe wal`)
+//! and, as later issues land, runs a node and talks to one.
+//!
+//! # Exit codes
+//! - 0: success.
+//! - 1: the command ran and found a problem (`wal verify` on a damaged log).
+//! - 2: the command could not run (bad arguments, unreadable directory).
+#![deny(missing_docs)]
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod table;
+mod time;
+mod walcmd;
+
+/// edgepipe: Apache IoTDB data sync as a log-structured replicator.
+#[derive(Debug, Parser)]
+#[command(name = "edgepipe", version, about, long_about = None)]
+pub struct Opt {
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Inspect a change log directory (read-only: safe beside a running
+    /// node).
+    Wal {
+        /// The inspection to run.
+        #[command(subcommand)]
+        cmd: walcmd::WalCmd,
+    },
+}
+
+/// What a command reports besides its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// All good.
+    Ok,
+    /// The command ran and found a problem (exit code 1).
+    ProblemFound,
+}
+
+/// Runs a parsed command, writing its output to `out`.
+///
+/// # Errors
+/// Whatever stopped the command from running.
+pub fn execute(opt: Opt, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    match opt.cmd {
+        Cmd::Wal { cmd } => walcmd::execute(cmd, out),
+    }
+}
+
+/// The binary's entry point: parse, run, print the error chain once, map to
+/// an exit code.
+pub fn main() -> ExitCode {
+    let opt = Opt::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = execute(opt, &mut out).and_then(|o| {
+        out.flush()?;
+        Ok(o)
+    });
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::ProblemFound) => ExitCode::from(1),
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            drop(out);
+            eprintln!("edgepipe: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

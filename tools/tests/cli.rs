@@ -1,0 +1,254 @@
+//! Runs the built `edgepipe` binary on real logs and checks its output.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use wal::{Config, FsyncPolicy, Log};
+
+fn edgepipe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_edgepipe"))
+        .args(args)
+        .env("TZ", "UTC")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run edgepipe")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+fn config() -> Config {
+    Config {
+        segment_bytes: 4096,
+        fsync: FsyncPolicy::Never,
+        ..Config::default()
+    }
+}
+
+/// A log of 200 records `rec-N` over several segments, with two consumers.
+fn make_log(dir: &Path) -> Log {
+    let log = Log::open(dir, config()).unwrap();
+    for i in 0..200u64 {
+        log.append((i % 3) as u8, format!("rec-{i}").as_bytes())
+            .unwrap();
+    }
+    log.register_consumer("pipe-a", 0).unwrap();
+    log.commit("pipe-a", 150).unwrap();
+    log.register_consumer("pipe-b", 200).unwrap();
+    log
+}
+
+#[test]
+fn info_lists_segments_and_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = make_log(dir.path());
+    log.close().unwrap();
+    let o = edgepipe(&["wal", "info", dir.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(s.contains("log start offset:  0"), "{s}");
+    assert!(s.contains("log end offset:    200"), "{s}");
+    assert!(s.contains("durable offset:    200"), "{s}");
+    assert!(s.contains("| BaseOffset | Records |"), "{s}");
+    assert!(s.contains("active |"), "{s}");
+    let n = log.segments().len();
+    assert!(s.contains(&format!("Total segments = {n}")), "{s}");
+
+    let o = edgepipe(&["wal", "info", "--json", dir.path().to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["log_end_offset"], 200);
+    assert_eq!(v["segments"].as_array().unwrap().len(), n);
+    let total: u64 = v["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["records"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 200);
+}
+
+#[test]
+fn dump_from_offset_time_and_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = make_log(dir.path());
+    let d = dir.path().to_str().unwrap();
+    // Read-only beside the running writer.
+    let o = edgepipe(&["wal", "dump", d, "--from", "42", "--limit", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(
+        s.contains("\"rec-42\"") && s.contains("\"rec-44\"") && !s.contains("rec-45"),
+        "{s}"
+    );
+    assert!(s.contains("Total line number = 3"), "{s}");
+
+    let o = edgepipe(&["wal", "dump", d, "--from", "198", "--json"]);
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["offset"], 198);
+    assert_eq!(lines[0]["kind"], 0);
+    assert_eq!(lines[1]["payload_hex"], "7265632d313939"); // "rec-199"
+
+    // --from-time lands on the first record at or after the time.
+    let mut r = log.reader(120).unwrap();
+    let t = r.try_next().unwrap().unwrap().arrival_us();
+    let iso = chrono_free_iso(t);
+    let want = log.offset_for_time(t).unwrap();
+    let o = edgepipe(&[
+        "wal",
+        "dump",
+        d,
+        "--from-time",
+        &iso,
+        "--limit",
+        "1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    assert_eq!(v["offset"], want);
+
+    let o = edgepipe(&["wal", "seek", d, "--time", &iso]);
+    assert_eq!(stdout(&o).trim(), want.to_string());
+    let o = edgepipe(&["wal", "seek", d, "--time", "2999-01-01T00:00:00Z"]);
+    assert!(stdout(&o).starts_with("200 (the log end"), "{}", stdout(&o));
+    let o = edgepipe(&["wal", "seek", d, "--time", "tomorrow"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("not an ISO 8601 time"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// µs since the epoch as RFC 3339 UTC with microseconds, without chrono.
+fn chrono_free_iso(us: i64) -> String {
+    let secs = us.div_euclid(1_000_000);
+    let micros = us.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[test]
+fn offsets_show_lag() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = make_log(dir.path());
+    let d = dir.path().to_str().unwrap();
+    let o = edgepipe(&["wal", "offsets", d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(s.contains("| CommittedOffset | LagRecords |"), "{s}");
+    assert!(
+        s.lines()
+            .any(|l| l.contains("pipe-a |             150 |         50 |")),
+        "{s}"
+    );
+    assert!(
+        s.lines()
+            .any(|l| l.contains("pipe-b |             200 |          0 |")),
+        "{s}"
+    );
+    let o = edgepipe(&["wal", "offsets", d, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let a = &v["consumers"][0];
+    assert_eq!(a["consumer"], "pipe-a");
+    assert_eq!(a["lag_records"], 50);
+    let bytes = a["lag_bytes"].as_u64().unwrap();
+    // 50 records of 37 + len("rec-1NN") bytes each.
+    assert_eq!(bytes, 50 * (37 + 7));
+    drop(log);
+}
+
+#[test]
+fn verify_finds_damage_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = make_log(dir.path());
+    log.close().unwrap();
+    drop(log);
+    let d = dir.path().to_str().unwrap();
+    let o = edgepipe(&["wal", "verify", d]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("ok: every record and index is intact"));
+    assert!(
+        stdout(&o).contains("200 intact record(s)"),
+        "{}",
+        stdout(&o)
+    );
+
+    // Flip a payload byte of record 5 (each record is 37 + 5 bytes here).
+    let seg = dir.path().join("00000000000000000000.log");
+    let mut b = std::fs::read(&seg).unwrap();
+    let pos = 16 + 5 * 42;
+    b[pos + 38] ^= 0x20;
+    std::fs::write(&seg, b).unwrap();
+    let o = edgepipe(&["wal", "verify", d]);
+    assert_eq!(o.status.code(), Some(1));
+    let s = stdout(&o);
+    assert!(
+        s.contains(&format!("DAMAGED: first bad offset 5 at byte {pos}")),
+        "{s}"
+    );
+    assert!(s.contains("crc mismatch"), "{s}");
+    let o = edgepipe(&["wal", "verify", d, "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["problems"][0]["offset"], 5);
+    assert_eq!(v["problems"][0]["position"], pos);
+
+    // A deleted index is reported too.
+    std::fs::remove_file(dir.path().join("00000000000000000000.timeindex")).unwrap();
+    let o = edgepipe(&["wal", "verify", d]);
+    assert!(
+        stdout(&o).contains(".index: ") || stdout(&o).contains("timeindex"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn bad_directories_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for cmd in ["info", "verify", "offsets"] {
+        let o = edgepipe(&["wal", cmd, d]);
+        assert_eq!(o.status.code(), Some(2), "{cmd}");
+        let e = stderr(&o);
+        assert!(
+            e.starts_with("edgepipe: ") && e.contains("no segment files"),
+            "{cmd}: {e}"
+        );
+    }
+    let o = edgepipe(&["wal", "info", "/nonexistent/edgepipe"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("/nonexistent/edgepipe"),
+        "{}",
+        stderr(&o)
+    );
+}
