@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::format::{self, batch_len, Checkpoint, CHECKPOINT_FILE, SEGMENT_HEADER_LEN};
 use crate::ledger::{ConsumerState, Ledger, MAX_CONSUMER_NAME};
 use crate::reader::Reader;
-use crate::segment::Segment;
+use crate::segment::{IndexCursor, Segment};
 
 /// The current time in µs since the Unix epoch.
 pub(crate) fn now_us() -> i64 {
@@ -59,6 +59,8 @@ pub(crate) struct WriterState {
     pub active: Arc<Segment>,
     /// Arrival time of the last appended batch: arrival times never go back.
     pub last_arrival: i64,
+    /// Index bookkeeping of the active segment.
+    pub cursor: IndexCursor,
     pub closed: bool,
 }
 
@@ -105,6 +107,8 @@ pub(crate) struct Shared {
     stop: Mutex<bool>,
     stop_cv: Condvar,
     flusher: Mutex<Option<JoinHandle<()>>>,
+    /// Sealed segments not yet flushed (`never` policy), oldest first.
+    unflushed: Mutex<Vec<Arc<Segment>>>,
     /// Held for the writer's life: the exclusive lock on `LOCK`.
     _lock: Option<std::fs::File>,
 }
@@ -189,6 +193,7 @@ impl Log {
             Mutex::new(WriterState {
                 active: active.clone(),
                 last_arrival: rec.last_arrival,
+                cursor: active.cursor(),
                 closed: false,
             })
         });
@@ -221,6 +226,7 @@ impl Log {
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
             flusher: Mutex::new(None),
+            unflushed: Mutex::new(Vec::new()),
             _lock: rec.lock,
         };
         Log {
@@ -298,7 +304,9 @@ impl Log {
         let header = active.with_slice_mut(pos, len as usize, |buf| {
             format::encode_batch(buf, base, arrival, records)
         });
-        active.publish_batch(&header, shared.config.index_interval_bytes);
+        let interval = shared.config.index_interval_bytes;
+        let ws = &mut *w;
+        ws.active.publish_batch(&header, interval, &mut ws.cursor);
         w.last_arrival = arrival;
         shared.end.store(header.next_offset(), Ordering::SeqCst);
         drop(w);
@@ -552,7 +560,8 @@ impl Log {
         w.closed = true;
         s.closed.store(true, Ordering::Release);
         let result = (|| {
-            w.active.persist(false)?;
+            s.flush_sealed()?;
+            w.active.persist(false, true)?;
             let end = s.end.load(Ordering::Acquire);
             s.set_durable(end);
             let rp = (end, w.active.base_offset, w.active.data_len());
@@ -663,6 +672,9 @@ impl Shared {
         if self.durable.load(Ordering::Acquire) >= target {
             return Ok(());
         }
+        if self.config.fsync == FsyncPolicy::Never {
+            self.flush_sealed()?;
+        }
         let mut st = self.sync.lock().expect("sync lock");
         if self.durable.load(Ordering::Acquire) >= target {
             return Ok(());
@@ -750,9 +762,13 @@ impl Shared {
             };
             crate::fsutil::sync_dir(&self.dir)?;
             w.active = fresh;
+            w.cursor = IndexCursor::default();
             return Ok(());
         }
-        old.persist(true)?;
+        // Under `never` the sealed data is flushed later by the flusher
+        // thread, and only then does the recovery point move past it.
+        let defer = self.config.fsync == FsyncPolicy::Never;
+        old.persist(true, !defer)?;
         let next = old.next_offset();
         let new = Arc::new(Segment::create(&self.dir, next, self.config.segment_bytes)?);
         crate::fsutil::sync_dir(&self.dir)?;
@@ -764,16 +780,41 @@ impl Shared {
         }
         old.mark_sealed();
         w.active = new;
-        self.set_durable(next);
+        w.cursor = IndexCursor::default();
         self.appended.notify_waiters();
         debug!(
             segment = old.base_offset,
             next_offset = next,
+            deferred_flush = defer,
             "rolled segment"
         );
-        self.write_checkpoint(false, Some((next, next, SEGMENT_HEADER_LEN as u64)))?;
+        if defer {
+            self.unflushed.lock().expect("unflushed lock").push(old);
+        } else {
+            self.set_durable(next);
+            self.write_checkpoint(false, Some((next, next, SEGMENT_HEADER_LEN as u64)))?;
+        }
         self.enforce_retention(w)?;
         Ok(())
+    }
+
+    /// Flushes sealed segments whose flush the `never` policy deferred, then
+    /// moves the durable offset and the recovery point past them.
+    fn flush_sealed(&self) -> Result<()> {
+        let pending = self.unflushed.lock().expect("unflushed lock").clone();
+        let Some(last) = pending.last() else {
+            return Ok(());
+        };
+        for s in &pending {
+            s.sync_data()?;
+        }
+        let next = last.next_offset();
+        self.unflushed
+            .lock()
+            .expect("unflushed lock")
+            .retain(|s| s.base_offset > last.base_offset);
+        self.set_durable(next);
+        self.write_checkpoint(false, Some((next, next, SEGMENT_HEADER_LEN as u64)))
     }
 
     fn enforce_retention(&self, _w: &mut WriterState) -> Result<Vec<Deleted>> {
@@ -869,10 +910,12 @@ impl Shared {
                     return;
                 }
             }
-            if let FsyncPolicy::Interval(_) = self.config.fsync {
-                if let Err(e) = self.sync_to(self.end.load(Ordering::Acquire)) {
-                    warn!(cause = %e, "group commit failed; retrying next interval");
-                }
+            let flushed = match self.config.fsync {
+                FsyncPolicy::Interval(_) => self.sync_to(self.end.load(Ordering::Acquire)),
+                _ => self.flush_sealed(),
+            };
+            if let Err(e) = flushed {
+                warn!(cause = %e, "flush failed; retrying next interval");
             }
             if last_retention.elapsed() >= self.config.checkpoint_interval {
                 last_retention = Instant::now();

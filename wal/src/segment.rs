@@ -26,6 +26,46 @@ use crate::format::{
     OFFSET_INDEX_MAGIC, SEGMENT_HEADER_LEN, TIME_INDEX_MAGIC,
 };
 
+/// Where the next index entries go: bytes since the last entries and the
+/// last arrival time. Owned by the writer for the active segment, so an
+/// append takes the index lock only when it adds an entry.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IndexCursor {
+    /// Bytes appended since the last offset entry.
+    since_offset_entry: u64,
+    /// Bytes appended since the last time entry.
+    since_time_entry: u64,
+    /// Arrival time of the last batch, indexed or not.
+    last_arrival: Option<i64>,
+    has_offsets: bool,
+    has_times: bool,
+}
+
+impl IndexCursor {
+    /// Accounts for a batch of `len` bytes arriving at `arrival`; returns
+    /// whether it gets an offset entry and a time entry.
+    pub(crate) fn advance(&mut self, arrival: i64, len: u64, interval: u32) -> (bool, bool) {
+        let interval = u64::from(interval);
+        let offset_entry = !self.has_offsets || self.since_offset_entry >= interval;
+        if offset_entry {
+            self.since_offset_entry = 0;
+            self.has_offsets = true;
+        }
+        // A time entry may only sit where the arrival time rises: then every
+        // earlier offset arrived strictly before it.
+        let rises = self.last_arrival.is_none_or(|t| arrival > t);
+        let time_entry = rises && (!self.has_times || self.since_time_entry >= interval);
+        if time_entry {
+            self.since_time_entry = 0;
+            self.has_times = true;
+        }
+        self.since_offset_entry += len;
+        self.since_time_entry += len;
+        self.last_arrival = Some(arrival);
+        (offset_entry, time_entry)
+    }
+}
+
 /// Sparse indexes of one segment, held in memory and written to the
 /// `.index` / `.timeindex` files when the segment is sealed or closed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -35,12 +75,8 @@ pub(crate) struct SparseIndex {
     /// `(arrival µs, offset - base)`: the offset is the first one whose
     /// arrival time is at or after the time. Both increasing.
     pub times: Vec<(i64, u32)>,
-    /// Bytes appended since the last offset entry.
-    since_offset_entry: u64,
-    /// Bytes appended since the last time entry.
-    since_time_entry: u64,
-    /// Arrival time of the last batch indexed or skipped.
-    last_arrival: Option<i64>,
+    /// Where the next entries go.
+    pub cursor: IndexCursor,
 }
 
 impl SparseIndex {
@@ -48,21 +84,17 @@ impl SparseIndex {
     /// arrival `arrival` starts at `pos`, adding entries every `interval`
     /// bytes.
     pub(crate) fn on_batch(&mut self, rel: u32, pos: u32, arrival: i64, len: u64, interval: u32) {
-        let interval = u64::from(interval);
-        if self.offsets.is_empty() || self.since_offset_entry >= interval {
+        let (o, t) = self.cursor.advance(arrival, len, interval);
+        self.push(o, t, rel, pos, arrival);
+    }
+
+    fn push(&mut self, offset_entry: bool, time_entry: bool, rel: u32, pos: u32, arrival: i64) {
+        if offset_entry {
             self.offsets.push((rel, pos));
-            self.since_offset_entry = 0;
         }
-        // A time entry may only sit where the arrival time rises: then every
-        // earlier offset arrived strictly before it.
-        let rises = self.last_arrival.is_none_or(|t| arrival > t);
-        if rises && (self.times.is_empty() || self.since_time_entry >= interval) {
+        if time_entry {
             self.times.push((arrival, rel));
-            self.since_time_entry = 0;
         }
-        self.since_offset_entry += len;
-        self.since_time_entry += len;
-        self.last_arrival = Some(arrival);
     }
 
     /// The indexed `(rel, pos)` at or before `rel`.
@@ -331,16 +363,20 @@ impl Segment {
 
     /// Publishes a batch the writer has just written at the current data
     /// length: indexes it, then makes it visible.
-    pub(crate) fn publish_batch(&self, header: &format::BatchHeader, interval: u32) {
+    pub(crate) fn publish_batch(
+        &self,
+        header: &format::BatchHeader,
+        interval: u32,
+        cursor: &mut IndexCursor,
+    ) {
         let pos = self.data_len.load(Ordering::Relaxed);
         let rel = (header.base_offset - self.base_offset) as u32;
-        self.index.write().expect("index lock poisoned").on_batch(
-            rel,
-            pos as u32,
-            header.arrival_us,
-            u64::from(header.length),
-            interval,
-        );
+        let (o, t) = cursor.advance(header.arrival_us, u64::from(header.length), interval);
+        if o || t {
+            let mut ix = self.index.write().expect("index lock poisoned");
+            ix.push(o, t, rel, pos as u32, header.arrival_us);
+            ix.cursor = *cursor;
+        }
         if self.first_arrival.load(Ordering::Relaxed) == i64::MIN {
             self.first_arrival
                 .store(header.arrival_us, Ordering::Release);
@@ -351,6 +387,11 @@ impl Segment {
             .store(header.next_offset(), Ordering::Release);
         self.data_len
             .store(pos + u64::from(header.length), Ordering::Release);
+    }
+
+    /// The index cursor, for the writer taking over this segment.
+    pub(crate) fn cursor(&self) -> IndexCursor {
+        self.index.read().expect("index lock poisoned").cursor
     }
 
     /// Sets the bookkeeping of a recovered segment, before it is shared.
@@ -382,18 +423,29 @@ impl Segment {
     /// Makes the segment durable, shrinks the file to its data, and writes
     /// its index files. Used at roll (then the segment is sealed for good)
     /// and at clean close of the active segment.
-    pub(crate) fn persist(&self, shrink: bool) -> Result<()> {
+    ///
+    /// With `flush` false the data is left to the operating system (the
+    /// `never` policy): call [`Segment::sync_data`] before treating it as
+    /// durable.
+    pub(crate) fn persist(&self, shrink: bool, flush: bool) -> Result<()> {
         let len = self.data_len();
-        self.flush(0, len)?;
         if shrink && len < self.capacity() {
             self.file
                 .set_len(len)
                 .map_err(|e| Error::io(&self.path, "truncate sealed segment", e))?;
         }
+        if flush {
+            self.sync_data()?;
+        }
+        self.write_index_files()
+    }
+
+    /// Forces the segment's data and size to disk.
+    pub(crate) fn sync_data(&self) -> Result<()> {
+        self.flush(0, self.data_len())?;
         self.file
             .sync_all()
-            .map_err(|e| Error::io(&self.path, "fsync", e))?;
-        self.write_index_files()
+            .map_err(|e| Error::io(&self.path, "fsync", e))
     }
 
     /// Writes `.index` and `.timeindex` atomically.
@@ -493,9 +545,13 @@ impl Segment {
                 }
             }
         }
-        index.last_arrival = (span > 0).then_some(meta.last_arrival_us);
-        index.since_offset_entry = u64::MAX / 2;
-        index.since_time_entry = u64::MAX / 2;
+        index.cursor = IndexCursor {
+            since_offset_entry: u64::MAX / 2,
+            since_time_entry: u64::MAX / 2,
+            last_arrival: (span > 0).then_some(meta.last_arrival_us),
+            has_offsets: !index.offsets.is_empty(),
+            has_times: !index.times.is_empty(),
+        };
         Ok((meta, index))
     }
 
