@@ -132,7 +132,7 @@ impl std::fmt::Debug for Log {
     }
 }
 
-/// What recovery hands to [`Shared::new`].
+/// What recovery hands to the log it opened.
 pub(crate) struct Recovered {
     pub segments: Vec<Arc<Segment>>,
     pub log_start: u64,
