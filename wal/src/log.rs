@@ -561,7 +561,7 @@ impl Log {
         s.closed.store(true, Ordering::Release);
         let result = (|| {
             s.flush_sealed()?;
-            w.active.persist(false, true)?;
+            w.active.persist(true)?;
             let end = s.end.load(Ordering::Acquire);
             s.set_durable(end);
             let rp = (end, w.active.base_offset, w.active.data_len());
@@ -768,7 +768,7 @@ impl Shared {
         // Under `never` the sealed data is flushed later by the flusher
         // thread, and only then does the recovery point move past it.
         let defer = self.config.fsync == FsyncPolicy::Never;
-        old.persist(true, !defer)?;
+        old.persist(!defer)?;
         let next = old.next_offset();
         let new = Arc::new(Segment::create(&self.dir, next, self.config.segment_bytes)?);
         crate::fsutil::sync_dir(&self.dir)?;

@@ -484,7 +484,7 @@ pub(crate) fn recover(dir: &Path, config: &Config) -> Result<Recovered> {
             drop(last);
             Segment::remove_files(dir, base_of_fresh(&segments, &bases))?;
         } else {
-            last.persist(true, true)?;
+            last.persist(true)?;
         }
         let seg = Segment::create(dir, base_of_fresh(&segments, &bases), config.segment_bytes)?;
         crate::fsutil::sync_dir(dir)?;

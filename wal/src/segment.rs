@@ -134,7 +134,7 @@ pub(crate) struct Segment {
     /// Offset of the first record in this segment.
     pub base_offset: u64,
     path: PathBuf,
-    /// Kept open for `set_len` when sealing.
+    /// Kept open to fsync.
     file: File,
     /// The mapping; `map.len()` is the file length when mapped.
     map: MmapRaw,
@@ -420,20 +420,15 @@ impl Segment {
         self.sealed.store(true, Ordering::Release);
     }
 
-    /// Makes the segment durable, shrinks the file to its data, and writes
-    /// its index files. Used at roll (then the segment is sealed for good)
-    /// and at clean close of the active segment.
+    /// Makes the segment durable (when `flush`) and writes its index
+    /// files. Used at roll and at clean close of the active segment.
     ///
-    /// With `flush` false the data is left to the operating system (the
-    /// `never` policy): call [`Segment::sync_data`] before treating it as
-    /// durable.
-    pub(crate) fn persist(&self, shrink: bool, flush: bool) -> Result<()> {
-        let len = self.data_len();
-        if shrink && len < self.capacity() {
-            self.file
-                .set_len(len)
-                .map_err(|e| Error::io(&self.path, "truncate sealed segment", e))?;
-        }
+    /// The file keeps its preallocated length: shrinking it would make a
+    /// read-only reader that mapped the full length (an inspection tool
+    /// beside the writer) fault on pages past the new end. With `flush` false
+    /// (the `never` policy) call [`Segment::sync_data`] before treating the
+    /// data as durable.
+    pub(crate) fn persist(&self, flush: bool) -> Result<()> {
         if flush {
             self.sync_data()?;
         }

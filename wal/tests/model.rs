@@ -232,7 +232,11 @@ proptest! {
 /// cut-short segment onto a file name that already existed.
 #[test]
 fn regression_roll_from_an_empty_cut_short_segment() {
-    run(vec![Op::Append(vec![197]), Op::Crash(12), Op::Append(vec![0])]);
+    run(vec![
+        Op::Append(vec![197]),
+        Op::Crash(12),
+        Op::Append(vec![0]),
+    ]);
 }
 
 /// Found by the property test: after a crash that lost records, the writer

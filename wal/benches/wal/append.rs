@@ -28,14 +28,26 @@ impl fmt::Display for Params {
 
 pub fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("append");
-    g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    for fsync in [FsyncPolicy::Never, FsyncPolicy::default(), FsyncPolicy::Always] {
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for fsync in [
+        FsyncPolicy::Never,
+        FsyncPolicy::default(),
+        FsyncPolicy::Always,
+    ] {
         for (size, per_batch) in [(100, 1), (100, 512), (1024, 1), (1024, 64)] {
-            let p = Params { size, per_batch, fsync };
+            let p = Params {
+                size,
+                per_batch,
+                fsync,
+            };
             g.throughput(Throughput::Bytes((size * per_batch) as u64));
             g.sample_size(if fsync == FsyncPolicy::Always { 10 } else { 50 });
             g.bench_with_input(BenchmarkId::from_parameter(&p), &p, |b, p| {
-                let dir = tempfile::Builder::new().prefix("bench-append").tempdir_in(".").unwrap();
+                let dir = tempfile::Builder::new()
+                    .prefix("bench-append")
+                    .tempdir_in(".")
+                    .unwrap();
                 let log = Log::open(
                     dir.path(),
                     Config {

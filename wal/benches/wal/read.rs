@@ -7,7 +7,10 @@ use criterion::{black_box, BenchmarkId, Criterion, Throughput};
 use wal::{Config, FsyncPolicy, Log};
 
 pub fn bench(c: &mut Criterion) {
-    let dir = tempfile::Builder::new().prefix("bench-read").tempdir_in(".").unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("bench-read")
+        .tempdir_in(".")
+        .unwrap();
     let log = Log::open(
         dir.path(),
         Config {
@@ -44,27 +47,36 @@ pub fn bench(c: &mut Criterion) {
     g.finish();
 
     let segs = log.segments();
-    let (t0, t1) = (segs[0].first_arrival_us.unwrap(), segs.last().unwrap().last_arrival_us.unwrap());
+    let (t0, t1) = (
+        segs[0].first_arrival_us.unwrap(),
+        segs.last().unwrap().last_arrival_us.unwrap(),
+    );
     let mut g = c.benchmark_group("seek");
     g.measurement_time(Duration::from_secs(3));
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    g.bench_function(BenchmarkId::new("by_time", format!("{}segments", segs.len())), |b| {
-        b.iter(|| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let t = t0 + (x % (t1 - t0 + 1) as u64) as i64;
-            black_box(log.offset_for_time(t).unwrap())
-        })
-    });
-    g.bench_function(BenchmarkId::new("by_offset", format!("{}segments", segs.len())), |b| {
-        b.iter(|| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let mut r = log.reader(x % end).unwrap();
-            black_box(r.try_next().unwrap())
-        })
-    });
+    g.bench_function(
+        BenchmarkId::new("by_time", format!("{}segments", segs.len())),
+        |b| {
+            b.iter(|| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let t = t0 + (x % (t1 - t0 + 1) as u64) as i64;
+                black_box(log.offset_for_time(t).unwrap())
+            })
+        },
+    );
+    g.bench_function(
+        BenchmarkId::new("by_offset", format!("{}segments", segs.len())),
+        |b| {
+            b.iter(|| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let mut r = log.reader(x % end).unwrap();
+                black_box(r.try_next().unwrap())
+            })
+        },
+    );
     g.finish();
 }
