@@ -62,11 +62,8 @@ pub enum Error {
         /// What the lock file says about its holder (pid and start time).
         holder: String,
     },
-    /// The hard disk bound (`max-disk-bytes`) is reached and nothing may be
-    /// deleted. Retry after consumers progress or the bound is raised.
-    #[error("log is full: {0}")]
-    Full(String),
-    /// The file was written by an unknown format version.
+    /// A segment was written by another format version of edgepipe. The
+    /// log is left untouched; open it with the version that wrote it.
     #[error("{}: unsupported format: {reason}", path.display())]
     UnsupportedFormat {
         /// The file.
@@ -95,7 +92,7 @@ impl Error {
                     | std::io::ErrorKind::PermissionDenied
                     | std::io::ErrorKind::InvalidInput
             ),
-            Error::Full(_) | Error::Locked { .. } => true,
+            Error::Locked { .. } => true,
             _ => false,
         }
     }
@@ -108,7 +105,6 @@ impl Error {
             Error::InvalidArgument(_) => "invalid_argument",
             Error::OffsetOutOfRange { .. } => "offset_out_of_range",
             Error::Locked { .. } => "locked",
-            Error::Full(_) => "full",
             Error::UnsupportedFormat { .. } => "unsupported_format",
             Error::Closed(_) => "closed",
         }

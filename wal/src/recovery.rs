@@ -189,6 +189,22 @@ fn dropped(raw: &[u8], from: u64) -> (u64, u64) {
     (bytes, records.max(u64::from(bytes > 0)))
 }
 
+/// Refuses a segment of another format version: recovery must not take it
+/// for damage and truncate it.
+fn check_version(seg: &Segment) -> Result<()> {
+    let raw = seg.raw();
+    if raw.len() >= SEGMENT_HEADER_LEN && &raw[..8] == format::SEGMENT_MAGIC {
+        let v = format::le_u32(raw, 8);
+        if v != format::FORMAT_VERSION {
+            return Err(Error::UnsupportedFormat {
+                path: seg.path().to_path_buf(),
+                reason: format!("segment format version {v}; this build reads version {}", format::FORMAT_VERSION),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn lock_dir(dir: &Path) -> Result<std::fs::File> {
     let path = dir.join(LOCK_FILE);
     let mut f = OpenOptions::new()
@@ -361,6 +377,7 @@ pub(crate) fn recover(dir: &Path, config: &Config) -> Result<Recovered> {
             }
         }
         let seg = Segment::open(&path, base, true)?;
+        check_version(&seg)?;
         let durable_until = match base.cmp(&rp_seg) {
             std::cmp::Ordering::Less => u64::MAX,
             std::cmp::Ordering::Equal => rp_pos,
@@ -573,6 +590,7 @@ pub(crate) fn open_read_only(dir: &Path) -> Result<Recovered> {
             break;
         }
         let seg = Segment::open(&FileName::build(dir, base, FileKind::Log), base, false)?;
+        check_version(&seg)?;
         let is_last = i + 1 == bases.len();
         if !is_last {
             if let Ok((meta, ix)) = seg.load_index_files() {

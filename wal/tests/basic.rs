@@ -424,3 +424,60 @@ fn read_only_snapshots_while_the_writer_rolls() {
     writer.join().unwrap();
     assert!(snapshots > 5, "took {snapshots} snapshots");
 }
+
+#[test]
+fn segments_roll_by_age_and_retention_deletes_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        segment_max_age: Duration::from_millis(30),
+        retention_age: Some(Duration::from_millis(150)),
+        ..small(1 << 16)
+    };
+    let log = Log::open(dir.path(), cfg).unwrap();
+    fill(&log, 0, 3);
+    std::thread::sleep(Duration::from_millis(40));
+    fill(&log, 3, 6);
+    let segs = log.segments();
+    assert_eq!(segs.len(), 2, "rolled by age: {segs:?}");
+    assert_eq!((segs[0].base_offset, segs[1].base_offset), (0, 3));
+    // Nothing is old enough yet.
+    assert!(log.enforce_retention().unwrap().is_empty());
+    std::thread::sleep(Duration::from_millis(160));
+    // The sealed first segment aged out; the active one is never deleted.
+    let deleted = log.enforce_retention().unwrap();
+    let bases: Vec<u64> = deleted.iter().map(|d| d.base_offset).collect();
+    assert_eq!(bases, vec![0]);
+    assert_eq!(log.log_start(), 3);
+    // The next append rolls the aged second segment, and retention at the
+    // roll deletes it.
+    fill(&log, 6, 7);
+    assert_eq!(log.log_start(), 6);
+    assert!(!dir.path().join("00000000000000000000.log").exists());
+    assert_prefix_from(&log, 6, 7);
+}
+
+fn assert_prefix_from(log: &Log, from: u64, to: u64) {
+    let (recs, err) = read_all(log);
+    assert!(err.is_none());
+    let offsets: Vec<u64> = recs.iter().map(|r| r.0).collect();
+    assert_eq!(offsets, (from..to).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_segment_of_another_format_version_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small(4096)).unwrap();
+    fill(&log, 0, 5);
+    log.close().unwrap();
+    drop(log);
+    let seg = util::last_segment(dir.path());
+    let mut b = std::fs::read(&seg).unwrap();
+    b[8] = 9; // format version 9
+    std::fs::write(&seg, &b).unwrap();
+    for mode in [wal::RecoveryMode::TolerateTailCorruption, wal::RecoveryMode::TolerateAnyCorruption] {
+        let e = Log::open(dir.path(), Config { recovery_mode: mode, ..small(4096) }).unwrap_err();
+        assert!(matches!(e, Error::UnsupportedFormat { .. }), "{e:?}");
+        assert!(e.to_string().contains("segment format version 9"), "{e}");
+    }
+    assert_eq!(std::fs::read(&seg).unwrap(), b, "left untouched");
+}
