@@ -198,7 +198,10 @@ fn check_version(seg: &Segment) -> Result<()> {
         if v != format::FORMAT_VERSION {
             return Err(Error::UnsupportedFormat {
                 path: seg.path().to_path_buf(),
-                reason: format!("segment format version {v}; this build reads version {}", format::FORMAT_VERSION),
+                reason: format!(
+                    "segment format version {v}; this build reads version {}",
+                    format::FORMAT_VERSION
+                ),
             });
         }
     }

@@ -474,8 +474,18 @@ fn a_segment_of_another_format_version_is_refused_untouched() {
     let mut b = std::fs::read(&seg).unwrap();
     b[8] = 9; // format version 9
     std::fs::write(&seg, &b).unwrap();
-    for mode in [wal::RecoveryMode::TolerateTailCorruption, wal::RecoveryMode::TolerateAnyCorruption] {
-        let e = Log::open(dir.path(), Config { recovery_mode: mode, ..small(4096) }).unwrap_err();
+    for mode in [
+        wal::RecoveryMode::TolerateTailCorruption,
+        wal::RecoveryMode::TolerateAnyCorruption,
+    ] {
+        let e = Log::open(
+            dir.path(),
+            Config {
+                recovery_mode: mode,
+                ..small(4096)
+            },
+        )
+        .unwrap_err();
         assert!(matches!(e, Error::UnsupportedFormat { .. }), "{e:?}");
         assert!(e.to_string().contains("segment format version 9"), "{e}");
     }
