@@ -1,0 +1,708 @@
+//! Tablets: the unit of writing. One device, a few measurements, rows of
+//! (time, values). Decoded from the client RPC (`insertTablet` bytes, typed
+//! record values), and serialized in IoTDB 1.2's `Tablet.serialize()`
+//! layout, which is also what the change log stores and what a pipe ships
+//! (`pipeTransfer` request type 3) without re-encoding.
+//!
+//! # The client RPC tablet (`TSInsertTabletReq`, big-endian)
+//! `timestamps`: `size` × i64. `values`: column after column; BOOLEAN 1 byte,
+//! INT32 4, INT64 8, FLOAT 4, DOUBLE 8, TEXT i32 length + bytes; null cells
+//! keep their slot. Then, if bytes remain, per column a flag byte and, when
+//! 1, `size/8 + 1` bytes of null bits, LSB first, 1 = null.
+//!
+//! # The 1.2 serialization (`Tablet.serialize()`, big-endian)
+//! ```text
+//! String deviceId (i32 len + UTF-8), i32 rowSize
+//! u8 1, i32 nSchemas, nSchemas × (u8 1, String id, u8 type, u8 encoding, u8 compressor, i32 0)
+//! u8 1, rowSize × i64 times
+//! u8 1, nSchemas × (u8 present, [i32 bitmapSize, i32 byteLen, bytes])   null bits, LSB first
+//! u8 1, nSchemas × (u8 1, rowSize values)   TEXT: per row u8 notNull, [i32 len + bytes]
+//! u8 isAligned                               (appended by pipe request type 3)
+//! ```
+
+use crate::types::{DataType, Value};
+
+/// The values of one column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    /// BOOLEAN values.
+    Boolean(Vec<bool>),
+    /// INT32 values.
+    Int32(Vec<i32>),
+    /// INT64 values.
+    Int64(Vec<i64>),
+    /// FLOAT values.
+    Float(Vec<f32>),
+    /// DOUBLE values.
+    Double(Vec<f64>),
+    /// TEXT values.
+    Text(Vec<Vec<u8>>),
+}
+
+impl Column {
+    /// An empty column of type `t` with room for `n` rows.
+    pub fn with_capacity(t: DataType, n: usize) -> Column {
+        match t {
+            DataType::Boolean => Column::Boolean(Vec::with_capacity(n)),
+            DataType::Int32 => Column::Int32(Vec::with_capacity(n)),
+            DataType::Int64 => Column::Int64(Vec::with_capacity(n)),
+            DataType::Float => Column::Float(Vec::with_capacity(n)),
+            DataType::Double => Column::Double(Vec::with_capacity(n)),
+            DataType::Text => Column::Text(Vec::with_capacity(n)),
+        }
+    }
+
+    /// The column's type.
+    pub fn data_type(&self) -> DataType {
+        match self {
+            Column::Boolean(_) => DataType::Boolean,
+            Column::Int32(_) => DataType::Int32,
+            Column::Int64(_) => DataType::Int64,
+            Column::Float(_) => DataType::Float,
+            Column::Double(_) => DataType::Double,
+            Column::Text(_) => DataType::Text,
+        }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        match self {
+            Column::Boolean(v) => v.len(),
+            Column::Int32(v) => v.len(),
+            Column::Int64(v) => v.len(),
+            Column::Float(v) => v.len(),
+            Column::Double(v) => v.len(),
+            Column::Text(v) => v.len(),
+        }
+    }
+
+    /// Whether the column has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value at `row`.
+    pub fn get(&self, row: usize) -> Value {
+        match self {
+            Column::Boolean(v) => Value::Boolean(v[row]),
+            Column::Int32(v) => Value::Int32(v[row]),
+            Column::Int64(v) => Value::Int64(v[row]),
+            Column::Float(v) => Value::Float(v[row]),
+            Column::Double(v) => Value::Double(v[row]),
+            Column::Text(v) => Value::Text(v[row].clone()),
+        }
+    }
+
+    /// Appends a value of the column's type.
+    ///
+    /// # Panics
+    /// If the value's type differs.
+    pub fn push(&mut self, v: Value) {
+        match (self, v) {
+            (Column::Boolean(c), Value::Boolean(x)) => c.push(x),
+            (Column::Int32(c), Value::Int32(x)) => c.push(x),
+            (Column::Int64(c), Value::Int64(x)) => c.push(x),
+            (Column::Float(c), Value::Float(x)) => c.push(x),
+            (Column::Double(c), Value::Double(x)) => c.push(x),
+            (Column::Text(c), Value::Text(x)) => c.push(x),
+            (c, v) => panic!("push {} into a {} column", v.data_type(), c.data_type()),
+        }
+    }
+}
+
+/// A tablet: rows of one device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tablet {
+    /// The device path, e.g. `root.vehicle.d0`.
+    pub device: String,
+    /// Measurement names, one per column.
+    pub measurements: Vec<String>,
+    /// The columns, each `times.len()` rows.
+    pub columns: Vec<Column>,
+    /// Per column, which rows are null (`None`: none are).
+    pub nulls: Vec<Option<Vec<bool>>>,
+    /// Row timestamps.
+    pub times: Vec<i64>,
+    /// Whether the device is aligned.
+    pub aligned: bool,
+}
+
+/// A bounds-checked big-endian reader.
+struct Buf<'a> {
+    b: &'a [u8],
+    at: usize,
+    what: &'static str,
+}
+
+impl<'a> Buf<'a> {
+    fn new(b: &'a [u8], what: &'static str) -> Self {
+        Buf { b, at: 0, what }
+    }
+    fn left(&self) -> usize {
+        self.b.len() - self.at
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if n > self.left() {
+            return Err(format!(
+                "{}: ends at byte {} where {n} more bytes are needed",
+                self.what,
+                self.b.len()
+            ));
+        }
+        let s = &self.b[self.at..self.at + n];
+        self.at += n;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+    fn i32(&mut self) -> Result<i32, String> {
+        Ok(i32::from_be_bytes(self.take(4)?.try_into().expect("4")))
+    }
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("8")))
+    }
+    fn len(&mut self, what: &str) -> Result<usize, String> {
+        let n = self.i32()?;
+        if n < 0 || n as usize > self.left() {
+            return Err(format!(
+                "{}: {what} {n} does not fit the {} bytes left",
+                self.what,
+                self.left()
+            ));
+        }
+        Ok(n as usize)
+    }
+    fn bytes(&mut self) -> Result<Vec<u8>, String> {
+        let n = self.len("length")?;
+        Ok(self.take(n)?.to_vec())
+    }
+    fn string(&mut self) -> Result<String, String> {
+        String::from_utf8(self.bytes()?)
+            .map_err(|_| format!("{}: a string is not UTF-8", self.what))
+    }
+    fn value(&mut self, t: DataType) -> Result<Value, String> {
+        Ok(match t {
+            DataType::Boolean => Value::Boolean(self.u8()? != 0),
+            DataType::Int32 => Value::Int32(self.i32()?),
+            DataType::Int64 => Value::Int64(self.i64()?),
+            DataType::Float => Value::Float(f32::from_bits(self.i32()? as u32)),
+            DataType::Double => Value::Double(f64::from_bits(self.i64()? as u64)),
+            DataType::Text => Value::Text(self.bytes()?),
+        })
+    }
+    fn column(&mut self, t: DataType, n: usize) -> Result<Column, String> {
+        // Fixed-width columns are checked up front so that a huge row count
+        // fails before allocating.
+        let width = match t {
+            DataType::Boolean => 1,
+            DataType::Int32 | DataType::Float => 4,
+            DataType::Int64 | DataType::Double => 8,
+            DataType::Text => 4,
+        };
+        if n.saturating_mul(width) > self.left() {
+            return Err(format!(
+                "{}: {n} rows of {t} do not fit the {} bytes left",
+                self.what,
+                self.left()
+            ));
+        }
+        Ok(match t {
+            DataType::Boolean => Column::Boolean(self.take(n)?.iter().map(|&b| b != 0).collect()),
+            DataType::Int32 => Column::Int32(
+                self.take(n * 4)?
+                    .chunks_exact(4)
+                    .map(|c| i32::from_be_bytes(c.try_into().expect("4")))
+                    .collect(),
+            ),
+            DataType::Int64 => Column::Int64(
+                self.take(n * 8)?
+                    .chunks_exact(8)
+                    .map(|c| i64::from_be_bytes(c.try_into().expect("8")))
+                    .collect(),
+            ),
+            DataType::Float => Column::Float(
+                self.take(n * 4)?
+                    .chunks_exact(4)
+                    .map(|c| f32::from_bits(u32::from_be_bytes(c.try_into().expect("4"))))
+                    .collect(),
+            ),
+            DataType::Double => Column::Double(
+                self.take(n * 8)?
+                    .chunks_exact(8)
+                    .map(|c| f64::from_bits(u64::from_be_bytes(c.try_into().expect("8"))))
+                    .collect(),
+            ),
+            DataType::Text => {
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(self.bytes()?);
+                }
+                Column::Text(v)
+            }
+        })
+    }
+    fn done(&self) -> Result<(), String> {
+        if self.left() != 0 {
+            return Err(format!(
+                "{}: {} unexpected bytes after the end",
+                self.what,
+                self.left()
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn types_of(ids: &[i32]) -> Result<Vec<DataType>, String> {
+    ids.iter().map(|&t| DataType::from_id(t)).collect()
+}
+
+/// LSB-first null bits of `n` rows from `bytes`.
+fn bits_lsb(bytes: &[u8], n: usize) -> Vec<bool> {
+    (0..n).map(|r| bytes[r / 8] & (1 << (r % 8)) != 0).collect()
+}
+
+fn put_str(out: &mut Vec<u8>, s: &[u8]) {
+    out.extend_from_slice(&(s.len() as i32).to_be_bytes());
+    out.extend_from_slice(s);
+}
+
+impl Tablet {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.times.len()
+    }
+
+    /// Whether `row` of column `col` is null.
+    pub fn is_null(&self, col: usize, row: usize) -> bool {
+        self.nulls[col].as_ref().is_some_and(|n| n[row])
+    }
+
+    /// The number of non-null cells: IoTDB's "points".
+    pub fn points(&self) -> usize {
+        (0..self.columns.len())
+            .map(|c| match &self.nulls[c] {
+                None => self.rows(),
+                Some(n) => n.iter().filter(|&&x| !x).count(),
+            })
+            .sum()
+    }
+
+    /// Decodes the byte fields of a `TSInsertTabletReq`.
+    ///
+    /// # Errors
+    /// A message naming what does not fit: counts that disagree, unknown or
+    /// unsupported types, short or over-long buffers.
+    pub fn from_rpc(
+        device: String,
+        measurements: Vec<String>,
+        type_ids: &[i32],
+        values: &[u8],
+        timestamps: &[u8],
+        size: i32,
+        aligned: bool,
+    ) -> Result<Tablet, String> {
+        if measurements.len() != type_ids.len() {
+            return Err(format!(
+                "{} measurements but {} types",
+                measurements.len(),
+                type_ids.len()
+            ));
+        }
+        let types = types_of(type_ids)?;
+        if size < 0 || timestamps.len() != size as usize * 8 {
+            return Err(format!(
+                "size {size} but {} bytes of timestamps",
+                timestamps.len()
+            ));
+        }
+        let n = size as usize;
+        let times: Vec<i64> = timestamps
+            .chunks_exact(8)
+            .map(|c| i64::from_be_bytes(c.try_into().expect("8")))
+            .collect();
+        let mut b = Buf::new(values, "tablet values");
+        let mut columns = Vec::with_capacity(types.len());
+        for &t in &types {
+            columns.push(b.column(t, n)?);
+        }
+        let mut nulls = vec![None; types.len()];
+        if b.left() > 0 {
+            for slot in nulls.iter_mut() {
+                if b.u8()? == 1 {
+                    let bytes = b.take(n / 8 + 1)?;
+                    let bits = bits_lsb(bytes, n);
+                    if bits.iter().any(|&x| x) {
+                        *slot = Some(bits);
+                    }
+                }
+            }
+        }
+        b.done()?;
+        Ok(Tablet {
+            device,
+            measurements,
+            columns,
+            nulls,
+            times,
+            aligned,
+        })
+    }
+
+    /// Decodes one record (`TSInsertRecordReq.values`: per measurement a
+    /// type byte and the value) into a one-row tablet.
+    ///
+    /// # Errors
+    /// Unknown types, count mismatches, short or over-long buffers.
+    pub fn from_record(
+        device: String,
+        measurements: Vec<String>,
+        values: &[u8],
+        time: i64,
+        aligned: bool,
+    ) -> Result<Tablet, String> {
+        let mut b = Buf::new(values, "record values");
+        let mut columns = Vec::with_capacity(measurements.len());
+        for m in &measurements {
+            let t = DataType::from_id(i32::from(b.u8()?))
+                .map_err(|e| format!("measurement {m}: {e}"))?;
+            let mut c = Column::with_capacity(t, 1);
+            c.push(b.value(t)?);
+            columns.push(c);
+        }
+        b.done()?;
+        Ok(Tablet {
+            device,
+            nulls: vec![None; measurements.len()],
+            measurements,
+            columns,
+            times: vec![time],
+            aligned,
+        })
+    }
+
+    /// Serializes in IoTDB 1.2's `Tablet.serialize()` layout followed by
+    /// the aligned byte (the body of `pipeTransfer` request type 3).
+    pub fn serialize_v12(&self) -> Vec<u8> {
+        let n = self.rows();
+        let mut out = Vec::with_capacity(64 + n * 8 * (1 + self.columns.len()));
+        put_str(&mut out, self.device.as_bytes());
+        out.extend_from_slice(&(n as i32).to_be_bytes());
+        out.push(1);
+        out.extend_from_slice(&(self.columns.len() as i32).to_be_bytes());
+        for (m, c) in self.measurements.iter().zip(&self.columns) {
+            out.push(1);
+            put_str(&mut out, m.as_bytes());
+            let t = c.data_type();
+            out.extend_from_slice(&[t as u8, t.default_encoding(), 0]);
+            out.extend_from_slice(&0i32.to_be_bytes());
+        }
+        out.push(1);
+        for t in &self.times {
+            out.extend_from_slice(&t.to_be_bytes());
+        }
+        out.push(1);
+        for nulls in &self.nulls {
+            match nulls {
+                None => out.push(0),
+                Some(bits) => {
+                    out.push(1);
+                    let len = n / 8 + 1;
+                    out.extend_from_slice(&(n as i32).to_be_bytes());
+                    out.extend_from_slice(&(len as i32).to_be_bytes());
+                    let mut bytes = vec![0u8; len];
+                    for (r, &null) in bits.iter().enumerate() {
+                        if null {
+                            bytes[r / 8] |= 1 << (r % 8);
+                        }
+                    }
+                    out.extend_from_slice(&bytes);
+                }
+            }
+        }
+        out.push(1);
+        for c in &self.columns {
+            out.push(1);
+            match c {
+                Column::Boolean(v) => out.extend(v.iter().map(|&b| u8::from(b))),
+                Column::Int32(v) => v
+                    .iter()
+                    .for_each(|x| out.extend_from_slice(&x.to_be_bytes())),
+                Column::Int64(v) => v
+                    .iter()
+                    .for_each(|x| out.extend_from_slice(&x.to_be_bytes())),
+                Column::Float(v) => v
+                    .iter()
+                    .for_each(|x| out.extend_from_slice(&x.to_bits().to_be_bytes())),
+                Column::Double(v) => v
+                    .iter()
+                    .for_each(|x| out.extend_from_slice(&x.to_bits().to_be_bytes())),
+                Column::Text(v) => {
+                    for s in v {
+                        out.push(1);
+                        put_str(&mut out, s);
+                    }
+                }
+            }
+        }
+        out.push(u8::from(self.aligned));
+        out
+    }
+
+    /// Decodes [`Tablet::serialize_v12`]'s layout as a real 1.2 sender
+    /// writes it: absent schemas, columns and bitmaps are allowed, a TEXT
+    /// cell written `notNull = 0` is null, and the trailing aligned byte is
+    /// optional (false when absent).
+    ///
+    /// # Errors
+    /// A message naming the part that does not decode.
+    pub fn deserialize_v12(bytes: &[u8]) -> Result<Tablet, String> {
+        let mut b = Buf::new(bytes, "serialized tablet");
+        let device = b.string()?;
+        let rows = b.i32()?;
+        if rows < 0 || rows as usize > b.left() {
+            return Err(format!("serialized tablet: row count {rows} does not fit"));
+        }
+        let n = rows as usize;
+        let mut measurements = Vec::new();
+        let mut types = Vec::new();
+        if b.u8()? == 1 {
+            let count = b.len("schema count")?;
+            for _ in 0..count {
+                if b.u8()? == 0 {
+                    continue;
+                }
+                let id = b.string()?;
+                let t = DataType::from_id(i32::from(b.u8()?))
+                    .map_err(|e| format!("measurement {id}: {e}"))?;
+                b.take(2)?; // encoding, compressor
+                let props = b.len("property count")?;
+                for _ in 0..props {
+                    b.bytes()?;
+                    b.bytes()?;
+                }
+                measurements.push(id);
+                types.push(t);
+            }
+        }
+        let times = if b.u8()? == 1 {
+            if n.saturating_mul(8) > b.left() {
+                return Err(format!("serialized tablet: {n} timestamps do not fit"));
+            }
+            (0..n).map(|_| b.i64()).collect::<Result<Vec<_>, _>>()?
+        } else {
+            vec![0; n]
+        };
+        let mut nulls: Vec<Option<Vec<bool>>> = vec![None; types.len()];
+        if b.u8()? == 1 {
+            for slot in nulls.iter_mut() {
+                if b.u8()? == 1 {
+                    let _capacity = b.i32()?;
+                    let bytes = b.bytes()?;
+                    if bytes.len() * 8 < n {
+                        return Err(format!(
+                            "serialized tablet: bitmap of {} bytes for {n} rows",
+                            bytes.len()
+                        ));
+                    }
+                    let bits = bits_lsb(&bytes, n);
+                    if bits.iter().any(|&x| x) {
+                        *slot = Some(bits);
+                    }
+                }
+            }
+        }
+        let mut columns = Vec::with_capacity(types.len());
+        if b.u8()? == 1 {
+            for (i, &t) in types.iter().enumerate() {
+                if b.u8()? == 0 {
+                    columns.push(Column::with_capacity(t, 0));
+                    nulls[i] = Some(vec![true; n]);
+                    continue;
+                }
+                if t == DataType::Text {
+                    let mut v = Vec::with_capacity(n.min(b.left()));
+                    for r in 0..n {
+                        if b.u8()? == 1 {
+                            v.push(b.bytes()?);
+                        } else {
+                            v.push(Vec::new());
+                            nulls[i].get_or_insert_with(|| vec![false; n])[r] = true;
+                        }
+                    }
+                    columns.push(Column::Text(v));
+                } else {
+                    columns.push(b.column(t, n)?);
+                }
+            }
+        }
+        // Absent columns: all null, with placeholder values.
+        for c in columns.iter_mut() {
+            if c.len() < n {
+                let t = c.data_type();
+                let mut full = Column::with_capacity(t, n);
+                for _ in 0..n {
+                    full.push(match t {
+                        DataType::Boolean => Value::Boolean(false),
+                        DataType::Int32 => Value::Int32(0),
+                        DataType::Int64 => Value::Int64(0),
+                        DataType::Float => Value::Float(0.0),
+                        DataType::Double => Value::Double(0.0),
+                        DataType::Text => Value::Text(Vec::new()),
+                    });
+                }
+                *c = full;
+            }
+        }
+        if columns.len() != types.len() {
+            return Err("serialized tablet: values section missing".into());
+        }
+        let aligned = if b.left() > 0 { b.u8()? != 0 } else { false };
+        b.done()?;
+        Ok(Tablet {
+            device,
+            measurements,
+            columns,
+            nulls,
+            times,
+            aligned,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn rpc_tablet_with_a_null_matches_the_reference() {
+        // shared/reference/iotdb-client-rpc.md §3.1 worked example.
+        let values = hex("00000001 00000000 00000001 61 00000002 6263 01 00 01 02 00 00");
+        let times = hex("0000000000000001 0000000000000002");
+        let t = Tablet::from_rpc(
+            "root.vehicle.d0".into(),
+            vec!["s0".into(), "s1".into(), "s2".into()],
+            &[1, 5, 0],
+            &values,
+            &times,
+            2,
+            false,
+        )
+        .unwrap();
+        assert_eq!(t.times, vec![1, 2]);
+        assert_eq!(t.columns[0], Column::Int32(vec![1, 0]));
+        assert_eq!(
+            t.columns[1],
+            Column::Text(vec![b"a".to_vec(), b"bc".to_vec()])
+        );
+        assert_eq!(t.columns[2], Column::Boolean(vec![true, false]));
+        assert_eq!(t.nulls[0], Some(vec![false, true]));
+        assert_eq!(t.nulls[1], None);
+        assert_eq!(t.points(), 5);
+        // Damaged inputs get messages, not panics.
+        assert!(Tablet::from_rpc(
+            "d".into(),
+            vec!["a".into()],
+            &[1, 2],
+            &values,
+            &times,
+            2,
+            false
+        )
+        .unwrap_err()
+        .contains("1 measurements but 2 types"));
+        assert!(
+            Tablet::from_rpc("d".into(), vec!["a".into()], &[9], &[], &[], 0, false)
+                .unwrap_err()
+                .contains("DATE")
+        );
+        for cut in 0..values.len() - 6 {
+            assert!(Tablet::from_rpc(
+                "d".into(),
+                vec!["s0".into(), "s1".into(), "s2".into()],
+                &[1, 5, 0],
+                &values[..cut],
+                &times,
+                2,
+                false
+            )
+            .is_err());
+        }
+        assert!(Tablet::from_rpc(
+            "d".into(),
+            vec!["a".into()],
+            &[4],
+            &[],
+            &[],
+            i32::MAX,
+            false
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn record_values_match_the_reference() {
+        // §3.2: INT32 7, TEXT "hey", BOOLEAN true, DOUBLE 0.5.
+        let v = hex("01 00000007 05 00000003 686579 00 01 04 3fe0000000000000");
+        let t = Tablet::from_record(
+            "root.sg.d".into(),
+            ["s0", "s1", "s2", "s3"].map(String::from).to_vec(),
+            &v,
+            9,
+            false,
+        )
+        .unwrap();
+        assert_eq!(t.columns[0].get(0), Value::Int32(7));
+        assert_eq!(t.columns[1].get(0), Value::Text(b"hey".to_vec()));
+        assert_eq!(t.columns[2].get(0), Value::Boolean(true));
+        assert_eq!(t.columns[3].get(0), Value::Double(0.5));
+        assert!(
+            Tablet::from_record("d".into(), vec!["a".into()], &v, 1, false)
+                .unwrap_err()
+                .contains("unexpected bytes")
+        );
+    }
+
+    #[test]
+    fn v12_serialization_reads_the_reference_sample() {
+        // shared/reference/tsfile-samples/tablet_serialize_v1.2.bin, as
+        // annotated in iotdb-insertnode-tsfile.md §1.1.
+        let sample = hex("0000000a 726f6f742e73672e6431 00000002
+             01 00000003
+               01 00000002 7331 02 04 01 00000000
+               01 00000002 7332 05 00 01 00000000
+               01 00000002 7333 00 02 01 00000000
+             01 0000000000000001 0000000000000002
+             01 00 01 00000002 00000001 02 00
+             01 01 000000000000000a 0000000000000014
+                01 01 00000001 61 01 00000000
+                01 01 00");
+        let t = Tablet::deserialize_v12(&sample).unwrap();
+        assert_eq!(t.device, "root.sg.d1");
+        assert_eq!(t.measurements, vec!["s1", "s2", "s3"]);
+        assert_eq!(t.times, vec![1, 2]);
+        assert_eq!(t.columns[0], Column::Int64(vec![10, 20]));
+        assert_eq!(t.columns[1].get(0), Value::Text(b"a".to_vec()));
+        assert!(t.is_null(1, 1) && !t.is_null(1, 0));
+        assert_eq!(t.columns[2], Column::Boolean(vec![true, false]));
+        assert!(!t.aligned);
+        // Our serialization reads back the same.
+        let again = Tablet::deserialize_v12(&t.serialize_v12()).unwrap();
+        assert_eq!(again, t);
+        for cut in 0..sample.len() {
+            assert!(
+                Tablet::deserialize_v12(&sample[..cut]).is_err(),
+                "cut {cut}"
+            );
+        }
+    }
+}
