@@ -3,7 +3,9 @@
 use std::fmt;
 
 /// The series data types edgepipe stores (IoTDB's `TSDataType` ids).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[repr(u8)]
 pub enum DataType {
     /// `BOOLEAN` (0).

@@ -1,0 +1,228 @@
+//! The node's configuration file: IoTDB's `key=value` properties format and
+//! IoTDB's key names where IoTDB has one. Unknown keys are warned about;
+//! bad values are rejected naming the key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tracing::warn;
+
+use crate::exec::Precision;
+
+/// Settings of a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// `rpc_address`: address the client RPC listens on. Default 0.0.0.0.
+    pub rpc_address: String,
+    /// `rpc_port`: the client RPC port. Default 6667.
+    pub rpc_port: u16,
+    /// `data_dir` (edgepipe's own key): where the change log and store
+    /// live. Default `data`.
+    pub data_dir: PathBuf,
+    /// `timestamp_precision`: ms, us or ns. Default ms.
+    pub precision: Precision,
+    /// `enable_auto_create_schema`. Default true.
+    pub auto_create_schema: bool,
+    /// `default_storage_group_level` (`default_database_level` also
+    /// accepted). Default 1.
+    pub default_database_level: usize,
+    /// `wal_mode`: SYNC (fsync every write), ASYNC (group commit, the
+    /// default), DISABLE (no fsync).
+    pub fsync: wal::FsyncPolicy,
+    /// `thrift_max_frame_size` (`dn_thrift_max_frame_size`): largest
+    /// request frame accepted. Default 512 MiB, as IoTDB.
+    pub max_frame_size: usize,
+    /// `rpc_max_concurrent_client_num`. Default 65535.
+    pub max_connections: usize,
+    /// The root user's password. Default `root`.
+    pub root_password: String,
+    /// `max_number_of_sync_file_retry`: retries of a pipe batch. Default 5.
+    pub max_sync_retry: u32,
+    /// `pipe_connector_timeout_ms`. Default 15 min as IoTDB.
+    pub pipe_connector_timeout: Duration,
+    /// `ip_white_list`: CIDRs allowed to sync into this node. Default
+    /// 0.0.0.0/0.
+    pub ip_white_list: String,
+    /// `pipe_server_port`: the legacy pipe server's port. Default 6670.
+    pub pipe_server_port: u16,
+    /// `memtable_flush_points` (edgepipe's): flush after this many points.
+    pub flush_points: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            rpc_address: "0.0.0.0".into(),
+            rpc_port: 6667,
+            data_dir: PathBuf::from("data"),
+            precision: Precision::Ms,
+            auto_create_schema: true,
+            default_database_level: 1,
+            fsync: wal::FsyncPolicy::default(),
+            max_frame_size: 512 << 20,
+            max_connections: 65535,
+            root_password: "root".into(),
+            max_sync_retry: 5,
+            pipe_connector_timeout: Duration::from_secs(900),
+            ip_white_list: "0.0.0.0/0".into(),
+            pipe_server_port: 6670,
+            flush_points: crate::store::DEFAULT_FLUSH_POINTS,
+        }
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
+    v.parse()
+        .map_err(|_| format!("{key}={v}: not a valid number"))
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("{key}={v}: expected true or false")),
+    }
+}
+
+impl NodeConfig {
+    /// Applies one `key=value` setting.
+    ///
+    /// # Errors
+    /// A bad value, naming the key. Unknown keys are not errors: the
+    /// returned `Ok(false)` says the key was not recognised.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<bool, String> {
+        let v = value.trim();
+        match key {
+            "rpc_address" | "dn_rpc_address" => self.rpc_address = v.to_string(),
+            "rpc_port" | "dn_rpc_port" => self.rpc_port = parse_num(key, v)?,
+            "data_dir" => self.data_dir = PathBuf::from(v),
+            "timestamp_precision" => {
+                self.precision = Precision::parse(v)
+                    .ok_or_else(|| format!("{key}={v}: expected ms, us or ns"))?
+            }
+            "enable_auto_create_schema" => self.auto_create_schema = parse_bool(key, v)?,
+            "default_storage_group_level" | "default_database_level" => {
+                let n: usize = parse_num(key, v)?;
+                if n == 0 {
+                    return Err(format!("{key}={v}: must be at least 1"));
+                }
+                self.default_database_level = n;
+            }
+            "wal_mode" => {
+                self.fsync = match v.to_ascii_uppercase().as_str() {
+                    "SYNC" => wal::FsyncPolicy::Always,
+                    "ASYNC" => match self.fsync {
+                        wal::FsyncPolicy::Interval(d) => wal::FsyncPolicy::Interval(d),
+                        _ => wal::FsyncPolicy::default(),
+                    },
+                    "DISABLE" => wal::FsyncPolicy::Never,
+                    _ => return Err(format!("{key}={v}: expected SYNC, ASYNC or DISABLE")),
+                }
+            }
+            "wal_async_mode_fsync_delay_in_ms" => {
+                let ms: u64 = parse_num(key, v)?;
+                if ms == 0 {
+                    return Err(format!("{key}={v}: must be at least 1"));
+                }
+                if !matches!(
+                    self.fsync,
+                    wal::FsyncPolicy::Always | wal::FsyncPolicy::Never
+                ) {
+                    self.fsync = wal::FsyncPolicy::Interval(Duration::from_millis(ms));
+                }
+            }
+            "thrift_max_frame_size" | "dn_thrift_max_frame_size" => {
+                let n: usize = parse_num(key, v)?;
+                if n < 1024 {
+                    return Err(format!("{key}={v}: must be at least 1024"));
+                }
+                self.max_frame_size = n;
+            }
+            "rpc_max_concurrent_client_num" | "dn_rpc_max_concurrent_client_num" => {
+                self.max_connections = parse_num(key, v)?;
+                if self.max_connections == 0 {
+                    return Err(format!("{key}={v}: must be at least 1"));
+                }
+            }
+            "root_password" => self.root_password = v.to_string(),
+            "max_number_of_sync_file_retry" => self.max_sync_retry = parse_num(key, v)?,
+            "pipe_connector_timeout_ms" => {
+                self.pipe_connector_timeout = Duration::from_millis(parse_num(key, v)?)
+            }
+            "ip_white_list" => self.ip_white_list = v.to_string(),
+            "pipe_server_port" => self.pipe_server_port = parse_num(key, v)?,
+            "memtable_flush_points" => {
+                self.flush_points = parse_num(key, v)?;
+                if self.flush_points == 0 {
+                    return Err(format!("{key}={v}: must be at least 1"));
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Reads a properties file over the defaults. Lines are `key=value`;
+    /// `#` and `!` start comments.
+    ///
+    /// # Errors
+    /// An unreadable file, a line without `=`, or a bad value (naming the
+    /// file, line and key).
+    pub fn load(path: &Path) -> Result<NodeConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut c = NodeConfig::default();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let Some((k, v)) = line.split_once('=') else {
+                return Err(format!(
+                    "{}:{}: expected key=value, found {line:?}",
+                    path.display(),
+                    i + 1
+                ));
+            };
+            let k = k.trim();
+            match c.set(k, v) {
+                Ok(true) => {}
+                Ok(false) => {
+                    warn!(file = %path.display(), line = i + 1, key = k, "unknown configuration key; ignored")
+                }
+                Err(e) => return Err(format!("{}:{}: {e}", path.display(), i + 1)),
+            }
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iotdb_keys_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("iotdb.properties");
+        std::fs::write(&p, "# comment\nrpc_port=7777\ntimestamp_precision=us\nwal_mode=SYNC\nsomething_else=1\nip_white_list=127.0.0.1/32\n").unwrap();
+        let c = NodeConfig::load(&p).unwrap();
+        assert_eq!(c.rpc_port, 7777);
+        assert_eq!(c.precision, Precision::Us);
+        assert_eq!(c.fsync, wal::FsyncPolicy::Always);
+        assert_eq!(c.ip_white_list, "127.0.0.1/32");
+        std::fs::write(&p, "rpc_port=seventy\n").unwrap();
+        let e = NodeConfig::load(&p).unwrap_err();
+        assert!(
+            e.contains(":1: rpc_port=seventy: not a valid number"),
+            "{e}"
+        );
+        std::fs::write(&p, "timestamp_precision=s\n").unwrap();
+        assert!(NodeConfig::load(&p)
+            .unwrap_err()
+            .contains("timestamp_precision=s: expected ms, us or ns"));
+        std::fs::write(&p, "just words\n").unwrap();
+        assert!(NodeConfig::load(&p)
+            .unwrap_err()
+            .contains("expected key=value"));
+    }
+}

@@ -1,0 +1,734 @@
+//! The IoTDB client RPC: sessions, statements with paged results, and the
+//! insert calls, as `shared/reference/iotdb-client-rpc.md` lays them out.
+//!
+//! One [`Connection`] per TCP connection holds the session and its open
+//! queries (keyed by query id on this connection: the Python client swaps
+//! its session and statement ids in `fetchResultsV2` and `closeOperation`,
+//! so those fields are not trusted).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use protocol::message::{exception, reply, reply_i64, Call, Proto};
+use protocol::rpc::{
+    TSCloseOperationReq, TSExecuteStatementReq, TSExecuteStatementResp, TSFetchResultsReq,
+    TSFetchResultsResp, TSGetTimeZoneResp, TSInsertRecordReq, TSInsertRecordsOfOneDeviceReq,
+    TSInsertRecordsReq, TSInsertStringRecordReq, TSInsertTabletReq, TSInsertTabletsReq,
+    TSOpenSessionReq, TSOpenSessionResp, TSSetTimeZoneReq, TSStatus,
+};
+use protocol::tablet::Tablet;
+use protocol::tsblock;
+use protocol::types::status;
+use thrift::ApplicationErrorKind;
+use tracing::debug;
+
+use crate::event::Event;
+use crate::exec::{zone_from_name, Context, Executor, Outcome, Precision, ResultSet};
+use crate::sql::Literal;
+use crate::store::{self, StoreError};
+
+/// Rows per page when the client asks for none (`fetchSize` ≤ 0).
+pub const DEFAULT_FETCH_SIZE: usize = 5000;
+/// Largest TsBlock bytes in one reply: the Python client's thrift refuses
+/// frames over 16,384,000 bytes, so pages stay well under it.
+pub const MAX_REPLY_BYTES: usize = 8 << 20;
+/// Open queries kept per connection; the oldest is dropped past this.
+pub const MAX_OPEN_QUERIES: usize = 64;
+/// The client RPC protocol version served (IOTDB_SERVICE_PROTOCOL_V3).
+pub const SERVER_PROTOCOL_VERSION: i32 = 2;
+
+/// Shared state of the RPC service.
+pub struct Service {
+    exec: Executor,
+    precision: Precision,
+    root_password: String,
+    next_session: AtomicI64,
+    next_query: AtomicI64,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").finish()
+    }
+}
+
+struct Session {
+    id: i64,
+    user: String,
+    ctx: Context,
+    statement_id: i64,
+}
+
+struct Query {
+    result: ResultSet,
+    pos: usize,
+    fetch_size: usize,
+}
+
+/// Per-connection state.
+#[derive(Default)]
+pub struct Connection {
+    session: Option<Session>,
+    queries: BTreeMap<i64, Query>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("session", &self.session.as_ref().map(|s| (s.id, &s.user)))
+            .field("queries", &self.queries.len())
+            .finish()
+    }
+}
+
+/// What handling a frame gave.
+#[derive(Debug)]
+pub enum Handled {
+    /// Send this frame back.
+    Reply(Vec<u8>),
+    /// A one-way call: nothing to send.
+    Nothing,
+    /// The frame is not thrift: close the connection, logging the reason.
+    Close(String),
+}
+
+fn ok() -> TSStatus {
+    st(status::SUCCESS, None)
+}
+
+fn st(code: i32, message: Option<String>) -> TSStatus {
+    TSStatus {
+        code,
+        message,
+        sub_status: None,
+        redirect_node: None,
+        need_retry: None,
+    }
+}
+
+fn err_status(e: &StoreError) -> TSStatus {
+    st(e.code, Some(e.message.clone()))
+}
+
+fn exec_resp(status: TSStatus) -> TSExecuteStatementResp {
+    TSExecuteStatementResp {
+        status,
+        query_id: None,
+        columns: None,
+        operation_type: None,
+        ignore_time_stamp: None,
+        data_type_list: None,
+        column_name_index_map: None,
+        sg_columns: None,
+        query_result: None,
+        more_data: None,
+        database: None,
+        table_model: None,
+    }
+}
+
+/// A decoded call.
+enum Request {
+    OpenSession(TSOpenSessionReq),
+    CloseSession,
+    StatementId,
+    SetTimeZone(TSSetTimeZoneReq),
+    GetTimeZone,
+    Execute(TSExecuteStatementReq),
+    Fetch(TSFetchResultsReq),
+    CloseOperation(TSCloseOperationReq),
+    InsertTablet(TSInsertTabletReq),
+    InsertTablets(TSInsertTabletsReq),
+    InsertRecord(TSInsertRecordReq),
+    InsertRecords(TSInsertRecordsReq),
+    InsertRecordsOfOneDevice(TSInsertRecordsOfOneDeviceReq),
+    InsertStringRecord(TSInsertStringRecordReq),
+}
+
+/// Reads a call and its arguments; what cannot be served becomes the reply
+/// (an application exception) or a reason to close.
+fn decode(frame: &[u8]) -> Result<(Proto, String, i32, Request), Handled> {
+    let mut call = Call::parse(frame).map_err(|e| Handled::Close(e.to_string()))?;
+    let (proto, name, seq) = (call.proto, call.name.clone(), call.seq);
+    let fail = |kind, msg: String| Handled::Reply(exception(proto, &name, seq, kind, &msg));
+    macro_rules! arg {
+        ($t:ty) => {
+            match call.arg::<$t>() {
+                Ok(Some(a)) => a,
+                Ok(None) => {
+                    return Err(fail(
+                        ApplicationErrorKind::ProtocolError,
+                        format!("{name}: the request argument is missing"),
+                    ))
+                }
+                Err(e) => {
+                    return Err(fail(
+                        ApplicationErrorKind::ProtocolError,
+                        format!("{name}: arguments do not decode: {e}"),
+                    ))
+                }
+            }
+        };
+    }
+    let req = match name.as_str() {
+        "openSession" => Request::OpenSession(arg!(TSOpenSessionReq)),
+        "closeSession" => Request::CloseSession,
+        "requestStatementId" => Request::StatementId,
+        "setTimeZone" => Request::SetTimeZone(arg!(TSSetTimeZoneReq)),
+        "getTimeZone" => Request::GetTimeZone,
+        "executeStatementV2"
+        | "executeQueryStatementV2"
+        | "executeUpdateStatementV2"
+        | "executeStatement"
+        | "executeQueryStatement"
+        | "executeUpdateStatement" => Request::Execute(arg!(TSExecuteStatementReq)),
+        "fetchResultsV2" | "fetchResults" => Request::Fetch(arg!(TSFetchResultsReq)),
+        "closeOperation" => Request::CloseOperation(arg!(TSCloseOperationReq)),
+        "insertTablet" => Request::InsertTablet(arg!(TSInsertTabletReq)),
+        "insertTablets" => Request::InsertTablets(arg!(TSInsertTabletsReq)),
+        "insertRecord" => Request::InsertRecord(arg!(TSInsertRecordReq)),
+        "insertRecords" => Request::InsertRecords(arg!(TSInsertRecordsReq)),
+        "insertRecordsOfOneDevice" => {
+            Request::InsertRecordsOfOneDevice(arg!(TSInsertRecordsOfOneDeviceReq))
+        }
+        "insertStringRecord" => Request::InsertStringRecord(arg!(TSInsertStringRecordReq)),
+        _ => {
+            return Err(fail(
+                ApplicationErrorKind::UnknownMethod,
+                format!("Invalid method name: '{name}' is not served by edgepipe"),
+            ));
+        }
+    };
+    Ok((proto, name, seq, req))
+}
+
+/// Encodes the next page of `q` as TsBlocks, halving the page until it fits
+/// the reply budget. Returns the blocks and whether rows remain.
+fn next_page(q: &mut Query) -> (Vec<Vec<u8>>, bool) {
+    let total = q.result.rows();
+    let mut n = q.fetch_size.min(total - q.pos);
+    loop {
+        let page = q.result.slice(q.pos..q.pos + n);
+        let block = tsblock::encode(&page.times, &page.data, &page.nulls);
+        if block.len() <= MAX_REPLY_BYTES || n <= 1 {
+            q.pos += n;
+            let blocks = if n == 0 { vec![] } else { vec![block] };
+            return (blocks, q.pos < total);
+        }
+        n /= 2;
+    }
+}
+
+impl Service {
+    /// A service running statements with `exec`.
+    pub fn new(exec: Executor, precision: Precision, root_password: String) -> Service {
+        Service {
+            exec,
+            precision,
+            root_password,
+            next_session: AtomicI64::new(1),
+            next_query: AtomicI64::new(1),
+        }
+    }
+
+    /// The executor.
+    pub fn executor(&self) -> &Executor {
+        &self.exec
+    }
+
+    /// Handles one frame's payload (after the length).
+    pub async fn handle(self: &Arc<Self>, conn: &mut Connection, frame: &[u8]) -> Handled {
+        let (proto, name, seq, req) = match decode(frame) {
+            Ok(x) => x,
+            Err(h) => return h,
+        };
+        debug!(method = %name, "call");
+        let r = |v: &dyn Fn(Proto, &str, i32) -> Vec<u8>| Handled::Reply(v(proto, &name, seq));
+        match req {
+            Request::OpenSession(req) => {
+                let resp = self.open_session(conn, req);
+                r(&|p, n, s| reply(p, n, s, &resp))
+            }
+            Request::CloseSession => {
+                conn.session = None;
+                conn.queries.clear();
+                r(&|p, n, s| reply(p, n, s, &ok()))
+            }
+            Request::StatementId => match conn.session.as_mut() {
+                Some(s) => {
+                    s.statement_id += 1;
+                    let id = s.statement_id;
+                    r(&|p, n, sq| reply_i64(p, n, sq, id))
+                }
+                None => Handled::Reply(exception(
+                    proto,
+                    &name,
+                    seq,
+                    ApplicationErrorKind::InternalError,
+                    "not logged in: call openSession first",
+                )),
+            },
+            Request::SetTimeZone(req) => {
+                let status = match (conn.session.as_mut(), req.time_zone) {
+                    (Some(s), Some(z)) => {
+                        if let Some(off) = zone_from_name(&z) {
+                            s.ctx.zone = off;
+                        }
+                        ok()
+                    }
+                    (None, _) => st(status::NOT_LOGIN, Some("not logged in".into())),
+                    (Some(_), None) => st(
+                        status::ILLEGAL_PARAMETER,
+                        Some("timeZone is missing".into()),
+                    ),
+                };
+                r(&|p, n, s| reply(p, n, s, &status))
+            }
+            Request::GetTimeZone => {
+                let zone = conn
+                    .session
+                    .as_ref()
+                    .map(|s| s.ctx.zone.to_string())
+                    .unwrap_or_else(|| "+00:00".into());
+                let resp = TSGetTimeZoneResp {
+                    status: ok(),
+                    time_zone: zone,
+                };
+                r(&|p, n, s| reply(p, n, s, &resp))
+            }
+            Request::Execute(req) => {
+                let resp = self.execute(conn, req).await;
+                r(&|p, n, s| reply(p, n, s, &resp))
+            }
+            Request::Fetch(req) => {
+                let resp = self.fetch(conn, req);
+                r(&|p, n, s| reply(p, n, s, &resp))
+            }
+            Request::CloseOperation(req) => {
+                if let Some(q) = req.query_id {
+                    conn.queries.remove(&q);
+                }
+                r(&|p, n, s| reply(p, n, s, &ok()))
+            }
+            Request::InsertTablet(req) => {
+                let status = self.insert(conn, || tablet_of(req).map(|t| vec![t])).await;
+                r(&|p, n, s| reply(p, n, s, &status))
+            }
+            Request::InsertTablets(req) => {
+                let status = self.insert(conn, || tablets_of(req)).await;
+                r(&|p, n, s| reply(p, n, s, &status))
+            }
+            Request::InsertRecord(req) => {
+                let status = self.insert(conn, || record_of(req).map(|t| vec![t])).await;
+                r(&|p, n, s| reply(p, n, s, &status))
+            }
+            Request::InsertRecords(req) => {
+                let status = self.insert(conn, || records_of(req)).await;
+                r(&|p, n, s| reply(p, n, s, &status))
+            }
+            Request::InsertRecordsOfOneDevice(req) => {
+                let status = self.insert(conn, || records_of_one_device(req)).await;
+                r(&|p, n, s| reply(p, n, s, &status))
+            }
+            Request::InsertStringRecord(req) => {
+                let svc = self.clone();
+                let status = self
+                    .insert(conn, move || string_record_of(&svc, req).map(|t| vec![t]))
+                    .await;
+                r(&|p, n, s| reply(p, n, s, &status))
+            }
+        }
+    }
+
+    fn open_session(&self, conn: &mut Connection, req: TSOpenSessionReq) -> TSOpenSessionResp {
+        let user = req.username.unwrap_or_default();
+        let pass = req.password.unwrap_or_default();
+        let mut configuration = BTreeMap::new();
+        configuration.insert(
+            "timestamp_precision".to_string(),
+            self.precision.name().to_string(),
+        );
+        if user != "root" || pass != self.root_password {
+            return TSOpenSessionResp {
+                status: st(
+                    status::WRONG_LOGIN_PASSWORD,
+                    Some(format!(
+                        "Authentication failed: wrong user name or password for user {user:?}"
+                    )),
+                ),
+                server_protocol_version: SERVER_PROTOCOL_VERSION,
+                session_id: None,
+                configuration: Some(configuration),
+            };
+        }
+        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let mut ctx = Context {
+            precision: self.precision,
+            ..Context::default()
+        };
+        if let Some(off) = req.zone_id.as_deref().and_then(zone_from_name) {
+            ctx.zone = off;
+        }
+        conn.session = Some(Session {
+            id,
+            user,
+            ctx,
+            statement_id: 0,
+        });
+        conn.queries.clear();
+        TSOpenSessionResp {
+            status: ok(),
+            server_protocol_version: SERVER_PROTOCOL_VERSION,
+            session_id: Some(id),
+            configuration: Some(configuration),
+        }
+    }
+
+    async fn execute(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        req: TSExecuteStatementReq,
+    ) -> TSExecuteStatementResp {
+        let Some(session) = conn.session.as_ref() else {
+            return exec_resp(st(
+                status::NOT_LOGIN,
+                Some("not logged in: call openSession first".into()),
+            ));
+        };
+        let Some(sql) = req.statement else {
+            return exec_resp(st(
+                status::ILLEGAL_PARAMETER,
+                Some("statement is missing".into()),
+            ));
+        };
+        let ctx = session.ctx.clone();
+        let svc = self.clone();
+        let outcome = tokio::task::spawn_blocking(move || svc.exec.execute(&ctx, &sql)).await;
+        let outcome = match outcome {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => return exec_resp(err_status(&e)),
+            Err(e) => {
+                return exec_resp(st(
+                    status::INTERNAL_SERVER_ERROR,
+                    Some(format!("statement failed: {e}")),
+                ))
+            }
+        };
+        match outcome {
+            Outcome::Done(offset) => {
+                if let Some(o) = offset {
+                    if let Err(e) = self.exec.store().log().wait_durable_async(o).await {
+                        return exec_resp(st(
+                            status::INTERNAL_SERVER_ERROR,
+                            Some(format!("write not durable: {e}")),
+                        ));
+                    }
+                }
+                let mut r = exec_resp(ok());
+                // A query call on a statement without rows: an empty result.
+                r.columns = Some(vec![]);
+                r.data_type_list = Some(vec![]);
+                r.ignore_time_stamp = Some(true);
+                r
+            }
+            Outcome::Rows(result) => {
+                let fetch_size = req
+                    .fetch_size
+                    .filter(|&f| f > 0)
+                    .map_or(DEFAULT_FETCH_SIZE, |f| f as usize);
+                let query_id = self.next_query.fetch_add(1, Ordering::Relaxed);
+                let mut q = Query {
+                    result,
+                    pos: 0,
+                    fetch_size,
+                };
+                let (blocks, more) = next_page(&mut q);
+                let columns = q.result.columns.clone();
+                let mut r = exec_resp(ok());
+                r.query_id = Some(query_id);
+                r.column_name_index_map = Some(
+                    columns
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| (c.clone(), i as i32))
+                        .collect::<BTreeMap<_, _>>(),
+                );
+                r.data_type_list = Some(
+                    q.result
+                        .types
+                        .iter()
+                        .map(|t| t.name().to_string())
+                        .collect(),
+                );
+                r.columns = Some(columns);
+                r.ignore_time_stamp = Some(q.result.ignore_timestamp);
+                r.sg_columns = Some(vec![]);
+                r.query_result = Some(blocks);
+                r.more_data = Some(more);
+                r.table_model = Some(false);
+                if more {
+                    if conn.queries.len() >= MAX_OPEN_QUERIES {
+                        let oldest = *conn.queries.keys().next().expect("non-empty");
+                        conn.queries.remove(&oldest);
+                    }
+                    conn.queries.insert(query_id, q);
+                }
+                r
+            }
+        }
+    }
+
+    fn fetch(&self, conn: &mut Connection, req: TSFetchResultsReq) -> TSFetchResultsResp {
+        let empty = |status| TSFetchResultsResp {
+            status,
+            has_result_set: false,
+            is_align: true,
+            query_result: None,
+            more_data: Some(false),
+        };
+        if conn.session.is_none() {
+            return empty(st(status::NOT_LOGIN, Some("not logged in".into())));
+        }
+        let Some(id) = req.query_id else {
+            return empty(st(
+                status::ILLEGAL_PARAMETER,
+                Some("queryId is missing".into()),
+            ));
+        };
+        let Some(q) = conn.queries.get_mut(&id) else {
+            // Finished (its last page was sent) or closed: no more rows.
+            return empty(ok());
+        };
+        if let Some(f) = req.fetch_size.filter(|&f| f > 0) {
+            q.fetch_size = f as usize;
+        }
+        let (blocks, more) = next_page(q);
+        if !more {
+            conn.queries.remove(&id);
+        }
+        TSFetchResultsResp {
+            status: ok(),
+            has_result_set: !blocks.is_empty(),
+            is_align: true,
+            query_result: Some(blocks),
+            more_data: Some(more),
+        }
+    }
+
+    /// Decodes (off the async threads), writes and waits for durability.
+    /// Several tablets: each is written; failures make a 302 with one
+    /// sub-status per tablet.
+    async fn insert<F>(self: &Arc<Self>, conn: &Connection, decode: F) -> TSStatus
+    where
+        F: FnOnce() -> Result<Vec<Tablet>, StoreError> + Send + 'static,
+    {
+        if conn.session.is_none() {
+            return st(
+                status::NOT_LOGIN,
+                Some("not logged in: call openSession first".into()),
+            );
+        }
+        let svc = self.clone();
+        let done = tokio::task::spawn_blocking(
+            move || -> Result<(Vec<Result<u64, StoreError>>, usize), StoreError> {
+                let tablets = decode()?;
+                let n = tablets.len();
+                Ok((
+                    tablets
+                        .into_iter()
+                        .map(|t| svc.exec.store().write(Event::Tablet(t)))
+                        .collect(),
+                    n,
+                ))
+            },
+        )
+        .await;
+        let results = match done {
+            Ok(Ok((r, _))) => r,
+            Ok(Err(e)) => return err_status(&e),
+            Err(e) => {
+                return st(
+                    status::INTERNAL_SERVER_ERROR,
+                    Some(format!("insert failed: {e}")),
+                )
+            }
+        };
+        if let Some(last) = results.iter().filter_map(|r| r.as_ref().ok()).max() {
+            if let Err(e) = self.exec.store().log().wait_durable_async(*last).await {
+                return st(
+                    status::INTERNAL_SERVER_ERROR,
+                    Some(format!("write not durable: {e}")),
+                );
+            }
+        }
+        match results.as_slice() {
+            [Ok(_)] => ok(),
+            [Err(e)] => err_status(e),
+            many if many.iter().all(Result::is_ok) => ok(),
+            many => {
+                let subs: Vec<Box<TSStatus>> = many
+                    .iter()
+                    .map(|r| Box::new(r.as_ref().map_or_else(err_status, |_| ok())))
+                    .collect();
+                let msg = many
+                    .iter()
+                    .filter_map(|r| r.as_ref().err())
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                TSStatus {
+                    code: 302,
+                    message: Some(msg),
+                    sub_status: Some(subs),
+                    redirect_node: None,
+                    need_retry: None,
+                }
+            }
+        }
+    }
+}
+
+fn missing(what: &str) -> StoreError {
+    StoreError::new(status::ILLEGAL_PARAMETER, format!("{what} is missing"))
+}
+
+fn bad(e: String) -> StoreError {
+    StoreError::new(status::ILLEGAL_PARAMETER, e)
+}
+
+fn tablet_of(r: TSInsertTabletReq) -> Result<Tablet, StoreError> {
+    Tablet::from_rpc(
+        r.prefix_path.ok_or_else(|| missing("prefixPath"))?,
+        r.measurements.ok_or_else(|| missing("measurements"))?,
+        &r.types.ok_or_else(|| missing("types"))?,
+        &r.values.ok_or_else(|| missing("values"))?,
+        &r.timestamps.ok_or_else(|| missing("timestamps"))?,
+        r.size.ok_or_else(|| missing("size"))?,
+        r.is_aligned.unwrap_or(false),
+    )
+    .map_err(bad)
+}
+
+fn tablets_of(r: TSInsertTabletsReq) -> Result<Vec<Tablet>, StoreError> {
+    let paths = r.prefix_paths.ok_or_else(|| missing("prefixPaths"))?;
+    let ms = r
+        .measurements_list
+        .ok_or_else(|| missing("measurementsList"))?;
+    let vs = r.values_list.ok_or_else(|| missing("valuesList"))?;
+    let ts = r.timestamps_list.ok_or_else(|| missing("timestampsList"))?;
+    let types = r.types_list.ok_or_else(|| missing("typesList"))?;
+    let sizes = r.size_list.ok_or_else(|| missing("sizeList"))?;
+    let n = paths.len();
+    if [ms.len(), vs.len(), ts.len(), types.len(), sizes.len()]
+        .iter()
+        .any(|&l| l != n)
+    {
+        return Err(bad(format!(
+            "insertTablets: {n} prefixPaths but lists of other lengths"
+        )));
+    }
+    let aligned = r.is_aligned.unwrap_or(false);
+    paths
+        .into_iter()
+        .zip(ms)
+        .zip(vs.iter().zip(&ts).zip(types.iter().zip(&sizes)))
+        .map(|((p, m), ((v, t), (ty, s)))| {
+            Tablet::from_rpc(p, m, ty, v, t, *s, aligned).map_err(bad)
+        })
+        .collect()
+}
+
+fn record_of(r: TSInsertRecordReq) -> Result<Tablet, StoreError> {
+    Tablet::from_record(
+        r.prefix_path.ok_or_else(|| missing("prefixPath"))?,
+        r.measurements.ok_or_else(|| missing("measurements"))?,
+        &r.values.ok_or_else(|| missing("values"))?,
+        r.timestamp.ok_or_else(|| missing("timestamp"))?,
+        r.is_aligned.unwrap_or(false),
+    )
+    .map_err(bad)
+}
+
+fn records_of(r: TSInsertRecordsReq) -> Result<Vec<Tablet>, StoreError> {
+    let paths = r.prefix_paths.ok_or_else(|| missing("prefixPaths"))?;
+    let ms = r
+        .measurements_list
+        .ok_or_else(|| missing("measurementsList"))?;
+    let vs = r.values_list.ok_or_else(|| missing("valuesList"))?;
+    let ts = r.timestamps.ok_or_else(|| missing("timestamps"))?;
+    if ms.len() != paths.len() || vs.len() != paths.len() || ts.len() != paths.len() {
+        return Err(bad(format!(
+            "insertRecords: {} prefixPaths but lists of other lengths",
+            paths.len()
+        )));
+    }
+    let aligned = r.is_aligned.unwrap_or(false);
+    paths
+        .into_iter()
+        .zip(ms)
+        .zip(vs.iter().zip(&ts))
+        .map(|((p, m), (v, t))| Tablet::from_record(p, m, v, *t, aligned).map_err(bad))
+        .collect()
+}
+
+fn records_of_one_device(r: TSInsertRecordsOfOneDeviceReq) -> Result<Vec<Tablet>, StoreError> {
+    let device = r.prefix_path.ok_or_else(|| missing("prefixPath"))?;
+    let ms = r
+        .measurements_list
+        .ok_or_else(|| missing("measurementsList"))?;
+    let vs = r.values_list.ok_or_else(|| missing("valuesList"))?;
+    let ts = r.timestamps.ok_or_else(|| missing("timestamps"))?;
+    if ms.len() != vs.len() || ms.len() != ts.len() {
+        return Err(bad("insertRecordsOfOneDevice: list lengths differ".into()));
+    }
+    let aligned = r.is_aligned.unwrap_or(false);
+    ms.into_iter()
+        .zip(vs.iter().zip(&ts))
+        .map(|(m, (v, t))| Tablet::from_record(device.clone(), m, v, *t, aligned).map_err(bad))
+        .collect()
+}
+
+/// A string record: values are typed by the schema, or inferred for new
+/// series (numbers DOUBLE, true/false BOOLEAN, anything else TEXT).
+fn string_record_of(svc: &Service, r: TSInsertStringRecordReq) -> Result<Tablet, StoreError> {
+    let device = r.prefix_path.ok_or_else(|| missing("prefixPath"))?;
+    let ms = r.measurements.ok_or_else(|| missing("measurements"))?;
+    let vs = r.values.ok_or_else(|| missing("values"))?;
+    let t = r.timestamp.ok_or_else(|| missing("timestamp"))?;
+    if ms.len() != vs.len() {
+        return Err(bad(format!(
+            "{} measurements but {} values",
+            ms.len(),
+            vs.len()
+        )));
+    }
+    let lits: Vec<Literal> = vs
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let known = svc.exec.store().series_info(&format!("{device}.{}", ms[i]));
+            let as_text = known
+                .as_ref()
+                .is_some_and(|k| k.data_type == protocol::types::DataType::Text);
+            if as_text {
+                Literal::Text(v.clone())
+            } else if let Ok(n) = v.parse::<i64>() {
+                Literal::Int(n)
+            } else if let Ok(f) = v.parse::<f64>() {
+                Literal::Float(f)
+            } else if v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false") {
+                Literal::Bool(v.eq_ignore_ascii_case("true"))
+            } else {
+                Literal::Text(v.clone())
+            }
+        })
+        .collect();
+    store::tablet_from_rows(
+        svc.exec.store(),
+        &device,
+        &ms,
+        r.is_aligned.unwrap_or(false),
+        &[(t, lits)],
+    )
+}

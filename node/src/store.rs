@@ -1,0 +1,1150 @@
+//! The store: schema and time-series data, made durable by the change log.
+//!
+//! # Why our own columnar chunk files
+//! One key-value entry per point (an embedded KV store) costs a key, a
+//! sequence number and a compaction pass per point, which does not reach
+//! millions of points per second on two cores, and a time-range read would
+//! decode every key. Instead, each series keeps its recent points in a
+//! memtable (times and values in two vectors), and a flush writes all
+//! memtables to one immutable, memory-mapped chunk file, series by series,
+//! sorted by time ([`crate::chunkfile`]). A range query binary-searches the
+//! times of each chunk that overlaps it, and copies only what it returns.
+//!
+//! # Durability and restart
+//! Every write reaches the change log before the store applies it (the
+//! caller waits for the log to make it durable before answering the
+//! client). A flush writes the chunk file, then the checkpoint
+//! (`store/checkpoint`: the log offset applied, the schema, the chunk files
+//! and deletion tombstones), then commits the log offset for the consumer
+//! `store`, so the log's retention never deletes what is not yet in a
+//! chunk file. A restart loads the checkpoint and replays the log from its
+//! offset only.
+//!
+//! # Semantics
+//! - A later write to the same series and timestamp replaces the earlier
+//!   one (IoTDB's overwrite). Chunk files later in sequence win, the
+//!   memtable wins over all files.
+//! - Deletes remove memtable points and leave a tombstone for the chunk
+//!   files written before it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use protocol::tablet::{Column, Tablet};
+use protocol::types::{status, DataType, Value};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::chunkfile::{self, ChunkFile, ChunkMeta};
+use crate::event::{Event, SchemaOp};
+use crate::sql::Path;
+
+/// The log consumer name of the store's applied offset.
+pub const STORE_CONSUMER: &str = "store";
+/// Flush when the memtables hold this many points (about 16 B each for
+/// numbers): bounds memory and replay time after a crash.
+pub const DEFAULT_FLUSH_POINTS: usize = 8_000_000;
+
+/// An error with an IoTDB status code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError {
+    /// IoTDB status code.
+    pub code: i32,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl StoreError {
+    pub(crate) fn new(code: i32, message: impl Into<String>) -> Self {
+        StoreError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Store result.
+pub type SResult<T> = Result<T, StoreError>;
+
+fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::new(status::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// What the schema knows of a series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesInfo {
+    /// Type.
+    pub data_type: DataType,
+    /// Encoding name (kept for SHOW TIMESERIES; storage is columnar).
+    pub encoding: String,
+    /// Compressor name.
+    pub compressor: String,
+    /// Whether its device is aligned.
+    pub aligned: bool,
+}
+
+#[derive(Debug)]
+struct Mem {
+    times: Vec<i64>,
+    values: Column,
+    sorted: bool,
+}
+
+impl Mem {
+    fn new(t: DataType) -> Mem {
+        Mem {
+            times: Vec::new(),
+            values: Column::with_capacity(t, 0),
+            sorted: true,
+        }
+    }
+
+    /// Sorts by time, keeping the last write of each timestamp.
+    fn normalize(&mut self) {
+        if self.sorted {
+            return;
+        }
+        let mut idx: Vec<usize> = (0..self.times.len()).collect();
+        idx.sort_by_key(|&i| (self.times[i], i));
+        let mut keep: Vec<usize> = Vec::with_capacity(idx.len());
+        for i in idx {
+            if keep.last().is_some_and(|&k| self.times[k] == self.times[i]) {
+                *keep.last_mut().expect("non-empty") = i;
+            } else {
+                keep.push(i);
+            }
+        }
+        self.times = keep.iter().map(|&i| self.times[i]).collect();
+        self.values = gather(&self.values, &keep);
+        self.sorted = true;
+    }
+}
+
+/// The rows `idx` of `c`, in that order.
+fn gather(c: &Column, idx: &[usize]) -> Column {
+    match c {
+        Column::Boolean(v) => Column::Boolean(idx.iter().map(|&i| v[i]).collect()),
+        Column::Int32(v) => Column::Int32(idx.iter().map(|&i| v[i]).collect()),
+        Column::Int64(v) => Column::Int64(idx.iter().map(|&i| v[i]).collect()),
+        Column::Float(v) => Column::Float(idx.iter().map(|&i| v[i]).collect()),
+        Column::Double(v) => Column::Double(idx.iter().map(|&i| v[i]).collect()),
+        Column::Text(v) => Column::Text(idx.iter().map(|&i| v[i].clone()).collect()),
+    }
+}
+
+fn extend_rows(dst: &mut Column, src: &Column, rows: impl Iterator<Item = usize>) {
+    match (dst, src) {
+        (Column::Boolean(d), Column::Boolean(s)) => d.extend(rows.map(|i| s[i])),
+        (Column::Int32(d), Column::Int32(s)) => d.extend(rows.map(|i| s[i])),
+        (Column::Int64(d), Column::Int64(s)) => d.extend(rows.map(|i| s[i])),
+        (Column::Float(d), Column::Float(s)) => d.extend(rows.map(|i| s[i])),
+        (Column::Double(d), Column::Double(s)) => d.extend(rows.map(|i| s[i])),
+        (Column::Text(d), Column::Text(s)) => d.extend(rows.map(|i| s[i].clone())),
+        (d, s) => panic!("extend a {} column with {}", d.data_type(), s.data_type()),
+    }
+}
+
+#[derive(Debug)]
+struct Series {
+    info: SeriesInfo,
+    mem: Mem,
+    /// Chunks of this series in chunk files, oldest first.
+    chunks: Vec<(Arc<ChunkFile>, usize)>,
+}
+
+/// A deletion that applies to chunk files up to `upto_seq`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Tombstone {
+    path: String,
+    min: i64,
+    max: i64,
+    upto_seq: u64,
+}
+
+/// The checkpoint file's contents.
+#[derive(Debug, Serialize, Deserialize)]
+struct Checkpoint {
+    applied_offset: u64,
+    next_seq: u64,
+    files: Vec<u64>,
+    databases: Vec<String>,
+    series: Vec<(String, SeriesInfo)>,
+    tombstones: Vec<Tombstone>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    databases: BTreeSet<String>,
+    series: BTreeMap<String, Series>,
+    files: Vec<Arc<ChunkFile>>,
+    tombstones: Vec<Tombstone>,
+    mem_points: usize,
+    next_seq: u64,
+}
+
+/// Settings of the store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Create missing databases and series on write (IoTDB's
+    /// `enable_auto_create_schema`). Default: true.
+    pub auto_create_schema: bool,
+    /// Level of the database auto-created for a new series
+    /// (`default_storage_group_level`): 1 makes `root.a` for `root.a.b.c`.
+    pub default_database_level: usize,
+    /// Flush when the memtables hold this many points.
+    pub flush_points: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            auto_create_schema: true,
+            default_database_level: 1,
+            flush_points: DEFAULT_FLUSH_POINTS,
+        }
+    }
+}
+
+/// The store. Writes go through [`Store::write`], which logs, applies, and
+/// returns the offset to wait on for durability.
+pub struct Store {
+    dir: PathBuf,
+    log: Arc<wal::Log>,
+    config: StoreConfig,
+    inner: RwLock<Inner>,
+    /// Serialises validate → log append → apply, so the log order is the
+    /// apply order.
+    write_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dir", &self.dir).finish()
+    }
+}
+
+fn split(path: &str) -> Vec<&str> {
+    path.split('.').collect()
+}
+
+/// A series' points in a time range, sorted, one per timestamp.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Points {
+    /// Times, increasing.
+    pub times: Vec<i64>,
+    /// Values, one per time.
+    pub values: Column,
+}
+
+impl Store {
+    /// Opens the store in `dir` over `log`: loads the checkpoint and chunk
+    /// files, and replays the log from the checkpoint's offset.
+    ///
+    /// # Errors
+    /// Unreadable checkpoint or chunk files, or log events that do not
+    /// decode.
+    pub fn open(dir: &FsPath, log: Arc<wal::Log>, config: StoreConfig) -> SResult<Store> {
+        std::fs::create_dir_all(dir).map_err(|e| internal(format!("{}: {e}", dir.display())))?;
+        for e in std::fs::read_dir(dir).map_err(internal)?.flatten() {
+            if e.file_name().to_str().is_some_and(|n| n.ends_with(".tmp")) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let mut inner = Inner {
+            next_seq: 1,
+            ..Inner::default()
+        };
+        let mut applied = log.log_start();
+        let ck_path = dir.join("checkpoint");
+        match std::fs::read(&ck_path) {
+            Ok(b) => {
+                let ck = decode_checkpoint(&b)
+                    .map_err(|m| internal(format!("{}: {m}", ck_path.display())))?;
+                applied = ck.applied_offset;
+                inner.next_seq = ck.next_seq;
+                inner.databases = ck.databases.into_iter().collect();
+                for (p, info) in ck.series {
+                    let mem = Mem::new(info.data_type);
+                    inner.series.insert(
+                        p,
+                        Series {
+                            info,
+                            mem,
+                            chunks: Vec::new(),
+                        },
+                    );
+                }
+                inner.tombstones = ck.tombstones;
+                for seq in ck.files {
+                    let f =
+                        ChunkFile::open(&chunkfile::file_name(dir, seq), seq).map_err(internal)?;
+                    for (i, c) in f.chunks.iter().enumerate() {
+                        if let Some(s) = inner.series.get_mut(&c.path) {
+                            if s.info.data_type == c.data_type {
+                                s.chunks.push((f.clone(), i));
+                            }
+                        }
+                    }
+                    inner.files.push(f);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(internal(format!("{}: {e}", ck_path.display()))),
+        }
+        // Chunk files not in the checkpoint were written by a flush that did
+        // not finish: the log still holds their events.
+        let known: BTreeSet<u64> = inner.files.iter().map(|f| f.seq).collect();
+        for e in std::fs::read_dir(dir).map_err(internal)?.flatten() {
+            let name = e.file_name();
+            let Some(seq) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".chunks"))
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if !known.contains(&seq) {
+                warn!(file = %e.path().display(), "removing a chunk file from an unfinished flush");
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let store = Store {
+            dir: dir.to_path_buf(),
+            log,
+            config,
+            inner: RwLock::new(inner),
+            write_lock: Mutex::new(()),
+        };
+        store
+            .log
+            .register_consumer(STORE_CONSUMER, applied)
+            .map_err(internal)?;
+        let replayed = store.replay(applied)?;
+        info!(dir = %dir.display(), from_offset = applied, events = replayed, "store opened");
+        Ok(store)
+    }
+
+    fn replay(&self, from: u64) -> SResult<u64> {
+        let from = from.max(self.log.log_start());
+        let mut reader = self.log.reader(from).map_err(internal)?;
+        let mut inner = self.inner.write().expect("store lock");
+        let mut n = 0;
+        while let Some(batch) = reader.try_next().map_err(internal)? {
+            for rec in batch.iter() {
+                let ev = Event::decode(rec.kind, rec.payload)
+                    .map_err(|m| internal(format!("change log offset {}: {m}", rec.offset)))?;
+                if let Err(e) = apply(&mut inner, &self.config, &ev) {
+                    // It was validated before it was logged; a failure here
+                    // means the schema moved under it (a database dropped in
+                    // between). Skip it, as the original apply did.
+                    warn!(offset = rec.offset, cause = %e, "replayed event no longer applies");
+                }
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The change log this store writes through.
+    pub fn log(&self) -> &Arc<wal::Log> {
+        &self.log
+    }
+
+    /// Validates `ev` against the schema, appends it to the change log and
+    /// applies it. Returns the log offset to wait on before acknowledging.
+    ///
+    /// # Errors
+    /// Schema or type errors (nothing is logged then), or log I/O errors.
+    pub fn write(&self, ev: Event) -> SResult<u64> {
+        let _w = self.write_lock.lock().expect("write lock");
+        {
+            let inner = self.inner.read().expect("store lock");
+            validate(&inner, &self.config, &ev)?;
+        }
+        let (kind, payload) = ev.encode();
+        let offset = self.log.append(kind, &payload).map_err(internal)?;
+        let flush = {
+            let mut inner = self.inner.write().expect("store lock");
+            apply(&mut inner, &self.config, &ev)?;
+            inner.mem_points >= self.config.flush_points
+        };
+        if flush {
+            self.flush_locked()?;
+        }
+        Ok(offset)
+    }
+
+    /// Writes every memtable to a new chunk file and checkpoints.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn flush(&self) -> SResult<()> {
+        let _w = self.write_lock.lock().expect("write lock");
+        self.flush_locked()
+    }
+
+    fn flush_locked(&self) -> SResult<()> {
+        // Every event below `applied` is in the memtables (the write lock
+        // keeps appends out).
+        let applied = self.log.end_offset();
+        let mut inner = self.inner.write().expect("store lock");
+        let seq = inner.next_seq;
+        let mut data = Vec::new();
+        for (path, s) in inner.series.iter_mut() {
+            if s.mem.times.is_empty() {
+                continue;
+            }
+            s.mem.normalize();
+            data.push((
+                path.clone(),
+                std::mem::take(&mut s.mem.times),
+                std::mem::replace(
+                    &mut s.mem.values,
+                    Column::with_capacity(s.info.data_type, 0),
+                ),
+            ));
+        }
+        if !data.is_empty() {
+            let path = chunkfile::write(&self.dir, seq, &data).map_err(internal)?;
+            let f = ChunkFile::open(&path, seq).map_err(internal)?;
+            for (i, c) in f.chunks.iter().enumerate() {
+                if let Some(s) = inner.series.get_mut(&c.path) {
+                    s.chunks.push((f.clone(), i));
+                }
+            }
+            inner.files.push(f);
+            inner.next_seq += 1;
+        }
+        inner.mem_points = 0;
+        let ck = Checkpoint {
+            applied_offset: applied,
+            next_seq: inner.next_seq,
+            files: inner.files.iter().map(|f| f.seq).collect(),
+            databases: inner.databases.iter().cloned().collect(),
+            series: inner
+                .series
+                .iter()
+                .map(|(p, s)| (p.clone(), s.info.clone()))
+                .collect(),
+            tombstones: inner.tombstones.clone(),
+        };
+        drop(inner);
+        write_atomic(&self.dir.join("checkpoint"), &encode_checkpoint(&ck)).map_err(internal)?;
+        self.log.commit(STORE_CONSUMER, applied).map_err(internal)?;
+        info!(
+            seq,
+            series = data.len(),
+            applied_offset = applied,
+            "flushed memtables"
+        );
+        Ok(())
+    }
+
+    /// Databases, sorted.
+    pub fn databases(&self) -> Vec<String> {
+        self.inner
+            .read()
+            .expect("store lock")
+            .databases
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// The database holding `path`, if any.
+    pub fn database_of(&self, path: &str) -> Option<String> {
+        db_of(&self.inner.read().expect("store lock"), path)
+    }
+
+    /// Series matching any of `patterns`, sorted by path, with their info.
+    pub fn series_matching(&self, patterns: &[Path]) -> Vec<(String, SeriesInfo)> {
+        let inner = self.inner.read().expect("store lock");
+        inner
+            .series
+            .iter()
+            .filter(|(p, _)| {
+                let nodes = split(p);
+                patterns.iter().any(|pat| pat.matches(&nodes))
+            })
+            .map(|(p, s)| (p.clone(), s.info.clone()))
+            .collect()
+    }
+
+    /// The info of one series.
+    pub fn series_info(&self, path: &str) -> Option<SeriesInfo> {
+        self.inner
+            .read()
+            .expect("store lock")
+            .series
+            .get(path)
+            .map(|s| s.info.clone())
+    }
+
+    /// The points of `path` with times in `[lo, hi]`: chunk files, minus
+    /// tombstones, overlaid by later files and the memtable.
+    pub fn read(&self, path: &str, lo: i64, hi: i64) -> Option<Points> {
+        {
+            let inner = self.inner.read().expect("store lock");
+            let s = inner.series.get(path)?;
+            if s.mem.sorted {
+                return Some(read_series(&inner, path, s, lo, hi));
+            }
+        }
+        let mut inner = self.inner.write().expect("store lock");
+        inner.series.get_mut(path)?.mem.normalize();
+        let s = inner.series.get(path)?;
+        Some(read_series(&inner, path, s, lo, hi))
+    }
+
+    /// Points held in memtables (not yet flushed).
+    pub fn memtable_points(&self) -> usize {
+        self.inner.read().expect("store lock").mem_points
+    }
+}
+
+/// The database of `path`: the one of the databases that prefixes it.
+fn db_of(inner: &Inner, path: &str) -> Option<String> {
+    inner
+        .databases
+        .iter()
+        .find(|d| {
+            path == d.as_str()
+                || (path.starts_with(d.as_str()) && path.as_bytes().get(d.len()) == Some(&b'.'))
+        })
+        .cloned()
+}
+
+fn read_series(inner: &Inner, path: &str, s: &Series, lo: i64, hi: i64) -> Points {
+    let t = s.info.data_type;
+    let tombs: Vec<&Tombstone> = inner
+        .tombstones
+        .iter()
+        .filter(|x| x.path == path && x.max >= lo && x.min <= hi)
+        .collect();
+    let mut parts: Vec<(Vec<i64>, Column)> = Vec::new();
+    for (f, i) in &s.chunks {
+        let c: &ChunkMeta = &f.chunks[*i];
+        if c.max < lo || c.min > hi {
+            continue;
+        }
+        let r = f.range(c, lo, hi);
+        if r.is_empty() {
+            continue;
+        }
+        let (mut times, mut vals) = (
+            Vec::with_capacity(r.len()),
+            Column::with_capacity(t, r.len()),
+        );
+        f.read(c, r, &mut times, &mut vals);
+        let dead: Vec<&&Tombstone> = tombs.iter().filter(|x| x.upto_seq >= f.seq).collect();
+        if !dead.is_empty() {
+            let keep: Vec<usize> = (0..times.len())
+                .filter(|&k| !dead.iter().any(|d| d.min <= times[k] && times[k] <= d.max))
+                .collect();
+            times = keep.iter().map(|&k| times[k]).collect();
+            vals = gather(&vals, &keep);
+        }
+        parts.push((times, vals));
+    }
+    let m = &s.mem;
+    let first = m.times.partition_point(|&x| x < lo);
+    let end = m.times.partition_point(|&x| x <= hi).max(first);
+    if end > first {
+        let mut vals = Column::with_capacity(t, end - first);
+        extend_rows(&mut vals, &m.values, first..end);
+        parts.push((m.times[first..end].to_vec(), vals));
+    }
+    merge(t, parts)
+}
+
+/// Merges sorted parts, later parts winning on equal times.
+fn merge(t: DataType, mut parts: Vec<(Vec<i64>, Column)>) -> Points {
+    parts.retain(|p| !p.0.is_empty());
+    match parts.len() {
+        0 => {
+            return Points {
+                times: vec![],
+                values: Column::with_capacity(t, 0),
+            }
+        }
+        1 => {
+            let (times, values) = parts.pop().expect("one part");
+            return Points { times, values };
+        }
+        _ => {}
+    }
+    let mut idx: Vec<(i64, usize, usize)> = Vec::new();
+    for (pi, (times, _)) in parts.iter().enumerate() {
+        idx.extend(times.iter().enumerate().map(|(i, &t)| (t, pi, i)));
+    }
+    idx.sort_unstable();
+    let mut times = Vec::with_capacity(idx.len());
+    let mut values = Column::with_capacity(t, idx.len());
+    let mut k = 0;
+    while k < idx.len() {
+        let mut last = k;
+        while last + 1 < idx.len() && idx[last + 1].0 == idx[k].0 {
+            last += 1;
+        }
+        let (tm, pi, i) = idx[last];
+        times.push(tm);
+        extend_rows(&mut values, &parts[pi].1, std::iter::once(i));
+        k = last + 1;
+    }
+    Points { times, values }
+}
+
+fn auto_database(config: &StoreConfig, path: &str) -> Option<String> {
+    let nodes = split(path);
+    let level = config.default_database_level.max(1);
+    (nodes.len() > level + 1).then(|| nodes[..=level].join("."))
+}
+
+fn check_series_path(path: &str) -> SResult<()> {
+    let nodes = split(path);
+    if nodes.len() < 3 || nodes[0] != "root" || nodes.iter().any(|n| n.is_empty()) {
+        return Err(StoreError::new(status::ILLEGAL_PATH, format!("{path} is not a valid series path: a series needs root, a database and a measurement, e.g. root.sg.d.s")));
+    }
+    Ok(())
+}
+
+/// Checks an event against the schema without changing anything.
+fn validate(inner: &Inner, config: &StoreConfig, ev: &Event) -> SResult<()> {
+    match ev {
+        Event::Tablet(t) => {
+            if t.measurements.is_empty() {
+                return Err(StoreError::new(
+                    status::ILLEGAL_PARAMETER,
+                    format!("insert into {}: no measurements", t.device),
+                ));
+            }
+            let mut seen = BTreeSet::new();
+            for (m, c) in t.measurements.iter().zip(&t.columns) {
+                if !seen.insert(m) {
+                    return Err(StoreError::new(
+                        status::ILLEGAL_PARAMETER,
+                        format!("insert into {}: measurement {m} appears twice", t.device),
+                    ));
+                }
+                let path = format!("{}.{m}", t.device);
+                check_series_path(&path)?;
+                match inner.series.get(&path) {
+                    Some(s) if s.info.data_type != c.data_type() => {
+                        return Err(StoreError::new(
+                            status::DATA_TYPE_MISMATCH,
+                            format!(
+                                "data type of {path} is {}, but the value written is {}",
+                                s.info.data_type,
+                                c.data_type()
+                            ),
+                        ))
+                    }
+                    Some(s) if s.info.aligned != t.aligned => {
+                        return Err(StoreError::new(
+                            status::METADATA_ERROR,
+                            format!(
+                                "device {} is {}aligned, but this insert is {}aligned",
+                                t.device,
+                                if s.info.aligned { "" } else { "not " },
+                                if t.aligned { "" } else { "not " }
+                            ),
+                        ))
+                    }
+                    Some(_) => {}
+                    None if !config.auto_create_schema => {
+                        return Err(StoreError::new(status::PATH_NOT_EXIST, format!("series {path} does not exist and automatic schema creation is off (enable_auto_create_schema=false); create it first")));
+                    }
+                    None => {
+                        if db_of(inner, &path).is_none() && auto_database(config, &path).is_none() {
+                            return Err(StoreError::new(status::DATABASE_NOT_EXIST, format!("no database for {path} and it is too short to make one at level {}", config.default_database_level)));
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        Event::Delete { .. } => Ok(()),
+        Event::Schema(SchemaOp::CreateDatabase(p)) => {
+            let nodes = split(p);
+            if nodes.len() < 2 || nodes[0] != "root" {
+                return Err(StoreError::new(
+                    status::ILLEGAL_PATH,
+                    format!("{p} is not a valid database path, e.g. root.sg"),
+                ));
+            }
+            if inner.databases.contains(p) {
+                return Err(StoreError::new(
+                    status::DATABASE_ALREADY_EXISTS,
+                    format!("{p} has already been created as database"),
+                ));
+            }
+            if let Some(d) = inner
+                .databases
+                .iter()
+                .find(|d| p.starts_with(&format!("{d}.")) || d.starts_with(&format!("{p}.")))
+            {
+                return Err(StoreError::new(
+                    status::DATABASE_ALREADY_EXISTS,
+                    format!("{p} overlaps the existing database {d}"),
+                ));
+            }
+            Ok(())
+        }
+        Event::Schema(SchemaOp::DeleteDatabase(p)) => {
+            if !inner.databases.contains(p) {
+                return Err(StoreError::new(
+                    status::DATABASE_NOT_EXIST,
+                    format!("database {p} does not exist"),
+                ));
+            }
+            Ok(())
+        }
+        Event::Schema(SchemaOp::CreateTimeseries { path, aligned, .. }) => {
+            check_series_path(path)?;
+            if inner.series.contains_key(path) {
+                return Err(StoreError::new(
+                    status::TIMESERIES_ALREADY_EXIST,
+                    format!("timeseries {path} already exists"),
+                ));
+            }
+            let device = &path[..path.rfind('.').expect("checked path")];
+            if let Some((_, s)) =
+                inner
+                    .series
+                    .range(format!("{device}.")..)
+                    .next()
+                    .filter(|(p, _)| {
+                        p.starts_with(&format!("{device}.")) && !p[device.len() + 1..].contains('.')
+                    })
+            {
+                if s.info.aligned != *aligned {
+                    return Err(StoreError::new(
+                        status::METADATA_ERROR,
+                        format!(
+                            "device {device} already has {}aligned series",
+                            if s.info.aligned { "" } else { "non-" }
+                        ),
+                    ));
+                }
+            }
+            if db_of(inner, path).is_none() && auto_database(config, path).is_none() {
+                return Err(StoreError::new(
+                    status::DATABASE_NOT_EXIST,
+                    format!("no database for {path}"),
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn ensure_database(inner: &mut Inner, config: &StoreConfig, path: &str) {
+    if db_of(inner, path).is_none() {
+        if let Some(db) = auto_database(config, path) {
+            inner.databases.insert(db);
+        }
+    }
+}
+
+/// Applies an event to the in-memory state.
+fn apply(inner: &mut Inner, config: &StoreConfig, ev: &Event) -> SResult<()> {
+    match ev {
+        Event::Tablet(t) => {
+            validate(inner, config, ev)?;
+            for (ci, (m, c)) in t.measurements.iter().zip(&t.columns).enumerate() {
+                let path = format!("{}.{m}", t.device);
+                if !inner.series.contains_key(&path) {
+                    ensure_database(inner, config, &path);
+                    let info = SeriesInfo {
+                        data_type: c.data_type(),
+                        encoding: encoding_name(c.data_type().default_encoding()).to_string(),
+                        compressor: "LZ4".into(),
+                        aligned: t.aligned,
+                    };
+                    inner.series.insert(
+                        path.clone(),
+                        Series {
+                            mem: Mem::new(info.data_type),
+                            info,
+                            chunks: Vec::new(),
+                        },
+                    );
+                }
+                let s = inner.series.get_mut(&path).expect("just ensured");
+                let before = s.mem.times.len();
+                let rows = (0..t.rows()).filter(|&r| !t.is_null(ci, r));
+                let rows: Vec<usize> = rows.collect();
+                let last = s.mem.times.last().copied();
+                s.mem.times.extend(rows.iter().map(|&r| t.times[r]));
+                extend_rows(&mut s.mem.values, c, rows.iter().copied());
+                let new = &s.mem.times[before..];
+                let in_order = new.windows(2).all(|w| w[0] < w[1])
+                    && match (last, new.first()) {
+                        (Some(l), Some(&f)) => l < f,
+                        _ => true,
+                    };
+                if !in_order {
+                    s.mem.sorted = false;
+                }
+                inner.mem_points += rows.len();
+            }
+            Ok(())
+        }
+        Event::Delete { patterns, min, max } => {
+            let pats: Vec<Path> = patterns
+                .iter()
+                .filter_map(|p| crate::sql::parse_path(p).ok())
+                .collect();
+            let upto = inner.next_seq.saturating_sub(1);
+            let mut tombs = Vec::new();
+            for (path, s) in inner.series.iter_mut() {
+                if !pats.iter().any(|p| p.matches(&split(path))) {
+                    continue;
+                }
+                let keep: Vec<usize> = (0..s.mem.times.len())
+                    .filter(|&i| s.mem.times[i] < *min || s.mem.times[i] > *max)
+                    .collect();
+                if keep.len() != s.mem.times.len() {
+                    inner.mem_points -= s.mem.times.len() - keep.len();
+                    s.mem.times = keep.iter().map(|&i| s.mem.times[i]).collect();
+                    s.mem.values = gather(&s.mem.values, &keep);
+                }
+                if !s.chunks.is_empty() {
+                    tombs.push(Tombstone {
+                        path: path.clone(),
+                        min: *min,
+                        max: *max,
+                        upto_seq: upto,
+                    });
+                }
+            }
+            inner.tombstones.extend(tombs);
+            Ok(())
+        }
+        Event::Schema(op) => {
+            validate(inner, config, ev)?;
+            match op {
+                SchemaOp::CreateDatabase(p) => {
+                    inner.databases.insert(p.clone());
+                }
+                SchemaOp::DeleteDatabase(p) => {
+                    inner.databases.remove(p);
+                    let prefix = format!("{p}.");
+                    let gone: Vec<String> = inner
+                        .series
+                        .keys()
+                        .filter(|k| k.starts_with(&prefix))
+                        .cloned()
+                        .collect();
+                    let upto = inner.next_seq.saturating_sub(1);
+                    for k in gone {
+                        if let Some(s) = inner.series.remove(&k) {
+                            inner.mem_points -= s.mem.times.len();
+                            if !s.chunks.is_empty() {
+                                inner.tombstones.push(Tombstone {
+                                    path: k,
+                                    min: i64::MIN,
+                                    max: i64::MAX,
+                                    upto_seq: upto,
+                                });
+                            }
+                        }
+                    }
+                }
+                SchemaOp::CreateTimeseries {
+                    path,
+                    data_type,
+                    encoding,
+                    compressor,
+                    aligned,
+                } => {
+                    ensure_database(inner, config, path);
+                    let info = SeriesInfo {
+                        data_type: *data_type,
+                        encoding: encoding.clone(),
+                        compressor: compressor.clone(),
+                        aligned: *aligned,
+                    };
+                    inner.series.insert(
+                        path.clone(),
+                        Series {
+                            mem: Mem::new(*data_type),
+                            info,
+                            chunks: Vec::new(),
+                        },
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// IoTDB's name of a `TSEncoding` id.
+pub fn encoding_name(id: u8) -> &'static str {
+    match id {
+        0 => "PLAIN",
+        1 => "DICTIONARY",
+        2 => "RLE",
+        3 => "DIFF",
+        4 => "TS_2DIFF",
+        5 => "BITMAP",
+        6 => "GORILLA_V1",
+        7 => "REGULAR",
+        8 => "GORILLA",
+        9 => "ZIGZAG",
+        11 => "CHIMP",
+        12 => "SPRINTZ",
+        13 => "RLBE",
+        _ => "PLAIN",
+    }
+}
+
+fn encode_checkpoint(ck: &Checkpoint) -> Vec<u8> {
+    let mut b = serde_json::to_vec(ck).expect("serialize checkpoint");
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(format!("\n{crc:08x}\n").as_bytes());
+    b
+}
+
+fn decode_checkpoint(b: &[u8]) -> Result<Checkpoint, String> {
+    if b.len() < 10 {
+        return Err("checkpoint too short".into());
+    }
+    let (body, tail) = b.split_at(b.len() - 10);
+    let tail = std::str::from_utf8(tail).map_err(|_| "checkpoint trailer is not text")?;
+    let crc =
+        u32::from_str_radix(tail.trim(), 16).map_err(|_| "checkpoint trailer is not a crc")?;
+    if crc32fast::hash(body) != crc {
+        return Err("checkpoint crc mismatch; restore it from a backup".into());
+    }
+    serde_json::from_slice(body).map_err(|e| format!("checkpoint does not decode: {e}"))
+}
+
+fn write_atomic(path: &FsPath, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(path.parent().unwrap_or(FsPath::new(".")))?.sync_all()
+}
+
+/// Converts a SQL-side value for a series of type `t`.
+///
+/// # Errors
+/// A type mismatch naming the series.
+pub fn coerce(path: &str, t: DataType, v: &crate::sql::Literal) -> SResult<Value> {
+    use crate::sql::Literal as L;
+    let mismatch = || {
+        StoreError::new(
+            status::DATA_TYPE_MISMATCH,
+            format!("data type of {path} is {t}, but the value {v:?} is not a {t}"),
+        )
+    };
+    Ok(match (t, v) {
+        (DataType::Boolean, L::Bool(b)) => Value::Boolean(*b),
+        (DataType::Int32, L::Int(i)) => Value::Int32(i32::try_from(*i).map_err(|_| {
+            StoreError::new(
+                status::DATA_TYPE_MISMATCH,
+                format!("{i} is out of range for {path} (INT32)"),
+            )
+        })?),
+        (DataType::Int64, L::Int(i)) => Value::Int64(*i),
+        (DataType::Float, L::Int(i)) => Value::Float(*i as f32),
+        (DataType::Float, L::Float(f)) => Value::Float(*f as f32),
+        (DataType::Double, L::Int(i)) => Value::Double(*i as f64),
+        (DataType::Double, L::Float(f)) => Value::Double(*f),
+        (DataType::Text, L::Text(s)) => Value::Text(s.as_bytes().to_vec()),
+        (DataType::Text, L::Int(i)) => Value::Text(i.to_string().into_bytes()),
+        (DataType::Text, L::Float(f)) => Value::Text(f.to_string().into_bytes()),
+        (DataType::Text, L::Bool(b)) => Value::Text(b.to_string().into_bytes()),
+        _ => return Err(mismatch()),
+    })
+}
+
+/// The type a new series gets from a SQL literal (IoTDB's defaults: numbers
+/// become DOUBLE, `true`/`false` BOOLEAN, strings TEXT).
+pub fn infer(v: &crate::sql::Literal) -> Option<DataType> {
+    use crate::sql::Literal as L;
+    match v {
+        L::Bool(_) => Some(DataType::Boolean),
+        L::Int(_) | L::Float(_) => Some(DataType::Double),
+        L::Text(_) => Some(DataType::Text),
+        L::Null => None,
+    }
+}
+
+/// A tablet for `device` from literal rows, typed by the schema (or by
+/// inference for new series).
+///
+/// # Errors
+/// Type mismatches.
+pub fn tablet_from_rows(
+    store: &Store,
+    device: &str,
+    measurements: &[String],
+    aligned: bool,
+    rows: &[(i64, Vec<crate::sql::Literal>)],
+) -> SResult<Tablet> {
+    let mut columns = Vec::with_capacity(measurements.len());
+    let mut nulls = Vec::with_capacity(measurements.len());
+    for (ci, m) in measurements.iter().enumerate() {
+        let path = format!("{device}.{m}");
+        let t = match store.series_info(&path) {
+            Some(i) => i.data_type,
+            None => match rows.iter().find_map(|r| infer(&r.1[ci])) {
+                Some(t) => t,
+                None => DataType::Double,
+            },
+        };
+        let mut col = Column::with_capacity(t, rows.len());
+        let mut nl = vec![false; rows.len()];
+        for (ri, (_, vals)) in rows.iter().enumerate() {
+            if vals[ci] == crate::sql::Literal::Null {
+                nl[ri] = true;
+                col.push(placeholder(t));
+            } else {
+                col.push(coerce(&path, t, &vals[ci])?);
+            }
+        }
+        columns.push(col);
+        nulls.push(nl.iter().any(|&x| x).then_some(nl));
+    }
+    Ok(Tablet {
+        device: device.to_string(),
+        measurements: measurements.to_vec(),
+        columns,
+        nulls,
+        times: rows.iter().map(|r| r.0).collect(),
+        aligned,
+    })
+}
+
+/// A filler value for a null cell.
+pub fn placeholder(t: DataType) -> Value {
+    match t {
+        DataType::Boolean => Value::Boolean(false),
+        DataType::Int32 => Value::Int32(0),
+        DataType::Int64 => Value::Int64(0),
+        DataType::Float => Value::Float(0.0),
+        DataType::Double => Value::Double(0.0),
+        DataType::Text => Value::Text(Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wal::{Config, FsyncPolicy};
+
+    fn open(dir: &FsPath) -> Store {
+        let log = Arc::new(
+            wal::Log::open(
+                dir.join("wal"),
+                Config {
+                    fsync: FsyncPolicy::Never,
+                    ..Config::default()
+                },
+            )
+            .unwrap(),
+        );
+        Store::open(&dir.join("store"), log, StoreConfig::default()).unwrap()
+    }
+
+    fn tablet(device: &str, m: &str, times: Vec<i64>, vals: Vec<f64>) -> Event {
+        Event::Tablet(Tablet {
+            device: device.into(),
+            measurements: vec![m.into()],
+            nulls: vec![None],
+            columns: vec![Column::Double(vals)],
+            times,
+            aligned: false,
+        })
+    }
+
+    #[test]
+    fn overwrite_delete_flush_and_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        s.write(tablet("root.sg.d", "x", vec![3, 1, 2], vec![3.0, 1.0, 2.0]))
+            .unwrap();
+        s.flush().unwrap();
+        s.write(tablet("root.sg.d", "x", vec![2, 4], vec![20.0, 4.0]))
+            .unwrap();
+        let p = s.read("root.sg.d.x", i64::MIN, i64::MAX).unwrap();
+        assert_eq!(p.times, vec![1, 2, 3, 4]);
+        assert_eq!(p.values, Column::Double(vec![1.0, 20.0, 3.0, 4.0]));
+        s.write(Event::Delete {
+            patterns: vec!["root.sg.**".into()],
+            min: 3,
+            max: 4,
+        })
+        .unwrap();
+        let p = s.read("root.sg.d.x", 0, 10).unwrap();
+        assert_eq!(p.times, vec![1, 2]);
+        assert_eq!(s.databases(), vec!["root.sg"]);
+        // Type mismatch is refused before logging.
+        let end = s.log().end_offset();
+        let e = s
+            .write(Event::Tablet(Tablet {
+                device: "root.sg.d".into(),
+                measurements: vec!["x".into()],
+                nulls: vec![None],
+                columns: vec![Column::Int32(vec![1])],
+                times: vec![9],
+                aligned: false,
+            }))
+            .unwrap_err();
+        assert_eq!(e.code, status::DATA_TYPE_MISMATCH);
+        assert!(
+            e.message.contains("data type of root.sg.d.x is DOUBLE"),
+            "{e}"
+        );
+        assert_eq!(s.log().end_offset(), end);
+        drop(s);
+        // Restart: the checkpoint + replay give the same answer.
+        let s = open(dir.path());
+        let p = s.read("root.sg.d.x", 0, 10).unwrap();
+        assert_eq!(p.times, vec![1, 2]);
+        assert_eq!(p.values, Column::Double(vec![1.0, 20.0]));
+        s.flush().unwrap();
+        // Re-inserting a deleted time after the tombstone shows again.
+        s.write(tablet("root.sg.d", "x", vec![3], vec![33.0]))
+            .unwrap();
+        s.flush().unwrap();
+        drop(s);
+        let s = open(dir.path());
+        let p = s.read("root.sg.d.x", 0, 10).unwrap();
+        assert_eq!(p.times, vec![1, 2, 3]);
+        assert_eq!(p.values, Column::Double(vec![1.0, 20.0, 33.0]));
+    }
+
+    #[test]
+    fn drop_database_forgets_data_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        s.write(tablet("root.sg.d", "x", vec![1], vec![1.0]))
+            .unwrap();
+        s.flush().unwrap();
+        s.write(Event::Schema(SchemaOp::DeleteDatabase("root.sg".into())))
+            .unwrap();
+        assert!(s.read("root.sg.d.x", 0, 10).is_none());
+        s.write(tablet("root.sg.d", "x", vec![2], vec![2.0]))
+            .unwrap();
+        drop(s);
+        let s = open(dir.path());
+        assert_eq!(s.read("root.sg.d.x", 0, 10).unwrap().times, vec![2]);
+    }
+}
