@@ -9,9 +9,11 @@
 //!   paged results) over framed thrift.
 //! - [`server`]: the TCP listener, connection tasks and graceful shutdown.
 //! - [`config`]: the node's configuration file (IoTDB key names).
+//! - [`client`]: a synchronous client of the same RPC (the CLI, tests).
 #![deny(missing_docs)]
 
 pub mod chunkfile;
+pub mod client;
 pub mod config;
 pub mod event;
 pub mod exec;
@@ -19,3 +21,88 @@ pub mod server;
 pub mod service;
 pub mod sql;
 pub mod store;
+
+use std::sync::Arc;
+
+/// A node's storage and service, opened from a configuration.
+pub struct Node {
+    /// The configuration it runs with.
+    pub config: config::NodeConfig,
+    /// The store (and through it the change log).
+    pub store: Arc<store::Store>,
+    /// The client RPC service.
+    pub service: Arc<service::Service>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("data_dir", &self.config.data_dir)
+            .finish()
+    }
+}
+
+impl Node {
+    /// Opens the change log (`DATA/wal`) and the store (`DATA/store`),
+    /// recovering both.
+    ///
+    /// # Errors
+    /// A locked, damaged or unreadable data directory, with the reason.
+    pub fn open(config: config::NodeConfig) -> Result<Node, String> {
+        let dir = &config.data_dir;
+        let wal_config = wal::Config {
+            fsync: config.fsync,
+            ..wal::Config::default()
+        };
+        let log =
+            wal::Log::open(dir.join("wal"), wal_config).map_err(|e| format!("change log: {e}"))?;
+        let store_config = store::StoreConfig {
+            auto_create_schema: config.auto_create_schema,
+            default_database_level: config.default_database_level,
+            flush_points: config.flush_points,
+        };
+        let store = Arc::new(
+            store::Store::open(&dir.join("store"), Arc::new(log), store_config)
+                .map_err(|e| format!("store: {e}"))?,
+        );
+        let exec = exec::Executor::new(store.clone());
+        let service = Arc::new(service::Service::new(
+            exec,
+            config.precision,
+            config.root_password.clone(),
+        ));
+        Ok(Node {
+            config,
+            store,
+            service,
+        })
+    }
+
+    /// Serves the client RPC on `listener` until `shutdown` completes.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future,
+    ) {
+        server::run(
+            listener,
+            self.service.clone(),
+            self.config.max_frame_size,
+            self.config.max_connections,
+            shutdown,
+        )
+        .await;
+    }
+
+    /// Flushes the store and closes the change log cleanly.
+    ///
+    /// # Errors
+    /// Flush or close failures; the next start recovers as after a crash.
+    pub fn close(&self) -> Result<(), String> {
+        self.store.flush().map_err(|e| format!("flush: {e}"))?;
+        self.store
+            .log()
+            .close()
+            .map_err(|e| format!("close the change log: {e}"))
+    }
+}

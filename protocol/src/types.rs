@@ -127,6 +127,13 @@ impl fmt::Display for Value {
             Value::Boolean(b) => write!(f, "{b}"),
             Value::Int32(v) => write!(f, "{v}"),
             Value::Int64(v) => write!(f, "{v}"),
+            // As Java prints them: a whole number keeps its `.0`.
+            Value::Float(v) if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e7 => {
+                write!(f, "{v:.1}")
+            }
+            Value::Double(v) if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e7 => {
+                write!(f, "{v:.1}")
+            }
             Value::Float(v) => write!(f, "{v}"),
             Value::Double(v) => write!(f, "{v}"),
             Value::Text(t) => f.write_str(&String::from_utf8_lossy(t)),

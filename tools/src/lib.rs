@@ -12,6 +12,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod cli;
+pub mod server;
 mod table;
 mod time;
 mod walcmd;
@@ -35,6 +37,12 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: walcmd::WalCmd,
     },
+    /// Run a node: the IoTDB client RPC on rpc_port (default 6667), the
+    /// change log and the store under the data directory. Writes.
+    Server(server::ServerOpt),
+    /// Connect to a node: an interactive SQL shell, or `-e` for statements.
+    #[command(disable_help_flag = true)]
+    Cli(cli::CliOpt),
 }
 
 /// What a command reports besides its output.
@@ -53,18 +61,26 @@ pub enum Outcome {
 pub fn execute(opt: Opt, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     match opt.cmd {
         Cmd::Wal { cmd } => walcmd::execute(cmd, out),
+        Cmd::Server(o) => server::run(o).map(|_| Outcome::Ok),
+        Cmd::Cli(o) => cli::run(o, out),
     }
 }
 
 /// The binary's entry point: parse, run, print the error chain once, map to
 /// an exit code.
 pub fn main() -> ExitCode {
-    let opt = Opt::parse();
+    let opt = Opt::parse_from(cli::fix_args(std::env::args().collect()));
+    let default_level = if matches!(opt.cmd, Cmd::Server(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
     let stdout = std::io::stdout();

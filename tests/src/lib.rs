@@ -1,0 +1,227 @@
+//! Harness for edgepipe's end-to-end tests: starts real `edgepipe server`
+//! processes on free loopback ports in temporary directories, stops them
+//! gracefully (SIGTERM) or kills them (SIGKILL), and runs the official
+//! IoTDB Python client from a pinned virtual environment.
+//!
+//! Every wait is bounded; every process started is stopped on drop.
+#![deny(missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+/// The `edgepipe` binary built alongside these tests.
+pub fn edgepipe_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    // target/<profile>/deps/<test> → target/<profile>/edgepipe
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("edgepipe");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `edgepipe server`.
+pub struct NodeProc {
+    child: Option<Child>,
+    /// Its client RPC port on 127.0.0.1.
+    pub port: u16,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// Its stderr log file.
+    pub log: PathBuf,
+}
+
+impl NodeProc {
+    /// Starts a server on a free port with `data_dir`, and waits (up to
+    /// 30 s) until it listens. `extra` are more `edgepipe server` flags.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> NodeProc {
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let log = data_dir.with_extension("log");
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let mut child = Command::new(edgepipe_bin())
+            .args([
+                "server",
+                "--rpc-address",
+                "127.0.0.1",
+                "--rpc-port",
+                "0",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn edgepipe server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("edgepipe server listening on ") {
+                    let _ = tx.send(addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()));
+                }
+            }
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Some(p)) => p,
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "server did not start ({other:?}); its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        NodeProc {
+            child: Some(child),
+            port,
+            data_dir: data_dir.to_path_buf(),
+            log,
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Sends SIGTERM and waits (up to 30 s) for a clean exit.
+    pub fn stop(mut self) {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let status = wait_timeout(&mut child, Duration::from_secs(30)).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("server did not stop within 30 s after SIGTERM");
+        });
+        assert!(
+            status.success(),
+            "server exited with {status}; log:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// Kills the server with SIGKILL.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// The server's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Waits up to `limit` for `child` to exit.
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// The Python interpreter of the pinned virtual environment: `EDGEPIPE_PYTHON`
+/// if set, else `.venv/bin/python` at the workspace root, created (with
+/// `tests/python/requirements.txt`) when missing.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("EDGEPIPE_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = workspace().join(".venv");
+    let py = venv.join("bin").join("python");
+    let lock_path = workspace().join("target").join("venv.lock");
+    let _ = std::fs::create_dir_all(lock_path.parent().expect("target"));
+    let lock = std::fs::File::create(&lock_path).expect("venv lock");
+    lock.lock().expect("lock the venv");
+    let ok = py.exists()
+        && Command::new(&py)
+            .args(["-c", "import iotdb, numpy, pandas"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ok {
+        let st = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status()
+            .expect("python3 -m venv");
+        assert!(st.success(), "cannot create {}", venv.display());
+        let st = Command::new(&py)
+            .args(["-m", "pip", "install", "-q", "-r"])
+            .arg(workspace().join("tests/python/requirements.txt"))
+            .status()
+            .expect("pip install");
+        assert!(
+            st.success(),
+            "pip install -r tests/python/requirements.txt failed"
+        );
+    }
+    py
+}
+
+/// Runs `tests/python/SCRIPT args` with a time limit; returns its stdout,
+/// panicking with its stderr when it fails.
+pub fn run_python(script: &str, args: &[&str], limit: Duration) -> String {
+    let mut child = Command::new(python())
+        .arg(workspace().join("tests/python").join(script))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python");
+    let out = child.stdout.take().expect("stdout");
+    let err = child.stderr.take().expect("stderr");
+    let out_t = std::thread::spawn(move || std::io::read_to_string(out).unwrap_or_default());
+    let err_t = std::thread::spawn(move || std::io::read_to_string(err).unwrap_or_default());
+    let status = wait_timeout(&mut child, limit);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let (o, e) = (
+        out_t.join().unwrap_or_default(),
+        err_t.join().unwrap_or_default(),
+    );
+    match status {
+        Some(s) if s.success() => o,
+        Some(s) => panic!("python {script} {args:?} failed ({s}):\n{e}\n{o}"),
+        None => panic!("python {script} {args:?} did not finish within {limit:?}:\n{e}"),
+    }
+}
