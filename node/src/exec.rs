@@ -732,6 +732,40 @@ mod tests {
     }
 
     #[test]
+    fn strict_schema_refuses_unknown_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(
+            wal::Log::open(
+                dir.path().join("wal"),
+                wal::Config {
+                    fsync: wal::FsyncPolicy::Never,
+                    ..wal::Config::default()
+                },
+            )
+            .unwrap(),
+        );
+        let cfg = StoreConfig {
+            auto_create_schema: false,
+            ..StoreConfig::default()
+        };
+        let e = Executor::new(Arc::new(
+            Store::open(&dir.path().join("store"), log, cfg).unwrap(),
+        ));
+        let err = e
+            .execute(&utc(), "insert into root.sg.d(time, s) values (1, 1)")
+            .unwrap_err();
+        assert_eq!(err.code, status::PATH_NOT_EXIST);
+        assert!(
+            err.message.contains("enable_auto_create_schema=false"),
+            "{err}"
+        );
+        e.execute(&utc(), "create timeseries root.sg.d.s with datatype=INT64")
+            .unwrap();
+        e.execute(&utc(), "insert into root.sg.d(time, s) values (1, 1)")
+            .unwrap();
+    }
+
+    #[test]
     fn datetimes_and_zones() {
         let ctx = Context {
             precision: Precision::Ms,

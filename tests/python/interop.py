@@ -201,6 +201,13 @@ def errors(port):
         except StatementExecutionException as e:
             if not str(e).startswith(code):
                 fail(f"{sql}: {e}")
+    # TCompactProtocol (open(True)) works the same.
+    c = Session("127.0.0.1", port, "root", "root")
+    c.open(True)
+    _, _, crows = query(c, "select ** from root.vehicle")
+    if len(crows) < 6:
+        fail(f"compact protocol query returned {len(crows)} rows")
+    c.close()
     # The session still works after errors.
     names, _, rows = query(s, "count timeseries root.vehicle.**")
     if rows[0][1] != 4:

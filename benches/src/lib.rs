@@ -1,0 +1,72 @@
+//! Shared pieces of the end-to-end benchmarks: an in-process node serving
+//! the client RPC on a loopback port.
+#![deny(missing_docs)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use node::config::NodeConfig;
+
+/// A node running in this process on 127.0.0.1.
+pub struct BenchNode {
+    /// Its client RPC port.
+    pub port: u16,
+    /// The node (store, service).
+    pub node: Arc<node::Node>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BenchNode {
+    /// Starts a node with `config` (its data directory under `dir`).
+    pub fn start(dir: &Path, mut config: NodeConfig) -> BenchNode {
+        config.data_dir = dir.to_path_buf();
+        let node = Arc::new(node::Node::open(config).expect("open node"));
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let n = node.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                port_tx
+                    .send(l.local_addr().expect("addr").port())
+                    .expect("send port");
+                n.serve(l, async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            });
+        });
+        let port = port_rx.recv().expect("port");
+        BenchNode {
+            port,
+            node,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for BenchNode {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = self.node.close();
+    }
+}
