@@ -67,6 +67,5 @@ impl Drop for BenchNode {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let _ = self.node.close();
     }
 }

@@ -40,6 +40,9 @@ pub struct NodeConfig {
     pub max_sync_retry: u32,
     /// `pipe_connector_timeout_ms`. Default 15 min as IoTDB.
     pub pipe_connector_timeout: Duration,
+    /// `pipe_connector_retry_interval_ms`: first retry delay of a failing
+    /// pipe batch, doubled each retry (capped at 30 s). Default 1 s.
+    pub pipe_retry_interval: Duration,
     /// `ip_white_list`: CIDRs allowed to sync into this node. Default
     /// 0.0.0.0/0.
     pub ip_white_list: String,
@@ -64,6 +67,7 @@ impl Default for NodeConfig {
             root_password: "root".into(),
             max_sync_retry: 5,
             pipe_connector_timeout: Duration::from_secs(900),
+            pipe_retry_interval: Duration::from_secs(1),
             ip_white_list: "0.0.0.0/0".into(),
             pipe_server_port: 6670,
             flush_points: crate::store::DEFAULT_FLUSH_POINTS,
@@ -148,6 +152,13 @@ impl NodeConfig {
             "max_number_of_sync_file_retry" => self.max_sync_retry = parse_num(key, v)?,
             "pipe_connector_timeout_ms" => {
                 self.pipe_connector_timeout = Duration::from_millis(parse_num(key, v)?)
+            }
+            "pipe_connector_retry_interval_ms" => {
+                let ms: u64 = parse_num(key, v)?;
+                if ms == 0 {
+                    return Err(format!("{key}={v}: must be at least 1"));
+                }
+                self.pipe_retry_interval = Duration::from_millis(ms);
             }
             "ip_white_list" => self.ip_white_list = v.to_string(),
             "pipe_server_port" => self.pipe_server_port = parse_num(key, v)?,

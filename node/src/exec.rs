@@ -10,6 +10,7 @@ use protocol::types::{status, DataType, Value};
 use crate::event::{Event, SchemaOp};
 use crate::sql::{self, Node, Path, Statement, TimeFilter, TimeLit};
 use crate::store::{self, SResult, Store, StoreError};
+use crate::users::Users;
 
 /// Timestamp precision of the node (`timestamp_precision`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -83,6 +84,8 @@ pub struct Context {
     pub precision: Precision,
     /// The zone for datetimes written without an offset.
     pub zone: FixedOffset,
+    /// The session's user.
+    pub user: String,
 }
 
 impl Default for Context {
@@ -90,7 +93,15 @@ impl Default for Context {
         Context {
             precision: Precision::Ms,
             zone: *Local::now().offset(),
+            user: "root".into(),
         }
+    }
+}
+
+impl Context {
+    /// Formats a creation time in ms in this context's zone.
+    fn precision_ms_format(&self, ms: i64) -> String {
+        Precision::Ms.format(ms, self.zone)
     }
 }
 
@@ -201,10 +212,16 @@ pub enum Outcome {
     Rows(ResultSet),
 }
 
-/// Runs statements against a store.
+/// Runs statements against a store (and the node's pipes and users).
 #[derive(Debug, Clone)]
 pub struct Executor {
     store: Arc<Store>,
+    pipes: Option<Arc<replicator::PipeManager>>,
+    users: Option<Arc<Users>>,
+}
+
+fn pipe_err(e: replicator::PipeError) -> StoreError {
+    StoreError::new(e.code, e.message)
 }
 
 fn to_time(ctx: &Context, t: &TimeLit) -> SResult<i64> {
@@ -275,7 +292,96 @@ fn database_pattern(p: &Option<Path>) -> Path {
 impl Executor {
     /// An executor over `store`.
     pub fn new(store: Arc<Store>) -> Executor {
-        Executor { store }
+        Executor {
+            store,
+            pipes: None,
+            users: None,
+        }
+    }
+
+    /// Adds the node's pipes and users (pipe and user statements need them).
+    pub fn with_pipes(
+        mut self,
+        pipes: Arc<replicator::PipeManager>,
+        users: Arc<Users>,
+    ) -> Executor {
+        self.pipes = Some(pipes);
+        self.users = Some(users);
+        self
+    }
+
+    /// The user registry, if any.
+    pub fn users(&self) -> Option<&Arc<Users>> {
+        self.users.as_ref()
+    }
+
+    fn need(&self, ctx: &Context, privilege: &str) -> SResult<()> {
+        match &self.users {
+            Some(u) if !u.has(&ctx.user, privilege) => Err(StoreError::new(
+                status::NO_PERMISSION,
+                format!("No permissions for this operation, please add privilege {privilege} to user {}", ctx.user),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn pipes(&self) -> SResult<&Arc<replicator::PipeManager>> {
+        self.pipes.as_ref().ok_or_else(|| {
+            StoreError::new(
+                status::UNSUPPORTED_OPERATION,
+                "pipes are not enabled on this node",
+            )
+        })
+    }
+
+    fn user_admin(&self, ctx: &Context) -> SResult<&Arc<Users>> {
+        if ctx.user != "root" {
+            return Err(StoreError::new(
+                status::NO_PERMISSION,
+                "only root manages users",
+            ));
+        }
+        self.users.as_ref().ok_or_else(|| {
+            StoreError::new(
+                status::UNSUPPORTED_OPERATION,
+                "users are not enabled on this node",
+            )
+        })
+    }
+
+    fn pipe_rows(&self, ctx: &Context, rows: Vec<replicator::PipeRow>) -> ResultSet {
+        let render =
+            |a: &std::collections::BTreeMap<String, String>| replicator::meta::render_attrs(a);
+        let body = rows
+            .into_iter()
+            .map(|r| {
+                vec![
+                    r.meta.id.clone(),
+                    ctx.precision_ms_format(r.meta.creation_time_ms),
+                    r.meta.state.name().to_string(),
+                    render(&r.meta.extractor),
+                    render(&r.meta.processor),
+                    render(&r.meta.connector),
+                    r.meta.exception.clone(),
+                    r.remaining_events.to_string(),
+                    format!("{:.3}", r.lag_seconds),
+                ]
+            })
+            .collect();
+        ResultSet::text(
+            &[
+                "ID",
+                "CreationTime",
+                "State",
+                "PipeExtractor",
+                "PipeProcessor",
+                "PipeConnector",
+                "ExceptionMessage",
+                "RemainingEventCount",
+                "LagSeconds",
+            ],
+            body,
+        )
     }
 
     /// The store.
@@ -492,6 +598,89 @@ impl Executor {
                 s.flush()?;
                 Ok(Outcome::Done(None))
             }
+            Statement::CreatePipe {
+                id,
+                extractor,
+                processor,
+                connector,
+            } => {
+                self.need(ctx, "CREATE_PIPE")?;
+                self.pipes()?
+                    .create(&id, extractor, processor, connector)
+                    .map_err(pipe_err)?;
+                Ok(Outcome::Done(None))
+            }
+            Statement::StartPipe(id) => {
+                self.need(ctx, "START_PIPE")?;
+                self.pipes()?.start(&id).map_err(pipe_err)?;
+                Ok(Outcome::Done(None))
+            }
+            Statement::StopPipe(id) => {
+                self.need(ctx, "STOP_PIPE")?;
+                self.pipes()?.stop(&id).map_err(pipe_err)?;
+                Ok(Outcome::Done(None))
+            }
+            Statement::DropPipe(id) => {
+                self.need(ctx, "DROP_PIPE")?;
+                self.pipes()?.drop_pipe(&id).map_err(pipe_err)?;
+                Ok(Outcome::Done(None))
+            }
+            Statement::ShowPipes { id, used_by } => {
+                self.need(ctx, "SHOW_PIPES")?;
+                let rows = self
+                    .pipes()?
+                    .show(id.as_deref(), used_by.as_deref())
+                    .map_err(pipe_err)?;
+                Ok(Outcome::Rows(self.pipe_rows(ctx, rows)))
+            }
+            Statement::ShowPipePlugins => {
+                let rows = replicator::plugin::PLUGINS
+                    .iter()
+                    .map(|(n, c)| {
+                        vec![
+                            n.to_string(),
+                            "Builtin".into(),
+                            c.to_string(),
+                            String::new(),
+                        ]
+                    })
+                    .collect();
+                Ok(Outcome::Rows(ResultSet::text(
+                    &["PluginName", "PluginType", "ClassName", "PluginJar"],
+                    rows,
+                )))
+            }
+            Statement::CreateUser { name, password } => {
+                self.user_admin(ctx)?
+                    .create(&name, &password)
+                    .map_err(|m| StoreError::new(status::ILLEGAL_PARAMETER, m))?;
+                Ok(Outcome::Done(None))
+            }
+            Statement::DropUser(name) => {
+                self.user_admin(ctx)?
+                    .drop_user(&name)
+                    .map_err(|m| StoreError::new(status::ILLEGAL_PARAMETER, m))?;
+                Ok(Outcome::Done(None))
+            }
+            Statement::Privileges {
+                grant,
+                user,
+                privileges,
+            } => {
+                self.user_admin(ctx)?
+                    .set(&user, &privileges, grant)
+                    .map_err(|m| StoreError::new(status::ILLEGAL_PARAMETER, m))?;
+                Ok(Outcome::Done(None))
+            }
+            Statement::ListUser => {
+                let rows = self
+                    .user_admin(ctx)?
+                    .list()
+                    .into_iter()
+                    .map(|u| vec![u])
+                    .collect();
+                Ok(Outcome::Rows(ResultSet::text(&["User"], rows)))
+            }
         }
     }
 
@@ -598,6 +787,7 @@ mod tests {
         Context {
             precision: Precision::Ms,
             zone: FixedOffset::east_opt(0).unwrap(),
+            user: "root".into(),
         }
     }
 
@@ -770,6 +960,7 @@ mod tests {
         let ctx = Context {
             precision: Precision::Ms,
             zone: zone_from_name("+08:00").unwrap(),
+            user: "root".into(),
         };
         assert_eq!(
             parse_datetime(&ctx, "2022-03-30 08:00:00").unwrap(),

@@ -15,12 +15,13 @@
 pub mod chunkfile;
 pub mod client;
 pub mod config;
-pub mod event;
+pub use protocol::event;
 pub mod exec;
 pub mod server;
 pub mod service;
 pub mod sql;
 pub mod store;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -32,6 +33,8 @@ pub struct Node {
     pub store: Arc<store::Store>,
     /// The client RPC service.
     pub service: Arc<service::Service>,
+    /// The pipes.
+    pub pipes: Arc<replicator::PipeManager>,
 }
 
 impl std::fmt::Debug for Node {
@@ -65,7 +68,27 @@ impl Node {
             store::Store::open(&dir.join("store"), Arc::new(log), store_config)
                 .map_err(|e| format!("store: {e}"))?,
         );
-        let exec = exec::Executor::new(store.clone());
+        let system = dir.join("system");
+        let users = Arc::new(users::Users::open(&system, &config.root_password)?);
+        let settings = replicator::Settings {
+            precision: config.precision.name().to_string(),
+            units_per_sec: match config.precision {
+                exec::Precision::Ms => 1_000,
+                exec::Precision::Us => 1_000_000,
+                exec::Precision::Ns => 1_000_000_000,
+            },
+            max_retry: config.max_sync_retry,
+            retry_base: config.pipe_retry_interval,
+            timeout: config.pipe_connector_timeout,
+            ..replicator::Settings::default()
+        };
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| "Node::open must run inside a tokio runtime".to_string())?;
+        let pipes = Arc::new(
+            replicator::PipeManager::open(store.log().clone(), &system, settings, handle)
+                .map_err(|e| format!("pipes: {e}"))?,
+        );
+        let exec = exec::Executor::new(store.clone()).with_pipes(pipes.clone(), users);
         let service = Arc::new(service::Service::new(
             exec,
             config.precision,
@@ -75,6 +98,7 @@ impl Node {
             config,
             store,
             service,
+            pipes,
         })
     }
 
@@ -99,6 +123,7 @@ impl Node {
     /// # Errors
     /// Flush or close failures; the next start recovers as after a crash.
     pub fn close(&self) -> Result<(), String> {
+        self.pipes.shutdown();
         self.store.flush().map_err(|e| format!("flush: {e}"))?;
         self.store
             .log()

@@ -43,6 +43,7 @@ pub struct Service {
     exec: Executor,
     precision: Precision,
     root_password: String,
+    users: Option<Arc<crate::users::Users>>,
     next_session: AtomicI64,
     next_query: AtomicI64,
 }
@@ -71,6 +72,7 @@ struct Query {
 pub struct Connection {
     session: Option<Session>,
     queries: BTreeMap<i64, Query>,
+    receiver: receiver::ReceiverState,
 }
 
 impl std::fmt::Debug for Connection {
@@ -144,6 +146,7 @@ enum Request {
     InsertRecords(TSInsertRecordsReq),
     InsertRecordsOfOneDevice(TSInsertRecordsOfOneDeviceReq),
     InsertStringRecord(TSInsertStringRecordReq),
+    PipeTransfer(protocol::rpc::TPipeTransferReq),
 }
 
 /// Reads a call and its arguments; what cannot be served becomes the reply
@@ -193,6 +196,7 @@ fn decode(frame: &[u8]) -> Result<(Proto, String, i32, Request), Handled> {
             Request::InsertRecordsOfOneDevice(arg!(TSInsertRecordsOfOneDeviceReq))
         }
         "insertStringRecord" => Request::InsertStringRecord(arg!(TSInsertStringRecordReq)),
+        "pipeTransfer" => Request::PipeTransfer(arg!(protocol::rpc::TPipeTransferReq)),
         _ => {
             return Err(fail(
                 ApplicationErrorKind::UnknownMethod,
@@ -223,10 +227,12 @@ fn next_page(q: &mut Query) -> (Vec<Vec<u8>>, bool) {
 impl Service {
     /// A service running statements with `exec`.
     pub fn new(exec: Executor, precision: Precision, root_password: String) -> Service {
+        let users = exec.users().cloned();
         Service {
             exec,
             precision,
             root_password,
+            users,
             next_session: AtomicI64::new(1),
             next_query: AtomicI64::new(1),
         }
@@ -331,6 +337,10 @@ impl Service {
                 let status = self.insert(conn, || records_of_one_device(req)).await;
                 r(&|p, n, s| reply(p, n, s, &status))
             }
+            Request::PipeTransfer(req) => {
+                let resp = self.pipe_transfer(conn, req).await;
+                r(&|p, n, s| reply(p, n, s, &resp))
+            }
             Request::InsertStringRecord(req) => {
                 let svc = self.clone();
                 let status = self
@@ -341,6 +351,53 @@ impl Service {
         }
     }
 
+    /// `pipeTransfer`: no login needed (as in IoTDB 1.2); applied through
+    /// the change log, answered once durable.
+    async fn pipe_transfer(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        req: protocol::rpc::TPipeTransferReq,
+    ) -> protocol::rpc::TPipeTransferResp {
+        let svc = self.clone();
+        let mut state = std::mem::take(&mut conn.receiver);
+        let precision = self.precision.name();
+        let done = tokio::task::spawn_blocking(move || {
+            let r = receiver::handle(
+                req,
+                &mut state,
+                precision,
+                &StoreApply(svc.exec.store().clone()),
+            );
+            (r, state)
+        })
+        .await;
+        let ((resp, offset), state) = match done {
+            Ok(x) => x,
+            Err(e) => {
+                return protocol::rpc::TPipeTransferResp {
+                    status: st(
+                        status::INTERNAL_SERVER_ERROR,
+                        Some(format!("pipeTransfer failed: {e}")),
+                    ),
+                    body: None,
+                };
+            }
+        };
+        conn.receiver = state;
+        if let Some(o) = offset {
+            if let Err(e) = self.exec.store().log().wait_durable_async(o).await {
+                return protocol::rpc::TPipeTransferResp {
+                    status: st(
+                        status::INTERNAL_SERVER_ERROR,
+                        Some(format!("write not durable: {e}")),
+                    ),
+                    body: None,
+                };
+            }
+        }
+        resp
+    }
+
     fn open_session(&self, conn: &mut Connection, req: TSOpenSessionReq) -> TSOpenSessionResp {
         let user = req.username.unwrap_or_default();
         let pass = req.password.unwrap_or_default();
@@ -349,7 +406,11 @@ impl Service {
             "timestamp_precision".to_string(),
             self.precision.name().to_string(),
         );
-        if user != "root" || pass != self.root_password {
+        let ok_login = match &self.users {
+            Some(u) => u.login(&user, &pass),
+            None => user == "root" && pass == self.root_password,
+        };
+        if !ok_login {
             return TSOpenSessionResp {
                 status: st(
                     status::WRONG_LOGIN_PASSWORD,
@@ -586,6 +647,23 @@ impl Service {
                 }
             }
         }
+    }
+}
+
+/// Applies received tablets to the store, in order.
+struct StoreApply(Arc<crate::store::Store>);
+
+impl receiver::Apply for StoreApply {
+    fn apply(&self, tablets: Vec<Tablet>) -> Result<Option<u64>, (i32, String)> {
+        let mut last = None;
+        for t in tablets {
+            last = Some(
+                self.0
+                    .write(Event::Tablet(t))
+                    .map_err(|e| (e.code, e.message))?,
+            );
+        }
+        Ok(last)
     }
 }
 

@@ -3,6 +3,7 @@
 //! case-insensitive; errors say where (`line 1:COL`) and what was expected,
 //! as IoTDB's parser does.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use protocol::types::DataType;
@@ -190,6 +191,52 @@ pub enum Statement {
     },
     /// `FLUSH`.
     Flush,
+    /// `CREATE PIPE id [WITH EXTRACTOR (...)] [WITH PROCESSOR (...)] WITH CONNECTOR (...)`.
+    CreatePipe {
+        /// The pipe id.
+        id: String,
+        /// Extractor attributes.
+        extractor: BTreeMap<String, String>,
+        /// Processor attributes.
+        processor: BTreeMap<String, String>,
+        /// Connector attributes.
+        connector: BTreeMap<String, String>,
+    },
+    /// `START PIPE id`.
+    StartPipe(String),
+    /// `STOP PIPE id`.
+    StopPipe(String),
+    /// `DROP PIPE id`.
+    DropPipe(String),
+    /// `SHOW PIPES`, `SHOW PIPE id` (`id`), `SHOW PIPES WHERE CONNECTOR USED BY id` (`used_by`).
+    ShowPipes {
+        /// One pipe.
+        id: Option<String>,
+        /// Pipes sharing this pipe's connector.
+        used_by: Option<String>,
+    },
+    /// `SHOW PIPEPLUGINS`.
+    ShowPipePlugins,
+    /// `CREATE USER name 'password'`.
+    CreateUser {
+        /// User name.
+        name: String,
+        /// Password.
+        password: String,
+    },
+    /// `DROP USER name`.
+    DropUser(String),
+    /// `GRANT USER name PRIVILEGES p[, p] [ON path]` (`grant`), or REVOKE.
+    Privileges {
+        /// True for GRANT, false for REVOKE.
+        grant: bool,
+        /// User name.
+        user: String,
+        /// Privilege names, upper-cased.
+        privileges: Vec<String>,
+    },
+    /// `LIST USER`.
+    ListUser,
 }
 
 /// A parse error: where and what.
@@ -691,6 +738,69 @@ impl Parser {
         }
     }
 
+    /// `( 'k' = 'v' [, 'k' = 'v']* [,] )`: quoted keys and values.
+    fn attributes(&mut self) -> PResult<BTreeMap<String, String>> {
+        self.sym("(")?;
+        let mut m = BTreeMap::new();
+        loop {
+            if self.eat_sym(")") {
+                return Ok(m);
+            }
+            let col = self.col();
+            let Some(Tok::Quoted(k)) = self.peek().cloned() else {
+                return self.fail("a quoted attribute key such as 'connector'");
+            };
+            self.at += 1;
+            self.sym("=")?;
+            let Some(Tok::Quoted(v)) = self.peek().cloned() else {
+                return self.fail("a quoted attribute value");
+            };
+            self.at += 1;
+            if m.insert(k.clone(), v).is_some() {
+                return Err(ParseError {
+                    col,
+                    message: format!("attribute '{k}' is given twice"),
+                });
+            }
+            if !self.eat_sym(",") {
+                self.sym(")")?;
+                return Ok(m);
+            }
+        }
+    }
+
+    fn ident(&mut self, what: &str) -> PResult<String> {
+        match self.peek() {
+            Some(Tok::Word(w)) | Some(Tok::Backquoted(w)) | Some(Tok::Number(w)) => {
+                let w = w.clone();
+                self.at += 1;
+                Ok(w)
+            }
+            _ => self.fail(what),
+        }
+    }
+
+    fn privileges(&mut self, grant: bool) -> PResult<Statement> {
+        self.kw("user")?;
+        let user = self.ident("a user name")?;
+        self.kw("privileges")?;
+        let mut privileges = vec![self
+            .ident("a privilege such as CREATE_PIPE")?
+            .to_ascii_uppercase()];
+        while self.eat_sym(",") {
+            privileges.push(self.ident("a privilege")?.to_ascii_uppercase());
+        }
+        if self.eat_kw("on") {
+            // Pipe privileges are path-independent; the path is accepted.
+            self.paths()?;
+        }
+        Ok(Statement::Privileges {
+            grant,
+            user,
+            privileges,
+        })
+    }
+
     fn statement(&mut self) -> PResult<Statement> {
         let col = self.col();
         let Some(Tok::Word(first)) = self.peek().cloned() else {
@@ -705,6 +815,45 @@ impl Parser {
                 Ok(Statement::CreateDatabase(self.plain_full_path("database")?))
             }
             "create" => {
+                if self.eat_kw("pipe") {
+                    let id = self.ident("a pipe id")?;
+                    let (mut extractor, mut processor, mut connector) = (None, None, None);
+                    while self.eat_kw("with") {
+                        let slot = if self.eat_kw("extractor") || self.eat_kw("source") {
+                            &mut extractor
+                        } else if self.eat_kw("processor") {
+                            &mut processor
+                        } else if self.eat_kw("connector") || self.eat_kw("sink") {
+                            &mut connector
+                        } else {
+                            return self.fail("EXTRACTOR, PROCESSOR or CONNECTOR");
+                        };
+                        if slot.is_some() {
+                            return Err(ParseError {
+                                col: self.col(),
+                                message: "a WITH clause is given twice".into(),
+                            });
+                        }
+                        *slot = Some(self.attributes()?);
+                    }
+                    let Some(connector) = connector else {
+                        return self.fail("WITH CONNECTOR (...): the connector clause is required");
+                    };
+                    return Ok(Statement::CreatePipe {
+                        id,
+                        extractor: extractor.unwrap_or_default(),
+                        processor: processor.unwrap_or_default(),
+                        connector,
+                    });
+                }
+                if self.eat_kw("user") {
+                    let name = self.ident("a user name")?;
+                    let Some(Tok::Quoted(password)) = self.peek().cloned() else {
+                        return self.fail("a quoted password");
+                    };
+                    self.at += 1;
+                    return Ok(Statement::CreateUser { name, password });
+                }
                 if self.eat_kw("database") {
                     return Ok(Statement::CreateDatabase(self.plain_full_path("database")?));
                 }
@@ -763,9 +912,30 @@ impl Parser {
                         compressor: c,
                     }));
                 }
-                self.fail("DATABASE, TIMESERIES or ALIGNED TIMESERIES")
+                self.fail("DATABASE, TIMESERIES, ALIGNED TIMESERIES, PIPE or USER")
+            }
+            "start" | "stop" => {
+                self.kw("pipe")?;
+                let id = self.ident("a pipe id")?;
+                Ok(if first.eq_ignore_ascii_case("start") {
+                    Statement::StartPipe(id)
+                } else {
+                    Statement::StopPipe(id)
+                })
+            }
+            "grant" => self.privileges(true),
+            "revoke" => self.privileges(false),
+            "list" => {
+                self.kw("user")?;
+                Ok(Statement::ListUser)
             }
             "delete" | "drop" => {
+                if first.eq_ignore_ascii_case("drop") && self.eat_kw("pipe") {
+                    return Ok(Statement::DropPipe(self.ident("a pipe id")?));
+                }
+                if first.eq_ignore_ascii_case("drop") && self.eat_kw("user") {
+                    return Ok(Statement::DropUser(self.ident("a user name")?));
+                }
                 if self.eat_kw("storage") {
                     self.kw("group")?;
                     return Ok(Statement::DeleteDatabase(self.paths()?));
@@ -778,7 +948,7 @@ impl Parser {
                     let filter = self.where_time()?;
                     return Ok(Statement::Delete { paths, filter });
                 }
-                self.fail("FROM, DATABASE or STORAGE GROUP")
+                self.fail("FROM, DATABASE, STORAGE GROUP, PIPE or USER")
             }
             "show" => {
                 let opt_path = |p: &mut Parser| -> PResult<Option<Path>> {
@@ -792,6 +962,25 @@ impl Parser {
                     self.kw("group")?;
                     return Ok(Statement::ShowDatabases(opt_path(self)?));
                 }
+                if self.eat_kw("pipeplugins") {
+                    return Ok(Statement::ShowPipePlugins);
+                }
+                if self.eat_kw("pipes") {
+                    let mut used_by = None;
+                    if self.eat_kw("where") {
+                        self.kw("connector")?;
+                        self.kw("used")?;
+                        self.kw("by")?;
+                        used_by = Some(self.ident("a pipe id")?);
+                    }
+                    return Ok(Statement::ShowPipes { id: None, used_by });
+                }
+                if self.eat_kw("pipe") {
+                    return Ok(Statement::ShowPipes {
+                        id: Some(self.ident("a pipe id")?),
+                        used_by: None,
+                    });
+                }
                 if self.eat_kw("databases") {
                     return Ok(Statement::ShowDatabases(opt_path(self)?));
                 }
@@ -801,7 +990,9 @@ impl Parser {
                 if self.eat_kw("devices") {
                     return Ok(Statement::ShowDevices(opt_path(self)?));
                 }
-                self.fail("DATABASES, STORAGE GROUP, TIMESERIES or DEVICES")
+                self.fail(
+                    "DATABASES, STORAGE GROUP, TIMESERIES, DEVICES, PIPES, PIPE or PIPEPLUGINS",
+                )
             }
             "count" => {
                 self.kw("timeseries")?;
@@ -1148,6 +1339,94 @@ mod tests {
         assert!(
             matches!(parse("select ** from root where time between 1 and 2").unwrap(), Statement::Select { filter, .. } if filter.lower.len() == 1 && filter.upper.len() == 1)
         );
+    }
+
+    #[test]
+    fn pipe_and_user_statements() {
+        let sql = "CREATE PIPE p1 WITH EXTRACTOR ('extractor'='iotdb-extractor', 'extractor.pattern'='root.timecho',) \
+                   WITH PROCESSOR ('processor'='do-nothing-processor') \
+                   WITH CONNECTOR ('connector'='iotdb-thrift-connector', 'connector.ip'='127.0.0.1', 'connector.port'='6667',)";
+        match parse(sql).unwrap() {
+            Statement::CreatePipe {
+                id,
+                extractor,
+                processor,
+                connector,
+            } => {
+                assert_eq!(id, "p1");
+                assert_eq!(extractor["extractor.pattern"], "root.timecho");
+                assert_eq!(processor.len(), 1);
+                assert_eq!(connector["connector.port"], "6667");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(parse("create pipe a2b with connector ( 'connector'='do-nothing-connector' )").unwrap(), Statement::CreatePipe { extractor, .. } if extractor.is_empty())
+        );
+        assert_eq!(
+            parse("start pipe a2b").unwrap(),
+            Statement::StartPipe("a2b".into())
+        );
+        assert_eq!(
+            parse("STOP PIPE a2b").unwrap(),
+            Statement::StopPipe("a2b".into())
+        );
+        assert_eq!(
+            parse("drop pipe a2b").unwrap(),
+            Statement::DropPipe("a2b".into())
+        );
+        assert_eq!(
+            parse("show pipes").unwrap(),
+            Statement::ShowPipes {
+                id: None,
+                used_by: None
+            }
+        );
+        assert_eq!(
+            parse("show pipe p").unwrap(),
+            Statement::ShowPipes {
+                id: Some("p".into()),
+                used_by: None
+            }
+        );
+        assert_eq!(
+            parse("SHOW PIPES WHERE CONNECTOR USED BY p").unwrap(),
+            Statement::ShowPipes {
+                id: None,
+                used_by: Some("p".into())
+            }
+        );
+        assert_eq!(
+            parse("show pipeplugins").unwrap(),
+            Statement::ShowPipePlugins
+        );
+        assert_eq!(
+            parse("create user alice 'secret'").unwrap(),
+            Statement::CreateUser {
+                name: "alice".into(),
+                password: "secret".into()
+            }
+        );
+        assert_eq!(
+            parse("GRANT USER alice PRIVILEGES CREATE_PIPE, start_pipe ON root.**").unwrap(),
+            Statement::Privileges {
+                grant: true,
+                user: "alice".into(),
+                privileges: vec!["CREATE_PIPE".into(), "START_PIPE".into()]
+            }
+        );
+        assert!(parse("create pipe p with extractor ('a'='b')")
+            .unwrap_err()
+            .message
+            .contains("connector clause is required"));
+        assert!(parse("create pipe p with connector (connector='x')")
+            .unwrap_err()
+            .message
+            .contains("quoted attribute key"));
+        assert!(parse("create pipe p with connector ('a'='b', 'a'='c')")
+            .unwrap_err()
+            .message
+            .contains("given twice"));
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //!   IoTDB 1.2's `Tablet.serialize()` layout.
 //! - [`tsblock`]: how query results travel.
 //! - [`types`]: data types, values, status codes.
+//! - [`event`]: the change-log record format of a node.
+//! - [`pipe`]: IoTDB 1.2's `pipeTransfer` request types and bodies.
 //!
 //! # Example
 //! ```
@@ -25,7 +27,9 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod event;
 pub mod message;
+pub mod pipe;
 pub mod tablet;
 pub mod thrift_in;
 pub mod tsblock;

@@ -450,6 +450,18 @@ impl Tablet {
         out
     }
 
+    /// Decodes a serialized tablet that must end with its aligned byte,
+    /// returning the tablet and the bytes it took (tablets in a batch body
+    /// carry no length).
+    ///
+    /// # Errors
+    /// A message naming the part that does not decode.
+    pub fn deserialize_v12_prefix(bytes: &[u8]) -> Result<(Tablet, usize), String> {
+        let mut b = Buf::new(bytes, "serialized tablet");
+        let t = Self::read_v12(&mut b, true)?;
+        Ok((t, b.at))
+    }
+
     /// Decodes [`Tablet::serialize_v12`]'s layout as a real 1.2 sender
     /// writes it: absent schemas, columns and bitmaps are allowed, a TEXT
     /// cell written `notNull = 0` is null, and the trailing aligned byte is
@@ -459,6 +471,12 @@ impl Tablet {
     /// A message naming the part that does not decode.
     pub fn deserialize_v12(bytes: &[u8]) -> Result<Tablet, String> {
         let mut b = Buf::new(bytes, "serialized tablet");
+        let t = Self::read_v12(&mut b, false)?;
+        b.done()?;
+        Ok(t)
+    }
+
+    fn read_v12(b: &mut Buf<'_>, aligned_required: bool) -> Result<Tablet, String> {
         let device = b.string()?;
         let rows = b.i32()?;
         if rows < 0 || rows as usize > b.left() {
@@ -558,8 +576,11 @@ impl Tablet {
         if columns.len() != types.len() {
             return Err("serialized tablet: values section missing".into());
         }
-        let aligned = if b.left() > 0 { b.u8()? != 0 } else { false };
-        b.done()?;
+        let aligned = if aligned_required || b.left() > 0 {
+            b.u8()? != 0
+        } else {
+            false
+        };
         Ok(Tablet {
             device,
             measurements,

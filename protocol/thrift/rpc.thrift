@@ -160,3 +160,15 @@ struct TSInsertStringRecordReq {
   6: optional bool isAligned
   7: optional i64 timeout
 }
+
+// IoTDB 1.2 pipe transfer (pipeTransfer(-1: TPipeTransferReq req)).
+struct TPipeTransferReq {
+  1: optional i8 version
+  2: optional i16 type
+  3: optional binary body
+}
+
+struct TPipeTransferResp {
+  1: required TSStatus status
+  2: optional binary body
+}

@@ -205,16 +205,16 @@ impl Reader {
             let notified = shared.appended.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            shared.waiting.fetch_add(1, Ordering::SeqCst);
+            // Counts this reader as sleeping until the guard drops, also when
+            // the future is cancelled (a `select!` on a stop signal).
+            let _waiting = Waiting::new(&shared);
             let ready = self.next < shared.end.load(Ordering::SeqCst);
             if !ready {
                 if shared.closed.load(Ordering::Acquire) {
-                    shared.waiting.fetch_sub(1, Ordering::SeqCst);
                     return Err(Error::Closed("closed"));
                 }
                 notified.await;
             }
-            shared.waiting.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -238,6 +238,22 @@ impl Reader {
             .floor_offset(rel)
             .map_or(format::SEGMENT_HEADER_LEN as u64, |(_, p)| u64::from(p));
         Ok((seg, pos))
+    }
+}
+
+/// Marks a reader as about to sleep on `appended` while alive.
+struct Waiting<'a>(&'a Shared);
+
+impl<'a> Waiting<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.waiting.fetch_add(1, Ordering::SeqCst);
+        Waiting(shared)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

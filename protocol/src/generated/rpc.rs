@@ -2562,3 +2562,165 @@ impl Default for TSInsertStringRecordReq {
   }
 }
 
+//
+// TPipeTransferReq
+//
+
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub struct TPipeTransferReq {
+  pub version: Option<i8>,
+  pub type_: Option<i16>,
+  pub body: Option<Vec<u8>>,
+}
+
+impl TPipeTransferReq {
+  pub fn new<F1, F2, F3>(version: F1, type_: F2, body: F3) -> TPipeTransferReq where F1: Into<Option<i8>>, F2: Into<Option<i16>>, F3: Into<Option<Vec<u8>>> {
+    TPipeTransferReq {
+      version: version.into(),
+      type_: type_.into(),
+      body: body.into(),
+    }
+  }
+}
+
+impl TSerializable for TPipeTransferReq {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<TPipeTransferReq> {
+    i_prot.read_struct_begin()?;
+    let mut f_1: Option<i8> = None;
+    let mut f_2: Option<i16> = None;
+    let mut f_3: Option<Vec<u8>> = None;
+    loop {
+      let field_ident = i_prot.read_field_begin()?;
+      if field_ident.field_type == TType::Stop {
+        break;
+      }
+      let field_id = field_id(&field_ident)?;
+      match field_id {
+        1 => {
+          let val = i_prot.read_i8()?;
+          f_1 = Some(val);
+        },
+        2 => {
+          let val = i_prot.read_i16()?;
+          f_2 = Some(val);
+        },
+        3 => {
+          let val = i_prot.read_bytes()?;
+          f_3 = Some(val);
+        },
+        _ => {
+          i_prot.skip(field_ident.field_type)?;
+        },
+      };
+      i_prot.read_field_end()?;
+    }
+    i_prot.read_struct_end()?;
+    let ret = TPipeTransferReq {
+      version: f_1,
+      type_: f_2,
+      body: f_3,
+    };
+    Ok(ret)
+  }
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+    let struct_ident = TStructIdentifier::new("TPipeTransferReq");
+    o_prot.write_struct_begin(&struct_ident)?;
+    if let Some(fld_var) = self.version {
+      o_prot.write_field_begin(&TFieldIdentifier::new("version", TType::I08, 1))?;
+      o_prot.write_i8(fld_var)?;
+      o_prot.write_field_end()?
+    }
+    if let Some(fld_var) = self.type_ {
+      o_prot.write_field_begin(&TFieldIdentifier::new("type", TType::I16, 2))?;
+      o_prot.write_i16(fld_var)?;
+      o_prot.write_field_end()?
+    }
+    if let Some(ref fld_var) = self.body {
+      o_prot.write_field_begin(&TFieldIdentifier::new("body", TType::String, 3))?;
+      o_prot.write_bytes(fld_var)?;
+      o_prot.write_field_end()?
+    }
+    o_prot.write_field_stop()?;
+    o_prot.write_struct_end()
+  }
+}
+
+impl Default for TPipeTransferReq {
+  fn default() -> Self {
+    TPipeTransferReq{
+      version: Some(0),
+      type_: Some(0),
+      body: Some(Vec::new()),
+    }
+  }
+}
+
+//
+// TPipeTransferResp
+//
+
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub struct TPipeTransferResp {
+  pub status: TSStatus,
+  pub body: Option<Vec<u8>>,
+}
+
+impl TPipeTransferResp {
+  pub fn new<F2>(status: TSStatus, body: F2) -> TPipeTransferResp where F2: Into<Option<Vec<u8>>> {
+    TPipeTransferResp {
+      status,
+      body: body.into(),
+    }
+  }
+}
+
+impl TSerializable for TPipeTransferResp {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<TPipeTransferResp> {
+    i_prot.read_struct_begin()?;
+    let mut f_1: Option<TSStatus> = None;
+    let mut f_2: Option<Vec<u8>> = None;
+    loop {
+      let field_ident = i_prot.read_field_begin()?;
+      if field_ident.field_type == TType::Stop {
+        break;
+      }
+      let field_id = field_id(&field_ident)?;
+      match field_id {
+        1 => {
+          let val = TSStatus::read_from_in_protocol(i_prot)?;
+          f_1 = Some(val);
+        },
+        2 => {
+          let val = i_prot.read_bytes()?;
+          f_2 = Some(val);
+        },
+        _ => {
+          i_prot.skip(field_ident.field_type)?;
+        },
+      };
+      i_prot.read_field_end()?;
+    }
+    i_prot.read_struct_end()?;
+    verify_required_field_exists("TPipeTransferResp.status", &f_1)?;
+    let ret = TPipeTransferResp {
+      status: f_1.expect("auto-generated code should have checked for presence of required fields"),
+      body: f_2,
+    };
+    Ok(ret)
+  }
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+    let struct_ident = TStructIdentifier::new("TPipeTransferResp");
+    o_prot.write_struct_begin(&struct_ident)?;
+    o_prot.write_field_begin(&TFieldIdentifier::new("status", TType::Struct, 1))?;
+    self.status.write_to_out_protocol(o_prot)?;
+    o_prot.write_field_end()?;
+    if let Some(ref fld_var) = self.body {
+      o_prot.write_field_begin(&TFieldIdentifier::new("body", TType::String, 2))?;
+      o_prot.write_bytes(fld_var)?;
+      o_prot.write_field_end()?
+    }
+    o_prot.write_field_stop()?;
+    o_prot.write_struct_end()
+  }
+}
+

@@ -1,9 +1,9 @@
-//! What the node writes to its change log: one record per accepted write,
+//! What a node writes to its change log (and pipes read from it): one record per accepted write,
 //! delete or schema change. The kind byte says which; payloads are
 //! big-endian.
 //!
 //! ```text
-//! kind 1 TABLET   IoTDB 1.2 Tablet.serialize() + u8 aligned (see protocol::tablet);
+//! kind 1 TABLET   IoTDB 1.2 Tablet.serialize() + u8 aligned (see crate::tablet);
 //!                 a pipe ships it as pipeTransfer type 3 without re-encoding
 //! kind 2 DELETE   u32 n, n × String pattern, i64 min time, i64 max time (inclusive)
 //! kind 3 SCHEMA   u8 op:
@@ -16,8 +16,8 @@
 //!
 //! Do not renumber kinds or ops: logs on disk and pipes depend on them.
 
-use protocol::tablet::Tablet;
-use protocol::types::DataType;
+use crate::tablet::Tablet;
+use crate::types::DataType;
 
 /// Record kind of a tablet.
 pub const KIND_TABLET: u8 = 1;

@@ -1,0 +1,196 @@
+//! IoTDB 1.2's `pipeTransfer` request types and bodies
+//! (`shared/reference/iotdb-sync-protocols.md` §B). The call is
+//! `pipeTransfer(-1: TPipeTransferReq req)`: its argument travels as field
+//! id -1.
+//!
+//! ```text
+//! type 1 HANDSHAKE                 String timestampPrecision ("ms", "us", "ns")
+//! type 3 TRANSFER_TABLET_RAW       Tablet.serialize() + u8 isAligned
+//! type 6 TRANSFER_TABLET_BATCH     i32 n, n × (i32 len + type-7 body)
+//!                                  i32 n, n × InsertNode
+//!                                  i32 n, n × (Tablet.serialize() + u8 isAligned)
+//! (2 INSERT_NODE, 4 FILE_PIECE, 5 FILE_SEAL, 7 TABLET_BINARY: not handled)
+//! ```
+//! Strings are i32 length + UTF-8, big-endian.
+
+/// The only request version (`TPipeTransferReq.version`).
+pub const VERSION: i8 = 1;
+/// Handshake: the sender's timestamp precision.
+pub const HANDSHAKE: i16 = 1;
+/// A serialized InsertNode.
+pub const TRANSFER_TABLET_INSERT_NODE: i16 = 2;
+/// A raw tablet.
+pub const TRANSFER_TABLET_RAW: i16 = 3;
+/// A piece of a TsFile.
+pub const TRANSFER_FILE_PIECE: i16 = 4;
+/// The end of a TsFile.
+pub const TRANSFER_FILE_SEAL: i16 = 5;
+/// A batch of WAL entries, InsertNodes and tablets.
+pub const TRANSFER_TABLET_BATCH: i16 = 6;
+/// A raw WAL entry.
+pub const TRANSFER_TABLET_BINARY: i16 = 7;
+
+/// Status: unsupported request version.
+pub const PIPE_VERSION_ERROR: i32 = 1800;
+/// Status: unknown request type.
+pub const PIPE_TYPE_ERROR: i32 = 1801;
+/// Status: handshake refused (precision mismatch).
+pub const PIPE_HANDSHAKE_ERROR: i32 = 1802;
+
+/// IoTDB's name of a request type.
+pub fn type_name(t: i16) -> &'static str {
+    match t {
+        HANDSHAKE => "HANDSHAKE",
+        TRANSFER_TABLET_INSERT_NODE => "TRANSFER_TABLET_INSERT_NODE",
+        TRANSFER_TABLET_RAW => "TRANSFER_TABLET_RAW",
+        TRANSFER_FILE_PIECE => "TRANSFER_FILE_PIECE",
+        TRANSFER_FILE_SEAL => "TRANSFER_FILE_SEAL",
+        TRANSFER_TABLET_BATCH => "TRANSFER_TABLET_BATCH",
+        TRANSFER_TABLET_BINARY => "TRANSFER_TABLET_BINARY",
+        _ => "UNKNOWN",
+    }
+}
+
+/// The body of a handshake.
+pub fn handshake_body(precision: &str) -> Vec<u8> {
+    let mut b = (precision.len() as i32).to_be_bytes().to_vec();
+    b.extend_from_slice(precision.as_bytes());
+    b
+}
+
+/// Reads a handshake body.
+///
+/// # Errors
+/// A body that is not one string.
+pub fn read_handshake(body: &[u8]) -> Result<String, String> {
+    if body.len() < 4 {
+        return Err(format!("handshake body of {} bytes", body.len()));
+    }
+    let n = i32::from_be_bytes(body[..4].try_into().expect("4"));
+    if n < 0 || n as usize != body.len() - 4 {
+        return Err(format!(
+            "handshake string length {n} in a body of {} bytes",
+            body.len()
+        ));
+    }
+    String::from_utf8(body[4..].to_vec()).map_err(|_| "handshake precision is not UTF-8".into())
+}
+
+/// A type-6 body holding only tablets, each already in `Tablet.serialize()`
+/// + aligned-byte form (what the change log stores).
+pub fn batch_body<'a>(tablets: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    let at = b.len();
+    b.extend_from_slice(&0i32.to_be_bytes());
+    let mut n = 0i32;
+    for t in tablets {
+        b.extend_from_slice(t);
+        n += 1;
+    }
+    b[at..at + 4].copy_from_slice(&n.to_be_bytes());
+    b
+}
+
+/// The parts of a type-6 body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// Raw WAL entries (type-7 bodies).
+    pub binaries: usize,
+    /// InsertNodes.
+    pub insert_nodes: usize,
+    /// The tablets, decoded.
+    pub tablets: Vec<crate::tablet::Tablet>,
+}
+
+/// Decodes a type-6 body. Tablets are found by decoding each in turn, as
+/// the body carries no per-tablet length; InsertNodes cannot be skipped
+/// without decoding them, so a body with InsertNodes reports their count
+/// and no tablets.
+///
+/// # Errors
+/// A body that does not decode.
+pub fn read_batch(body: &[u8]) -> Result<Batch, String> {
+    let i32_at = |at: usize| -> Result<i32, String> {
+        body.get(at..at + 4)
+            .map(|s| i32::from_be_bytes(s.try_into().expect("4")))
+            .ok_or_else(|| format!("batch body ends at byte {} of {}", at, body.len()))
+    };
+    let mut at = 0;
+    let nb = i32_at(at)?;
+    if nb < 0 {
+        return Err(format!("negative binary count {nb}"));
+    }
+    at += 4;
+    for _ in 0..nb {
+        let len = i32_at(at)?;
+        if len < 0 || at + 4 + len as usize > body.len() {
+            return Err(format!("binary entry of {len} bytes does not fit"));
+        }
+        at += 4 + len as usize;
+    }
+    let ni = i32_at(at)?;
+    at += 4;
+    if ni != 0 {
+        return Ok(Batch {
+            binaries: nb as usize,
+            insert_nodes: ni.max(0) as usize,
+            tablets: vec![],
+        });
+    }
+    let nt = i32_at(at)?;
+    if nt < 0 || nt as usize > body.len() {
+        return Err(format!("bad tablet count {nt}"));
+    }
+    at += 4;
+    let mut tablets = Vec::with_capacity(nt as usize);
+    for i in 0..nt {
+        let (t, len) = crate::tablet::Tablet::deserialize_v12_prefix(&body[at..])
+            .map_err(|e| format!("tablet {i} of the batch: {e}"))?;
+        tablets.push(t);
+        at += len;
+    }
+    if at != body.len() {
+        return Err(format!(
+            "{} bytes after the last tablet of the batch",
+            body.len() - at
+        ));
+    }
+    Ok(Batch {
+        binaries: nb as usize,
+        insert_nodes: 0,
+        tablets,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tablet::{Column, Tablet};
+
+    #[test]
+    fn batch_round_trip() {
+        let t = Tablet {
+            device: "root.sg.d".into(),
+            measurements: vec!["a".into(), "b".into()],
+            columns: vec![
+                Column::Int64(vec![1, 2]),
+                Column::Text(vec![b"x".to_vec(), vec![]]),
+            ],
+            nulls: vec![None, Some(vec![false, true])],
+            times: vec![10, 20],
+            aligned: true,
+        };
+        let bytes = t.serialize_v12();
+        let body = batch_body([&bytes[..], &bytes[..]].into_iter());
+        let b = read_batch(&body).unwrap();
+        assert_eq!(b.tablets.len(), 2);
+        assert_eq!(b.tablets[1], t);
+        for cut in 0..body.len() {
+            assert!(read_batch(&body[..cut]).is_err(), "cut {cut}");
+        }
+        assert_eq!(read_handshake(&handshake_body("ms")).unwrap(), "ms");
+        assert!(read_handshake(&[0, 0, 0, 9, b'm']).is_err());
+    }
+}

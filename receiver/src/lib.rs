@@ -1,0 +1,257 @@
+//! The receiving side of IoTDB 1.2's `pipeTransfer`, as any edgepipe node
+//! serves it on its client port (no login, as in IoTDB 1.2).
+//!
+//! - Handshake (type 1): the sender's timestamp precision must equal ours,
+//!   else 1802 PIPE_HANDSHAKE_ERROR naming both.
+//! - Tablets (type 3) and tablet batches (type 6) are applied through the
+//!   node's own change log ([`Apply`]); series are created as the node's
+//!   schema rules say.
+//! - Types not handled yet (2 InsertNode, 4/5 file pieces, 7 WAL entries,
+//!   and batches carrying InsertNodes or WAL entries) get 1107 PIPE_ERROR
+//!   naming the type; unknown types 1801, other versions 1800. The
+//!   connection stays usable.
+//! - Decode errors are statuses (1107), never panics.
+//!
+//! Applying the same tablet twice leaves the same data (a later write of a
+//! series and timestamp replaces the earlier one), so a sender's replay
+//! after a fault does not change query results.
+#![deny(missing_docs)]
+
+use protocol::pipe::{self, Batch};
+use protocol::rpc::{TPipeTransferReq, TPipeTransferResp, TSStatus};
+use protocol::tablet::Tablet;
+use protocol::types::status;
+use tracing::debug;
+
+/// Where received tablets go.
+pub trait Apply: Send + Sync {
+    /// Applies tablets in order through the change log; returns the log
+    /// offset to wait on for durability, or the first failure as
+    /// `(status code, message)`.
+    ///
+    /// # Errors
+    /// The failing tablet's status.
+    fn apply(&self, tablets: Vec<Tablet>) -> Result<Option<u64>, (i32, String)>;
+}
+
+/// Per-connection receiver state.
+#[derive(Debug, Default)]
+pub struct ReceiverState {
+    /// The precision of the last successful handshake.
+    pub handshake: Option<String>,
+}
+
+fn resp(code: i32, message: Option<String>) -> TPipeTransferResp {
+    TPipeTransferResp {
+        status: TSStatus {
+            code,
+            message,
+            sub_status: None,
+            redirect_node: None,
+            need_retry: None,
+        },
+        body: None,
+    }
+}
+
+/// Handles one `pipeTransfer` request. Returns the reply and, when data was
+/// applied, the log offset to wait on before sending it.
+pub fn handle(
+    req: TPipeTransferReq,
+    state: &mut ReceiverState,
+    precision: &str,
+    apply: &dyn Apply,
+) -> (TPipeTransferResp, Option<u64>) {
+    let version = req.version.unwrap_or(-1);
+    if version != pipe::VERSION {
+        return (
+            resp(
+                pipe::PIPE_VERSION_ERROR,
+                Some(format!("Unsupported pipe version {version}")),
+            ),
+            None,
+        );
+    }
+    let Some(t) = req.type_ else {
+        return (
+            resp(
+                pipe::PIPE_TYPE_ERROR,
+                Some("pipeTransfer request without a type".into()),
+            ),
+            None,
+        );
+    };
+    let body = req.body.unwrap_or_default();
+    debug!(
+        r#type = pipe::type_name(t),
+        bytes = body.len(),
+        "pipeTransfer"
+    );
+    match t {
+        pipe::HANDSHAKE => match pipe::read_handshake(&body) {
+            Ok(p) if p == precision => {
+                state.handshake = Some(p);
+                (resp(status::SUCCESS, None), None)
+            }
+            Ok(p) => (
+                resp(
+                    pipe::PIPE_HANDSHAKE_ERROR,
+                    Some(format!("IoTDB receiver's timestamp precision {precision}, connector's timestamp precision {p}. Validation fails.")),
+                ),
+                None,
+            ),
+            Err(e) => (resp(status::PIPE_ERROR, Some(format!("handshake body does not decode: {e}"))), None),
+        },
+        pipe::TRANSFER_TABLET_RAW => match Tablet::deserialize_v12(&body) {
+            Ok(tablet) => applied(apply, vec![tablet]),
+            Err(e) => (resp(status::PIPE_ERROR, Some(format!("TRANSFER_TABLET_RAW body does not decode: {e}"))), None),
+        },
+        pipe::TRANSFER_TABLET_BATCH => match pipe::read_batch(&body) {
+            Ok(Batch { binaries, insert_nodes, tablets }) if binaries == 0 && insert_nodes == 0 => applied(apply, tablets),
+            Ok(b) => (
+                resp(
+                    status::PIPE_ERROR,
+                    Some(format!(
+                        "TRANSFER_TABLET_BATCH with {} WAL entries and {} InsertNodes: only tablets are supported by edgepipe; send tablets (type 3 or tablet-only batches)",
+                        b.binaries, b.insert_nodes
+                    )),
+                ),
+                None,
+            ),
+            Err(e) => (resp(status::PIPE_ERROR, Some(format!("TRANSFER_TABLET_BATCH body does not decode: {e}"))), None),
+        },
+        pipe::TRANSFER_TABLET_INSERT_NODE | pipe::TRANSFER_FILE_PIECE | pipe::TRANSFER_FILE_SEAL | pipe::TRANSFER_TABLET_BINARY => (
+            resp(
+                status::PIPE_ERROR,
+                Some(format!(
+                    "pipeTransfer request type {t} ({}) is not supported by edgepipe yet; send tablets (type 3 or 6)",
+                    pipe::type_name(t)
+                )),
+            ),
+            None,
+        ),
+        other => (resp(pipe::PIPE_TYPE_ERROR, Some(format!("Unknown PipeRequestType {other}."))), None),
+    }
+}
+
+fn applied(apply: &dyn Apply, tablets: Vec<Tablet>) -> (TPipeTransferResp, Option<u64>) {
+    if tablets.is_empty() {
+        return (resp(status::SUCCESS, None), None);
+    }
+    match apply.apply(tablets) {
+        Ok(offset) => (resp(status::SUCCESS, None), offset),
+        Err((code, message)) => (
+            resp(
+                status::EXECUTE_STATEMENT_ERROR,
+                Some(format!("{code}: {message}")),
+            ),
+            None,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::tablet::Column;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Sink(Mutex<Vec<Tablet>>);
+
+    impl Apply for Sink {
+        fn apply(&self, tablets: Vec<Tablet>) -> Result<Option<u64>, (i32, String)> {
+            if tablets.iter().any(|t| t.device == "root.bad") {
+                return Err((507, "type mismatch".into()));
+            }
+            let mut v = self.0.lock().unwrap();
+            v.extend(tablets);
+            Ok(Some(v.len() as u64))
+        }
+    }
+
+    fn req(t: i16, body: Vec<u8>) -> TPipeTransferReq {
+        TPipeTransferReq {
+            version: Some(1),
+            type_: Some(t),
+            body: Some(body),
+        }
+    }
+
+    fn tablet(device: &str) -> Tablet {
+        Tablet {
+            device: device.into(),
+            measurements: vec!["m".into()],
+            columns: vec![Column::Int64(vec![1])],
+            nulls: vec![None],
+            times: vec![5],
+            aligned: false,
+        }
+    }
+
+    #[test]
+    fn handshake_tablets_and_refusals() {
+        let sink = Sink::default();
+        let mut st = ReceiverState::default();
+        let (r, _) = handle(req(1, pipe::handshake_body("us")), &mut st, "ms", &sink);
+        assert_eq!(r.status.code, 1802);
+        assert!(r
+            .status
+            .message
+            .unwrap()
+            .contains("receiver's timestamp precision ms, connector's timestamp precision us"));
+        let (r, _) = handle(req(1, pipe::handshake_body("ms")), &mut st, "ms", &sink);
+        assert_eq!(r.status.code, 200);
+        let (r, off) = handle(
+            req(3, tablet("root.a.d").serialize_v12()),
+            &mut st,
+            "ms",
+            &sink,
+        );
+        assert_eq!((r.status.code, off), (200, Some(1)));
+        let bytes = [
+            tablet("root.a.e").serialize_v12(),
+            tablet("root.a.f").serialize_v12(),
+        ];
+        let (r, off) = handle(
+            req(6, pipe::batch_body(bytes.iter().map(|b| &b[..]))),
+            &mut st,
+            "ms",
+            &sink,
+        );
+        assert_eq!((r.status.code, off), (200, Some(3)));
+        let (r, _) = handle(
+            req(3, tablet("root.bad").serialize_v12()),
+            &mut st,
+            "ms",
+            &sink,
+        );
+        assert_eq!(r.status.code, 301);
+        for t in [2, 4, 5, 7] {
+            let (r, _) = handle(req(t, vec![1, 2, 3]), &mut st, "ms", &sink);
+            assert_eq!(r.status.code, 1107);
+            assert!(r
+                .status
+                .message
+                .unwrap()
+                .contains(&format!("request type {t} (")));
+        }
+        let (r, _) = handle(req(99, vec![]), &mut st, "ms", &sink);
+        assert_eq!(r.status.code, 1801);
+        let (r, _) = handle(
+            TPipeTransferReq {
+                version: Some(2),
+                type_: Some(3),
+                body: None,
+            },
+            &mut st,
+            "ms",
+            &sink,
+        );
+        assert_eq!(r.status.code, 1800);
+        let (r, _) = handle(req(3, vec![0, 0, 0, 50, 1]), &mut st, "ms", &sink);
+        assert_eq!(r.status.code, 1107);
+        assert!(r.status.message.unwrap().contains("does not decode"));
+        assert_eq!(sink.0.lock().unwrap().len(), 3);
+    }
+}

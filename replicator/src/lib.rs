@@ -1,0 +1,559 @@
+//! Pipes (IoTDB 1.2's pipe framework) over the change log.
+//!
+//! # Brief overview
+//! A pipe is an extractor, a processor and a connector ([`plugin`]). Each
+//! running pipe is a task that tails the node's change log from the pipe's
+//! committed offset (the log consumer `pipe/<id>`), turns records into
+//! events, and ships them; the offset advances only after the receiver
+//! acknowledged everything before it. After a crash, restart or network
+//! fault the pipe resumes from its committed offset: delivery is
+//! at-least-once, and at most one batch (up to `connector.batch.size-bytes`
+//! of tablets) is sent twice per fault.
+//!
+//! - History is what arrived before the pipe was created (log offsets below
+//!   the log end at `CREATE PIPE`); realtime is the rest. Reading the log in
+//!   order sends history first.
+//! - Ingestion never waits for a pipe: pipes only read the log.
+//! - Pipes whose connector attributes are identical share one connector
+//!   (one connection), each keeping its own offset.
+//! - Failures are retried with capped, jittered exponential backoff, up to
+//!   `max_number_of_sync_file_retry` times per batch; then the pipe goes
+//!   STOPPED with the error as its exception message, and `START PIPE`
+//!   resumes from the committed offset.
+//!
+//! # Example
+//! ```no_run
+//! # async fn f(log: std::sync::Arc<wal::Log>) -> Result<(), replicator::PipeError> {
+//! use std::collections::BTreeMap;
+//! let pipes = replicator::PipeManager::open(log, "system".as_ref(), replicator::Settings::default(), tokio::runtime::Handle::current())?;
+//! let connector: BTreeMap<String, String> = [("connector", "iotdb-thrift-connector"), ("connector.ip", "127.0.0.1"), ("connector.port", "6668")]
+//!     .into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+//! pipes.create("a2b", BTreeMap::new(), BTreeMap::new(), connector)?;
+//! pipes.start("a2b")?;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+pub mod meta;
+pub mod plugin;
+mod task;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use meta::{PipeMeta, PipeState};
+use plugin::{Connector, ConnectorSpec, Extractor};
+use tracing::{info, warn};
+
+/// IoTDB's PIPE_ERROR.
+pub const PIPE_ERROR: i32 = 1107;
+/// IoTDB's PIPE_NOT_EXIST_ERROR.
+pub const PIPE_NOT_EXIST: i32 = 1806;
+
+/// A failed pipe operation, with an IoTDB status code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipeError {
+    /// Status code (1107 PIPE_ERROR, 1806 PIPE_NOT_EXIST_ERROR, ...).
+    pub code: i32,
+    /// What went wrong, naming the pipe or the attribute.
+    pub message: String,
+}
+
+impl PipeError {
+    fn new(code: i32, message: impl Into<String>) -> PipeError {
+        PipeError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for PipeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for PipeError {}
+
+/// Settings shared by all pipes of a node.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The node's timestamp precision (`ms`, `us`, `ns`), sent in handshakes.
+    pub precision: String,
+    /// Units of that precision per second.
+    pub units_per_sec: i64,
+    /// Retries of a failing batch (`max_number_of_sync_file_retry`).
+    pub max_retry: u32,
+    /// First retry delay; doubles each retry (`pipe_connector_retry_interval_ms`).
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    pub retry_cap: Duration,
+    /// Connect and call timeout (`pipe_connector_timeout_ms`).
+    pub timeout: Duration,
+    /// Most records in one batch.
+    pub batch_records: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            precision: "ms".into(),
+            units_per_sec: 1000,
+            max_retry: 5,
+            retry_base: Duration::from_secs(1),
+            retry_cap: Duration::from_secs(30),
+            timeout: Duration::from_secs(900),
+            batch_records: 4096,
+        }
+    }
+}
+
+/// Progress of a pipe, for SHOW PIPES.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// The committed offset.
+    pub committed: AtomicU64,
+}
+
+struct Running {
+    stop: tokio::sync::watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<()>,
+    generation: u64,
+}
+
+struct Entry {
+    meta: PipeMeta,
+    stats: Arc<Stats>,
+    running: Option<Running>,
+}
+
+struct Inner {
+    pipes: BTreeMap<String, Entry>,
+    /// Shared connectors by their attribute key.
+    connectors: HashMap<String, Arc<tokio::sync::Mutex<Connector>>>,
+    generation: u64,
+}
+
+pub(crate) struct Shared {
+    log: Arc<wal::Log>,
+    path: PathBuf,
+    settings: Settings,
+    handle: tokio::runtime::Handle,
+    inner: Mutex<Inner>,
+}
+
+/// One row of SHOW PIPES.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipeRow {
+    /// The definition and state.
+    pub meta: PipeMeta,
+    /// Change-log records not yet acknowledged by the receiver.
+    pub remaining_events: u64,
+    /// Arrival-time lag of the committed offset behind the log end, seconds.
+    pub lag_seconds: f64,
+}
+
+/// The consumer name of a pipe in the change log's ledger.
+pub fn consumer_name(id: &str) -> String {
+    format!("pipe/{id}")
+}
+
+fn connector_key(attrs: &BTreeMap<String, String>) -> String {
+    attrs.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+}
+
+/// All pipes of a node.
+pub struct PipeManager {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for PipeManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipeManager")
+            .field("path", &self.shared.path)
+            .finish()
+    }
+}
+
+impl PipeManager {
+    /// Loads the pipes from `dir/pipes.json` and starts the RUNNING ones
+    /// from their committed offsets, on `handle`'s runtime.
+    ///
+    /// # Errors
+    /// An unreadable definitions file.
+    pub fn open(
+        log: Arc<wal::Log>,
+        dir: &Path,
+        settings: Settings,
+        handle: tokio::runtime::Handle,
+    ) -> Result<PipeManager, PipeError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| PipeError::new(PIPE_ERROR, format!("{}: {e}", dir.display())))?;
+        let path = dir.join("pipes.json");
+        let metas = meta::load(&path).map_err(|e| PipeError::new(PIPE_ERROR, e))?;
+        let mut pipes = BTreeMap::new();
+        for m in metas {
+            let stats = Arc::new(Stats::default());
+            stats.committed.store(
+                log.committed(&consumer_name(&m.id)).unwrap_or(0),
+                Ordering::Relaxed,
+            );
+            pipes.insert(
+                m.id.clone(),
+                Entry {
+                    meta: m,
+                    stats,
+                    running: None,
+                },
+            );
+        }
+        let shared = Arc::new(Shared {
+            log,
+            path,
+            settings,
+            handle,
+            inner: Mutex::new(Inner {
+                pipes,
+                connectors: HashMap::new(),
+                generation: 0,
+            }),
+        });
+        let mgr = PipeManager { shared };
+        let running: Vec<String> = {
+            let inner = mgr.shared.inner.lock().expect("pipes lock");
+            inner
+                .pipes
+                .values()
+                .filter(|e| e.meta.state == PipeState::Running)
+                .map(|e| e.meta.id.clone())
+                .collect()
+        };
+        for id in running {
+            info!(pipe = %id, "resuming running pipe");
+            let mut inner = mgr.shared.inner.lock().expect("pipes lock");
+            mgr.shared.spawn(&mut inner, &id);
+        }
+        Ok(mgr)
+    }
+
+    /// `CREATE PIPE`: validates the attributes (filling in defaults) and
+    /// registers the pipe STOPPED, with its offset at the log start
+    /// (history) or the log end (realtime only).
+    ///
+    /// # Errors
+    /// A duplicate id or a bad attribute, named.
+    pub fn create(
+        &self,
+        id: &str,
+        mut extractor: BTreeMap<String, String>,
+        mut processor: BTreeMap<String, String>,
+        connector: BTreeMap<String, String>,
+    ) -> Result<(), PipeError> {
+        let bad =
+            |m: String| PipeError::new(PIPE_ERROR, format!("Failed to create pipe {id}: {m}"));
+        let s = &self.shared;
+        let ext = Extractor::configure(&mut extractor, s.settings.units_per_sec).map_err(bad)?;
+        plugin::processor(&mut processor).map_err(bad)?;
+        ConnectorSpec::parse(&connector).map_err(bad)?;
+        let mut inner = s.inner.lock().expect("pipes lock");
+        if inner.pipes.contains_key(id) {
+            return Err(bad(format!("pipe {id} already exists")));
+        }
+        let history_end = s.log.end_offset();
+        let start = if ext.history {
+            s.log.log_start()
+        } else {
+            history_end
+        };
+        let consumer = consumer_name(id);
+        // A leftover consumer of a dropped pipe with the same id restarts.
+        let _ = s.log.remove_consumer(&consumer);
+        s.log
+            .register_consumer(&consumer, start)
+            .map_err(|e| bad(e.to_string()))?;
+        let meta = PipeMeta {
+            id: id.to_string(),
+            creation_time_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            state: PipeState::Stopped,
+            extractor,
+            processor,
+            connector,
+            exception: String::new(),
+            history_end,
+        };
+        let stats = Arc::new(Stats::default());
+        stats.committed.store(start, Ordering::Relaxed);
+        inner.pipes.insert(
+            id.to_string(),
+            Entry {
+                meta,
+                stats,
+                running: None,
+            },
+        );
+        if let Err(e) = s.save(&inner) {
+            inner.pipes.remove(id);
+            let _ = s.log.remove_consumer(&consumer);
+            return Err(bad(e));
+        }
+        info!(pipe = id, history_end, start, "created pipe");
+        Ok(())
+    }
+
+    /// `START PIPE`: runs the pipe from its committed offset (a no-op if it
+    /// runs).
+    ///
+    /// # Errors
+    /// An unknown pipe.
+    pub fn start(&self, id: &str) -> Result<(), PipeError> {
+        let s = &self.shared;
+        let mut inner = s.inner.lock().expect("pipes lock");
+        let Some(e) = inner.pipes.get_mut(id) else {
+            return Err(PipeError::new(
+                PIPE_NOT_EXIST,
+                format!("Failed to start pipe {id}, the pipe does not exist"),
+            ));
+        };
+        if e.running.is_some() {
+            return Ok(());
+        }
+        e.meta.state = PipeState::Running;
+        e.meta.exception.clear();
+        s.save(&inner).map_err(|m| PipeError::new(PIPE_ERROR, m))?;
+        s.spawn(&mut inner, id);
+        Ok(())
+    }
+
+    /// `STOP PIPE`: stops the task after its in-flight batch; the committed
+    /// offset stays.
+    ///
+    /// # Errors
+    /// An unknown pipe.
+    pub fn stop(&self, id: &str) -> Result<(), PipeError> {
+        let s = &self.shared;
+        let running = {
+            let mut inner = s.inner.lock().expect("pipes lock");
+            let Some(e) = inner.pipes.get_mut(id) else {
+                return Err(PipeError::new(
+                    PIPE_NOT_EXIST,
+                    format!("Failed to stop pipe {id}, the pipe does not exist"),
+                ));
+            };
+            e.meta.state = PipeState::Stopped;
+            let r = e.running.take();
+            s.save(&inner).map_err(|m| PipeError::new(PIPE_ERROR, m))?;
+            r
+        };
+        if let Some(r) = running {
+            s.join(r);
+        }
+        Ok(())
+    }
+
+    /// `DROP PIPE`: stops the pipe if it runs and forgets it (and its log
+    /// consumer, so it no longer holds segments back).
+    ///
+    /// # Errors
+    /// An unknown pipe.
+    pub fn drop_pipe(&self, id: &str) -> Result<(), PipeError> {
+        let s = &self.shared;
+        let running = {
+            let mut inner = s.inner.lock().expect("pipes lock");
+            let Some(mut e) = inner.pipes.remove(id) else {
+                return Err(PipeError::new(
+                    PIPE_NOT_EXIST,
+                    format!("Failed to drop pipe {id}, the pipe does not exist"),
+                ));
+            };
+            let key = connector_key(&e.meta.connector);
+            if !inner
+                .pipes
+                .values()
+                .any(|o| connector_key(&o.meta.connector) == key)
+            {
+                inner.connectors.remove(&key);
+            }
+            s.save(&inner).map_err(|m| PipeError::new(PIPE_ERROR, m))?;
+            e.running.take()
+        };
+        if let Some(r) = running {
+            s.join(r);
+        }
+        s.log
+            .remove_consumer(&consumer_name(id))
+            .map_err(|e| PipeError::new(PIPE_ERROR, e.to_string()))?;
+        info!(pipe = id, "dropped pipe");
+        Ok(())
+    }
+
+    /// `SHOW PIPES` (`None`), `SHOW PIPE id`, or with `used_by`, the pipes
+    /// whose connector is the same instance as that pipe's.
+    ///
+    /// # Errors
+    /// An unknown pipe in `SHOW PIPE id` or `USED BY id`.
+    pub fn show(&self, id: Option<&str>, used_by: Option<&str>) -> Result<Vec<PipeRow>, PipeError> {
+        let s = &self.shared;
+        let inner = s.inner.lock().expect("pipes lock");
+        let key = match used_by {
+            Some(u) => Some(connector_key(
+                &inner
+                    .pipes
+                    .get(u)
+                    .ok_or_else(|| {
+                        PipeError::new(PIPE_NOT_EXIST, format!("pipe {u} does not exist"))
+                    })?
+                    .meta
+                    .connector,
+            )),
+            None => None,
+        };
+        if let Some(i) = id {
+            if !inner.pipes.contains_key(i) {
+                return Err(PipeError::new(
+                    PIPE_NOT_EXIST,
+                    format!("pipe {i} does not exist"),
+                ));
+            }
+        }
+        let end = s.log.end_offset();
+        Ok(inner
+            .pipes
+            .values()
+            .filter(|e| id.is_none_or(|i| e.meta.id == i))
+            .filter(|e| {
+                key.as_ref()
+                    .is_none_or(|k| &connector_key(&e.meta.connector) == k)
+            })
+            .map(|e| {
+                let committed = e.stats.committed.load(Ordering::Relaxed).min(end);
+                let lag = s
+                    .log
+                    .lag(committed.max(s.log.log_start()))
+                    .map_or(0.0, |l| l.arrival_us as f64 / 1e6);
+                PipeRow {
+                    meta: e.meta.clone(),
+                    remaining_events: end - committed,
+                    lag_seconds: lag,
+                }
+            })
+            .collect())
+    }
+
+    /// Stops every task (the pipes stay RUNNING on disk, to resume at the
+    /// next start). Waits for in-flight batches.
+    pub fn shutdown(&self) {
+        let runs: Vec<Running> = {
+            let mut inner = self.shared.inner.lock().expect("pipes lock");
+            inner
+                .pipes
+                .values_mut()
+                .filter_map(|e| e.running.take())
+                .collect()
+        };
+        for r in runs {
+            self.shared.join(r);
+        }
+    }
+}
+
+impl Shared {
+    fn save(&self, inner: &Inner) -> Result<(), String> {
+        let metas: Vec<PipeMeta> = inner.pipes.values().map(|e| e.meta.clone()).collect();
+        meta::save(&self.path, &metas)
+    }
+
+    /// Signals a task to stop and waits for it. Called off the runtime's
+    /// worker threads (statement execution runs in blocking threads), or
+    /// from them via `block_in_place`.
+    fn join(&self, r: Running) {
+        let _ = r.stop.send(true);
+        let wait = async {
+            let _ = tokio::time::timeout(Duration::from_secs(60), r.handle).await;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| h.block_on(wait))
+            }
+            Ok(_) => warn!("pipe task not awaited: no multi-thread runtime"),
+            Err(_) => self.handle.block_on(wait),
+        }
+    }
+
+    fn connector_for(
+        &self,
+        inner: &mut Inner,
+        attrs: &BTreeMap<String, String>,
+    ) -> Result<Arc<tokio::sync::Mutex<Connector>>, String> {
+        let key = connector_key(attrs);
+        if let Some(c) = inner.connectors.get(&key) {
+            return Ok(c.clone());
+        }
+        let spec = ConnectorSpec::parse(attrs)?;
+        let c = Arc::new(tokio::sync::Mutex::new(Connector::new(
+            spec,
+            &self.settings.precision,
+            self.settings.timeout,
+        )));
+        inner.connectors.insert(key, c.clone());
+        Ok(c)
+    }
+
+    fn spawn(self: &Arc<Self>, inner: &mut Inner, id: &str) {
+        inner.generation += 1;
+        let generation = inner.generation;
+        let connector = match inner.pipes.get(id).map(|e| e.meta.connector.clone()) {
+            Some(attrs) => self.connector_for(inner, &attrs),
+            None => return,
+        };
+        let e = inner.pipes.get_mut(id).expect("pipe exists");
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let handle = match connector {
+            Ok(conn) => {
+                let job = task::PipeTask {
+                    shared: self.clone(),
+                    meta: e.meta.clone(),
+                    stats: e.stats.clone(),
+                    connector: conn,
+                    generation,
+                };
+                self.handle.spawn(job.run(stop_rx))
+            }
+            Err(m) => {
+                e.meta.state = PipeState::Stopped;
+                e.meta.exception = m;
+                return;
+            }
+        };
+        e.running = Some(Running {
+            stop,
+            handle,
+            generation,
+        });
+    }
+
+    /// Called by a task that gave up: the pipe goes STOPPED with `message`.
+    fn fail(&self, id: &str, generation: u64, message: String) {
+        let mut inner = self.inner.lock().expect("pipes lock");
+        let Some(e) = inner.pipes.get_mut(id) else {
+            return;
+        };
+        if e.running
+            .as_ref()
+            .is_some_and(|r| r.generation == generation)
+        {
+            e.running = None;
+            e.meta.state = PipeState::Stopped;
+            e.meta.exception = message.clone();
+            warn!(pipe = id, exception = %message, "pipe stopped by an unrecoverable error");
+            if let Err(err) = self.save(&inner) {
+                warn!(pipe = id, cause = %err, "could not persist the pipe's state");
+            }
+        }
+    }
+}
