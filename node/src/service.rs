@@ -426,6 +426,7 @@ impl Service {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
         let mut ctx = Context {
             precision: self.precision,
+            user: user.clone(),
             ..Context::default()
         };
         if let Some(off) = req.zone_id.as_deref().and_then(zone_from_name) {

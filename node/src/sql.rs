@@ -41,7 +41,7 @@ impl Path {
             match p.split_first() {
                 None => n.is_empty(),
                 Some((Node::Name(x), rest)) => {
-                    n.first().is_some_and(|f| f == x) && m(rest, &n[1..])
+                    n.first().is_some_and(|f| name_eq(f, x)) && m(rest, &n[1..])
                 }
                 Some((Node::One, rest)) => !n.is_empty() && m(rest, &n[1..]),
                 Some((Node::Many, rest)) => (1..=n.len()).any(|k| m(rest, &n[k..])),
@@ -59,13 +59,28 @@ impl Path {
             }
             match p.split_first() {
                 None => false,
-                Some((Node::Name(x), rest)) => n[0] == x && m(rest, &n[1..]),
+                Some((Node::Name(x), rest)) => name_eq(n[0], x) && m(rest, &n[1..]),
                 Some((Node::One, rest)) => m(rest, &n[1..]),
                 Some((Node::Many, _)) => true,
             }
         }
         m(&self.0, nodes)
     }
+}
+
+/// Whether a stored node (`` `1` `` keeps its backquotes) is the name `x`.
+fn name_eq(stored: &str, x: &str) -> bool {
+    stored == x
+        || (stored.len() == x.len() + 2
+            && stored.starts_with('`')
+            && stored.ends_with('`')
+            && &stored[1..stored.len() - 1] == x)
+}
+
+fn needs_quotes(s: &str) -> bool {
+    s.is_empty()
+        || s.bytes().all(|b| b.is_ascii_digit())
+        || !s.chars().all(|c| c.is_alphanumeric() || c == '_')
 }
 
 impl fmt::Display for Path {
@@ -75,6 +90,9 @@ impl fmt::Display for Path {
                 f.write_str(".")?;
             }
             match n {
+                // IoTDB keeps the backquotes of a node that is not a plain
+                // identifier (all digits, or other characters) in the path.
+                Node::Name(s) if needs_quotes(s) => write!(f, "`{s}`")?,
                 Node::Name(s) => f.write_str(s)?,
                 Node::One => f.write_str("*")?,
                 Node::Many => f.write_str("**")?,
@@ -1012,7 +1030,12 @@ impl Parser {
                 }
                 let mut measurements = Vec::new();
                 while self.eat_sym(",") {
-                    measurements.push(self.word("a measurement name")?);
+                    let m = self.word("a measurement name")?;
+                    measurements.push(if needs_quotes(&m) {
+                        format!("`{m}`")
+                    } else {
+                        m
+                    });
                 }
                 self.sym(")")?;
                 let aligned = self.eat_kw("aligned");
@@ -1467,6 +1490,18 @@ mod tests {
             .unwrap_err()
             .message
             .contains("token recognition error"));
+    }
+
+    #[test]
+    fn quoted_nodes_keep_their_backquotes() {
+        match parse("insert into root.aligned.`1`(time, s) values (1, 1)").unwrap() {
+            Statement::Insert { device, .. } => assert_eq!(device.to_string(), "root.aligned.`1`"),
+            other => panic!("{other:?}"),
+        }
+        match parse("insert into root.aligned.1TS(time, s) values (1, 1)").unwrap() {
+            Statement::Insert { device, .. } => assert_eq!(device.to_string(), "root.aligned.1TS"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -59,16 +59,13 @@ impl NodeProc {
             .append(true)
             .open(&log)
             .expect("log file");
-        let mut child = Command::new(edgepipe_bin())
-            .args([
-                "server",
-                "--rpc-address",
-                "127.0.0.1",
-                "--rpc-port",
-                "0",
-                "--data-dir",
-            ])
-            .arg(data_dir)
+        let mut cmd = Command::new(edgepipe_bin());
+        cmd.args(["server", "--rpc-address", "127.0.0.1", "--data-dir"])
+            .arg(data_dir);
+        if !extra.contains(&"--rpc-port") {
+            cmd.args(["--rpc-port", "0"]);
+        }
+        let mut child = cmd
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -223,5 +220,147 @@ pub fn run_python(script: &str, args: &[&str], limit: Duration) -> String {
         Some(s) if s.success() => o,
         Some(s) => panic!("python {script} {args:?} failed ({s}):\n{e}\n{o}"),
         None => panic!("python {script} {args:?} did not finish within {limit:?}:\n{e}"),
+    }
+}
+
+/// A free loopback port (bound and released; good enough for a test that
+/// starts a server on it right away).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Polls `cond` every 50 ms until it holds or `limit` passes; returns
+/// whether it held.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs SQL on a node as root; panics on failure.
+pub fn sql(addr: &str, statement: &str) -> Option<node::client::Rows> {
+    let mut s = node::client::Session::open(addr, "root", "root")
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let r = s
+        .execute(statement)
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    let _ = s.close();
+    r
+}
+
+/// The full result of `select ** from root` (rows and column names), or
+/// `None` if the node cannot be queried right now.
+pub fn everything(addr: &str) -> Option<node::client::Rows> {
+    let mut s = node::client::Session::open(addr, "root", "root").ok()?;
+    let r = s.execute("select ** from root").ok()?;
+    let _ = s.close();
+    r
+}
+
+/// A TCP proxy on a loopback port in front of `target`, whose connections
+/// can be cut on demand, and which delays every chunk it forwards.
+pub struct Proxy {
+    /// The port clients connect to.
+    pub port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    /// Starts forwarding `127.0.0.1:port` to `target`, sleeping `delay`
+    /// before each forwarded chunk.
+    pub fn start(target: String, delay: Duration) -> Proxy {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        l.set_nonblocking(true).expect("nonblocking");
+        let port = l.local_addr().expect("addr").port();
+        let cut = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (cut2, stop2) = (cut.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                let (client, _) = match l.accept() {
+                    Ok(c) => c,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                };
+                let Ok(server) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                let generation = cut2.load(Ordering::SeqCst);
+                for (mut from, mut to) in [
+                    (
+                        client.try_clone().expect("clone"),
+                        server.try_clone().expect("clone"),
+                    ),
+                    (server, client),
+                ] {
+                    let (cut3, stop3) = (cut2.clone(), stop2.clone());
+                    from.set_read_timeout(Some(Duration::from_millis(20)))
+                        .expect("timeout");
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            if cut3.load(Ordering::SeqCst) != generation
+                                || stop3.load(Ordering::Relaxed)
+                            {
+                                let _ = from.shutdown(std::net::Shutdown::Both);
+                                let _ = to.shutdown(std::net::Shutdown::Both);
+                                return;
+                            }
+                            match from.read(&mut buf) {
+                                Ok(0) => {
+                                    let _ = to.shutdown(std::net::Shutdown::Both);
+                                    return;
+                                }
+                                Ok(n) => {
+                                    std::thread::sleep(delay);
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(e)
+                                    if matches!(
+                                        e.kind(),
+                                        std::io::ErrorKind::WouldBlock
+                                            | std::io::ErrorKind::TimedOut
+                                    ) => {}
+                                Err(_) => {
+                                    let _ = to.shutdown(std::net::Shutdown::Both);
+                                    return;
+                                }
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Proxy { port, cut, stop }
+    }
+
+    /// Cuts every open connection (new ones are accepted).
+    pub fn cut(&self) {
+        self.cut.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }

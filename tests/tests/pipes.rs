@@ -1,0 +1,449 @@
+//! Pipes between two real `edgepipe server` processes: history and
+//! realtime written by the official Python client, pattern and time-range
+//! filters, STOP / START / DROP, connector reuse, and faults (kill -9 of
+//! either node, a proxy that cuts and delays the link, retries running
+//! out). After each, the cloud holds exactly the edge's data.
+
+use std::time::Duration;
+
+use e2e::{everything, free_port, run_python, sql, wait_until, NodeProc, Proxy};
+use node::client::{Rows, Session};
+use protocol::tablet::{Column, Tablet};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn connector(port: u16) -> String {
+    format!("WITH CONNECTOR ('connector'='iotdb-thrift-connector', 'connector.ip'='127.0.0.1', 'connector.port'='{port}')")
+}
+
+/// Waits until the cloud's `select ** from root` equals the edge's.
+fn assert_same(edge: &NodeProc, cloud: &NodeProc) -> Rows {
+    let mut last = None;
+    let same = wait_until(WAIT, || {
+        let (e, c) = (everything(&edge.addr()), everything(&cloud.addr()));
+        let ok = e.is_some() && e == c;
+        last = Some((e, c));
+        ok
+    });
+    let (e, c) = last.expect("polled");
+    assert!(
+        same,
+        "cloud differs from edge after {WAIT:?}:\nedge:  {:?} rows\ncloud: {:?} rows",
+        e.as_ref().map(|r| r.rows.len()),
+        c.as_ref().map(|r| r.rows.len())
+    );
+    e.expect("edge rows")
+}
+
+fn pipe_row(addr: &str, id: &str) -> Vec<String> {
+    let r = sql(addr, &format!("show pipe {id}")).expect("rows");
+    assert_eq!(
+        r.columns[..7],
+        [
+            "ID",
+            "CreationTime",
+            "State",
+            "PipeExtractor",
+            "PipeProcessor",
+            "PipeConnector",
+            "ExceptionMessage"
+        ]
+    );
+    r.rows[0]
+        .1
+        .iter()
+        .map(|v| v.as_ref().map(|v| v.to_string()).unwrap_or_default())
+        .collect()
+}
+
+/// Writes `n` rows of two DOUBLE columns to `device` from time `from`, as
+/// tablets of 50 rows, through the Rust client.
+fn write_rows(addr: &str, device: &str, from: i64, n: i64) {
+    let mut s = Session::open(addr, "root", "root").unwrap();
+    for base in (from..from + n).step_by(50) {
+        let end = (base + 50).min(from + n);
+        let t = Tablet {
+            device: device.into(),
+            measurements: vec!["x".into(), "y".into()],
+            columns: vec![
+                Column::Double((base..end).map(|i| i as f64).collect()),
+                Column::Double((base..end).map(|i| i as f64 * 2.0).collect()),
+            ],
+            nulls: vec![None, None],
+            times: (base..end).collect(),
+            aligned: false,
+        };
+        s.insert_tablet(&t).unwrap();
+    }
+    s.close().unwrap();
+}
+
+#[test]
+fn history_then_realtime_from_the_python_client() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cloud = NodeProc::start(&tmp.path().join("cloud"), &[]);
+    let edge = NodeProc::start(&tmp.path().join("edge"), &[]);
+    let port = edge.port.to_string();
+    run_python("writer.py", &["seed", &port], WAIT);
+    run_python(
+        "writer.py",
+        &["stream", &port, "root.vehicle.d2", "0", "1000"],
+        WAIT,
+    );
+    sql(
+        &edge.addr(),
+        &format!("create pipe a2b {}", connector(cloud.port)),
+    );
+    assert_eq!(
+        pipe_row(&edge.addr(), "a2b")[2],
+        "STOPPED",
+        "a new pipe starts STOPPED"
+    );
+    assert!(
+        everything(&cloud.addr()).is_none_or(|r| r.rows.is_empty()),
+        "nothing moves before START PIPE"
+    );
+    sql(&edge.addr(), "start pipe a2b");
+    run_python(
+        "writer.py",
+        &["stream", &port, "root.vehicle.d3", "5000", "2000"],
+        WAIT,
+    );
+    let rows = assert_same(&edge, &cloud);
+    assert!(
+        rows.columns.contains(&"root.vehicle.d0.s1".to_string())
+            && rows.columns.contains(&"root.vehicle.d3.c".to_string())
+    );
+    let row = pipe_row(&edge.addr(), "a2b");
+    assert_eq!(row[2], "RUNNING");
+    assert!(
+        wait_until(WAIT, || pipe_row(&edge.addr(), "a2b")[7] == "0"),
+        "remaining events drain to 0"
+    );
+    edge.stop();
+    cloud.stop();
+}
+
+#[test]
+fn pattern_and_history_time_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cloud = NodeProc::start(&tmp.path().join("cloud"), &[]);
+    let edge = NodeProc::start(&tmp.path().join("edge"), &[]);
+    let e = edge.addr();
+    // The seed's pattern table: root.aligned.1 is a string prefix.
+    for dev in [
+        "root.aligned.1TS",
+        "root.aligned.100TS",
+        "root.aligned.`1`",
+        "root.aligned.`123`",
+    ] {
+        sql(
+            &e,
+            &format!("insert into {dev}(time, s) values (1, 1), (100, 2), (200, 3)"),
+        );
+    }
+    sql(&e, "insert into root.aligned.1TS(time, `1`) values (50, 5)");
+    sql(
+        &e,
+        &format!(
+            "create pipe p WITH EXTRACTOR ('extractor.pattern'='root.aligned.1', 'extractor.history.start-time'='1970-01-01T00:00:00.050Z', 'extractor.history.end-time'='150') {}",
+            connector(cloud.port)
+        ),
+    );
+    sql(&e, "start pipe p");
+    // Realtime data is not bounded by the history range.
+    sql(
+        &e,
+        "insert into root.aligned.100TS(time, s) values (1000, 4)",
+    );
+    sql(&e, "insert into root.other.d(time, s) values (1000, 4)");
+    let want = |r: &Rows| {
+        let mut cols = r.columns.clone();
+        cols.sort();
+        let times: Vec<i64> = r.rows.iter().map(|x| x.0).collect();
+        (cols, times)
+    };
+    let ok = wait_until(WAIT, || {
+        everything(&cloud.addr()).is_some_and(|r| {
+            want(&r)
+                == (
+                    vec![
+                        "root.aligned.100TS.s".to_string(),
+                        "root.aligned.1TS.`1`".into(),
+                        "root.aligned.1TS.s".into(),
+                    ],
+                    vec![50, 100, 1000],
+                )
+        })
+    });
+    assert!(
+        ok,
+        "cloud holds {:?}",
+        everything(&cloud.addr()).map(|r| want(&r))
+    );
+    edge.stop();
+    cloud.stop();
+}
+
+#[test]
+fn stop_start_drop_and_connector_reuse() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cloud = NodeProc::start(&tmp.path().join("cloud"), &[]);
+    let edge = NodeProc::start(&tmp.path().join("edge"), &[]);
+    let e = edge.addr();
+    let c = cloud.port;
+    sql(&e, &format!("create pipe pa WITH EXTRACTOR ('extractor.pattern'='root.a') WITH CONNECTOR ('connector'='iotdb-thrift-connector', 'connector.ip'='127.0.0.1', 'connector.port'='{c}')"));
+    // The same connector, attributes in another order: one instance.
+    sql(&e, &format!("create pipe pb WITH EXTRACTOR ('extractor.pattern'='root.b') WITH CONNECTOR ('connector.port'='{c}', 'connector'='iotdb-thrift-connector', 'connector.ip'='127.0.0.1',)"));
+    sql(
+        &e,
+        "create pipe pc WITH CONNECTOR ('connector'='do-nothing-connector')",
+    );
+    let used: Vec<String> = sql(&e, "show pipes where connector used by pa")
+        .unwrap()
+        .rows
+        .iter()
+        .map(|r| r.1[0].as_ref().unwrap().to_string())
+        .collect();
+    assert_eq!(used, ["pa", "pb"]);
+    // Errors name what is wrong.
+    let mut s = Session::open(&e, "root", "root").unwrap();
+    for (stmt, needle) in [
+        (format!("create pipe pa {}", connector(c)), "already exists"),
+        ("create pipe x WITH CONNECTOR ('connector'='nope')".to_string(), "unknown connector plugin 'nope'"),
+        ("create pipe x WITH CONNECTOR ('connector'='iotdb-thrift-connector', 'connector.ip'='127.0.0.1', 'connector.port'='99999')".to_string(), "'connector.port'='99999'"),
+        (format!("create pipe x WITH EXTRACTOR ('extractor.history.enable'='false', 'extractor.realtime.enable'='false') {}", connector(c)), "both false"),
+        (format!("create pipe x WITH EXTRACTOR ('extractor.colour'='red') {}", connector(c)), "unknown extractor attribute 'extractor.colour'"),
+        (format!("create pipe x WITH PROCESSOR ('processor'='magic') {}", connector(c)), "unknown processor plugin 'magic'"),
+        ("start pipe nosuch".to_string(), "does not exist"),
+    ] {
+        let err = s.execute(&stmt).unwrap_err().to_string();
+        assert!(err.contains(needle), "{stmt}: {err}");
+    }
+    s.execute("start pipe pa").unwrap();
+    s.execute("start pipe pb").unwrap();
+    write_rows(&e, "root.a.d", 0, 100);
+    write_rows(&e, "root.b.d", 0, 100);
+    assert_same(&edge, &cloud);
+    s.execute("stop pipe pa").unwrap();
+    assert_eq!(pipe_row(&e, "pa")[2], "STOPPED");
+    write_rows(&e, "root.a.d", 100, 100);
+    write_rows(&e, "root.b.d", 100, 100);
+    assert!(wait_until(WAIT, || everything(&cloud.addr())
+        .is_some_and(|r| r.rows.len() == 200)));
+    let cloud_rows = everything(&cloud.addr()).unwrap();
+    let a = cloud_rows
+        .columns
+        .iter()
+        .position(|c| c == "root.a.d.x")
+        .unwrap();
+    assert!(
+        cloud_rows
+            .rows
+            .iter()
+            .filter(|r| r.0 >= 100)
+            .all(|r| r.1[a].is_none()),
+        "a stopped pipe sends nothing"
+    );
+    s.execute("start pipe pa").unwrap();
+    assert_same(&edge, &cloud);
+    // DROP without STOP; the dropped pipe's data no longer flows.
+    s.execute("drop pipe pb").unwrap();
+    let ids: Vec<String> = s
+        .execute("show pipes")
+        .unwrap()
+        .unwrap()
+        .rows
+        .iter()
+        .map(|r| r.1[0].as_ref().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["pa", "pc"]);
+    write_rows(&e, "root.b.d", 200, 10);
+    write_rows(&e, "root.a.d", 200, 10);
+    assert!(wait_until(WAIT, || everything(&cloud.addr())
+        .is_some_and(|r| r.rows.len() == 210)));
+    let r = everything(&cloud.addr()).unwrap();
+    let b = r.columns.iter().position(|c| c == "root.b.d.x").unwrap();
+    assert!(r
+        .rows
+        .iter()
+        .filter(|x| x.0 >= 200)
+        .all(|x| x.1[b].is_none()));
+    let plugins = s.execute("show pipeplugins").unwrap().unwrap();
+    assert!(plugins.rows.iter().any(|r| r.1[0]
+        == Some(protocol::types::Value::Text(
+            b"IOTDB-THRIFT-SYNC-CONNECTOR".to_vec()
+        ))));
+    s.close().unwrap();
+    // Pipes and states survive a restart.
+    edge.stop();
+    let edge = NodeProc::start(&tmp.path().join("edge"), &[]);
+    assert_eq!(pipe_row(&edge.addr(), "pa")[2], "RUNNING");
+    assert_eq!(pipe_row(&edge.addr(), "pc")[2], "STOPPED");
+    edge.stop();
+    cloud.stop();
+}
+
+#[test]
+fn pipe_privileges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let edge = NodeProc::start(&tmp.path().join("edge"), &[]);
+    let e = edge.addr();
+    sql(&e, "create user alice 'alice123'");
+    let mut a = Session::open(&e, "alice", "alice123").unwrap();
+    let err = a
+        .execute("create pipe p WITH CONNECTOR ('connector'='do-nothing-connector')")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("803") && err.contains("CREATE_PIPE"),
+        "{err}"
+    );
+    sql(
+        &e,
+        "grant user alice privileges CREATE_PIPE, SHOW_PIPES on root.**",
+    );
+    a.execute("create pipe p WITH CONNECTOR ('connector'='do-nothing-connector')")
+        .unwrap();
+    assert_eq!(a.execute("show pipes").unwrap().unwrap().rows.len(), 1);
+    let err = a.execute("start pipe p").unwrap_err().to_string();
+    assert!(err.contains("START_PIPE"), "{err}");
+    sql(&e, "revoke user alice privileges SHOW_PIPES");
+    assert!(a
+        .execute("show pipes")
+        .unwrap_err()
+        .to_string()
+        .contains("SHOW_PIPES"));
+    a.close().unwrap();
+    edge.stop();
+}
+
+#[test]
+fn kill9_of_cloud_and_edge_mid_stream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cport = free_port();
+    let cport_s = cport.to_string();
+    let cloud = NodeProc::start(&tmp.path().join("cloud"), &["--rpc-port", &cport_s]);
+    let edge = NodeProc::start(&tmp.path().join("edge"), &[]);
+    let cfg = format!("{}", connector(cport));
+    sql(&edge.addr(), &format!("create pipe p {cfg}"));
+    sql(&edge.addr(), "start pipe p");
+    write_rows(&edge.addr(), "root.f.d", 0, 2000);
+    // Kill the cloud mid-stream; the edge keeps accepting writes.
+    cloud.kill9();
+    write_rows(&edge.addr(), "root.f.d", 2000, 2000);
+    let cloud = NodeProc::start(&tmp.path().join("cloud"), &["--rpc-port", &cport_s]);
+    write_rows(&edge.addr(), "root.f.d", 4000, 1000);
+    assert_same(&edge, &cloud);
+    // Kill the edge mid-stream; it resumes from its committed offset.
+    let edge_dir = edge.data_dir.clone();
+    let writer = {
+        let addr = edge.addr();
+        std::thread::spawn(move || {
+            let mut s = Session::open(&addr, "root", "root").unwrap();
+            let mut acked = 5000;
+            for base in (5000..20000).step_by(50) {
+                let t = Tablet {
+                    device: "root.f.d".into(),
+                    measurements: vec!["x".into(), "y".into()],
+                    columns: vec![
+                        Column::Double((base..base + 50).map(|i| i as f64).collect()),
+                        Column::Double((base..base + 50).map(|i| i as f64 * 2.0).collect()),
+                    ],
+                    nulls: vec![None, None],
+                    times: (base..base + 50).collect(),
+                    aligned: false,
+                };
+                if s.insert_tablet(&t).is_err() {
+                    break;
+                }
+                acked = base + 50;
+            }
+            acked
+        })
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    edge.kill9();
+    let acked = writer.join().unwrap();
+    let edge = NodeProc::start(&edge_dir, &[]);
+    let rows = assert_same(&edge, &cloud);
+    // Every acknowledged row survived the edge's crash and reached the cloud.
+    assert!(
+        rows.rows.len() as i64 >= acked,
+        "{} rows, {acked} acknowledged",
+        rows.rows.len()
+    );
+    assert_eq!(pipe_row(&edge.addr(), "p")[2], "RUNNING");
+    edge.stop();
+    cloud.stop();
+}
+
+#[test]
+fn a_flaky_link_cut_and_delayed_by_a_proxy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cloud = NodeProc::start(&tmp.path().join("cloud"), &[]);
+    let proxy = Proxy::start(cloud.addr(), Duration::from_millis(2));
+    let cfg = tmp.path().join("edge.properties");
+    std::fs::write(&cfg, "pipe_connector_retry_interval_ms=20\nmax_number_of_sync_file_retry=1000\npipe_connector_timeout_ms=2000\n").unwrap();
+    let edge = NodeProc::start(
+        &tmp.path().join("edge"),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    sql(
+        &edge.addr(),
+        &format!("create pipe p {}", connector(proxy.port)),
+    );
+    sql(&edge.addr(), "start pipe p");
+    for round in 0..10 {
+        write_rows(&edge.addr(), "root.g.d", round * 500, 500);
+        proxy.cut();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let rows = assert_same(&edge, &cloud);
+    assert_eq!(rows.rows.len(), 5000);
+    assert_eq!(pipe_row(&edge.addr(), "p")[2], "RUNNING");
+    edge.stop();
+    cloud.stop();
+}
+
+#[test]
+fn retries_run_out_then_start_pipe_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cport = free_port();
+    let cfg = tmp.path().join("edge.properties");
+    std::fs::write(&cfg, "pipe_connector_retry_interval_ms=20\nmax_number_of_sync_file_retry=3\npipe_connector_timeout_ms=1000\n").unwrap();
+    let edge = NodeProc::start(
+        &tmp.path().join("edge"),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    sql(&edge.addr(), &format!("create pipe p {}", connector(cport)));
+    sql(&edge.addr(), "start pipe p");
+    write_rows(&edge.addr(), "root.h.d", 0, 300);
+    // The cloud is down: the pipe gives up and says why.
+    assert!(
+        wait_until(WAIT, || pipe_row(&edge.addr(), "p")[2] == "STOPPED"),
+        "pipe never stopped"
+    );
+    let row = pipe_row(&edge.addr(), "p");
+    assert!(
+        row[6].contains("max_number_of_sync_file_retry = 3") && row[6].contains("unavailable"),
+        "exception message: {}",
+        row[6]
+    );
+    // Ingestion did not wait for the pipe.
+    write_rows(&edge.addr(), "root.h.d", 300, 300);
+    let cloud = NodeProc::start(
+        &tmp.path().join("cloud"),
+        &["--rpc-port", &cport.to_string()],
+    );
+    sql(&edge.addr(), "start pipe p");
+    let rows = assert_same(&edge, &cloud);
+    assert_eq!(rows.rows.len(), 600);
+    assert_eq!(
+        pipe_row(&edge.addr(), "p")[6],
+        "",
+        "START clears the exception"
+    );
+    edge.stop();
+    cloud.stop();
+}
