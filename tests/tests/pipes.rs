@@ -325,7 +325,7 @@ fn kill9_of_cloud_and_edge_mid_stream() {
     let cport_s = cport.to_string();
     let cloud = NodeProc::start(&tmp.path().join("cloud"), &["--rpc-port", &cport_s]);
     let edge = NodeProc::start(&tmp.path().join("edge"), &[]);
-    let cfg = format!("{}", connector(cport));
+    let cfg = connector(cport);
     sql(&edge.addr(), &format!("create pipe p {cfg}"));
     sql(&edge.addr(), "start pipe p");
     write_rows(&edge.addr(), "root.f.d", 0, 2000);
