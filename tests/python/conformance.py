@@ -1,0 +1,121 @@
+"""pipeTransfer wire conformance with Apache's generated Python code
+(apache-iotdb's iotdb.thrift.rpc, plain TBinaryProtocol: the accelerated
+one drops the -1 field id).
+
+    python conformance.py receive WANT   # a pipeTransfer receiver; prints its
+                                         # port, then a JSON summary after
+                                         # WANT data requests
+    python conformance.py send PORT      # sends pipeTransfer requests to a node
+"""
+import json
+import socket
+import struct
+import sys
+
+from iotdb.thrift.common.ttypes import TSStatus
+from iotdb.thrift.rpc import IClientRPCService
+from iotdb.thrift.rpc.ttypes import TPipeTransferReq, TPipeTransferResp
+from thrift.protocol import TBinaryProtocol
+from thrift.Thrift import TMessageType
+from thrift.transport import TSocket, TTransport
+
+# shared/reference/tsfile-samples/tablet_serialize_v1.2.bin: root.sg.d1,
+# t=1,2; s1 INT64 10,20; s2 TEXT "a",null; s3 BOOLEAN true,false.
+SAMPLE = bytes.fromhex(
+    "0000000a726f6f742e73672e64310000000201000000030100000002733102040100000000"
+    "010000000273320500010000000001000000027333000201000000000100000000000000010000000000000002"
+    "010001000000020000000102000101000000000000000a0000000000000014010100000001610100000000010100")
+
+
+def read_string(b, at):
+    n = struct.unpack(">i", b[at:at + 4])[0]
+    return b[at + 4:at + 4 + n].decode(), at + 4 + n
+
+
+def receive(want):
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    srv.settimeout(60)
+    print(srv.getsockname()[1], flush=True)
+    seen = []
+    data = 0
+    while data < want:
+        conn, _ = srv.accept()
+        conn.settimeout(60)
+        accepted = TSocket.TSocket()
+        accepted.handle = conn
+        trans = TTransport.TFramedTransport(accepted)
+        proto = TBinaryProtocol.TBinaryProtocol(trans)
+        try:
+            while data < want:
+                name, mtype, seqid = proto.readMessageBegin()
+                if name != "pipeTransfer" or mtype != TMessageType.CALL:
+                    raise SystemExit(f"unexpected call {name} {mtype}")
+                args = IClientRPCService.pipeTransfer_args()
+                args.read(proto)
+                proto.readMessageEnd()
+                req = args.req
+                if req is None:
+                    raise SystemExit("the request struct did not decode (field id -1 expected)")
+                entry = {"version": req.version, "type": req.type, "bytes": len(req.body)}
+                if req.type == 1:
+                    entry["precision"], _ = read_string(req.body, 0)
+                elif req.type == 3:
+                    entry["devices"] = [read_string(req.body, 0)[0]]
+                    data += 1
+                elif req.type == 6:
+                    nb, = struct.unpack(">i", req.body[0:4])
+                    ni, = struct.unpack(">i", req.body[4:8])
+                    nt, = struct.unpack(">i", req.body[8:12])
+                    entry["binaries"], entry["insert_nodes"], entry["tablets"] = nb, ni, nt
+                    entry["devices"] = [read_string(req.body, 12)[0]]
+                    data += 1
+                seen.append(entry)
+                result = IClientRPCService.pipeTransfer_result(
+                    success=TPipeTransferResp(status=TSStatus(code=200)))
+                proto.writeMessageBegin("pipeTransfer", TMessageType.REPLY, seqid)
+                result.write(proto)
+                proto.writeMessageEnd()
+                trans.flush()
+        except EOFError:
+            continue
+        except TTransport.TTransportException:
+            continue
+    print(json.dumps(seen), flush=True)
+
+
+def send(port):
+    sock = TSocket.TSocket("127.0.0.1", port)
+    trans = TTransport.TFramedTransport(sock)
+    proto = TBinaryProtocol.TBinaryProtocol(trans)
+    client = IClientRPCService.Client(proto)
+    trans.open()
+    out = {}
+    r = client.pipeTransfer(TPipeTransferReq(version=1, type=1, body=struct.pack(">i", 2) + b"ms"))
+    out["handshake"] = r.status.code
+    r = client.pipeTransfer(TPipeTransferReq(version=1, type=1, body=struct.pack(">i", 2) + b"ns"))
+    out["handshake_ns"] = [r.status.code, r.status.message]
+    r = client.pipeTransfer(TPipeTransferReq(version=1, type=3, body=SAMPLE + b"\x00"))
+    out["tablet"] = [r.status.code, r.status.message]
+    batch = struct.pack(">ii", 0, 0) + struct.pack(">i", 1) + SAMPLE.replace(b"root.sg.d1", b"root.sg.d2") + b"\x01"
+    r = client.pipeTransfer(TPipeTransferReq(version=1, type=6, body=batch))
+    out["batch"] = [r.status.code, r.status.message]
+    r = client.pipeTransfer(TPipeTransferReq(version=1, type=2, body=b"\x00\x0d"))
+    out["insert_node"] = [r.status.code, r.status.message]
+    r = client.pipeTransfer(TPipeTransferReq(version=1, type=99, body=b""))
+    out["unknown"] = [r.status.code, r.status.message]
+    r = client.pipeTransfer(TPipeTransferReq(version=2, type=3, body=b""))
+    out["version"] = [r.status.code, r.status.message]
+    r = client.pipeTransfer(TPipeTransferReq(version=1, type=3, body=b"\x00\x00\x00\xff"))
+    out["garbage"] = [r.status.code, r.status.message]
+    trans.close()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "receive":
+        receive(int(sys.argv[2]))
+    else:
+        send(int(sys.argv[2]))
