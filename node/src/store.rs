@@ -42,9 +42,10 @@ use crate::sql::Path;
 
 /// The log consumer name of the store's applied offset.
 pub const STORE_CONSUMER: &str = "store";
-/// Flush when the memtables hold this many points (about 16 B each for
-/// numbers): bounds memory and replay time after a crash.
-pub const DEFAULT_FLUSH_POINTS: usize = 8_000_000;
+/// Flush when the memtables hold this many points: about 16 B a number
+/// point (up to twice that while vectors grow), so a node's memtables stay
+/// near 32 MiB, and a crash replays at most this many points.
+pub const DEFAULT_FLUSH_POINTS: usize = 1_000_000;
 
 /// An error with an IoTDB status code.
 #[derive(Debug, Clone, PartialEq, Eq)]

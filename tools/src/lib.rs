@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod cli;
+mod demo;
 pub mod server;
 mod table;
 mod time;
@@ -43,6 +44,10 @@ pub enum Cmd {
     /// Connect to a node: an interactive SQL shell, or `-e` for statements.
     #[command(disable_help_flag = true)]
     Cli(cli::CliOpt),
+    /// Start an edge and a cloud node on free local ports, pipe the seed's
+    /// example data (and a larger stream) from edge to cloud, and show both
+    /// ends side by side. Exit code 1 if they differ.
+    Demo,
 }
 
 /// What a command reports besides its output.
@@ -63,6 +68,7 @@ pub fn execute(opt: Opt, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Cmd::Wal { cmd } => walcmd::execute(cmd, out),
         Cmd::Server(o) => server::run(o).map(|_| Outcome::Ok),
         Cmd::Cli(o) => cli::run(o, out),
+        Cmd::Demo => demo::run(out),
     }
 }
 

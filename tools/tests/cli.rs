@@ -252,3 +252,26 @@ fn bad_directories_get_clear_errors() {
         stderr(&o)
     );
 }
+
+#[test]
+fn demo_pipes_the_seed_data_and_both_ends_match() {
+    let o = Command::new(env!("CARGO_BIN_EXE_edgepipe"))
+        .arg("demo")
+        .env("TZ", "UTC")
+        .output()
+        .expect("run demo");
+    let s = stdout(&o);
+    assert!(o.status.success(), "{s}\n{}", stderr(&o));
+    assert!(s.contains("edge> CREATE PIPE edge2cloud"), "{s}");
+    assert!(s.contains("cloud: select ** from root.vehicle"), "{s}");
+    assert_eq!(s.matches("Total line number = 6").count(), 2, "{s}");
+    assert!(
+        s.contains("root.demo.stream: 500000 rows on the edge, 500000 rows on the cloud"),
+        "{s}"
+    );
+    assert!(
+        s.contains("MATCH: the cloud holds exactly the edge's data"),
+        "{s}"
+    );
+    assert!(s.contains("both nodes stopped cleanly"), "{s}");
+}
