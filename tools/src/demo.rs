@@ -223,10 +223,10 @@ pub fn run(out: &mut dyn Write) -> anyhow::Result<crate::Outcome> {
     crate::cli::render(&c, "ms", &mut right)?;
     let (left, right) = (String::from_utf8(left)?, String::from_utf8(right)?);
     let width = left.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    let title = "edge: select ** from root.vehicle";
     writeln!(
         out,
-        "\n{:<width$}   {}",
-        "edge: select ** from root.vehicle", "cloud: select ** from root.vehicle"
+        "\n{title:<width$}   cloud: select ** from root.vehicle"
     )?;
     let (ll, rl): (Vec<&str>, Vec<&str>) = (left.lines().collect(), right.lines().collect());
     for i in 0..ll.len().max(rl.len()) {
