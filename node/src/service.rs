@@ -655,12 +655,12 @@ impl Service {
 struct StoreApply(Arc<crate::store::Store>);
 
 impl receiver::Apply for StoreApply {
-    fn apply(&self, tablets: Vec<Tablet>) -> Result<Option<u64>, (i32, String)> {
+    fn apply(&self, tablets: Vec<(Tablet, &[u8])>) -> Result<Option<u64>, (i32, String)> {
         let mut last = None;
-        for t in tablets {
+        for (t, bytes) in tablets {
             last = Some(
                 self.0
-                    .write(Event::Tablet(t))
+                    .write_tablet_bytes(t, bytes)
                     .map_err(|e| (e.code, e.message))?,
             );
         }

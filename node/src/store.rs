@@ -130,6 +130,29 @@ impl Mem {
     }
 }
 
+fn extend_all(dst: &mut Column, src: &Column) {
+    match (dst, src) {
+        (Column::Boolean(d), Column::Boolean(s)) => d.extend_from_slice(s),
+        (Column::Int32(d), Column::Int32(s)) => d.extend_from_slice(s),
+        (Column::Int64(d), Column::Int64(s)) => d.extend_from_slice(s),
+        (Column::Float(d), Column::Float(s)) => d.extend_from_slice(s),
+        (Column::Double(d), Column::Double(s)) => d.extend_from_slice(s),
+        (Column::Text(d), Column::Text(s)) => d.extend_from_slice(s),
+        (d, s) => panic!("extend a {} column with {}", d.data_type(), s.data_type()),
+    }
+}
+
+fn clear_column(c: &mut Column) {
+    match c {
+        Column::Boolean(v) => v.clear(),
+        Column::Int32(v) => v.clear(),
+        Column::Int64(v) => v.clear(),
+        Column::Float(v) => v.clear(),
+        Column::Double(v) => v.clear(),
+        Column::Text(v) => v.clear(),
+    }
+}
+
 /// The rows `idx` of `c`, in that order.
 fn gather(c: &Column, idx: &[usize]) -> Column {
     match c {
@@ -343,7 +366,7 @@ impl Store {
             for rec in batch.iter() {
                 let ev = Event::decode(rec.kind, rec.payload)
                     .map_err(|m| internal(format!("change log offset {}: {m}", rec.offset)))?;
-                if let Err(e) = apply(&mut inner, &self.config, &ev) {
+                if let Err(e) = apply(&mut inner, &self.config, &ev, true) {
                     // It was validated before it was logged; a failure here
                     // means the schema moved under it (a database dropped in
                     // between). Skip it, as the original apply did.
@@ -366,16 +389,37 @@ impl Store {
     /// # Errors
     /// Schema or type errors (nothing is logged then), or log I/O errors.
     pub fn write(&self, ev: Event) -> SResult<u64> {
+        self.write_encoded(ev, None)
+    }
+
+    /// As [`Store::write`], for a tablet whose change-log payload is
+    /// already at hand (a pipe's tablet as received: `Tablet.serialize()` +
+    /// aligned byte), so it is not encoded again.
+    ///
+    /// # Errors
+    /// As [`Store::write`].
+    pub fn write_tablet_bytes(&self, tablet: Tablet, bytes: &[u8]) -> SResult<u64> {
+        self.write_encoded(Event::Tablet(tablet), Some(bytes))
+    }
+
+    fn write_encoded(&self, ev: Event, payload: Option<&[u8]>) -> SResult<u64> {
         let _w = self.write_lock.lock().expect("write lock");
         {
             let inner = self.inner.read().expect("store lock");
             validate(&inner, &self.config, &ev)?;
         }
-        let (kind, payload) = ev.encode();
-        let offset = self.log.append(kind, &payload).map_err(internal)?;
+        let encoded;
+        let (kind, payload) = match payload {
+            Some(p) => (crate::event::KIND_TABLET, p),
+            None => {
+                encoded = ev.encode();
+                (encoded.0, &encoded.1[..])
+            }
+        };
+        let offset = self.log.append(kind, payload).map_err(internal)?;
         let flush = {
             let mut inner = self.inner.write().expect("store lock");
-            apply(&mut inner, &self.config, &ev)?;
+            apply(&mut inner, &self.config, &ev, false)?;
             inner.mem_points >= self.config.flush_points
         };
         if flush {
@@ -399,27 +443,32 @@ impl Store {
         let applied = self.log.end_offset();
         let mut inner = self.inner.write().expect("store lock");
         let seq = inner.next_seq;
-        let mut data = Vec::new();
-        for (path, s) in inner.series.iter_mut() {
-            if s.mem.times.is_empty() {
-                continue;
-            }
+        for s in inner.series.values_mut() {
             s.mem.normalize();
-            data.push((
-                path.clone(),
-                std::mem::take(&mut s.mem.times),
-                std::mem::replace(
-                    &mut s.mem.values,
-                    Column::with_capacity(s.info.data_type, 0),
-                ),
-            ));
         }
-        if !data.is_empty() {
-            let path = chunkfile::write(&self.dir, seq, &data).map_err(internal)?;
+        let (flushed, written) = {
+            let data: Vec<(&str, &[i64], &Column)> = inner
+                .series
+                .iter()
+                .filter(|(_, s)| !s.mem.times.is_empty())
+                .map(|(p, s)| (p.as_str(), &s.mem.times[..], &s.mem.values))
+                .collect();
+            let path = if data.is_empty() {
+                None
+            } else {
+                Some(chunkfile::write(&self.dir, seq, &data).map_err(internal)?)
+            };
+            (data.len(), path)
+        };
+        if let Some(path) = written {
             let f = ChunkFile::open(&path, seq).map_err(internal)?;
             for (i, c) in f.chunks.iter().enumerate() {
                 if let Some(s) = inner.series.get_mut(&c.path) {
                     s.chunks.push((f.clone(), i));
+                    // Keep the capacity: the next memtable fills without
+                    // regrowing (and faulting in) its vectors.
+                    s.mem.times.clear();
+                    clear_column(&mut s.mem.values);
                 }
             }
             inner.files.push(f);
@@ -441,12 +490,16 @@ impl Store {
         drop(inner);
         write_atomic(&self.dir.join("checkpoint"), &encode_checkpoint(&ck)).map_err(internal)?;
         self.log.commit(STORE_CONSUMER, applied).map_err(internal)?;
-        info!(
-            seq,
-            series = data.len(),
-            applied_offset = applied,
-            "flushed memtables"
-        );
+        if flushed == 0 {
+            info!(applied_offset = applied, "checkpointed (memtables empty)");
+        } else {
+            info!(
+                seq,
+                series = flushed,
+                applied_offset = applied,
+                "flushed memtables"
+            );
+        }
         Ok(())
     }
 
@@ -757,10 +810,12 @@ fn ensure_database(inner: &mut Inner, config: &StoreConfig, path: &str) {
 }
 
 /// Applies an event to the in-memory state.
-fn apply(inner: &mut Inner, config: &StoreConfig, ev: &Event) -> SResult<()> {
+fn apply(inner: &mut Inner, config: &StoreConfig, ev: &Event, check: bool) -> SResult<()> {
     match ev {
         Event::Tablet(t) => {
-            validate(inner, config, ev)?;
+            if check {
+                validate(inner, config, ev)?;
+            }
             for (ci, (m, c)) in t.measurements.iter().zip(&t.columns).enumerate() {
                 let path = format!("{}.{m}", t.device);
                 if !inner.series.contains_key(&path) {
@@ -782,11 +837,21 @@ fn apply(inner: &mut Inner, config: &StoreConfig, ev: &Event) -> SResult<()> {
                 }
                 let s = inner.series.get_mut(&path).expect("just ensured");
                 let before = s.mem.times.len();
-                let rows = (0..t.rows()).filter(|&r| !t.is_null(ci, r));
-                let rows: Vec<usize> = rows.collect();
                 let last = s.mem.times.last().copied();
-                s.mem.times.extend(rows.iter().map(|&r| t.times[r]));
-                extend_rows(&mut s.mem.values, c, rows.iter().copied());
+                let added = match &t.nulls[ci] {
+                    // No nulls: whole slices.
+                    None => {
+                        s.mem.times.extend_from_slice(&t.times);
+                        extend_all(&mut s.mem.values, c);
+                        t.rows()
+                    }
+                    Some(nulls) => {
+                        let rows: Vec<usize> = (0..t.rows()).filter(|&r| !nulls[r]).collect();
+                        s.mem.times.extend(rows.iter().map(|&r| t.times[r]));
+                        extend_rows(&mut s.mem.values, c, rows.iter().copied());
+                        rows.len()
+                    }
+                };
                 let new = &s.mem.times[before..];
                 let in_order = new.windows(2).all(|w| w[0] < w[1])
                     && match (last, new.first()) {
@@ -796,7 +861,7 @@ fn apply(inner: &mut Inner, config: &StoreConfig, ev: &Event) -> SResult<()> {
                 if !in_order {
                     s.mem.sorted = false;
                 }
-                inner.mem_points += rows.len();
+                inner.mem_points += added;
             }
             Ok(())
         }
@@ -832,7 +897,9 @@ fn apply(inner: &mut Inner, config: &StoreConfig, ev: &Event) -> SResult<()> {
             Ok(())
         }
         Event::Schema(op) => {
-            validate(inner, config, ev)?;
+            if check {
+                validate(inner, config, ev)?;
+            }
             match op {
                 SchemaOp::CreateDatabase(p) => {
                     inner.databases.insert(p.clone());

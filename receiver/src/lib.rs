@@ -25,13 +25,14 @@ use tracing::debug;
 
 /// Where received tablets go.
 pub trait Apply: Send + Sync {
-    /// Applies tablets in order through the change log; returns the log
-    /// offset to wait on for durability, or the first failure as
-    /// `(status code, message)`.
+    /// Applies tablets in order through the change log; each comes with its
+    /// serialized bytes as received (`Tablet.serialize()` + aligned byte),
+    /// which the log can store as they are. Returns the log offset to wait
+    /// on for durability, or the first failure as `(status code, message)`.
     ///
     /// # Errors
     /// The failing tablet's status.
-    fn apply(&self, tablets: Vec<Tablet>) -> Result<Option<u64>, (i32, String)>;
+    fn apply(&self, tablets: Vec<(Tablet, &[u8])>) -> Result<Option<u64>, (i32, String)>;
 }
 
 /// Per-connection receiver state.
@@ -103,11 +104,17 @@ pub fn handle(
             Err(e) => (resp(status::PIPE_ERROR, Some(format!("handshake body does not decode: {e}"))), None),
         },
         pipe::TRANSFER_TABLET_RAW => match Tablet::deserialize_v12(&body) {
-            Ok(tablet) => applied(apply, vec![tablet]),
+            Ok(tablet) => {
+                // A body without the aligned byte is re-encoded with it.
+                let bytes = if Tablet::deserialize_v12_prefix(&body).is_ok_and(|(_, n)| n == body.len()) { body } else { tablet.serialize_v12() };
+                applied(apply, vec![(tablet, &bytes[..])])
+            }
             Err(e) => (resp(status::PIPE_ERROR, Some(format!("TRANSFER_TABLET_RAW body does not decode: {e}"))), None),
         },
         pipe::TRANSFER_TABLET_BATCH => match pipe::read_batch(&body) {
-            Ok(Batch { binaries, insert_nodes, tablets }) if binaries == 0 && insert_nodes == 0 => applied(apply, tablets),
+            Ok(Batch { binaries, insert_nodes, tablets }) if binaries == 0 && insert_nodes == 0 => {
+                applied(apply, tablets.into_iter().map(|(t, r)| (t, &body[r])).collect())
+            }
             Ok(b) => (
                 resp(
                     status::PIPE_ERROR,
@@ -134,7 +141,7 @@ pub fn handle(
     }
 }
 
-fn applied(apply: &dyn Apply, tablets: Vec<Tablet>) -> (TPipeTransferResp, Option<u64>) {
+fn applied(apply: &dyn Apply, tablets: Vec<(Tablet, &[u8])>) -> (TPipeTransferResp, Option<u64>) {
     if tablets.is_empty() {
         return (resp(status::SUCCESS, None), None);
     }
@@ -160,12 +167,15 @@ mod tests {
     struct Sink(Mutex<Vec<Tablet>>);
 
     impl Apply for Sink {
-        fn apply(&self, tablets: Vec<Tablet>) -> Result<Option<u64>, (i32, String)> {
-            if tablets.iter().any(|t| t.device == "root.bad") {
+        fn apply(&self, tablets: Vec<(Tablet, &[u8])>) -> Result<Option<u64>, (i32, String)> {
+            if tablets.iter().any(|t| t.0.device == "root.bad") {
                 return Err((507, "type mismatch".into()));
             }
+            assert!(tablets
+                .iter()
+                .all(|(t, b)| Tablet::deserialize_v12(b).as_ref() == Ok(t)));
             let mut v = self.0.lock().unwrap();
-            v.extend(tablets);
+            v.extend(tablets.into_iter().map(|t| t.0));
             Ok(Some(v.len() as u64))
         }
     }

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use protocol::event::{Event, KIND_DELETE, KIND_TABLET};
-use protocol::message::{call, read_reply, Proto};
+use protocol::message::read_reply;
 use protocol::pipe;
-use protocol::rpc::{TPipeTransferReq, TPipeTransferResp};
+use protocol::rpc::TPipeTransferResp;
 use protocol::tablet::{Column, Tablet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -502,31 +502,27 @@ impl Connector {
         if tablets.is_empty() || matches!(self.spec, ConnectorSpec::DoNothing) {
             return Ok(());
         }
-        let req = if tablets.len() == 1 {
-            TPipeTransferReq {
-                version: Some(pipe::VERSION),
-                type_: Some(pipe::TRANSFER_TABLET_RAW),
-                body: Some(tablets[0].to_vec()),
-            }
+        let (kind, batch);
+        let body: &[u8] = if tablets.len() == 1 {
+            kind = pipe::TRANSFER_TABLET_RAW;
+            tablets[0]
         } else {
-            TPipeTransferReq {
-                version: Some(pipe::VERSION),
-                type_: Some(pipe::TRANSFER_TABLET_BATCH),
-                body: Some(pipe::batch_body(tablets.into_iter())),
-            }
+            kind = pipe::TRANSFER_TABLET_BATCH;
+            batch = pipe::batch_body(tablets.into_iter());
+            &batch
         };
-        let r = self.call(&req).await;
+        let r = self.call(kind, body).await;
         if r.is_err() {
             self.conn = None;
         }
         r
     }
 
-    async fn call(&mut self, req: &TPipeTransferReq) -> Result<(), TransferError> {
+    async fn call(&mut self, kind: i16, body: &[u8]) -> Result<(), TransferError> {
         if self.conn.is_none() {
             self.connect().await?;
         }
-        let resp = self.rpc(req).await?;
+        let resp = self.rpc(kind, body).await?;
         if resp.status.code != 200 {
             return Err(TransferError(format!(
                 "receiver answered {}: {}",
@@ -553,12 +549,8 @@ impl Connector {
                 Ok(Ok(s)) => {
                     let _ = s.set_nodelay(true);
                     self.conn = Some(s);
-                    let hs = TPipeTransferReq {
-                        version: Some(pipe::VERSION),
-                        type_: Some(pipe::HANDSHAKE),
-                        body: Some(pipe::handshake_body(&self.precision)),
-                    };
-                    match self.rpc(&hs).await {
+                    let hs = pipe::handshake_body(&self.precision);
+                    match self.rpc(pipe::HANDSHAKE, &hs).await {
                         Ok(r) if r.status.code == 200 => {
                             self.next_url = i;
                             info!(target_addr = %addr, "pipe connector connected");
@@ -587,13 +579,17 @@ impl Connector {
         )))
     }
 
-    async fn rpc(&mut self, req: &TPipeTransferReq) -> Result<TPipeTransferResp, TransferError> {
+    /// One `pipeTransfer` call: the frame is written around the body, not
+    /// copied with it.
+    async fn rpc(&mut self, kind: i16, body: &[u8]) -> Result<TPipeTransferResp, TransferError> {
         self.seq = self.seq.wrapping_add(1);
-        let frame = call(Proto::Binary, "pipeTransfer", self.seq, -1, req);
+        let head = pipe::call_head(self.seq, kind, body.len());
         let timeout = self.timeout;
         let s = self.conn.as_mut().expect("connected");
         let io = async {
-            s.write_all(&frame).await?;
+            s.write_all(&head).await?;
+            s.write_all(body).await?;
+            s.write_all(&pipe::TAIL).await?;
             let mut len = [0u8; 4];
             s.read_exact(&mut len).await?;
             let n = i32::from_be_bytes(len);
@@ -613,7 +609,7 @@ impl Connector {
                 )))
             }
         };
-        debug!(bytes = frame.len(), "pipeTransfer answered");
+        debug!(bytes = body.len(), "pipeTransfer answered");
         read_reply::<TPipeTransferResp>(&buf)
             .map_err(|e| TransferError(format!("reply does not decode: {e}")))
     }

@@ -1,0 +1,306 @@
+//! End-to-end replication between two real `edgepipe server` processes,
+//! printed as a Markdown table:
+//!
+//! ```text
+//! cargo build --release && cargo bench -p benches --bench replication
+//! EDGEPIPE_BENCH_POINTS=20000000 cargo bench -p benches --bench replication   # smaller backfill
+//! ```
+//!
+//! - Backfill: the edge holds N points (10 DOUBLE columns) before the pipe
+//!   is created; time from START PIPE until the cloud acknowledged all of
+//!   it, with both logs at the default fsync policy and with fsync off.
+//! - Realtime lag at 1 M points/s: a writer sends a 10,000-point tablet to
+//!   the edge every 10 ms; another thread polls the cloud for each tablet;
+//!   lag = cloud queryable − edge acknowledged.
+//! - The edge's resident memory while the cloud is down and a backlog
+//!   builds (anonymous memory, i.e. beyond the mapped log and chunk pages).
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use node::client::Session;
+use protocol::tablet::{Column, Tablet};
+
+struct Proc {
+    child: Child,
+    port: u16,
+}
+
+impl Proc {
+    fn start(dir: &Path, port: u16, fsync: &str) -> Proc {
+        let exe = std::env::current_exe().unwrap();
+        let bin: PathBuf = exe.parent().unwrap().parent().unwrap().join("edgepipe");
+        assert!(bin.exists(), "build it first: cargo build --release");
+        let cfg = dir.with_extension("properties");
+        std::fs::write(&cfg, format!("wal_mode={fsync}\n")).unwrap();
+        let mut child = Command::new(bin)
+            .args([
+                "server",
+                "--rpc-address",
+                "127.0.0.1",
+                "--rpc-port",
+                &port.to_string(),
+                "--config",
+            ])
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.with_extension("log")).unwrap())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(out).read_line(&mut line).unwrap();
+        let port = line.trim().rsplit(':').next().unwrap().parse().unwrap();
+        Proc { child, port }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn rss_anon_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        s.lines()
+            .find_map(|l| l.strip_prefix("RssAnon:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn stop(mut self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn tablet(device: &str, from: i64, rows: i64, cols: usize) -> Tablet {
+    Tablet {
+        device: device.into(),
+        measurements: (0..cols).map(|c| format!("s{c}")).collect(),
+        columns: (0..cols)
+            .map(|c| Column::Double((from..from + rows).map(|i| i as f64 + c as f64).collect()))
+            .collect(),
+        nulls: vec![None; cols],
+        times: (from..from + rows).collect(),
+        aligned: false,
+    }
+}
+
+fn exec(addr: &str, sql: &str) -> Option<node::client::Rows> {
+    let mut s = Session::open(addr, "root", "root").unwrap();
+    let r = s.execute(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let _ = s.close();
+    r
+}
+
+fn remaining(addr: &str) -> u64 {
+    exec(addr, "show pipe p").unwrap().rows[0].1[7]
+        .as_ref()
+        .unwrap()
+        .to_string()
+        .parse()
+        .unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes `points` points (10 columns) with 8 concurrent clients.
+fn fill(addr: &str, points: u64) {
+    let rows = points / 10;
+    let per = rows / 8;
+    let hs: Vec<_> = (0..8)
+        .map(|c| {
+            let addr = addr.to_string();
+            std::thread::spawn(move || {
+                let mut s = Session::open(&addr, "root", "root").unwrap();
+                let dev = format!("root.bf.d{c}");
+                for from in (0..per as i64).step_by(5000) {
+                    s.insert_tablet(&tablet(&dev, from, 5000.min(per as i64 - from), 10))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+}
+
+fn backfill(points: u64, fsync: &str) -> (f64, f64) {
+    let tmp = tempfile::Builder::new()
+        .prefix("bench-repl")
+        .tempdir_in(".")
+        .unwrap();
+    let edge = Proc::start(&tmp.path().join("edge"), 0, fsync);
+    let cloud = Proc::start(&tmp.path().join("cloud"), 0, fsync);
+    fill(&edge.addr(), points);
+    let log_bytes: u64 = walkdir_size(&tmp.path().join("edge/wal"));
+    exec(&edge.addr(), &format!("create pipe p WITH CONNECTOR ('connector'='iotdb-thrift-connector', 'connector.ip'='127.0.0.1', 'connector.port'='{}')", cloud.port));
+    let t = Instant::now();
+    exec(&edge.addr(), "start pipe p");
+    while remaining(&edge.addr()) > 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let got = exec(&cloud.addr(), "count timeseries").unwrap();
+    assert_eq!(got.rows[0].1[0].as_ref().unwrap().to_string(), "80");
+    edge.stop();
+    cloud.stop();
+    (points as f64 / secs, log_bytes as f64 / secs)
+}
+
+fn walkdir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |rd| {
+        rd.flatten()
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
+    })
+}
+
+fn realtime_lag(fsync: &str, seconds: u64) -> (Duration, Duration, usize) {
+    let tmp = tempfile::Builder::new()
+        .prefix("bench-lag")
+        .tempdir_in(".")
+        .unwrap();
+    let edge = Proc::start(&tmp.path().join("edge"), 0, fsync);
+    let cloud = Proc::start(&tmp.path().join("cloud"), 0, fsync);
+    exec(&edge.addr(), &format!("create pipe p WITH CONNECTOR ('connector'='iotdb-thrift-connector', 'connector.ip'='127.0.0.1', 'connector.port'='{}')", cloud.port));
+    exec(&edge.addr(), "start pipe p");
+    let pending: Arc<Mutex<VecDeque<(i64, Instant)>>> = Arc::default();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (addr, pending, done) = (edge.addr(), pending.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut s = Session::open(&addr, "root", "root").unwrap();
+            let start = Instant::now();
+            let mut k = 0i64;
+            while start.elapsed() < Duration::from_secs(seconds) {
+                let due = start + Duration::from_millis(10 * k as u64);
+                if let Some(w) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(w);
+                }
+                // 1,000 rows × 10 columns = 10,000 points every 10 ms.
+                s.insert_tablet(&tablet("root.lag.d", k * 1000, 1000, 10))
+                    .unwrap();
+                pending
+                    .lock()
+                    .unwrap()
+                    .push_back((k * 1000, Instant::now()));
+                k += 1;
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let mut lags = Vec::new();
+    let mut s = Session::open(&cloud.addr(), "root", "root").unwrap();
+    loop {
+        let next = pending.lock().unwrap().front().copied();
+        let Some((t, acked)) = next else {
+            if done.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        };
+        // The tablet is queryable when its last row is.
+        let last = t + 999;
+        let present = s
+            .execute(&format!(
+                "select s9 from root.lag.d where time >= {last} and time <= {last}"
+            ))
+            .ok()
+            .flatten()
+            .is_some_and(|r| !r.rows.is_empty());
+        if present {
+            lags.push(acked.elapsed());
+            pending.lock().unwrap().pop_front();
+        } else {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    writer.join().unwrap();
+    lags.sort();
+    let n = lags.len();
+    edge.stop();
+    cloud.stop();
+    (lags[n / 2], lags[n * 99 / 100], n)
+}
+
+fn outage_rss(seconds: u64) -> (u64, u64, u64) {
+    let tmp = tempfile::Builder::new()
+        .prefix("bench-rss")
+        .tempdir_in(".")
+        .unwrap();
+    let edge = Proc::start(&tmp.path().join("edge"), 0, "ASYNC");
+    let dead = free_port();
+    exec(&edge.addr(), &format!("create pipe p WITH CONNECTOR ('connector'='iotdb-thrift-connector', 'connector.ip'='127.0.0.1', 'connector.port'='{dead}')"));
+    exec(&edge.addr(), "start pipe p");
+    let idle = edge.rss_anon_kib();
+    let mut s = Session::open(&edge.addr(), "root", "root").unwrap();
+    let start = Instant::now();
+    let mut k = 0i64;
+    let mut peak = 0;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        s.insert_tablet(&tablet("root.out.d", k * 1000, 1000, 10))
+            .unwrap();
+        k += 1;
+        if k % 50 == 0 {
+            peak = peak.max(edge.rss_anon_kib());
+        }
+    }
+    let backlog = remaining(&edge.addr());
+    edge.stop();
+    (idle, peak, backlog)
+}
+
+fn main() {
+    let points: u64 = std::env::var("EDGEPIPE_BENCH_POINTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000_000);
+    println!("| measurement | figure | target |");
+    println!("|---|---|---|");
+    for (fsync, name, target) in [
+        (
+            "ASYNC",
+            "default fsync (10 ms group commit)",
+            "≥ 15 M points/s",
+        ),
+        ("DISABLE", "fsync off", "≥ 27 M points/s"),
+    ] {
+        let (pps, bps) = backfill(points, fsync);
+        println!("| backfill {}M points edge → cloud, {name} | {:.2} M points/s ({:.0} MB/s of edge log) | {target} |", points / 1_000_000, pps / 1e6, bps / 1e6);
+    }
+    for (fsync, name, target) in [
+        ("ASYNC", "default fsync (10 ms group commit)", "p99 ≤ 15 ms"),
+        ("DISABLE", "fsync off", "p99 ≤ 3 ms"),
+    ] {
+        let (p50, p99, n) = realtime_lag(fsync, 10);
+        println!(
+            "| realtime lag at 1 M points/s (10,000-point tablets every 10 ms), {name}, {n} tablets | p50 {:.1} ms, p99 {:.1} ms | {target} |",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
+    }
+    let (idle, peak, backlog) = outage_rss(30);
+    println!(
+        "| edge anonymous RSS while the cloud is down 30 s at 1 M points/s (backlog {backlog} events) | idle {:.1} MiB, peak {:.1} MiB | ≤ 64 MiB |",
+        idle as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+}
