@@ -330,7 +330,7 @@ mod tests {
     #[test]
     fn write_open_read_ranges() {
         let dir = tempfile::tempdir().unwrap();
-        let series = vec![
+        let series = [
             (
                 "root.a.d.x".to_string(),
                 vec![1, 5, 9],
