@@ -21,10 +21,8 @@ impl BenchNode {
     /// Starts a node with `config` (its data directory under `dir`).
     pub fn start(dir: &Path, mut config: NodeConfig) -> BenchNode {
         config.data_dir = dir.to_path_buf();
-        let node = Arc::new(node::Node::open(config).expect("open node"));
         let (port_tx, port_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let n = node.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -32,19 +30,22 @@ impl BenchNode {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
+                // The node's pipes run on this runtime.
+                let node = Arc::new(node::Node::open(config).expect("open node"));
                 let l = tokio::net::TcpListener::bind("127.0.0.1:0")
                     .await
                     .expect("bind");
                 port_tx
-                    .send(l.local_addr().expect("addr").port())
+                    .send((l.local_addr().expect("addr").port(), node.clone()))
                     .expect("send port");
-                n.serve(l, async {
+                node.serve(l, async {
                     let _ = stop_rx.await;
                 })
                 .await;
+                let _ = node.close();
             });
         });
-        let port = port_rx.recv().expect("port");
+        let (port, node) = port_rx.recv().expect("port");
         BenchNode {
             port,
             node,

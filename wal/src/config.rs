@@ -30,8 +30,10 @@ pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 pub enum FsyncPolicy {
     /// Every append is durable before it returns.
     Always,
-    /// A background thread syncs every interval (group commit). Writers that
-    /// need durability wait with [`Log::wait_durable`](crate::Log::wait_durable).
+    /// Group commit: a background thread syncs at the latest every
+    /// interval, and at once when a writer waits for durability with
+    /// [`Log::wait_durable`](crate::Log::wait_durable); every writer that
+    /// arrives while a sync runs is made durable by the next one.
     Interval(Duration),
     /// The operating system decides; records become durable at segment roll
     /// and close only.

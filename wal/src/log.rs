@@ -105,6 +105,9 @@ pub(crate) struct Shared {
     pub closed: AtomicBool,
     /// Tells the flusher thread to stop.
     stop: Mutex<bool>,
+    /// A writer waits for durability: the flusher syncs now instead of at
+    /// the end of its interval (set and cleared under `stop`).
+    sync_wanted: AtomicBool,
     stop_cv: Condvar,
     flusher: Mutex<Option<JoinHandle<()>>>,
     /// Sealed segments not yet flushed (`never` policy), oldest first.
@@ -224,6 +227,7 @@ impl Log {
             durable_notify: tokio::sync::Notify::new(),
             closed: AtomicBool::new(read_only),
             stop: Mutex::new(false),
+            sync_wanted: AtomicBool::new(false),
             stop_cv: Condvar::new(),
             flusher: Mutex::new(None),
             unflushed: Mutex::new(Vec::new()),
@@ -339,6 +343,9 @@ impl Log {
         if s.config.fsync == FsyncPolicy::Never {
             return Ok(());
         }
+        if s.durable.load(Ordering::Acquire) <= offset {
+            s.want_sync();
+        }
         let mut g = s.durable_mx.lock().expect("durable lock");
         while s.durable.load(Ordering::Acquire) <= offset {
             if s.closed.load(Ordering::Acquire) && s.durable.load(Ordering::Acquire) <= offset {
@@ -374,6 +381,7 @@ impl Log {
             if s.closed.load(Ordering::Acquire) {
                 return Err(Error::Closed("closed before the offset became durable"));
             }
+            s.want_sync();
             notified.await;
         }
     }
@@ -656,6 +664,16 @@ impl Shared {
         }
     }
 
+    /// Asks the flusher for a group commit now: the waiting writer and every
+    /// writer arriving while it runs are made durable by one sync.
+    fn want_sync(&self) {
+        if let FsyncPolicy::Interval(_) = self.config.fsync {
+            let _g = self.stop.lock().expect("stop lock");
+            self.sync_wanted.store(true, Ordering::Release);
+            self.stop_cv.notify_all();
+        }
+    }
+
     fn set_durable(&self, offset: u64) {
         let prev = self.durable.fetch_max(offset, Ordering::AcqRel);
         if offset > prev {
@@ -904,11 +922,14 @@ impl Shared {
                 let stop = self.stop.lock().expect("stop lock");
                 let (stop, _) = self
                     .stop_cv
-                    .wait_timeout_while(stop, every, |s| !*s)
+                    .wait_timeout_while(stop, every, |s| {
+                        !*s && !self.sync_wanted.load(Ordering::Acquire)
+                    })
                     .expect("stop lock");
                 if *stop {
                     return;
                 }
+                self.sync_wanted.store(false, Ordering::Release);
             }
             let flushed = match self.config.fsync {
                 FsyncPolicy::Interval(_) => self.sync_to(self.end.load(Ordering::Acquire)),
