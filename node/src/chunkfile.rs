@@ -73,90 +73,107 @@ pub fn file_name(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:020}.chunks"))
 }
 
-fn pad8(out: &mut Vec<u8>) {
-    while !out.len().is_multiple_of(8) {
-        out.push(0);
+/// A file being written, with its position (so offsets need no buffer of
+/// the whole file).
+struct Out {
+    w: std::io::BufWriter<File>,
+    pos: usize,
+}
+
+impl Out {
+    fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.pos += b.len();
+        self.w.write_all(b)
+    }
+
+    /// Writes fixed-width values as little-endian bytes, a block at a time.
+    fn put_le<T: Copy, const N: usize>(
+        &mut self,
+        v: &[T],
+        f: impl Fn(T) -> [u8; N],
+    ) -> std::io::Result<()> {
+        let mut block = [0u8; 8192];
+        for chunk in v.chunks(8192 / N) {
+            for (i, &x) in chunk.iter().enumerate() {
+                block[i * N..(i + 1) * N].copy_from_slice(&f(x));
+            }
+            self.put(&block[..chunk.len() * N])?;
+        }
+        Ok(())
+    }
+
+    fn pad8(&mut self) -> std::io::Result<()> {
+        let n = (8 - self.pos % 8) % 8;
+        self.put(&[0u8; 8][..n])
     }
 }
 
 /// Writes flush `seq` holding `series`: `(path, times, values)`, times
-/// strictly increasing. Durable when this returns.
+/// strictly increasing. Streams through a small buffer (no copy of the whole
+/// file in memory). Durable when this returns.
 ///
 /// # Errors
 /// I/O errors, as strings naming the file.
 pub fn write(dir: &Path, seq: u64, series: &[(&str, &[i64], &Column)]) -> Result<PathBuf, String> {
-    // Size the buffer once: no regrowth copies of a many-MiB buffer.
-    let total: usize = series
-        .iter()
-        .map(|(_, t, v)| {
-            16 + t.len() * 8
-                + match v {
-                    Column::Boolean(x) => x.len(),
-                    Column::Int32(x) => x.len() * 4,
-                    Column::Float(x) => x.len() * 4,
-                    Column::Int64(x) => x.len() * 8,
-                    Column::Double(x) => x.len() * 8,
-                    Column::Text(x) => (x.len() + 1) * 4 + x.iter().map(Vec::len).sum::<usize>(),
-                }
-        })
-        .sum();
-    let mut out = Vec::with_capacity(total + 64);
-    out.extend_from_slice(MAGIC);
-    let mut index = Vec::new();
-    for &(path, times, values) in series {
-        pad8(&mut out);
-        let times_off = out.len();
-        out.extend(times.iter().flat_map(|t| t.to_le_bytes()));
-        let values_off = out.len();
-        match values {
-            Column::Boolean(v) => out.extend(v.iter().map(|&b| u8::from(b))),
-            Column::Int32(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Column::Int64(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Column::Float(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Column::Double(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Column::Text(v) => {
-                let mut off = 0u32;
-                out.extend_from_slice(&off.to_le_bytes());
-                for s in v {
-                    off += s.len() as u32;
-                    out.extend_from_slice(&off.to_le_bytes());
-                }
-                for s in v {
-                    out.extend_from_slice(s);
-                }
-            }
-        }
-        let values_len = out.len() - values_off;
-        index.extend_from_slice(&(path.len() as u16).to_le_bytes());
-        index.extend_from_slice(path.as_bytes());
-        index.push(values.data_type() as u8);
-        index.extend_from_slice(&(times_off as u64).to_le_bytes());
-        index.extend_from_slice(&(times.len() as u32).to_le_bytes());
-        index.extend_from_slice(&(values_off as u64).to_le_bytes());
-        index.extend_from_slice(&(values_len as u64).to_le_bytes());
-        index.extend_from_slice(&times.first().copied().unwrap_or(0).to_le_bytes());
-        index.extend_from_slice(&times.last().copied().unwrap_or(0).to_le_bytes());
-    }
-    let index_off = out.len();
-    out.extend_from_slice(&index);
-    out.extend_from_slice(&(index_off as u64).to_le_bytes());
-    out.extend_from_slice(&(index.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&index).to_le_bytes());
-    out.extend_from_slice(END_MAGIC);
-
     let path = file_name(dir, seq);
     let tmp = path.with_extension("chunks.tmp");
     let io = |op: &str, e: std::io::Error| format!("{}: {op}: {e}", tmp.display());
-    let mut f = File::create(&tmp).map_err(|e| io("create", e))?;
-    f.write_all(&out).map_err(|e| io("write", e))?;
+    let f = File::create(&tmp).map_err(|e| io("create", e))?;
+    let mut out = Out {
+        w: std::io::BufWriter::with_capacity(1 << 20, f),
+        pos: 0,
+    };
+    let mut index = Vec::new();
+    let body = (|| -> std::io::Result<()> {
+        out.put(MAGIC)?;
+        for &(path, times, values) in series {
+            out.pad8()?;
+            let times_off = out.pos;
+            out.put_le(times, i64::to_le_bytes)?;
+            let values_off = out.pos;
+            match values {
+                Column::Boolean(v) => out.put_le(v, |b| [u8::from(b)])?,
+                Column::Int32(v) => out.put_le(v, i32::to_le_bytes)?,
+                Column::Int64(v) => out.put_le(v, i64::to_le_bytes)?,
+                Column::Float(v) => out.put_le(v, f32::to_le_bytes)?,
+                Column::Double(v) => out.put_le(v, f64::to_le_bytes)?,
+                Column::Text(v) => {
+                    let mut offs = Vec::with_capacity(v.len() + 1);
+                    let mut off = 0u32;
+                    offs.push(off);
+                    for s in v {
+                        off += s.len() as u32;
+                        offs.push(off);
+                    }
+                    out.put_le(&offs, u32::to_le_bytes)?;
+                    for s in v {
+                        out.put(s)?;
+                    }
+                }
+            }
+            let values_len = out.pos - values_off;
+            index.extend_from_slice(&(path.len() as u16).to_le_bytes());
+            index.extend_from_slice(path.as_bytes());
+            index.push(values.data_type() as u8);
+            index.extend_from_slice(&(times_off as u64).to_le_bytes());
+            index.extend_from_slice(&(times.len() as u32).to_le_bytes());
+            index.extend_from_slice(&(values_off as u64).to_le_bytes());
+            index.extend_from_slice(&(values_len as u64).to_le_bytes());
+            index.extend_from_slice(&times.first().copied().unwrap_or(0).to_le_bytes());
+            index.extend_from_slice(&times.last().copied().unwrap_or(0).to_le_bytes());
+        }
+        let index_off = out.pos;
+        out.put(&index)?;
+        out.put(&(index_off as u64).to_le_bytes())?;
+        out.put(&(index.len() as u32).to_le_bytes())?;
+        out.put(&crc32fast::hash(&index).to_le_bytes())?;
+        out.put(END_MAGIC)
+    })();
+    body.map_err(|e| io("write", e))?;
+    let f = out
+        .w
+        .into_inner()
+        .map_err(|e| io("write", e.into_error()))?;
     f.sync_all().map_err(|e| io("fsync", e))?;
     drop(f);
     std::fs::rename(&tmp, &path).map_err(|e| format!("{}: rename: {e}", path.display()))?;
