@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import sys
+import time
 
 import numpy as np
 from iotdb.Session import Session
@@ -86,6 +87,9 @@ def write(port):
     s = session(port)
     for sql in SEED:
         s.execute_non_query_statement(sql)
+        # now() has millisecond precision and an acknowledgement takes less
+        # than that: keep the six rows apart, as a person typing them does.
+        time.sleep(0.003)
     names, types, rows = query(s, "select ** from root.vehicle")
     want_names = ["Time", "root.vehicle.d0.s0", "root.vehicle.d0.s1",
                   "root.vehicle.d1.s2", "root.vehicle.d1.s3"]

@@ -5,6 +5,7 @@ end-to-end tests):
     python writer.py stream PORT DEVICE FROM N  # N rows (3 columns) as 100-row tablets
 """
 import sys
+import time
 
 from iotdb.Session import Session
 from iotdb.utils.IoTDBConstants import TSDataType
@@ -31,6 +32,7 @@ s.open(False)
 if mode == "seed":
     for sql in SEED:
         s.execute_non_query_statement(sql)
+        time.sleep(0.003)  # now() is in ms: keep the rows apart
 elif mode == "stream":
     device, start, n = sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
     names = ["a", "b", "c"]
