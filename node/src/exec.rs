@@ -184,7 +184,7 @@ impl ResultSet {
             types: self.types.clone(),
             ignore_timestamp: self.ignore_timestamp,
             times: idx.iter().map(|&i| self.times[i]).collect(),
-            data: self.data.iter().map(|c| pick(c, &idx)).collect(),
+            data: self.data.iter().map(|c| c.gather(&idx)).collect(),
             nulls: self
                 .nulls
                 .iter()
@@ -192,14 +192,6 @@ impl ResultSet {
                 .collect(),
         }
     }
-}
-
-fn pick(c: &Column, idx: &[usize]) -> Column {
-    let mut out = Column::with_capacity(c.data_type(), idx.len());
-    for &i in idx {
-        out.push(c.get(i));
-    }
-    out
 }
 
 /// What running a statement gave.

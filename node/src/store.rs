@@ -125,55 +125,8 @@ impl Mem {
             }
         }
         self.times = keep.iter().map(|&i| self.times[i]).collect();
-        self.values = gather(&self.values, &keep);
+        self.values = self.values.gather(&keep);
         self.sorted = true;
-    }
-}
-
-fn extend_all(dst: &mut Column, src: &Column) {
-    match (dst, src) {
-        (Column::Boolean(d), Column::Boolean(s)) => d.extend_from_slice(s),
-        (Column::Int32(d), Column::Int32(s)) => d.extend_from_slice(s),
-        (Column::Int64(d), Column::Int64(s)) => d.extend_from_slice(s),
-        (Column::Float(d), Column::Float(s)) => d.extend_from_slice(s),
-        (Column::Double(d), Column::Double(s)) => d.extend_from_slice(s),
-        (Column::Text(d), Column::Text(s)) => d.extend_from_slice(s),
-        (d, s) => panic!("extend a {} column with {}", d.data_type(), s.data_type()),
-    }
-}
-
-fn clear_column(c: &mut Column) {
-    match c {
-        Column::Boolean(v) => v.clear(),
-        Column::Int32(v) => v.clear(),
-        Column::Int64(v) => v.clear(),
-        Column::Float(v) => v.clear(),
-        Column::Double(v) => v.clear(),
-        Column::Text(v) => v.clear(),
-    }
-}
-
-/// The rows `idx` of `c`, in that order.
-fn gather(c: &Column, idx: &[usize]) -> Column {
-    match c {
-        Column::Boolean(v) => Column::Boolean(idx.iter().map(|&i| v[i]).collect()),
-        Column::Int32(v) => Column::Int32(idx.iter().map(|&i| v[i]).collect()),
-        Column::Int64(v) => Column::Int64(idx.iter().map(|&i| v[i]).collect()),
-        Column::Float(v) => Column::Float(idx.iter().map(|&i| v[i]).collect()),
-        Column::Double(v) => Column::Double(idx.iter().map(|&i| v[i]).collect()),
-        Column::Text(v) => Column::Text(idx.iter().map(|&i| v[i].clone()).collect()),
-    }
-}
-
-fn extend_rows(dst: &mut Column, src: &Column, rows: impl Iterator<Item = usize>) {
-    match (dst, src) {
-        (Column::Boolean(d), Column::Boolean(s)) => d.extend(rows.map(|i| s[i])),
-        (Column::Int32(d), Column::Int32(s)) => d.extend(rows.map(|i| s[i])),
-        (Column::Int64(d), Column::Int64(s)) => d.extend(rows.map(|i| s[i])),
-        (Column::Float(d), Column::Float(s)) => d.extend(rows.map(|i| s[i])),
-        (Column::Double(d), Column::Double(s)) => d.extend(rows.map(|i| s[i])),
-        (Column::Text(d), Column::Text(s)) => d.extend(rows.map(|i| s[i].clone())),
-        (d, s) => panic!("extend a {} column with {}", d.data_type(), s.data_type()),
     }
 }
 
@@ -468,7 +421,7 @@ impl Store {
                     // Keep the capacity: the next memtable fills without
                     // regrowing (and faulting in) its vectors.
                     s.mem.times.clear();
-                    clear_column(&mut s.mem.values);
+                    s.mem.values.clear();
                 }
             }
             inner.files.push(f);
@@ -605,7 +558,7 @@ fn read_series(inner: &Inner, path: &str, s: &Series, lo: i64, hi: i64) -> Point
                 .filter(|&k| !dead.iter().any(|d| d.min <= times[k] && times[k] <= d.max))
                 .collect();
             times = keep.iter().map(|&k| times[k]).collect();
-            vals = gather(&vals, &keep);
+            vals = vals.gather(&keep);
         }
         parts.push((times, vals));
     }
@@ -614,7 +567,7 @@ fn read_series(inner: &Inner, path: &str, s: &Series, lo: i64, hi: i64) -> Point
     let end = m.times.partition_point(|&x| x <= hi).max(first);
     if end > first {
         let mut vals = Column::with_capacity(t, end - first);
-        extend_rows(&mut vals, &m.values, first..end);
+        vals.extend_rows(&m.values, first..end);
         parts.push((m.times[first..end].to_vec(), vals));
     }
     merge(t, parts)
@@ -651,7 +604,7 @@ fn merge(t: DataType, mut parts: Vec<(Vec<i64>, Column)>) -> Points {
         }
         let (tm, pi, i) = idx[last];
         times.push(tm);
-        extend_rows(&mut values, &parts[pi].1, std::iter::once(i));
+        values.extend_rows(&parts[pi].1, std::iter::once(i));
         k = last + 1;
     }
     Points { times, values }
@@ -842,13 +795,13 @@ fn apply(inner: &mut Inner, config: &StoreConfig, ev: &Event, check: bool) -> SR
                     // No nulls: whole slices.
                     None => {
                         s.mem.times.extend_from_slice(&t.times);
-                        extend_all(&mut s.mem.values, c);
+                        s.mem.values.extend_from(c);
                         t.rows()
                     }
                     Some(nulls) => {
                         let rows: Vec<usize> = (0..t.rows()).filter(|&r| !nulls[r]).collect();
                         s.mem.times.extend(rows.iter().map(|&r| t.times[r]));
-                        extend_rows(&mut s.mem.values, c, rows.iter().copied());
+                        s.mem.values.extend_rows(c, rows.iter().copied());
                         rows.len()
                     }
                 };
@@ -882,7 +835,7 @@ fn apply(inner: &mut Inner, config: &StoreConfig, ev: &Event, check: bool) -> SR
                 if keep.len() != s.mem.times.len() {
                     inner.mem_points -= s.mem.times.len() - keep.len();
                     s.mem.times = keep.iter().map(|&i| s.mem.times[i]).collect();
-                    s.mem.values = gather(&s.mem.values, &keep);
+                    s.mem.values = s.mem.values.gather(&keep);
                 }
                 if !s.chunks.is_empty() {
                     tombs.push(Tombstone {

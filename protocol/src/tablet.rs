@@ -93,6 +93,63 @@ impl Column {
         }
     }
 
+    /// The rows `idx` of this column, in that order.
+    pub fn gather(&self, idx: &[usize]) -> Column {
+        match self {
+            Column::Boolean(v) => Column::Boolean(idx.iter().map(|&i| v[i]).collect()),
+            Column::Int32(v) => Column::Int32(idx.iter().map(|&i| v[i]).collect()),
+            Column::Int64(v) => Column::Int64(idx.iter().map(|&i| v[i]).collect()),
+            Column::Float(v) => Column::Float(idx.iter().map(|&i| v[i]).collect()),
+            Column::Double(v) => Column::Double(idx.iter().map(|&i| v[i]).collect()),
+            Column::Text(v) => Column::Text(idx.iter().map(|&i| v[i].clone()).collect()),
+        }
+    }
+
+    /// Appends rows `rows` of `src`.
+    ///
+    /// # Panics
+    /// If the types differ.
+    pub fn extend_rows(&mut self, src: &Column, rows: impl Iterator<Item = usize>) {
+        match (self, src) {
+            (Column::Boolean(d), Column::Boolean(s)) => d.extend(rows.map(|i| s[i])),
+            (Column::Int32(d), Column::Int32(s)) => d.extend(rows.map(|i| s[i])),
+            (Column::Int64(d), Column::Int64(s)) => d.extend(rows.map(|i| s[i])),
+            (Column::Float(d), Column::Float(s)) => d.extend(rows.map(|i| s[i])),
+            (Column::Double(d), Column::Double(s)) => d.extend(rows.map(|i| s[i])),
+            (Column::Text(d), Column::Text(s)) => d.extend(rows.map(|i| s[i].clone())),
+            (d, s) => panic!("extend a {} column with {}", d.data_type(), s.data_type()),
+        }
+    }
+
+    /// Appends all of `src` (whole slices: the fast path of a column
+    /// without nulls).
+    ///
+    /// # Panics
+    /// If the types differ.
+    pub fn extend_from(&mut self, src: &Column) {
+        match (self, src) {
+            (Column::Boolean(d), Column::Boolean(s)) => d.extend_from_slice(s),
+            (Column::Int32(d), Column::Int32(s)) => d.extend_from_slice(s),
+            (Column::Int64(d), Column::Int64(s)) => d.extend_from_slice(s),
+            (Column::Float(d), Column::Float(s)) => d.extend_from_slice(s),
+            (Column::Double(d), Column::Double(s)) => d.extend_from_slice(s),
+            (Column::Text(d), Column::Text(s)) => d.extend_from_slice(s),
+            (d, s) => panic!("extend a {} column with {}", d.data_type(), s.data_type()),
+        }
+    }
+
+    /// Removes every row, keeping the capacity.
+    pub fn clear(&mut self) {
+        match self {
+            Column::Boolean(v) => v.clear(),
+            Column::Int32(v) => v.clear(),
+            Column::Int64(v) => v.clear(),
+            Column::Float(v) => v.clear(),
+            Column::Double(v) => v.clear(),
+            Column::Text(v) => v.clear(),
+        }
+    }
+
     /// Appends a value of the column's type.
     ///
     /// # Panics

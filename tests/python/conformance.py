@@ -4,10 +4,11 @@ one drops the -1 field id).
 
     python conformance.py receive WANT   # a pipeTransfer receiver; prints its
                                          # port, then a JSON summary after
-                                         # WANT data requests
+                                         # WANT tablets (type 3, or in type 6)
     python conformance.py send PORT      # sends pipeTransfer requests to a node
 """
 import json
+import re
 import socket
 import struct
 import sys
@@ -70,8 +71,10 @@ def receive(want):
                     ni, = struct.unpack(">i", req.body[4:8])
                     nt, = struct.unpack(">i", req.body[8:12])
                     entry["binaries"], entry["insert_nodes"], entry["tablets"] = nb, ni, nt
-                    entry["devices"] = [read_string(req.body, 12)[0]]
-                    data += 1
+                    # Tablets carry no length; their device strings name them.
+                    entry["devices"] = sorted(set(re.findall(rb"root\.c\.d[0-9]", req.body)))
+                    entry["devices"] = [d.decode() for d in entry["devices"]]
+                    data += nt
                 seen.append(entry)
                 result = IClientRPCService.pipeTransfer_result(
                     success=TPipeTransferResp(status=TSStatus(code=200)))

@@ -11,20 +11,7 @@ from iotdb.Session import Session
 from iotdb.utils.IoTDBConstants import TSDataType
 from iotdb.utils.Tablet import Tablet
 
-SEED = [
-    "SET STORAGE GROUP TO root.vehicle",
-    "CREATE TIMESERIES root.vehicle.d0.s0 WITH DATATYPE=INT32, ENCODING=RLE",
-    "CREATE TIMESERIES root.vehicle.d0.s1 WITH DATATYPE=TEXT, ENCODING=PLAIN",
-    "CREATE TIMESERIES root.vehicle.d1.s2 WITH DATATYPE=FLOAT, ENCODING=RLE",
-    "CREATE TIMESERIES root.vehicle.d1.s3 WITH DATATYPE=BOOLEAN, ENCODING=PLAIN",
-    "insert into root.vehicle.d0(timestamp,s0) values(now(),10)",
-    "insert into root.vehicle.d0(timestamp,s0,s1) values(now(),12,'12')",
-    "insert into root.vehicle.d0(timestamp,s1) values(now(),'14')",
-    "insert into root.vehicle.d1(timestamp,s2) values(now(),16.0)",
-    "insert into root.vehicle.d1(timestamp,s2,s3) values(now(),18.0,true)",
-    "insert into root.vehicle.d1(timestamp,s3) values(now(),false)",
-    "flush",
-]
+from interop import SEED  # the seed's verification script, written once
 
 mode, port = sys.argv[1], int(sys.argv[2])
 s = Session("127.0.0.1", port, "root", "root")
