@@ -134,8 +134,33 @@ impl Mem {
 struct Series {
     info: SeriesInfo,
     mem: Mem,
+    /// A memtable being written to chunk file `seq` in the background:
+    /// read as a chunk of that sequence until the file replaces it.
+    frozen: Option<Arc<Frozen>>,
     /// Chunks of this series in chunk files, oldest first.
     chunks: Vec<(Arc<ChunkFile>, usize)>,
+}
+
+/// A frozen memtable: sorted, one point per timestamp, immutable.
+#[derive(Debug)]
+struct Frozen {
+    seq: u64,
+    times: Vec<i64>,
+    values: Column,
+}
+
+/// One flush: the frozen memtables and the log offset they cover.
+struct FlushJob {
+    seq: u64,
+    applied: u64,
+    series: Vec<(String, Arc<Frozen>)>,
+}
+
+/// Whether a background flush runs, and the error of the last one.
+#[derive(Debug, Default)]
+struct FlushState {
+    running: bool,
+    error: Option<String>,
 }
 
 /// A deletion that applies to chunk files up to `upto_seq`.
@@ -197,7 +222,9 @@ pub struct Store {
     dir: PathBuf,
     log: Arc<wal::Log>,
     config: StoreConfig,
-    inner: RwLock<Inner>,
+    inner: Arc<RwLock<Inner>>,
+    /// The background flush: at most one at a time.
+    flush_state: Arc<(Mutex<FlushState>, std::sync::Condvar)>,
     /// Serialises validate → log append → apply, so the log order is the
     /// apply order.
     write_lock: Mutex<()>,
@@ -256,6 +283,7 @@ impl Store {
                         Series {
                             info,
                             mem,
+                            frozen: None,
                             chunks: Vec::new(),
                         },
                     );
@@ -298,7 +326,8 @@ impl Store {
             dir: dir.to_path_buf(),
             log,
             config,
-            inner: RwLock::new(inner),
+            inner: Arc::new(RwLock::new(inner)),
+            flush_state: Arc::default(),
             write_lock: Mutex::new(()),
         };
         store
@@ -320,10 +349,19 @@ impl Store {
                 let ev = Event::decode(rec.kind, rec.payload)
                     .map_err(|m| internal(format!("change log offset {}: {m}", rec.offset)))?;
                 if let Err(e) = apply(&mut inner, &self.config, &ev, true) {
-                    // It was validated before it was logged; a failure here
-                    // means the schema moved under it (a database dropped in
-                    // between). Skip it, as the original apply did.
-                    warn!(offset = rec.offset, cause = %e, "replayed event no longer applies");
+                    // Schema changes after the checkpoint's offset are in the
+                    // checkpoint's schema already (it is written after).
+                    let known = [
+                        status::DATABASE_ALREADY_EXISTS,
+                        status::TIMESERIES_ALREADY_EXIST,
+                    ]
+                    .contains(&e.code);
+                    if !known {
+                        // It was validated before it was logged; a failure
+                        // means the schema moved under it. Skip it, as the
+                        // original apply did.
+                        warn!(offset = rec.offset, cause = %e, "replayed event no longer applies");
+                    }
                 }
                 n += 1;
             }
@@ -357,6 +395,11 @@ impl Store {
 
     fn write_encoded(&self, ev: Event, payload: Option<&[u8]>) -> SResult<u64> {
         let _w = self.write_lock.lock().expect("write lock");
+        if let Some(e) = &self.flush_state.0.lock().expect("flush lock").error {
+            return Err(internal(format!(
+                "a background flush failed ({e}); restart the node, it replays the change log"
+            )));
+        }
         {
             let inner = self.inner.read().expect("store lock");
             validate(&inner, &self.config, &ev)?;
@@ -370,90 +413,107 @@ impl Store {
             }
         };
         let offset = self.log.append(kind, payload).map_err(internal)?;
-        let flush = {
+        let points = {
             let mut inner = self.inner.write().expect("store lock");
             apply(&mut inner, &self.config, &ev, false)?;
-            inner.mem_points >= self.config.flush_points
+            inner.mem_points
         };
-        if flush {
-            self.flush_locked()?;
+        if points >= self.config.flush_points {
+            self.flush_in_background(points >= 2 * self.config.flush_points)?;
         }
         Ok(offset)
     }
 
-    /// Writes every memtable to a new chunk file and checkpoints.
+    /// Freezes the memtables and writes them in a background thread, so
+    /// writers do not wait for the chunk file. If a flush already runs,
+    /// waits for it only when `pressed` (the memtables hold twice the
+    /// threshold): that bounds memory.
+    fn flush_in_background(&self, pressed: bool) -> SResult<()> {
+        let (lock, cv) = &*self.flush_state;
+        let mut st = lock.lock().expect("flush lock");
+        if st.running {
+            if !pressed {
+                return Ok(());
+            }
+            st = cv.wait_while(st, |s| s.running).expect("flush lock");
+        }
+        let job = self.freeze();
+        st.running = true;
+        drop(st);
+        let (dir, log, inner, state) = (
+            self.dir.clone(),
+            self.log.clone(),
+            self.inner.clone(),
+            self.flush_state.clone(),
+        );
+        std::thread::Builder::new()
+            .name("store-flush".into())
+            .spawn(move || {
+                let r = run_flush(&dir, &log, &inner, job);
+                let (lock, cv) = &*state;
+                let mut st = lock.lock().expect("flush lock");
+                st.running = false;
+                if let Err(e) = r {
+                    tracing::error!(cause = %e, "background flush failed; writes are refused until a restart");
+                    st.error = Some(e.to_string());
+                }
+                cv.notify_all();
+            })
+            .map_err(|e| internal(format!("cannot start the flush thread: {e}")))?;
+        Ok(())
+    }
+
+    /// Moves every non-empty memtable into a frozen one for the next flush.
+    /// Called with the write lock held, so the log end is what they cover.
+    fn freeze(&self) -> FlushJob {
+        let applied = self.log.end_offset();
+        let mut inner = self.inner.write().expect("store lock");
+        let seq = inner.next_seq;
+        let mut series = Vec::new();
+        for (path, s) in inner.series.iter_mut() {
+            if s.mem.times.is_empty() {
+                continue;
+            }
+            s.mem.normalize();
+            let n = s.mem.times.len();
+            let t = s.info.data_type;
+            let f = Arc::new(Frozen {
+                seq,
+                times: std::mem::replace(&mut s.mem.times, Vec::with_capacity(n)),
+                values: std::mem::replace(&mut s.mem.values, Column::with_capacity(t, n)),
+            });
+            s.frozen = Some(f.clone());
+            series.push((path.clone(), f));
+        }
+        if !series.is_empty() {
+            inner.next_seq += 1;
+        }
+        inner.mem_points = 0;
+        FlushJob {
+            seq,
+            applied,
+            series,
+        }
+    }
+
+    /// Writes every memtable to a new chunk file and checkpoints, after any
+    /// background flush.
     ///
     /// # Errors
     /// I/O errors.
     pub fn flush(&self) -> SResult<()> {
         let _w = self.write_lock.lock().expect("write lock");
-        self.flush_locked()
-    }
-
-    fn flush_locked(&self) -> SResult<()> {
-        // Every event below `applied` is in the memtables (the write lock
-        // keeps appends out).
-        let applied = self.log.end_offset();
-        let mut inner = self.inner.write().expect("store lock");
-        let seq = inner.next_seq;
-        for s in inner.series.values_mut() {
-            s.mem.normalize();
+        let (lock, cv) = &*self.flush_state;
+        let st = lock.lock().expect("flush lock");
+        let st = cv.wait_while(st, |s| s.running).expect("flush lock");
+        if let Some(e) = &st.error {
+            return Err(internal(format!(
+                "a background flush failed ({e}); restart the node"
+            )));
         }
-        let (flushed, written) = {
-            let data: Vec<(&str, &[i64], &Column)> = inner
-                .series
-                .iter()
-                .filter(|(_, s)| !s.mem.times.is_empty())
-                .map(|(p, s)| (p.as_str(), &s.mem.times[..], &s.mem.values))
-                .collect();
-            let path = if data.is_empty() {
-                None
-            } else {
-                Some(chunkfile::write(&self.dir, seq, &data).map_err(internal)?)
-            };
-            (data.len(), path)
-        };
-        if let Some(path) = written {
-            let f = ChunkFile::open(&path, seq).map_err(internal)?;
-            for (i, c) in f.chunks.iter().enumerate() {
-                if let Some(s) = inner.series.get_mut(&c.path) {
-                    s.chunks.push((f.clone(), i));
-                    // Keep the capacity: the next memtable fills without
-                    // regrowing (and faulting in) its vectors.
-                    s.mem.times.clear();
-                    s.mem.values.clear();
-                }
-            }
-            inner.files.push(f);
-            inner.next_seq += 1;
-        }
-        inner.mem_points = 0;
-        let ck = Checkpoint {
-            applied_offset: applied,
-            next_seq: inner.next_seq,
-            files: inner.files.iter().map(|f| f.seq).collect(),
-            databases: inner.databases.iter().cloned().collect(),
-            series: inner
-                .series
-                .iter()
-                .map(|(p, s)| (p.clone(), s.info.clone()))
-                .collect(),
-            tombstones: inner.tombstones.clone(),
-        };
-        drop(inner);
-        write_atomic(&self.dir.join("checkpoint"), &encode_checkpoint(&ck)).map_err(internal)?;
-        self.log.commit(STORE_CONSUMER, applied).map_err(internal)?;
-        if flushed == 0 {
-            info!(applied_offset = applied, "checkpointed (memtables empty)");
-        } else {
-            info!(
-                seq,
-                series = flushed,
-                applied_offset = applied,
-                "flushed memtables"
-            );
-        }
-        Ok(())
+        drop(st);
+        let job = self.freeze();
+        run_flush(&self.dir, &self.log, &self.inner, job)
     }
 
     /// Databases, sorted.
@@ -518,6 +578,69 @@ impl Store {
     }
 }
 
+/// Writes a flush job's chunk file, swaps it in for the frozen memtables,
+/// checkpoints and commits the store's log offset.
+fn run_flush(
+    dir: &FsPath,
+    log: &wal::Log,
+    inner_lock: &RwLock<Inner>,
+    job: FlushJob,
+) -> SResult<()> {
+    let FlushJob {
+        seq,
+        applied,
+        series,
+    } = job;
+    if !series.is_empty() {
+        let data: Vec<(&str, &[i64], &Column)> = series
+            .iter()
+            .map(|(p, f)| (p.as_str(), &f.times[..], &f.values))
+            .collect();
+        let path = chunkfile::write(dir, seq, &data).map_err(internal)?;
+        let file = ChunkFile::open(&path, seq).map_err(internal)?;
+        let mut inner = inner_lock.write().expect("store lock");
+        for (i, c) in file.chunks.iter().enumerate() {
+            if let Some(s) = inner.series.get_mut(&c.path) {
+                // A series dropped and re-created meanwhile holds no frozen
+                // memtable of this flush; the drop's tombstone hides the rest.
+                if s.frozen.as_ref().is_some_and(|f| f.seq == seq) {
+                    s.chunks.push((file.clone(), i));
+                    s.frozen = None;
+                }
+            }
+        }
+        inner.files.push(file);
+    }
+    let ck = {
+        let inner = inner_lock.read().expect("store lock");
+        Checkpoint {
+            applied_offset: applied,
+            next_seq: inner.next_seq,
+            files: inner.files.iter().map(|f| f.seq).collect(),
+            databases: inner.databases.iter().cloned().collect(),
+            series: inner
+                .series
+                .iter()
+                .map(|(p, s)| (p.clone(), s.info.clone()))
+                .collect(),
+            tombstones: inner.tombstones.clone(),
+        }
+    };
+    write_atomic(&dir.join("checkpoint"), &encode_checkpoint(&ck)).map_err(internal)?;
+    log.commit(STORE_CONSUMER, applied).map_err(internal)?;
+    if series.is_empty() {
+        info!(applied_offset = applied, "checkpointed (memtables empty)");
+    } else {
+        info!(
+            seq,
+            series = series.len(),
+            applied_offset = applied,
+            "flushed memtables"
+        );
+    }
+    Ok(())
+}
+
 /// The database of `path`: the one of the databases that prefixes it.
 fn db_of(inner: &Inner, path: &str) -> Option<String> {
     inner
@@ -561,6 +684,24 @@ fn read_series(inner: &Inner, path: &str, s: &Series, lo: i64, hi: i64) -> Point
             vals = vals.gather(&keep);
         }
         parts.push((times, vals));
+    }
+    if let Some(f) = &s.frozen {
+        let first = f.times.partition_point(|&x| x < lo);
+        let end = f.times.partition_point(|&x| x <= hi).max(first);
+        let dead: Vec<&&Tombstone> = tombs.iter().filter(|x| x.upto_seq >= f.seq).collect();
+        let keep: Vec<usize> = (first..end)
+            .filter(|&k| {
+                !dead
+                    .iter()
+                    .any(|d| d.min <= f.times[k] && f.times[k] <= d.max)
+            })
+            .collect();
+        if !keep.is_empty() {
+            parts.push((
+                keep.iter().map(|&k| f.times[k]).collect(),
+                f.values.gather(&keep),
+            ));
+        }
     }
     let m = &s.mem;
     let first = m.times.partition_point(|&x| x < lo);
@@ -784,6 +925,7 @@ fn apply(inner: &mut Inner, config: &StoreConfig, ev: &Event, check: bool) -> SR
                         Series {
                             mem: Mem::new(info.data_type),
                             info,
+                            frozen: None,
                             chunks: Vec::new(),
                         },
                     );
@@ -837,7 +979,7 @@ fn apply(inner: &mut Inner, config: &StoreConfig, ev: &Event, check: bool) -> SR
                     s.mem.times = keep.iter().map(|&i| s.mem.times[i]).collect();
                     s.mem.values = s.mem.values.gather(&keep);
                 }
-                if !s.chunks.is_empty() {
+                if !s.chunks.is_empty() || s.frozen.is_some() {
                     tombs.push(Tombstone {
                         path: path.clone(),
                         min: *min,
@@ -870,7 +1012,7 @@ fn apply(inner: &mut Inner, config: &StoreConfig, ev: &Event, check: bool) -> SR
                     for k in gone {
                         if let Some(s) = inner.series.remove(&k) {
                             inner.mem_points -= s.mem.times.len();
-                            if !s.chunks.is_empty() {
+                            if !s.chunks.is_empty() || s.frozen.is_some() {
                                 inner.tombstones.push(Tombstone {
                                     path: k,
                                     min: i64::MIN,
@@ -900,6 +1042,7 @@ fn apply(inner: &mut Inner, config: &StoreConfig, ev: &Event, check: bool) -> SR
                         Series {
                             mem: Mem::new(*data_type),
                             info,
+                            frozen: None,
                             chunks: Vec::new(),
                         },
                     );
@@ -1150,6 +1293,56 @@ mod tests {
         let p = s.read("root.sg.d.x", 0, 10).unwrap();
         assert_eq!(p.times, vec![1, 2, 3]);
         assert_eq!(p.values, Column::Double(vec![1.0, 20.0, 33.0]));
+    }
+
+    #[test]
+    fn background_flushes_keep_every_point_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(
+            wal::Log::open(
+                dir.path().join("wal"),
+                Config {
+                    fsync: FsyncPolicy::Never,
+                    ..Config::default()
+                },
+            )
+            .unwrap(),
+        );
+        let cfg = StoreConfig {
+            flush_points: 100,
+            ..StoreConfig::default()
+        };
+        let s = Store::open(&dir.path().join("store"), log.clone(), cfg.clone()).unwrap();
+        // 50 tablets of 30 points: flushes start in the background while
+        // writes and reads go on; a delete lands in the middle.
+        for i in 0..50i64 {
+            s.write(tablet(
+                "root.sg.d",
+                "x",
+                (i * 30..i * 30 + 30).collect(),
+                (0..30).map(|k| (i * 30 + k) as f64).collect(),
+            ))
+            .unwrap();
+            if i == 25 {
+                s.write(Event::Delete {
+                    patterns: vec!["root.sg.d.x".into()],
+                    min: 100,
+                    max: 199,
+                })
+                .unwrap();
+            }
+            let p = s.read("root.sg.d.x", i64::MIN, i64::MAX).unwrap();
+            let want: Vec<i64> = (0..(i + 1) * 30)
+                .filter(|t| i < 25 || !(100..=199).contains(t))
+                .collect();
+            assert_eq!(p.times, want, "after tablet {i}");
+        }
+        s.flush().unwrap();
+        drop(s);
+        let s = Store::open(&dir.path().join("store"), log, cfg).unwrap();
+        let p = s.read("root.sg.d.x", i64::MIN, i64::MAX).unwrap();
+        assert_eq!(p.times.len(), 1500 - 100);
+        assert_eq!(p.values.get(200), protocol::types::Value::Double(300.0));
     }
 
     #[test]
