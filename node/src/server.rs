@@ -105,7 +105,6 @@ async fn serve(
                     break;
                 }
             }
-            Handled::Nothing => {}
             Handled::Close(reason) => {
                 warn!(%peer, reason, "closing connection");
                 break;

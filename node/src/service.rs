@@ -89,8 +89,6 @@ impl std::fmt::Debug for Connection {
 pub enum Handled {
     /// Send this frame back.
     Reply(Vec<u8>),
-    /// A one-way call: nothing to send.
-    Nothing,
     /// The frame is not thrift: close the connection, logging the reason.
     Close(String),
 }
