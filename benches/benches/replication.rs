@@ -275,6 +275,9 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100_000_000);
+    // EDGEPIPE_BENCH_ONLY=backfill|lag|rss runs one part.
+    let only = std::env::var("EDGEPIPE_BENCH_ONLY").unwrap_or_default();
+    let run = |part: &str| only.is_empty() || only == part;
     println!("| measurement | figure | target |");
     println!("|---|---|---|");
     for (fsync, name, target) in [
@@ -285,6 +288,9 @@ fn main() {
         ),
         ("DISABLE", "fsync off", "≥ 27 M points/s"),
     ] {
+        if !run("backfill") {
+            break;
+        }
         let (pps, bps) = backfill(points, fsync);
         println!("| backfill {}M points edge → cloud, {name} | {:.2} M points/s ({:.0} MB/s of edge log) | {target} |", points / 1_000_000, pps / 1e6, bps / 1e6);
     }
@@ -292,12 +298,18 @@ fn main() {
         ("ASYNC", "default fsync (10 ms group commit)", "p99 ≤ 15 ms"),
         ("DISABLE", "fsync off", "p99 ≤ 3 ms"),
     ] {
+        if !run("lag") {
+            break;
+        }
         let (p50, p99, n) = realtime_lag(fsync, 10);
         println!(
             "| realtime lag at 1 M points/s (10,000-point tablets every 10 ms), {name}, {n} tablets | p50 {:.1} ms, p99 {:.1} ms | {target} |",
             p50.as_secs_f64() * 1e3,
             p99.as_secs_f64() * 1e3
         );
+    }
+    if !run("rss") {
+        return;
     }
     let (idle, peak, backlog, rate) = outage_rss(30);
     println!(
