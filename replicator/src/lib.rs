@@ -7,8 +7,10 @@
 //! events, and ships them; the offset advances only after the receiver
 //! acknowledged everything before it. After a crash, restart or network
 //! fault the pipe resumes from its committed offset: delivery is
-//! at-least-once, and at most one batch (up to `connector.batch.size-bytes`
-//! of tablets) is sent twice per fault.
+//! at-least-once. Offsets are committed at most every 100 ms (each commit
+//! fsyncs), so a fault sends again at most the batch in flight (up to
+//! `connector.batch.size-bytes` of tablets) plus what was acknowledged in
+//! the last 100 ms.
 //!
 //! - History is what arrived before the pipe was created (log offsets below
 //!   the log end at `CREATE PIPE`); realtime is the rest. Reading the log in
@@ -521,6 +523,9 @@ impl Shared {
                     stats: e.stats.clone(),
                     connector: conn,
                     generation,
+                    pending: Default::default(),
+                    committed: Default::default(),
+                    last_commit: std::sync::Mutex::new(std::time::Instant::now()),
                 };
                 self.handle.spawn(job.run(stop_rx))
             }

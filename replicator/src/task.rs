@@ -17,7 +17,20 @@ pub(crate) struct PipeTask {
     pub stats: Arc<Stats>,
     pub connector: Arc<tokio::sync::Mutex<Connector>>,
     pub generation: u64,
+    /// Acknowledged up to here (perhaps not yet committed).
+    pub pending: std::sync::atomic::AtomicU64,
+    /// Durably committed up to here.
+    pub committed: std::sync::atomic::AtomicU64,
+    /// When the last commit happened.
+    pub last_commit: std::sync::Mutex<std::time::Instant>,
 }
+
+/// Longest time an acknowledged batch waits for its offset commit. Each
+/// commit fsyncs the ledger, and with fsync off on the log an fsync drags
+/// the log's dirty pages along and stalls the pipe, so commits are spaced.
+/// A crash replays at most this much acknowledged data (plus the batch in
+/// flight).
+pub(crate) const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Capped exponential backoff with ±25 % jitter for retry `attempt` (1-based).
 fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
@@ -37,7 +50,12 @@ enum Stop {
 impl PipeTask {
     #[instrument(skip_all, fields(pipe = %self.meta.id))]
     pub(crate) async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        match self.pump(&mut stop).await {
+        let end = self.pump(&mut stop).await;
+        // What was acknowledged stays acknowledged.
+        if let Err(m) = self.commit_pending().await {
+            warn!(cause = %m, "could not commit the acknowledged offset; it will be sent again");
+        }
+        match end {
             Stop::Requested => debug!("pipe task stopped"),
             Stop::Failed(m) => self.shared.fail(&self.meta.id, self.generation, m),
         }
@@ -59,6 +77,8 @@ impl PipeTask {
         let batch_bytes = self.connector.lock().await.spec().batch_bytes();
         let consumer = consumer_name(&self.meta.id);
         let mut offset = log.committed(&consumer).unwrap_or(self.meta.history_end);
+        self.pending.store(offset, Ordering::Relaxed);
+        self.committed.store(offset, Ordering::Relaxed);
         if !ext.history {
             offset = offset.max(self.meta.history_end);
         }
@@ -81,9 +101,28 @@ impl PipeTask {
                 let _ = stop.wait_for(|s| *s).await;
                 return Stop::Requested;
             }
-            let first = tokio::select! {
-                b = reader.next() => b,
-                _ = stop.wait_for(|s| *s) => return Stop::Requested,
+            let commit_due = *self.last_commit.lock().expect("commit clock") + COMMIT_INTERVAL;
+            let uncommitted =
+                self.pending.load(Ordering::Relaxed) > self.committed.load(Ordering::Relaxed);
+            enum Woke {
+                Batch(wal::Result<wal::RecordBatch>),
+                CommitDue,
+                Stop,
+            }
+            let woke = tokio::select! {
+                b = reader.next() => Woke::Batch(b),
+                _ = tokio::time::sleep_until(commit_due.into()), if uncommitted => Woke::CommitDue,
+                _ = stop.wait_for(|s| *s) => Woke::Stop,
+            };
+            let first = match woke {
+                Woke::Batch(b) => b,
+                Woke::CommitDue => {
+                    if let Err(m) = self.commit_pending().await {
+                        return Stop::Failed(m);
+                    }
+                    continue;
+                }
+                Woke::Stop => return Stop::Requested,
             };
             let mut batches = match first {
                 Ok(b) => vec![b],
@@ -137,7 +176,7 @@ impl PipeTask {
                         if let Some(stopped) = self.send(&mut events, stop).await {
                             return stopped;
                         }
-                        if let Err(m) = self.commit(next).await {
+                        if let Err(m) = self.note(next).await {
                             return Stop::Failed(m);
                         }
                         size = 0;
@@ -148,7 +187,7 @@ impl PipeTask {
                 return stopped;
             }
             if next > offset {
-                if let Err(m) = self.commit(next).await {
+                if let Err(m) = self.note(next).await {
                     return Stop::Failed(m);
                 }
             }
@@ -197,6 +236,29 @@ impl PipeTask {
                 }
             }
         }
+    }
+
+    /// Records that everything below `offset` was acknowledged; commits it
+    /// durably when the last commit is `COMMIT_INTERVAL` old (a timer in
+    /// the read loop commits the rest).
+    async fn note(&self, offset: u64) -> Result<(), String> {
+        self.pending.store(offset, Ordering::Relaxed);
+        if self.last_commit.lock().expect("commit clock").elapsed() >= COMMIT_INTERVAL {
+            self.commit_pending().await
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn commit_pending(&self) -> Result<(), String> {
+        let offset = self.pending.load(Ordering::Relaxed);
+        if offset <= self.committed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.commit(offset).await?;
+        self.committed.store(offset, Ordering::Relaxed);
+        *self.last_commit.lock().expect("commit clock") = std::time::Instant::now();
+        Ok(())
     }
 
     /// Durably records that everything below `offset` was acknowledged.
