@@ -433,11 +433,7 @@ impl Executor {
                 let rows = s
                     .databases()
                     .into_iter()
-                    .filter(|d| {
-                        pat.matches(&d.split('.').collect::<Vec<_>>())
-                            || pat.could_match_under(&d.split('.').collect::<Vec<_>>())
-                                && p.is_none()
-                    })
+                    .filter(|d| pat.matches(&d.split('.').collect::<Vec<_>>()))
                     .map(|d| vec![d])
                     .collect();
                 Ok(Outcome::Rows(ResultSet::text(&["Database"], rows)))
@@ -529,15 +525,14 @@ impl Executor {
                 }))
             }
             Statement::ShowDevices(p) => {
-                let mut devices: Vec<(String, bool)> = Vec::new();
+                // Series come sorted by path; a device is the path less its
+                // last node (aligned is a device-wide property).
+                let mut devices: std::collections::BTreeMap<String, bool> = Default::default();
                 for (path, info) in
                     s.series_matching(&[Path(vec![Node::Name("root".into()), Node::Many])])
                 {
                     let d = path[..path.rfind('.').expect("series path")].to_string();
-                    if devices.last().map(|x| &x.0) != Some(&d) && !devices.iter().any(|x| x.0 == d)
-                    {
-                        devices.push((d, info.aligned));
-                    }
+                    devices.entry(d).or_insert(info.aligned);
                 }
                 let pat = database_pattern(&p);
                 let rows = devices
@@ -864,6 +859,21 @@ mod tests {
         assert_eq!(r.value(0, 4), Some(Value::Text(b"RLE".to_vec())));
         let r = rows(e.execute(&ctx, "show databases").unwrap());
         assert_eq!(r.value(0, 0), Some(Value::Text(b"root.vehicle".to_vec())));
+        assert_eq!(
+            rows(e.execute(&ctx, "show databases root.vehicle").unwrap()).rows(),
+            1
+        );
+        assert_eq!(
+            rows(e.execute(&ctx, "show databases root.other.**").unwrap()).rows(),
+            0
+        );
+        let r = rows(e.execute(&ctx, "show devices").unwrap());
+        assert_eq!(r.rows(), 2);
+        assert_eq!(
+            r.value(1, 0),
+            Some(Value::Text(b"root.vehicle.d1".to_vec()))
+        );
+        assert_eq!(r.value(1, 1), Some(Value::Text(b"false".to_vec())));
         e.execute(&ctx, "delete from root.vehicle.d0.s0 where time <= 1")
             .unwrap();
         let r = rows(e.execute(&ctx, "select s0 from root.vehicle.d0").unwrap());

@@ -49,23 +49,6 @@ impl Path {
         }
         m(&self.0, nodes)
     }
-
-    /// Whether some path with the plain prefix `nodes` could match this
-    /// pattern (used to match databases and devices under a pattern).
-    pub fn could_match_under(&self, nodes: &[&str]) -> bool {
-        fn m(p: &[Node], n: &[&str]) -> bool {
-            if n.is_empty() {
-                return true;
-            }
-            match p.split_first() {
-                None => false,
-                Some((Node::Name(x), rest)) => name_eq(n[0], x) && m(rest, &n[1..]),
-                Some((Node::One, rest)) => m(rest, &n[1..]),
-                Some((Node::Many, _)) => true,
-            }
-        }
-        m(&self.0, nodes)
-    }
 }
 
 /// Whether a stored node (`` `1` `` keeps its backquotes) is the name `x`.
@@ -1518,8 +1501,5 @@ mod tests {
                 && p.matches(&["root", "a", "s0"])
                 && !p.matches(&["root", "s0"])
         );
-        assert!(path("root.vehicle.**").could_match_under(&["root", "vehicle"]));
-        assert!(path("root.*.d0").could_match_under(&["root", "x"]));
-        assert!(!path("root.a.**").could_match_under(&["root", "b"]));
     }
 }

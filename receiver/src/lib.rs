@@ -103,13 +103,19 @@ pub fn handle(
             ),
             Err(e) => (resp(status::PIPE_ERROR, Some(format!("handshake body does not decode: {e}"))), None),
         },
-        pipe::TRANSFER_TABLET_RAW => match Tablet::deserialize_v12(&body) {
-            Ok(tablet) => {
-                // A body without the aligned byte is re-encoded with it.
-                let bytes = if Tablet::deserialize_v12_prefix(&body).is_ok_and(|(_, n)| n == body.len()) { body } else { tablet.serialize_v12() };
-                applied(apply, vec![(tablet, &bytes[..])])
-            }
-            Err(e) => (resp(status::PIPE_ERROR, Some(format!("TRANSFER_TABLET_RAW body does not decode: {e}"))), None),
+        pipe::TRANSFER_TABLET_RAW => match Tablet::deserialize_v12_prefix(&body) {
+            // The usual body: the tablet and its aligned byte, decoded once
+            // and logged as received.
+            Ok((tablet, n)) if n == body.len() => applied(apply, vec![(tablet, &body[..])]),
+            // Without the aligned byte (or with other trouble): decode
+            // leniently, and log the tablet re-encoded with the byte.
+            _ => match Tablet::deserialize_v12(&body) {
+                Ok(tablet) => {
+                    let bytes = tablet.serialize_v12();
+                    applied(apply, vec![(tablet, &bytes[..])])
+                }
+                Err(e) => (resp(status::PIPE_ERROR, Some(format!("TRANSFER_TABLET_RAW body does not decode: {e}"))), None),
+            },
         },
         pipe::TRANSFER_TABLET_BATCH => match pipe::read_batch(&body) {
             Ok(Batch { binaries, insert_nodes, tablets }) if binaries == 0 && insert_nodes == 0 => {
@@ -219,6 +225,12 @@ mod tests {
             &sink,
         );
         assert_eq!((r.status.code, off), (200, Some(1)));
+        // A body without the trailing aligned byte is accepted too.
+        let mut short = tablet("root.a.g").serialize_v12();
+        short.pop();
+        let (r, _) = handle(req(3, short), &mut st, "ms", &sink);
+        assert_eq!(r.status.code, 200);
+        sink.0.lock().unwrap().pop();
         let bytes = [
             tablet("root.a.e").serialize_v12(),
             tablet("root.a.f").serialize_v12(),
