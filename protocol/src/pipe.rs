@@ -102,20 +102,22 @@ pub fn read_handshake(body: &[u8]) -> Result<String, String> {
     String::from_utf8(body[4..].to_vec()).map_err(|_| "handshake precision is not UTF-8".into())
 }
 
+/// The start of a type-6 body holding `tablets` tablets and nothing else:
+/// the counts of WAL entries (0) and InsertNodes (0), then of tablets. The
+/// tablets follow it, each in `Tablet.serialize()` + aligned-byte form.
+pub fn batch_head(tablets: usize) -> [u8; 12] {
+    let mut h = [0u8; 12];
+    h[8..].copy_from_slice(&(tablets as i32).to_be_bytes());
+    h
+}
+
 /// A type-6 body holding only tablets, each already in `Tablet.serialize()`
 /// + aligned-byte form (what the change log stores).
-pub fn batch_body<'a>(tablets: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
-    let mut b = Vec::new();
-    b.extend_from_slice(&0i32.to_be_bytes());
-    b.extend_from_slice(&0i32.to_be_bytes());
-    let at = b.len();
-    b.extend_from_slice(&0i32.to_be_bytes());
-    let mut n = 0i32;
+pub fn batch_body<'a>(tablets: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut b = batch_head(tablets.len()).to_vec();
     for t in tablets {
         b.extend_from_slice(t);
-        n += 1;
     }
-    b[at..at + 4].copy_from_slice(&n.to_be_bytes());
     b
 }
 

@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use protocol::event::{Event, KIND_DELETE, KIND_TABLET};
 use protocol::message::read_reply;
 use protocol::pipe;
@@ -21,8 +23,9 @@ use tracing::{debug, info};
 #[derive(Debug, Clone, PartialEq)]
 pub enum PipeEvent {
     /// Rows, as a serialized tablet (`Tablet.serialize()` + aligned byte):
-    /// exactly a `pipeTransfer` type-3 body.
-    Tablet(Vec<u8>),
+    /// exactly a `pipeTransfer` type-3 body. Usually a handle on the bytes
+    /// read from the change log, not a copy.
+    Tablet(Bytes),
     /// A deletion from the source's log.
     Delete {
         /// Path patterns.
@@ -213,27 +216,29 @@ impl Extractor {
     pub fn extract(
         &self,
         kind: u8,
-        payload: &[u8],
+        payload: Bytes,
         is_history: bool,
     ) -> Result<Option<PipeEvent>, String> {
         match kind {
             KIND_TABLET => {
                 let bounded = is_history && (self.start != i64::MIN || self.end != i64::MAX);
-                let device = device_of(payload)?;
-                let whole = self.pattern == "root" || device.starts_with(&self.pattern);
+                let whole = self.pattern == "root" || {
+                    let device = device_of(&payload)?;
+                    if !device.starts_with(&self.pattern) && !self.pattern.starts_with(&device) {
+                        return Ok(None);
+                    }
+                    device.starts_with(&self.pattern)
+                };
                 if whole && !bounded {
                     // The fast path: ship the stored bytes as they are.
-                    return Ok(Some(PipeEvent::Tablet(payload.to_vec())));
+                    return Ok(Some(PipeEvent::Tablet(payload)));
                 }
-                if !whole && !self.pattern.starts_with(&device) {
-                    return Ok(None);
-                }
-                let t = Tablet::deserialize_v12(payload)?;
+                let t = Tablet::deserialize_v12(&payload)?;
                 Ok(self
                     .filter(t, bounded)
-                    .map(|t| PipeEvent::Tablet(t.serialize_v12())))
+                    .map(|t| PipeEvent::Tablet(t.serialize_v12().into())))
             }
-            KIND_DELETE => match Event::decode(kind, payload)? {
+            KIND_DELETE => match Event::decode(kind, &payload)? {
                 Event::Delete { patterns, min, max } => {
                     let keep = self.pattern == "root"
                         || patterns.iter().any(|p| {
@@ -502,23 +507,25 @@ impl Connector {
         if tablets.is_empty() || matches!(self.spec, ConnectorSpec::DoNothing) {
             return Ok(());
         }
-        let (kind, batch);
-        let body: &[u8] = if tablets.len() == 1 {
-            kind = pipe::TRANSFER_TABLET_RAW;
-            tablets[0]
+        // The body goes out in parts, straight from the events' buffers.
+        let head;
+        let (kind, parts): (i16, Vec<&[u8]>) = if tablets.len() == 1 {
+            (pipe::TRANSFER_TABLET_RAW, tablets)
         } else {
-            kind = pipe::TRANSFER_TABLET_BATCH;
-            batch = pipe::batch_body(tablets.into_iter());
-            &batch
+            head = pipe::batch_head(tablets.len());
+            let mut parts = Vec::with_capacity(tablets.len() + 1);
+            parts.push(&head[..]);
+            parts.extend(tablets);
+            (pipe::TRANSFER_TABLET_BATCH, parts)
         };
-        let r = self.call(kind, body).await;
+        let r = self.call(kind, &parts).await;
         if r.is_err() {
             self.conn = None;
         }
         r
     }
 
-    async fn call(&mut self, kind: i16, body: &[u8]) -> Result<(), TransferError> {
+    async fn call(&mut self, kind: i16, body: &[&[u8]]) -> Result<(), TransferError> {
         if self.conn.is_none() {
             self.connect().await?;
         }
@@ -550,7 +557,7 @@ impl Connector {
                     let _ = s.set_nodelay(true);
                     self.conn = Some(s);
                     let hs = pipe::handshake_body(&self.precision);
-                    match self.rpc(pipe::HANDSHAKE, &hs).await {
+                    match self.rpc(pipe::HANDSHAKE, &[&hs]).await {
                         Ok(r) if r.status.code == 200 => {
                             self.next_url = i;
                             info!(target_addr = %addr, "pipe connector connected");
@@ -579,16 +586,19 @@ impl Connector {
         )))
     }
 
-    /// One `pipeTransfer` call: the frame is written around the body, not
-    /// copied with it.
-    async fn rpc(&mut self, kind: i16, body: &[u8]) -> Result<TPipeTransferResp, TransferError> {
+    /// One `pipeTransfer` call: the frame is written around the body's
+    /// parts, not copied with them.
+    async fn rpc(&mut self, kind: i16, body: &[&[u8]]) -> Result<TPipeTransferResp, TransferError> {
         self.seq = self.seq.wrapping_add(1);
-        let head = pipe::call_head(self.seq, kind, body.len());
+        let len = body.iter().map(|p| p.len()).sum();
+        let head = pipe::call_head(self.seq, kind, len);
         let timeout = self.timeout;
         let s = self.conn.as_mut().expect("connected");
         let io = async {
             s.write_all(&head).await?;
-            s.write_all(body).await?;
+            for part in body {
+                s.write_all(part).await?;
+            }
             s.write_all(&pipe::TAIL).await?;
             let mut len = [0u8; 4];
             s.read_exact(&mut len).await?;
@@ -609,7 +619,7 @@ impl Connector {
                 )))
             }
         };
-        debug!(bytes = body.len(), "pipeTransfer answered");
+        debug!(bytes = len, "pipeTransfer answered");
         read_reply::<TPipeTransferResp>(&buf)
             .map_err(|e| TransferError(format!("reply does not decode: {e}")))
     }

@@ -27,13 +27,15 @@ pub struct Record<'a> {
     pub payload: &'a [u8],
 }
 
-/// The records of one batch from `first_offset` on, copied out of the log.
+/// The records of one batch from `first_offset` on, copied out of the log
+/// once (after the CRC check) into a shared buffer: payloads can be handed
+/// on without another copy ([`RecordBatch::share`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordBatch {
     base_offset: u64,
     first_offset: u64,
     arrival_us: i64,
-    bytes: Vec<u8>,
+    bytes: bytes::Bytes,
 }
 
 impl RecordBatch {
@@ -65,6 +67,16 @@ impl RecordBatch {
     /// The batch's size in the log, header included.
     pub fn size_bytes(&self) -> usize {
         self.bytes.len()
+    }
+
+    /// A record's payload (from [`RecordBatch::iter`] on this batch) as a
+    /// handle on this batch's buffer: no copy, and the buffer lives as long
+    /// as any handle does.
+    ///
+    /// # Panics
+    /// If `payload` does not lie inside this batch.
+    pub fn share(&self, payload: &[u8]) -> bytes::Bytes {
+        self.bytes.slice_ref(payload)
     }
 
     /// The records, in offset order.
@@ -182,7 +194,7 @@ impl Reader {
                 base_offset: h.base_offset,
                 first_offset: self.next,
                 arrival_us: h.arrival_us,
-                bytes: bytes[..h.length as usize].to_vec(),
+                bytes: bytes::Bytes::copy_from_slice(&bytes[..h.length as usize]),
             };
             self.next = h.next_offset();
             self.at = Some((seg, pos + u64::from(h.length)));
