@@ -526,6 +526,8 @@ impl Shared {
                     pending: Default::default(),
                     committed: Default::default(),
                     last_commit: std::sync::Mutex::new(std::time::Instant::now()),
+                    noted: tokio::sync::Notify::new(),
+                    commit_gate: Arc::default(),
                 };
                 self.handle.spawn(job.run(stop_rx))
             }

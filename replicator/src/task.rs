@@ -23,13 +23,19 @@ pub(crate) struct PipeTask {
     pub committed: std::sync::atomic::AtomicU64,
     /// When the last commit happened.
     pub last_commit: std::sync::Mutex<std::time::Instant>,
+    /// Signalled when `pending` moves past `committed`.
+    pub noted: tokio::sync::Notify,
+    /// The highest offset written to the ledger; held while writing, so a
+    /// commit abandoned mid-write (the task stopping) and the final commit
+    /// cannot reorder and move the offset back.
+    pub commit_gate: Arc<std::sync::Mutex<u64>>,
 }
 
 /// Longest time an acknowledged batch waits for its offset commit. Each
-/// commit fsyncs the ledger, and with fsync off on the log an fsync drags
-/// the log's dirty pages along and stalls the pipe, so commits are spaced.
-/// A crash replays at most this much acknowledged data (plus the batch in
-/// flight).
+/// commit fsyncs the ledger, which can take tens of milliseconds while the
+/// file system commits other files' data, so commits are spaced and run
+/// beside the transfers, never in their way. A crash replays at most this
+/// much acknowledged data (plus the batch in flight).
 pub(crate) const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Capped exponential backoff with ±25 % jitter for retry `attempt` (1-based).
@@ -47,6 +53,14 @@ enum Stop {
     Failed(String),
 }
 
+/// A batch ready to send: events, the offset after them, and a failure met
+/// after them (the pipe stops once the events are delivered).
+struct Prepared {
+    events: Vec<PipeEvent>,
+    next: u64,
+    failure: Option<String>,
+}
+
 impl PipeTask {
     #[instrument(skip_all, fields(pipe = %self.meta.id))]
     pub(crate) async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -61,18 +75,92 @@ impl PipeTask {
         }
     }
 
+    /// Runs the pipe: the sender loop, and beside it the offset commits.
     async fn pump(&self, stop: &mut tokio::sync::watch::Receiver<bool>) -> Stop {
+        tokio::select! {
+            s = self.transfer_loop(stop) => s,
+            m = self.commit_loop() => Stop::Failed(m),
+        }
+    }
+
+    /// Commits the acknowledged offset at most every [`COMMIT_INTERVAL`],
+    /// while the transfers go on. Returns only on a failed commit.
+    async fn commit_loop(&self) -> String {
+        loop {
+            self.noted.notified().await;
+            let due = *self.last_commit.lock().expect("commit clock") + COMMIT_INTERVAL;
+            tokio::time::sleep_until(due.into()).await;
+            if let Err(m) = self.commit_pending().await {
+                return m;
+            }
+        }
+    }
+
+    /// A producer reads the log, extracts and processes events into
+    /// batches, while this loop transfers the batch before. A one-slot
+    /// channel joins them, so reading the next batch overlaps the
+    /// receiver's work on the current one, while only one request is ever
+    /// in flight and at most two batches are held.
+    async fn transfer_loop(&self, stop: &mut tokio::sync::watch::Receiver<bool>) -> Stop {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Prepared>(1);
+        let mut producer = std::pin::pin!(self.produce(tx));
+        loop {
+            enum Woke {
+                Batch(Option<Prepared>),
+                ProducerDone,
+                Stop,
+            }
+            let woke = tokio::select! {
+                p = rx.recv() => Woke::Batch(p),
+                // The producer returns (closing the channel) only when it
+                // has nothing more to send: realtime disabled and history
+                // done, or after handing on a failure.
+                () = &mut producer, if !rx.is_closed() => Woke::ProducerDone,
+                _ = stop.wait_for(|s| *s) => Woke::Stop,
+            };
+            let prepared = match woke {
+                Woke::Batch(p) => p,
+                Woke::ProducerDone => continue,
+                Woke::Stop => return Stop::Requested,
+            };
+            let Some(mut p) = prepared else {
+                // History done and realtime disabled: nothing more to do.
+                let _ = stop.wait_for(|s| *s).await;
+                return Stop::Requested;
+            };
+            if let Some(stopped) = self.send(&mut p.events, stop).await {
+                return stopped;
+            }
+            if p.next > self.pending.load(Ordering::Relaxed) {
+                self.note(p.next);
+            }
+            if let Some(m) = p.failure {
+                return Stop::Failed(m);
+            }
+        }
+    }
+
+    /// Reads the log from the committed offset, extracts and processes, and
+    /// hands batches of at most `batch_bytes` to the sender. A failure is
+    /// handed on after the events before it, so they are still delivered.
+    async fn produce(&self, tx: tokio::sync::mpsc::Sender<Prepared>) {
+        let fail = |m: String| Prepared {
+            events: Vec::new(),
+            next: 0,
+            failure: Some(m),
+        };
+        let Ok(slot) = tx.reserve().await else { return };
         let log = &self.shared.log;
         let settings = &self.shared.settings;
         let mut ext_attrs = self.meta.extractor.clone();
         let ext = match Extractor::configure(&mut ext_attrs, settings.units_per_sec) {
             Ok(e) => e,
-            Err(m) => return Stop::Failed(m),
+            Err(m) => return slot.send(fail(m)),
         };
         let mut proc_attrs = self.meta.processor.clone();
         let mut processor = match plugin::processor(&mut proc_attrs) {
             Ok(p) => p,
-            Err(m) => return Stop::Failed(m),
+            Err(m) => return slot.send(fail(m)),
         };
         let batch_bytes = self.connector.lock().await.spec().batch_bytes();
         let consumer = consumer_name(&self.meta.id);
@@ -89,45 +177,28 @@ impl PipeTask {
         let mut reader = match log.reader(offset) {
             Ok(r) => r,
             Err(e) => {
-                return Stop::Failed(format!(
+                return slot.send(fail(format!(
                     "cannot read the change log at offset {offset}: {e}"
-                ))
+                )))
             }
         };
         info!(offset, "pipe running");
+        drop(slot);
+        let mut events = Vec::new();
+        let mut size = 0usize;
         loop {
             if !ext.realtime && offset >= self.meta.history_end {
-                // History done and realtime disabled: nothing more to do.
-                let _ = stop.wait_for(|s| *s).await;
-                return Stop::Requested;
+                return; // closes the channel: nothing more to send
             }
-            let commit_due = *self.last_commit.lock().expect("commit clock") + COMMIT_INTERVAL;
-            let uncommitted =
-                self.pending.load(Ordering::Relaxed) > self.committed.load(Ordering::Relaxed);
-            enum Woke {
-                Batch(wal::Result<wal::RecordBatch>),
-                CommitDue,
-                Stop,
-            }
-            let woke = tokio::select! {
-                b = reader.next() => Woke::Batch(b),
-                _ = tokio::time::sleep_until(commit_due.into()), if uncommitted => Woke::CommitDue,
-                _ = stop.wait_for(|s| *s) => Woke::Stop,
-            };
-            let first = match woke {
-                Woke::Batch(b) => b,
-                Woke::CommitDue => {
-                    if let Err(m) = self.commit_pending().await {
-                        return Stop::Failed(m);
-                    }
-                    continue;
-                }
-                Woke::Stop => return Stop::Requested,
-            };
+            let first = reader.next().await;
+            // Wait for room before holding a second batch.
+            let Ok(slot) = tx.reserve().await else { return };
             let mut batches = match first {
                 Ok(b) => vec![b],
                 Err(e) => {
-                    return Stop::Failed(format!("reading the change log at offset {offset}: {e}"))
+                    return slot.send(fail(format!(
+                        "reading the change log at offset {offset}: {e}"
+                    )))
                 }
             };
             let mut bytes: usize = batches[0].size_bytes();
@@ -140,23 +211,28 @@ impl PipeTask {
                         batches.push(b);
                     }
                     Ok(None) => break,
-                    Err(e) => return Stop::Failed(format!("reading the change log: {e}")),
+                    Err(e) => {
+                        return slot.send(Prepared {
+                            events,
+                            next: offset,
+                            failure: Some(format!("reading the change log: {e}")),
+                        })
+                    }
                 }
             }
-            let mut events = Vec::new();
             let mut next = offset;
-            let mut size = 0usize;
+            let mut slot = Some(slot);
             'records: for b in &batches {
                 for rec in b.iter() {
                     let history = rec.offset < self.meta.history_end;
                     if !ext.realtime && !history {
                         break 'records;
                     }
-                    next = rec.offset + 1;
                     if history && !ext.history {
+                        next = rec.offset + 1;
                         continue;
                     }
-                    match ext.extract(rec.kind, rec.payload, history) {
+                    match ext.extract(rec.kind, b.share(rec.payload), history) {
                         Ok(Some(ev)) => {
                             if let PipeEvent::Tablet(b) = &ev {
                                 size += b.len();
@@ -165,36 +241,61 @@ impl PipeTask {
                         }
                         Ok(None) => {}
                         Err(m) => {
-                            return Stop::Failed(format!(
-                                "change log record {} does not decode: {m}",
-                                rec.offset
-                            ))
+                            let m =
+                                format!("change log record {} does not decode: {m}", rec.offset);
+                            let p = Prepared {
+                                events,
+                                next,
+                                failure: Some(m),
+                            };
+                            return match slot {
+                                Some(s) => s.send(p),
+                                None => drop(tx.send(p).await),
+                            };
                         }
                     }
+                    next = rec.offset + 1;
                     if size >= batch_bytes {
-                        // Send what we have; the reader resumes after `next`.
-                        if let Some(stopped) = self.send(&mut events, stop).await {
-                            return stopped;
-                        }
-                        if let Err(m) = self.note(next).await {
-                            return Stop::Failed(m);
+                        // Full: hand it on; the rest of these batches goes
+                        // in the next one.
+                        let p = Prepared {
+                            events: std::mem::take(&mut events),
+                            next,
+                            failure: None,
+                        };
+                        match slot.take() {
+                            Some(s) => s.send(p),
+                            None => {
+                                if tx.send(p).await.is_err() {
+                                    return;
+                                }
+                            }
                         }
                         size = 0;
                     }
                 }
             }
-            if let Some(stopped) = self.send(&mut events, stop).await {
-                return stopped;
-            }
-            if next > offset {
-                if let Err(m) = self.note(next).await {
-                    return Stop::Failed(m);
+            if !events.is_empty() || next > offset {
+                let p = Prepared {
+                    events: std::mem::take(&mut events),
+                    next,
+                    failure: None,
+                };
+                size = 0;
+                match slot.take() {
+                    Some(s) => s.send(p),
+                    None => {
+                        if tx.send(p).await.is_err() {
+                            return;
+                        }
+                    }
                 }
             }
             if next != reader.position() {
                 // Realtime disabled: the read went past the history end.
                 if let Err(e) = reader.seek(next) {
-                    return Stop::Failed(format!("seek to {next}: {e}"));
+                    let _ = tx.send(fail(format!("seek to {next}: {e}"))).await;
+                    return;
                 }
             }
             offset = next;
@@ -238,16 +339,11 @@ impl PipeTask {
         }
     }
 
-    /// Records that everything below `offset` was acknowledged; commits it
-    /// durably when the last commit is `COMMIT_INTERVAL` old (a timer in
-    /// the read loop commits the rest).
-    async fn note(&self, offset: u64) -> Result<(), String> {
+    /// Records that everything below `offset` was acknowledged; the commit
+    /// loop makes it durable within [`COMMIT_INTERVAL`].
+    fn note(&self, offset: u64) {
         self.pending.store(offset, Ordering::Relaxed);
-        if self.last_commit.lock().expect("commit clock").elapsed() >= COMMIT_INTERVAL {
-            self.commit_pending().await
-        } else {
-            Ok(())
-        }
+        self.noted.notify_one();
     }
 
     async fn commit_pending(&self) -> Result<(), String> {
@@ -256,7 +352,7 @@ impl PipeTask {
             return Ok(());
         }
         self.commit(offset).await?;
-        self.committed.store(offset, Ordering::Relaxed);
+        self.committed.fetch_max(offset, Ordering::Relaxed);
         *self.last_commit.lock().expect("commit clock") = std::time::Instant::now();
         Ok(())
     }
@@ -264,11 +360,21 @@ impl PipeTask {
     /// Durably records that everything below `offset` was acknowledged.
     async fn commit(&self, offset: u64) -> Result<(), String> {
         let log = self.shared.log.clone();
+        let gate = self.commit_gate.clone();
         let consumer = consumer_name(&self.meta.id);
-        let r = tokio::task::spawn_blocking(move || log.commit(&consumer, offset)).await;
+        let r = tokio::task::spawn_blocking(move || -> wal::Result<()> {
+            let mut written = gate.lock().expect("commit gate");
+            if offset <= *written {
+                return Ok(());
+            }
+            log.commit(&consumer, offset)?;
+            *written = offset;
+            Ok(())
+        })
+        .await;
         match r {
             Ok(Ok(())) => {
-                self.stats.committed.store(offset, Ordering::Relaxed);
+                self.stats.committed.fetch_max(offset, Ordering::Relaxed);
                 Ok(())
             }
             Ok(Err(e)) => Err(format!("cannot commit offset {offset}: {e}")),
