@@ -449,6 +449,7 @@ impl Store {
         std::thread::Builder::new()
             .name("store-flush".into())
             .spawn(move || {
+                wal::background_priority();
                 let r = run_flush(&dir, &log, &inner, job);
                 let (lock, cv) = &*state;
                 let mut st = lock.lock().expect("flush lock");

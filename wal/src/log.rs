@@ -305,9 +305,22 @@ impl Log {
         let active = &w.active;
         let pos = active.data_len();
         let base = active.next_offset();
-        let header = active.with_slice_mut(pos, len as usize, |buf| {
-            format::encode_batch(buf, base, arrival, records)
-        });
+        let header = if len >= shared.config.direct_write_bytes {
+            let (header, head, heads) =
+                format::encode_batch_heads(len as usize, base, arrival, records);
+            let mut parts: Vec<&[u8]> = Vec::with_capacity(1 + 2 * records.len());
+            parts.push(&head);
+            for (h, (_, payload)) in heads.iter().zip(records) {
+                parts.push(h);
+                parts.push(payload);
+            }
+            active.write_parts_at(pos, &parts)?;
+            header
+        } else {
+            active.with_slice_mut(pos, len as usize, |buf| {
+                format::encode_batch(buf, base, arrival, records)
+            })
+        };
         let interval = shared.config.index_interval_bytes;
         let ws = &mut *w;
         ws.active.publish_batch(&header, interval, &mut ws.cursor);
@@ -916,6 +929,11 @@ impl Shared {
     }
 
     fn flusher_loop(&self, every: Duration) {
+        if !matches!(self.config.fsync, FsyncPolicy::Interval(_)) {
+            // Writers never wait for this thread: it only flushes sealed
+            // segments and enforces retention.
+            crate::segment::background_priority();
+        }
         let mut last_retention = Instant::now();
         loop {
             {

@@ -2,7 +2,8 @@
 //! in-memory sparse indexes.
 //!
 //! This module holds all of the crate's `unsafe` code: the mapping itself
-//! and the raw reads and writes through it.
+//! and the raw reads and writes through it (and one libc call that lowers a
+//! background thread's priority, [`background_priority`]).
 //!
 //! # Design constraints
 //! - Bytes below the published `data_len` are never written again while the
@@ -162,6 +163,20 @@ impl std::fmt::Debug for Segment {
     }
 }
 
+/// Lowers the calling thread's CPU priority (nice 10), for background
+/// work that must not delay the threads on the write and transfer paths
+/// when the cores are busy: memtable flushes, flushes of sealed segments.
+/// On Linux a nice value belongs to one thread. Failure is harmless and
+/// ignored (the thread keeps its priority).
+pub fn background_priority() {
+    // SAFETY: gettid and setpriority take plain integers and touch no
+    // memory of ours.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
+
 fn preallocate(file: &File, path: &Path, len: u64) -> Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: the descriptor is valid for the call; posix_fallocate has no
@@ -283,6 +298,73 @@ impl Segment {
     /// data length (or recovery before the segment is shared).
     pub(crate) fn write_at(&self, pos: u64, src: &[u8]) {
         self.with_slice_mut(pos, src.len(), |dst| dst.copy_from_slice(src));
+    }
+
+    /// Writes `parts` back to back into the file at `pos` with `pwritev`,
+    /// through the page cache the mapping shares. Large batches go this
+    /// way: a copy into the mapping faults every fresh page in, and the
+    /// kernel zero-fills each preallocated page before the copy overwrites
+    /// it; a write into the page cache skips both.
+    ///
+    /// Only the log's single writer calls this, at or above the published
+    /// data length.
+    ///
+    /// # Panics
+    /// If the segment is read-only, or the range is outside the file or
+    /// below the published data length.
+    pub(crate) fn write_parts_at(&self, pos: u64, parts: &[&[u8]]) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let total: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        assert!(self.writable, "write to a read-only segment");
+        assert!(
+            pos >= self.data_len.load(Ordering::Acquire) && pos + total <= self.capacity(),
+            "write of {total} bytes at {pos} outside the writable range"
+        );
+        let mut iov: Vec<libc::iovec> = parts
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| libc::iovec {
+                iov_base: p.as_ptr() as *mut libc::c_void,
+                iov_len: p.len(),
+            })
+            .collect();
+        let (mut first, mut at) = (0usize, pos);
+        while first < iov.len() {
+            let n = (iov.len() - first).min(1024); // IOV_MAX
+                                                   // SAFETY: every iovec points into a slice of `parts`, borrowed
+                                                   // for this call; pwritev only reads them.
+            let rc = unsafe {
+                libc::pwritev(
+                    self.file.as_raw_fd(),
+                    iov[first..].as_ptr(),
+                    n as libc::c_int,
+                    at as libc::off_t,
+                )
+            };
+            if rc < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(Error::io(&self.path, "pwritev", e));
+            }
+            // Skip what was written; a partial write resumes mid-part.
+            let mut done = rc as usize;
+            at += done as u64;
+            while done > 0 {
+                let v = &mut iov[first];
+                if done >= v.iov_len {
+                    done -= v.iov_len;
+                    first += 1;
+                } else {
+                    // SAFETY: `done` < the part's length: still inside it.
+                    v.iov_base = unsafe { (v.iov_base as *mut u8).add(done) } as *mut libc::c_void;
+                    v.iov_len -= done;
+                    done = 0;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Lends `len` bytes of the mapping at `pos` to `f` for writing.

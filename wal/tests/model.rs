@@ -65,6 +65,9 @@ fn config() -> Config {
         index_interval_bytes: 512,
         retention_bytes: Some(4 * 4096),
         checkpoint_interval: std::time::Duration::from_secs(3600),
+        // Both append paths: batches from 600 bytes up are written with
+        // pwritev, smaller ones copied into the mapping.
+        direct_write_bytes: 600,
         ..Config::default()
     }
 }
