@@ -228,6 +228,16 @@ fn realtime_lag(fsync: &str, seconds: u64) -> (Duration, Duration, usize) {
             .is_some_and(|r| !r.rows.is_empty());
         if present {
             lags.push(acked.elapsed());
+            if std::env::var_os("EDGEPIPE_BENCH_TRACE").is_some()
+                && acked.elapsed() > Duration::from_millis(3)
+            {
+                eprintln!(
+                    "tablet {} at {:.3}s: lag {:.1} ms",
+                    t / 1000,
+                    t as f64 / 1e5,
+                    acked.elapsed().as_secs_f64() * 1e3
+                );
+            }
             pending.lock().unwrap().pop_front();
         } else {
             std::thread::sleep(Duration::from_micros(200));
@@ -238,6 +248,9 @@ fn realtime_lag(fsync: &str, seconds: u64) -> (Duration, Duration, usize) {
     let n = lags.len();
     edge.stop();
     cloud.stop();
+    if std::env::var_os("EDGEPIPE_BENCH_TRACE").is_some() {
+        eprintln!("server logs kept in {}", tmp.keep().display());
+    }
     (lags[n / 2], lags[n * 99 / 100], n)
 }
 
@@ -278,6 +291,9 @@ fn main() {
     // EDGEPIPE_BENCH_ONLY=backfill|lag|rss runs one part.
     let only = std::env::var("EDGEPIPE_BENCH_ONLY").unwrap_or_default();
     let run = |part: &str| only.is_empty() || only == part;
+    // EDGEPIPE_BENCH_FSYNC=ASYNC|DISABLE runs one fsync policy.
+    let policy = std::env::var("EDGEPIPE_BENCH_FSYNC").unwrap_or_default();
+    let with = |fsync: &str| policy.is_empty() || policy == fsync;
     println!("| measurement | figure | target |");
     println!("|---|---|---|");
     for (fsync, name, target) in [
@@ -291,6 +307,9 @@ fn main() {
         if !run("backfill") {
             break;
         }
+        if !with(fsync) {
+            continue;
+        }
         let (pps, bps) = backfill(points, fsync);
         println!("| backfill {}M points edge → cloud, {name} | {:.2} M points/s ({:.0} MB/s of edge log) | {target} |", points / 1_000_000, pps / 1e6, bps / 1e6);
     }
@@ -300,6 +319,9 @@ fn main() {
     ] {
         if !run("lag") {
             break;
+        }
+        if !with(fsync) {
+            continue;
         }
         let (p50, p99, n) = realtime_lag(fsync, 10);
         println!(
