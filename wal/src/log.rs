@@ -797,12 +797,18 @@ impl Shared {
             return Ok(());
         }
         // Under `never` the sealed data is flushed later by the flusher
-        // thread, and only then does the recovery point move past it.
+        // thread, and only then does the recovery point move past it; its
+        // index files and the new segment's directory entry are written
+        // then too (five fsyncs that would stall this append).
         let defer = self.config.fsync == FsyncPolicy::Never;
-        old.persist(!defer)?;
+        if !defer {
+            old.persist(true)?;
+        }
         let next = old.next_offset();
         let new = Arc::new(Segment::create(&self.dir, next, self.config.segment_bytes)?);
-        crate::fsutil::sync_dir(&self.dir)?;
+        if !defer {
+            crate::fsutil::sync_dir(&self.dir)?;
+        }
         {
             let mut segs = self.segments.write().expect("segments lock");
             let mut v = (**segs).clone();
@@ -838,7 +844,10 @@ impl Shared {
         };
         for s in &pending {
             s.sync_data()?;
+            s.write_index_files()?;
         }
+        // The segments created by those rolls.
+        crate::fsutil::sync_dir(&self.dir)?;
         let next = last.next_offset();
         self.unflushed
             .lock()

@@ -425,8 +425,10 @@ pub(crate) fn recover(dir: &Path, config: &Config) -> Result<Recovered> {
         });
         let Some(d) = damage else {
             seg.restore(&s.meta, s.index);
-            if trust_index && !is_last {
-                // A sealed segment whose index files were bad: replace them.
+            if !is_last {
+                // A sealed segment that was scanned: its index files were
+                // bad, or were never written (under `never` they are written
+                // by the flusher, after the roll). Replace them.
                 seg.write_index_files()?;
             }
             prev_arrival = prev_arrival.max(s.meta.last_arrival_us);

@@ -622,6 +622,19 @@ impl Segment {
                 }
             }
         }
+        // And that the data ends where the index says: index files left
+        // from when the segment held less (written at a clean close of the
+        // then active segment) must not hide what was appended after.
+        let rest = &self.raw()[meta.data_len as usize..];
+        if !matches!(
+            format::parse_batch_header(rest),
+            Err(format::BatchError::End)
+        ) {
+            return Err(format!(
+                "a batch follows byte {}, where the index says the data ends",
+                meta.data_len
+            ));
+        }
         index.cursor = IndexCursor {
             since_offset_entry: u64::MAX / 2,
             since_time_entry: u64::MAX / 2,

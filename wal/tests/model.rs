@@ -258,3 +258,19 @@ fn regression_recovery_point_after_a_lossy_crash() {
         Op::Crash(2000),
     ]);
 }
+
+/// Found by the property test when, under `never`, writing a sealed
+/// segment's index files moved from the roll to the flusher: index files
+/// from a clean close (when the segment was active and empty) survived a
+/// crash before the flusher ran, and the next clean open trusted them.
+#[test]
+fn regression_crash_before_sealed_segments_are_flushed() {
+    run(vec![
+        Op::Reopen,
+        Op::Append(vec![513, 664, 737]),
+        Op::Batch(vec![245, 103, 53, 84, 485]),
+        Op::Append(vec![183, 312, 423]),
+        Op::Crash(0),
+        Op::Reopen,
+    ]);
+}
