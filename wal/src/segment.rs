@@ -208,7 +208,10 @@ impl Segment {
             .map_err(|e| Error::io(&path, "create segment", e))?;
         preallocate(&file, &path, capacity)?;
         let seg = Segment::map(path, file, base_offset, true)?;
-        seg.write_at(0, &format::segment_header());
+        // Through the file, not the mapping: a first touch of the mapping
+        // makes the kernel zero-fill megabytes of the preallocated extent
+        // at once (3 ms), on the append that rolled.
+        seg.write_parts_at(0, &[&format::segment_header()])?;
         seg.data_len
             .store(SEGMENT_HEADER_LEN as u64, Ordering::Release);
         Ok(seg)
@@ -290,14 +293,6 @@ impl Segment {
         unsafe {
             std::slice::from_raw_parts(self.map.as_ptr().add(from as usize), (to - from) as usize)
         }
-    }
-
-    /// Copies `src` into the mapping at `pos`.
-    ///
-    /// Only the log's single writer calls this, at or above the published
-    /// data length (or recovery before the segment is shared).
-    pub(crate) fn write_at(&self, pos: u64, src: &[u8]) {
-        self.with_slice_mut(pos, src.len(), |dst| dst.copy_from_slice(src));
     }
 
     /// Writes `parts` back to back into the file at `pos` with `pwritev`,
