@@ -325,9 +325,10 @@ impl Segment {
             .collect();
         let (mut first, mut at) = (0usize, pos);
         while first < iov.len() {
-            let n = (iov.len() - first).min(1024); // IOV_MAX
-                                                   // SAFETY: every iovec points into a slice of `parts`, borrowed
-                                                   // for this call; pwritev only reads them.
+            // At most IOV_MAX parts per call.
+            let n = (iov.len() - first).min(1024);
+            // SAFETY: every iovec points into a slice of `parts`, borrowed
+            // for this call; pwritev only reads them.
             let rc = unsafe {
                 libc::pwritev(
                     self.file.as_raw_fd(),
@@ -342,6 +343,13 @@ impl Segment {
                     continue;
                 }
                 return Err(Error::io(&self.path, "pwritev", e));
+            }
+            if rc == 0 {
+                return Err(Error::io(
+                    &self.path,
+                    "pwritev",
+                    std::io::Error::new(std::io::ErrorKind::WriteZero, "wrote nothing"),
+                ));
             }
             // Skip what was written; a partial write resumes mid-part.
             let mut done = rc as usize;
