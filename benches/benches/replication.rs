@@ -283,6 +283,21 @@ fn outage_rss(seconds: u64) -> (u64, u64, u64, u64) {
     (idle, peak, backlog, k as u64 * 10_000 / seconds)
 }
 
+/// CPU time the hypervisor gave to others (`steal` in `/proc/stat`), in
+/// ms summed over the CPUs: on a shared VM it explains runs whose tail is
+/// far off the others.
+fn cpu_steal_ms() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: u64 = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .nth(8)?
+        .parse()
+        .ok()?;
+    Some(ticks * 10) // USER_HZ is 100 on Linux
+}
+
 fn main() {
     let points: u64 = std::env::var("EDGEPIPE_BENCH_POINTS")
         .ok()
@@ -323,9 +338,12 @@ fn main() {
         if !with(fsync) {
             continue;
         }
+        let steal = cpu_steal_ms();
         let (p50, p99, n) = realtime_lag(fsync, 10);
+        let steal = cpu_steal_ms().zip(steal).map(|(b, a)| b - a);
         println!(
-            "| realtime lag at 1 M points/s (10,000-point tablets every 10 ms), {name}, {n} tablets | p50 {:.1} ms, p99 {:.1} ms | {target} |",
+            "| realtime lag at 1 M points/s (10,000-point tablets every 10 ms), {name}, {n} tablets (CPU steal during the run: {}) | p50 {:.1} ms, p99 {:.1} ms | {target} |",
+            steal.map_or("unknown".into(), |ms| format!("{ms} ms")),
             p50.as_secs_f64() * 1e3,
             p99.as_secs_f64() * 1e3
         );

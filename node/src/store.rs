@@ -450,7 +450,7 @@ impl Store {
             .name("store-flush".into())
             .spawn(move || {
                 wal::background_priority();
-                let r = run_flush(&dir, &log, &inner, job);
+                let r = run_flush(&dir, &log, &inner, job, true);
                 let (lock, cv) = &*state;
                 let mut st = lock.lock().expect("flush lock");
                 st.running = false;
@@ -514,7 +514,7 @@ impl Store {
         }
         drop(st);
         let job = self.freeze();
-        run_flush(&self.dir, &self.log, &self.inner, job)
+        run_flush(&self.dir, &self.log, &self.inner, job, false)
     }
 
     /// Databases, sorted.
@@ -580,12 +580,14 @@ impl Store {
 }
 
 /// Writes a flush job's chunk file, swaps it in for the frozen memtables,
-/// checkpoints and commits the store's log offset.
+/// checkpoints and commits the store's log offset. `background`: the
+/// calling thread is the flush thread, whose priority this may lower.
 fn run_flush(
     dir: &FsPath,
     log: &wal::Log,
     inner_lock: &RwLock<Inner>,
     job: FlushJob,
+    background: bool,
 ) -> SResult<()> {
     let FlushJob {
         seq,
@@ -597,7 +599,18 @@ fn run_flush(
             .iter()
             .map(|(p, f)| (p.as_str(), &f.times[..], &f.values))
             .collect();
-        let path = chunkfile::write(dir, seq, &data).map_err(internal)?;
+        // Encoding and writing the chunk file holds no lock: in the
+        // background it runs only when nothing else wants the CPU. Writers
+        // that find the memtables at twice the flush threshold wait for
+        // it, which frees the CPU.
+        if background {
+            wal::idle_priority();
+        }
+        let written = chunkfile::write(dir, seq, &data);
+        if background {
+            wal::background_priority();
+        }
+        let path = written.map_err(internal)?;
         let file = ChunkFile::open(&path, seq).map_err(internal)?;
         let mut inner = inner_lock.write().expect("store lock");
         for (i, c) in file.chunks.iter().enumerate() {

@@ -2,8 +2,9 @@
 //! in-memory sparse indexes.
 //!
 //! This module holds all of the crate's `unsafe` code: the mapping itself
-//! and the raw reads and writes through it (and one libc call that lowers a
-//! background thread's priority, [`background_priority`]).
+//! and the raw reads and writes through it (and the libc calls that lower a
+//! background thread's priority, [`background_priority`] and
+//! [`idle_priority`]).
 //!
 //! # Design constraints
 //! - Bytes below the published `data_len` are never written again while the
@@ -163,17 +164,36 @@ impl std::fmt::Debug for Segment {
     }
 }
 
-/// Lowers the calling thread's CPU priority (nice 10), for background
-/// work that must not delay the threads on the write and transfer paths
-/// when the cores are busy: memtable flushes, flushes of sealed segments.
-/// On Linux a nice value belongs to one thread. Failure is harmless and
+/// Lowers the calling thread's CPU priority to nice 10 (in the normal
+/// scheduling class), for background work that must not delay the threads
+/// on the write and transfer paths when the cores are busy: flushes of
+/// sealed segments, and a memtable flush while it holds locks or syncs. On
+/// Linux a nice value belongs to one thread. Failure is harmless and
 /// ignored (the thread keeps its priority).
 pub fn background_priority() {
-    // SAFETY: gettid and setpriority take plain integers and touch no
-    // memory of ours.
+    // SAFETY: gettid, sched_setscheduler and setpriority act on the calling
+    // thread and read only the parameter struct passed by reference.
     unsafe {
+        let p = libc::sched_param { sched_priority: 0 };
+        libc::sched_setscheduler(0, libc::SCHED_OTHER, &p);
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
         libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
+
+/// Puts the calling thread in the idle scheduling class (`SCHED_IDLE`): it
+/// runs when nothing else wants the CPU, and any other thread that wakes
+/// takes the CPU from it at once. For long computations that hold no lock
+/// others wait on (a memtable flush encoding its chunk file): at nice 10
+/// such a thread still kept a woken request thread waiting for its time
+/// slice, 3 to 5 ms. Undo with [`background_priority`] before taking
+/// shared locks, so a starved thread never holds one.
+pub fn idle_priority() {
+    // SAFETY: sched_setscheduler acts on the calling thread and reads only
+    // the parameter struct passed by reference.
+    unsafe {
+        let p = libc::sched_param { sched_priority: 0 };
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &p);
     }
 }
 
