@@ -161,6 +161,10 @@ struct FlushJob {
 struct FlushState {
     running: bool,
     error: Option<String>,
+    /// The flush thread, while it writes its chunk file in the idle
+    /// scheduling class: a writer that finds the memtables filling up
+    /// behind it raises it to nice 10 (and clears this).
+    idle_tid: Option<i32>,
 }
 
 /// A deletion that applies to chunk files up to `upto_seq`.
@@ -419,20 +423,29 @@ impl Store {
             inner.mem_points
         };
         if points >= self.config.flush_points {
-            self.flush_in_background(points >= 2 * self.config.flush_points)?;
+            self.flush_in_background(points)?;
         }
         Ok(offset)
     }
 
-    /// Freezes the memtables and writes them in a background thread, so
-    /// writers do not wait for the chunk file. If a flush already runs,
-    /// waits for it only when `pressed` (the memtables hold twice the
-    /// threshold): that bounds memory.
-    fn flush_in_background(&self, pressed: bool) -> SResult<()> {
+    /// Freezes the memtables (holding `points`) and writes them in a
+    /// background thread, so writers do not wait for the chunk file. If a
+    /// flush already runs: at one and a half times the threshold it is
+    /// raised out of the idle class, so that it keeps up under load; at
+    /// twice the threshold the writer waits for it, which bounds memory.
+    fn flush_in_background(&self, points: usize) -> SResult<()> {
+        let threshold = self.config.flush_points;
         let (lock, cv) = &*self.flush_state;
         let mut st = lock.lock().expect("flush lock");
         if st.running {
-            if !pressed {
+            if points >= threshold + threshold / 2 {
+                if let Some(tid) = st.idle_tid.take() {
+                    // Under the lock: the thread clears `idle_tid` under it
+                    // before it leaves the idle class, so it still runs.
+                    wal::background_priority_of(tid);
+                }
+            }
+            if points < 2 * threshold {
                 return Ok(());
             }
             st = cv.wait_while(st, |s| s.running).expect("flush lock");
@@ -450,7 +463,7 @@ impl Store {
             .name("store-flush".into())
             .spawn(move || {
                 wal::background_priority();
-                let r = run_flush(&dir, &log, &inner, job, true);
+                let r = run_flush(&dir, &log, &inner, job, Some(&state));
                 let (lock, cv) = &*state;
                 let mut st = lock.lock().expect("flush lock");
                 st.running = false;
@@ -514,7 +527,7 @@ impl Store {
         }
         drop(st);
         let job = self.freeze();
-        run_flush(&self.dir, &self.log, &self.inner, job, false)
+        run_flush(&self.dir, &self.log, &self.inner, job, None)
     }
 
     /// Databases, sorted.
@@ -581,13 +594,14 @@ impl Store {
 
 /// Writes a flush job's chunk file, swaps it in for the frozen memtables,
 /// checkpoints and commits the store's log offset. `background`: the
-/// calling thread is the flush thread, whose priority this may lower.
+/// flush state, when the calling thread is the background flush thread,
+/// whose priority this lowers while it writes the chunk file.
 fn run_flush(
     dir: &FsPath,
     log: &wal::Log,
     inner_lock: &RwLock<Inner>,
     job: FlushJob,
-    background: bool,
+    background: Option<&(Mutex<FlushState>, std::sync::Condvar)>,
 ) -> SResult<()> {
     let FlushJob {
         seq,
@@ -600,14 +614,18 @@ fn run_flush(
             .map(|(p, f)| (p.as_str(), &f.times[..], &f.values))
             .collect();
         // Encoding and writing the chunk file holds no lock: in the
-        // background it runs only when nothing else wants the CPU. Writers
-        // that find the memtables at twice the flush threshold wait for
-        // it, which frees the CPU.
-        if background {
+        // background it runs only when nothing else wants the CPU, unless
+        // writers find the memtables filling up behind it (see
+        // `flush_in_background`).
+        if let Some((lock, _)) = background {
+            let mut st = lock.lock().expect("flush lock");
             wal::idle_priority();
+            st.idle_tid = Some(wal::thread_id());
         }
         let written = chunkfile::write(dir, seq, &data);
-        if background {
+        if let Some((lock, _)) = background {
+            let mut st = lock.lock().expect("flush lock");
+            st.idle_tid = None;
             wal::background_priority();
         }
         let path = written.map_err(internal)?;

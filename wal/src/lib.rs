@@ -75,5 +75,5 @@ pub use error::{Error, Result};
 pub use ledger::ConsumerState;
 pub use log::{ConsumerInfo, Deleted, Log};
 pub use reader::{Reader, Record, RecordBatch};
-pub use segment::{background_priority, idle_priority};
+pub use segment::{background_priority, background_priority_of, idle_priority, thread_id};
 pub use stats::{Lag, SegmentInfo};

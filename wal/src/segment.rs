@@ -164,6 +164,12 @@ impl std::fmt::Debug for Segment {
     }
 }
 
+/// The calling thread's id (`gettid`), for [`background_priority_of`].
+pub fn thread_id() -> i32 {
+    // SAFETY: gettid takes no arguments and touches no memory.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
 /// Lowers the calling thread's CPU priority to nice 10 (in the normal
 /// scheduling class), for background work that must not delay the threads
 /// on the write and transfer paths when the cores are busy: flushes of
@@ -171,13 +177,19 @@ impl std::fmt::Debug for Segment {
 /// Linux a nice value belongs to one thread. Failure is harmless and
 /// ignored (the thread keeps its priority).
 pub fn background_priority() {
-    // SAFETY: gettid, sched_setscheduler and setpriority act on the calling
-    // thread and read only the parameter struct passed by reference.
+    background_priority_of(thread_id());
+}
+
+/// [`background_priority`] for thread `tid` of this process (a thread in
+/// [`idle_priority`] that must catch up). The caller makes sure the thread
+/// still runs.
+pub fn background_priority_of(tid: i32) {
+    // SAFETY: sched_setscheduler and setpriority take plain integers and
+    // read only the parameter struct passed by reference.
     unsafe {
         let p = libc::sched_param { sched_priority: 0 };
-        libc::sched_setscheduler(0, libc::SCHED_OTHER, &p);
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+        libc::sched_setscheduler(tid, libc::SCHED_OTHER, &p);
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
     }
 }
 
@@ -189,8 +201,8 @@ pub fn background_priority() {
 /// slice, 3 to 5 ms. Undo with [`background_priority`] before taking
 /// shared locks, so a starved thread never holds one.
 pub fn idle_priority() {
-    // SAFETY: sched_setscheduler acts on the calling thread and reads only
-    // the parameter struct passed by reference.
+    // SAFETY: sched_setscheduler acts on the calling thread (0) and reads
+    // only the parameter struct passed by reference.
     unsafe {
         let p = libc::sched_param { sched_priority: 0 };
         libc::sched_setscheduler(0, libc::SCHED_IDLE, &p);
