@@ -7,8 +7,10 @@
 //! # Segment file `<base offset, 20 digits>.log`
 //!
 //! Preallocated to `segment-bytes` and memory-mapped; zero bytes after the
-//! last batch mark the end of the written data. A sealed segment is truncated
-//! to the bytes it holds.
+//! last batch mark the end of the written data. A sealed segment keeps its
+//! preallocated length (a read-only reader may have mapped all of it).
+//! Small batches are copied into the mapping, large ones written with
+//! `pwritev`; the bytes are the same.
 //!
 //! ```text
 //! segment header (16 bytes)
