@@ -145,6 +145,7 @@ enum Request {
     InsertRecordsOfOneDevice(TSInsertRecordsOfOneDeviceReq),
     InsertStringRecord(TSInsertStringRecordReq),
     PipeTransfer(protocol::rpc::TPipeTransferReq),
+    PipeTransferInPlace(protocol::pipe::TransferInPlace),
 }
 
 /// Reads a call and its arguments; what cannot be served becomes the reply
@@ -194,7 +195,14 @@ fn decode(frame: &[u8]) -> Result<(Proto, String, i32, Request), Handled> {
             Request::InsertRecordsOfOneDevice(arg!(TSInsertRecordsOfOneDeviceReq))
         }
         "insertStringRecord" => Request::InsertStringRecord(arg!(TSInsertStringRecordReq)),
-        "pipeTransfer" => Request::PipeTransfer(arg!(protocol::rpc::TPipeTransferReq)),
+        "pipeTransfer" => match call
+            .args_at
+            .and_then(|at| protocol::pipe::transfer_in_place(frame, at))
+        {
+            // The usual case: the body is read where it lies in the frame.
+            Some(req) => Request::PipeTransferInPlace(req),
+            None => Request::PipeTransfer(arg!(protocol::rpc::TPipeTransferReq)),
+        },
         _ => {
             return Err(fail(
                 ApplicationErrorKind::UnknownMethod,
@@ -339,6 +347,10 @@ impl Service {
                 let resp = self.pipe_transfer(conn, req).await;
                 r(&|p, n, s| reply(p, n, s, &resp))
             }
+            Request::PipeTransferInPlace(req) => {
+                let resp = self.pipe_transfer_in_place(conn, frame, req).await;
+                r(&|p, n, s| reply(p, n, s, &resp))
+            }
             Request::InsertStringRecord(req) => {
                 let svc = self.clone();
                 let status = self
@@ -382,6 +394,49 @@ impl Service {
             }
         };
         conn.receiver = state;
+        self.when_durable(resp, offset).await
+    }
+
+    /// `pipeTransfer` with the body read in place from `frame`: applied on
+    /// this worker thread (`block_in_place`), so the body is never copied.
+    /// A current-thread runtime (some tests) takes the copying way.
+    async fn pipe_transfer_in_place(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        frame: &[u8],
+        req: protocol::pipe::TransferInPlace,
+    ) -> protocol::rpc::TPipeTransferResp {
+        let body = &frame[req.body.clone()];
+        if tokio::runtime::Handle::current().runtime_flavor()
+            != tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            let owned = protocol::rpc::TPipeTransferReq {
+                version: req.version,
+                type_: req.type_,
+                body: Some(body.to_vec()),
+            };
+            return self.pipe_transfer(conn, owned).await;
+        }
+        let precision = self.precision.name();
+        let (resp, offset) = tokio::task::block_in_place(|| {
+            receiver::handle_parts(
+                req.version,
+                req.type_,
+                body,
+                &mut conn.receiver,
+                precision,
+                &StoreApply(self.exec.store().clone()),
+            )
+        });
+        self.when_durable(resp, offset).await
+    }
+
+    /// `resp`, once log offset `offset` (if any) is durable.
+    async fn when_durable(
+        &self,
+        resp: protocol::rpc::TPipeTransferResp,
+        offset: Option<u64>,
+    ) -> protocol::rpc::TPipeTransferResp {
         if let Some(o) = offset {
             if let Err(e) = self.exec.store().log().wait_durable_async(o).await {
                 return protocol::rpc::TPipeTransferResp {

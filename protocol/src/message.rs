@@ -54,6 +54,9 @@ pub struct Call<'a> {
     pub seq: i32,
     /// The message type (CALL or ONEWAY for calls).
     pub kind: TMessageType,
+    /// Binary protocol only: where the argument struct starts in the frame,
+    /// for callers that read a large argument in place.
+    pub args_at: Option<usize>,
     input: Box<dyn TInputProtocol + 'a>,
 }
 
@@ -74,11 +77,19 @@ impl<'a> Call<'a> {
         let id = input
             .read_message_begin()
             .map_err(|e| FrameError::BadHeader(e.to_string()))?;
+        // Strict binary: version+type, name length, name, seq; old style:
+        // name length, name, type byte, seq.
+        let args_at = match (proto, first) {
+            (Proto::Binary, 0x80) => Some(12 + id.name.len()),
+            (Proto::Binary, _) => Some(9 + id.name.len()),
+            _ => None,
+        };
         Ok(Call {
             proto,
             name: id.name,
             seq: id.sequence_number,
             kind: id.message_type,
+            args_at,
             input,
         })
     }

@@ -102,6 +102,75 @@ pub fn read_handshake(body: &[u8]) -> Result<String, String> {
     String::from_utf8(body[4..].to_vec()).map_err(|_| "handshake precision is not UTF-8".into())
 }
 
+/// A `pipeTransfer` request read in place from a binary-protocol frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferInPlace {
+    /// Field 1, `version`.
+    pub version: Option<i8>,
+    /// Field 2, `type`.
+    pub type_: Option<i16>,
+    /// Field 3, `body`: where it lies in the frame.
+    pub body: std::ops::Range<usize>,
+}
+
+/// Reads the `pipeTransfer` arguments of a binary-protocol frame whose
+/// argument struct starts at `args_at`, without copying the body. `None`
+/// for anything but the plain shape our connector and Apache's send (the
+/// request as field 1 or -1, holding only fields 1 to 3 with their declared
+/// types); the caller then decodes the frame the general way, which also
+/// reports what is wrong with it.
+pub fn transfer_in_place(frame: &[u8], args_at: usize) -> Option<TransferInPlace> {
+    struct Cursor<'a> {
+        b: &'a [u8],
+        at: usize,
+    }
+    impl<'a> Cursor<'a> {
+        fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+            let b = self.b.get(self.at..self.at.checked_add(n)?)?;
+            self.at += n;
+            Some(b)
+        }
+    }
+    let mut c = Cursor {
+        b: frame,
+        at: args_at,
+    };
+    // The argument struct: one struct field, id 1 or -1.
+    let h = c.take(3)?;
+    if h[0] != 12 || !matches!(i16::from_be_bytes([h[1], h[2]]), 1 | -1) {
+        return None;
+    }
+    let mut req = TransferInPlace {
+        version: None,
+        type_: None,
+        body: 0..0,
+    };
+    loop {
+        let t = c.take(1)?[0];
+        if t == 0 {
+            break;
+        }
+        let id = c.take(2)?;
+        match (i16::from_be_bytes([id[0], id[1]]), t) {
+            (1, 3) => req.version = Some(c.take(1)?[0] as i8),
+            (2, 6) => {
+                let v = c.take(2)?;
+                req.type_ = Some(i16::from_be_bytes([v[0], v[1]]));
+            }
+            (3, 11) => {
+                let n = c.take(4)?;
+                let n = usize::try_from(i32::from_be_bytes([n[0], n[1], n[2], n[3]])).ok()?;
+                let start = c.at;
+                c.take(n)?;
+                req.body = start..start + n;
+            }
+            _ => return None,
+        }
+    }
+    // The end of the argument struct, and of the frame.
+    (c.take(1)? == [0] && c.at == frame.len()).then_some(req)
+}
+
 /// The start of a type-6 body holding `tablets` tablets and nothing else:
 /// the counts of WAL entries (0) and InsertNodes (0), then of tablets. The
 /// tablets follow it, each in `Tablet.serialize()` + aligned-byte form.
@@ -197,6 +266,44 @@ pub fn read_batch(body: &[u8]) -> Result<Batch, String> {
 mod tests {
     use super::*;
     use crate::tablet::{Column, Tablet};
+
+    #[test]
+    fn transfer_read_in_place_matches_the_thrift_decoding() {
+        use crate::message::{call, Call, Proto};
+        use crate::rpc::TPipeTransferReq;
+        let body: Vec<u8> = (0..1000).map(|i| i as u8).collect();
+        // Our connector's hand-built frame, and the generic thrift encoder's
+        // with the request as field 1 and as field -1.
+        let mut ours = call_head(7, TRANSFER_TABLET_BATCH, body.len());
+        ours.extend_from_slice(&body);
+        ours.extend_from_slice(&TAIL);
+        let req = TPipeTransferReq {
+            version: Some(VERSION),
+            type_: Some(TRANSFER_TABLET_BATCH),
+            body: Some(body.clone()),
+        };
+        for frame in [
+            ours,
+            call(Proto::Binary, "pipeTransfer", 7, 1, &req),
+            call(Proto::Binary, "pipeTransfer", 7, -1, &req),
+        ] {
+            let payload = &frame[4..];
+            let mut c = Call::parse(payload).unwrap();
+            let got = transfer_in_place(payload, c.args_at.unwrap()).expect("read in place");
+            assert_eq!(c.arg::<TPipeTransferReq>().unwrap().unwrap(), req);
+            assert_eq!(got.version, Some(VERSION));
+            assert_eq!(got.type_, Some(TRANSFER_TABLET_BATCH));
+            assert_eq!(&payload[got.body.clone()], &body[..]);
+            // Cut anywhere, it is not read in place (the general decoding
+            // then reports the damage).
+            for cut in [payload.len() - 1, got.body.start + 10, 30] {
+                assert_eq!(transfer_in_place(&payload[..cut], c.args_at.unwrap()), None);
+            }
+        }
+        // The compact protocol is left to the general decoding.
+        let compact = call(Proto::Compact, "pipeTransfer", 7, 1, &req);
+        assert_eq!(Call::parse(&compact[4..]).unwrap().args_at, None);
+    }
 
     #[test]
     fn hand_written_call_frame_matches_the_thrift_encoder() {

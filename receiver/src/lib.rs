@@ -63,7 +63,21 @@ pub fn handle(
     precision: &str,
     apply: &dyn Apply,
 ) -> (TPipeTransferResp, Option<u64>) {
-    let version = req.version.unwrap_or(-1);
+    let body = req.body.unwrap_or_default();
+    handle_parts(req.version, req.type_, &body, state, precision, apply)
+}
+
+/// [`handle`] for a request whose fields were read in place: `body` can be
+/// a slice of the received frame (no copy of a 16 MiB body).
+pub fn handle_parts(
+    version: Option<i8>,
+    type_: Option<i16>,
+    body: &[u8],
+    state: &mut ReceiverState,
+    precision: &str,
+    apply: &dyn Apply,
+) -> (TPipeTransferResp, Option<u64>) {
+    let version = version.unwrap_or(-1);
     if version != pipe::VERSION {
         return (
             resp(
@@ -73,7 +87,7 @@ pub fn handle(
             None,
         );
     }
-    let Some(t) = req.type_ else {
+    let Some(t) = type_ else {
         return (
             resp(
                 pipe::PIPE_TYPE_ERROR,
@@ -82,14 +96,13 @@ pub fn handle(
             None,
         );
     };
-    let body = req.body.unwrap_or_default();
     debug!(
         r#type = pipe::type_name(t),
         bytes = body.len(),
         "pipeTransfer"
     );
     match t {
-        pipe::HANDSHAKE => match pipe::read_handshake(&body) {
+        pipe::HANDSHAKE => match pipe::read_handshake(body) {
             Ok(p) if p == precision => {
                 state.handshake = Some(p);
                 (resp(status::SUCCESS, None), None)
@@ -103,13 +116,13 @@ pub fn handle(
             ),
             Err(e) => (resp(status::PIPE_ERROR, Some(format!("handshake body does not decode: {e}"))), None),
         },
-        pipe::TRANSFER_TABLET_RAW => match Tablet::deserialize_v12_prefix(&body) {
+        pipe::TRANSFER_TABLET_RAW => match Tablet::deserialize_v12_prefix(body) {
             // The usual body: the tablet and its aligned byte, decoded once
             // and logged as received.
-            Ok((tablet, n)) if n == body.len() => applied(apply, vec![(tablet, &body[..])]),
+            Ok((tablet, n)) if n == body.len() => applied(apply, vec![(tablet, body)]),
             // Without the aligned byte (or with other trouble): decode
             // leniently, and log the tablet re-encoded with the byte.
-            _ => match Tablet::deserialize_v12(&body) {
+            _ => match Tablet::deserialize_v12(body) {
                 Ok(tablet) => {
                     let bytes = tablet.serialize_v12();
                     applied(apply, vec![(tablet, &bytes[..])])
@@ -117,7 +130,7 @@ pub fn handle(
                 Err(e) => (resp(status::PIPE_ERROR, Some(format!("TRANSFER_TABLET_RAW body does not decode: {e}"))), None),
             },
         },
-        pipe::TRANSFER_TABLET_BATCH => match pipe::read_batch(&body) {
+        pipe::TRANSFER_TABLET_BATCH => match pipe::read_batch(body) {
             Ok(Batch { binaries, insert_nodes, tablets }) if binaries == 0 && insert_nodes == 0 => {
                 applied(apply, tablets.into_iter().map(|(t, r)| (t, &body[r])).collect())
             }
