@@ -731,7 +731,7 @@ impl Executor {
                     Ok(i) => col.push(pts.values.get(i)),
                     Err(_) => {
                         nl[r] = true;
-                        col.push(store::placeholder(*t));
+                        col.push(Value::placeholder(*t));
                     }
                 }
             }

@@ -1210,7 +1210,7 @@ pub fn tablet_from_rows(
         for (ri, (_, vals)) in rows.iter().enumerate() {
             if vals[ci] == crate::sql::Literal::Null {
                 nl[ri] = true;
-                col.push(placeholder(t));
+                col.push(Value::placeholder(t));
             } else {
                 col.push(coerce(&path, t, &vals[ci])?);
             }
@@ -1226,18 +1226,6 @@ pub fn tablet_from_rows(
         times: rows.iter().map(|r| r.0).collect(),
         aligned,
     })
-}
-
-/// A filler value for a null cell.
-pub fn placeholder(t: DataType) -> Value {
-    match t {
-        DataType::Boolean => Value::Boolean(false),
-        DataType::Int32 => Value::Int32(0),
-        DataType::Int64 => Value::Int64(0),
-        DataType::Float => Value::Float(0.0),
-        DataType::Double => Value::Double(0.0),
-        DataType::Text => Value::Text(Vec::new()),
-    }
 }
 
 #[cfg(test)]

@@ -618,14 +618,7 @@ impl Tablet {
                 let t = c.data_type();
                 let mut full = Column::with_capacity(t, n);
                 for _ in 0..n {
-                    full.push(match t {
-                        DataType::Boolean => Value::Boolean(false),
-                        DataType::Int32 => Value::Int32(0),
-                        DataType::Int64 => Value::Int64(0),
-                        DataType::Float => Value::Float(0.0),
-                        DataType::Double => Value::Double(0.0),
-                        DataType::Text => Value::Text(Vec::new()),
-                    });
+                    full.push(Value::placeholder(t));
                 }
                 *c = full;
             }

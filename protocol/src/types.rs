@@ -108,6 +108,18 @@ pub enum Value {
 }
 
 impl Value {
+    /// The filler stored in a null cell of type `t` (zero, false, empty).
+    pub fn placeholder(t: DataType) -> Value {
+        match t {
+            DataType::Boolean => Value::Boolean(false),
+            DataType::Int32 => Value::Int32(0),
+            DataType::Int64 => Value::Int64(0),
+            DataType::Float => Value::Float(0.0),
+            DataType::Double => Value::Double(0.0),
+            DataType::Text => Value::Text(Vec::new()),
+        }
+    }
+
     /// The value's type.
     pub fn data_type(&self) -> DataType {
         match self {

@@ -53,6 +53,22 @@ enum Stop {
     Failed(String),
 }
 
+/// Hands `p` to the sender, in the slot reserved for it if there is one;
+/// false when the sender is gone.
+async fn hand_on(
+    slot: &mut Option<tokio::sync::mpsc::Permit<'_, Prepared>>,
+    tx: &tokio::sync::mpsc::Sender<Prepared>,
+    p: Prepared,
+) -> bool {
+    match slot.take() {
+        Some(s) => {
+            s.send(p);
+            true
+        }
+        None => tx.send(p).await.is_ok(),
+    }
+}
+
 /// A batch ready to send: events, the offset after them, and a failure met
 /// after them (the pipe stops once the events are delivered).
 struct Prepared {
@@ -248,10 +264,8 @@ impl PipeTask {
                                 next,
                                 failure: Some(m),
                             };
-                            return match slot {
-                                Some(s) => s.send(p),
-                                None => drop(tx.send(p).await),
-                            };
+                            hand_on(&mut slot, &tx, p).await;
+                            return;
                         }
                     }
                     next = rec.offset + 1;
@@ -263,13 +277,8 @@ impl PipeTask {
                             next,
                             failure: None,
                         };
-                        match slot.take() {
-                            Some(s) => s.send(p),
-                            None => {
-                                if tx.send(p).await.is_err() {
-                                    return;
-                                }
-                            }
+                        if !hand_on(&mut slot, &tx, p).await {
+                            return;
                         }
                         size = 0;
                     }
@@ -282,13 +291,8 @@ impl PipeTask {
                     failure: None,
                 };
                 size = 0;
-                match slot.take() {
-                    Some(s) => s.send(p),
-                    None => {
-                        if tx.send(p).await.is_err() {
-                            return;
-                        }
-                    }
+                if !hand_on(&mut slot, &tx, p).await {
+                    return;
                 }
             }
             if next != reader.position() {
