@@ -859,7 +859,8 @@ impl Executor {
                     .into_iter()
                     .map(|u| vec![u])
                     .collect();
-                Ok(Outcome::Rows(ResultSet::text(&["User"], rows)))
+                // IoTDB 1.2's column name (IoTDBConstant.COLUMN_USER).
+                Ok(Outcome::Rows(ResultSet::text(&["user"], rows)))
             }
             Statement::ListPrivileges { user, paths } => {
                 let list = self
@@ -1381,6 +1382,9 @@ mod tests {
                 b"root.sg.** : INSERT_TIMESERIES READ_TIMESERIES".to_vec()
             ))
         );
+        let r = rows(e.execute(&root, "list user").unwrap());
+        assert_eq!(r.columns, ["user"]);
+        assert_eq!(r.rows(), 2);
         let r = rows(e.execute(&root, "list privileges user root").unwrap());
         assert_eq!(r.columns, ["privilege"]);
         assert_eq!(r.rows(), 47);
