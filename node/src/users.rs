@@ -103,25 +103,43 @@ const N_PRIVILEGES: usize = 47;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Privilege(u8);
 
-#[allow(missing_docs)]
+/// The privileges edgepipe's statements check, by IoTDB's names.
 impl Privilege {
+    /// IoTDB's `CREATE_DATABASE` (ordinal 0).
     pub const CREATE_DATABASE: Privilege = Privilege(0);
+    /// IoTDB's `INSERT_TIMESERIES` (ordinal 1).
     pub const INSERT_TIMESERIES: Privilege = Privilege(1);
+    /// IoTDB's `READ_TIMESERIES` (ordinal 3).
     pub const READ_TIMESERIES: Privilege = Privilege(3);
+    /// IoTDB's `CREATE_TIMESERIES` (ordinal 4).
     pub const CREATE_TIMESERIES: Privilege = Privilege(4);
+    /// IoTDB's `DELETE_TIMESERIES` (ordinal 5).
     pub const DELETE_TIMESERIES: Privilege = Privilege(5);
+    /// IoTDB's `CREATE_USER` (ordinal 6).
     pub const CREATE_USER: Privilege = Privilege(6);
+    /// IoTDB's `DELETE_USER` (ordinal 7).
     pub const DELETE_USER: Privilege = Privilege(7);
+    /// IoTDB's `LIST_USER` (ordinal 9).
     pub const LIST_USER: Privilege = Privilege(9);
+    /// IoTDB's `GRANT_USER_PRIVILEGE` (ordinal 10).
     pub const GRANT_USER_PRIVILEGE: Privilege = Privilege(10);
+    /// IoTDB's `REVOKE_USER_PRIVILEGE` (ordinal 11).
     pub const REVOKE_USER_PRIVILEGE: Privilege = Privilege(11);
+    /// IoTDB's `ALL` (ordinal 27).
     pub const ALL: Privilege = Privilege(27);
+    /// IoTDB's `DELETE_DATABASE` (ordinal 28).
     pub const DELETE_DATABASE: Privilege = Privilege(28);
+    /// IoTDB's `SHOW_PIPEPLUGINS` (ordinal 37).
     pub const SHOW_PIPEPLUGINS: Privilege = Privilege(37);
+    /// IoTDB's `CREATE_PIPE` (ordinal 38).
     pub const CREATE_PIPE: Privilege = Privilege(38);
+    /// IoTDB's `START_PIPE` (ordinal 39).
     pub const START_PIPE: Privilege = Privilege(39);
+    /// IoTDB's `STOP_PIPE` (ordinal 40).
     pub const STOP_PIPE: Privilege = Privilege(40);
+    /// IoTDB's `DROP_PIPE` (ordinal 41).
     pub const DROP_PIPE: Privilege = Privilege(41);
+    /// IoTDB's `SHOW_PIPES` (ordinal 42).
     pub const SHOW_PIPES: Privilege = Privilege(42);
 }
 
