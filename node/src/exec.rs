@@ -4,13 +4,46 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, Offset, TimeZone};
-use protocol::tablet::Column;
+use protocol::names;
+use protocol::tablet::{Column, Tablet};
 use protocol::types::{status, DataType, Value};
 
 use crate::event::{Event, SchemaOp};
 use crate::sql::{self, Node, Path, Statement, TimeFilter, TimeLit};
 use crate::store::{self, SResult, Store, StoreError};
-use crate::users::Users;
+use crate::users::{Privilege, UserError, Users};
+
+/// Most path patterns one statement may match against the schema (a
+/// SELECT's columns × FROM paths, a DELETE's or DROP DATABASE's paths):
+/// each is one pass over every series.
+pub const MAX_PATTERNS: usize = 1024;
+/// Most points a query may read from the store before it is refused (it
+/// holds them all in memory at once).
+pub const MAX_QUERY_POINTS: usize = 8 << 20;
+/// Most values (rows × series, after LIMIT/OFFSET) a query may return.
+pub const MAX_RESULT_VALUES: usize = 8 << 20;
+
+/// IoTDB 1.2's refusal (AuthorityChecker): NO_PERMISSION (803).
+fn no_permission(p: Privilege) -> StoreError {
+    StoreError::new(
+        status::NO_PERMISSION,
+        format!(
+            "No permissions for this operation, please add privilege {}",
+            p.name()
+        ),
+    )
+}
+
+fn user_err(e: UserError) -> StoreError {
+    StoreError::new(e.code, e.message)
+}
+
+fn too_many_patterns(n: usize) -> StoreError {
+    StoreError::new(
+        status::SEMANTIC_ERROR,
+        format!("the statement names {n} path patterns, more than the {MAX_PATTERNS} one statement may; split it"),
+    )
+}
 
 /// Timestamp precision of the node (`timestamp_precision`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -105,9 +138,11 @@ impl Context {
     }
 }
 
-/// Resolves a client's zone name: `UTC`-like names, `+08:00`-style offsets,
-/// anything else the server's local zone (IANA names other than UTC are not
-/// resolved: there is no zone database here).
+/// Resolves a client's zone name: `UTC`-like names, `+08:00`-style offsets
+/// (`±h`, `±hh`, `±hh:mm`, `±hhmm`, optionally after `UTC`/`GMT`), anything
+/// else `None` (IANA names other than UTC are not resolved: there is no
+/// zone database here). An offset beyond ±18:00 or with minutes ≥ 60 is
+/// `None`, never an overflow.
 pub fn zone_from_name(name: &str) -> Option<FixedOffset> {
     let n = name.trim();
     if ["UTC", "Etc/UTC", "GMT", "Etc/GMT", "Z", "Universal", "Zulu"]
@@ -125,9 +160,20 @@ pub fn zone_from_name(name: &str) -> Option<FixedOffset> {
         Some(b'-') => (-1, &s[1..]),
         _ => return None,
     };
-    let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
-    let secs = h.parse::<i32>().ok()? * 3600 + m.parse::<i32>().ok()? * 60;
-    FixedOffset::east_opt(sign * secs)
+    let (h, m) = match rest.split_once(':') {
+        Some(hm) => hm,
+        None if rest.len() == 4 => rest.split_at(2),
+        None => (rest, "0"),
+    };
+    let digits = |t: &str| !t.is_empty() && t.len() <= 2 && t.bytes().all(|b| b.is_ascii_digit());
+    if !digits(h) || !digits(m) {
+        return None;
+    }
+    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    if h > 18 || m >= 60 {
+        return None;
+    }
+    FixedOffset::east_opt(sign * (h * 3600 + m * 60))
 }
 
 /// A query result: columns, and rows of one time each.
@@ -277,8 +323,7 @@ fn range(ctx: &Context, f: &TimeFilter) -> SResult<(i64, i64)> {
 }
 
 fn database_pattern(p: &Option<Path>) -> Path {
-    p.clone()
-        .unwrap_or_else(|| Path(vec![Node::Name("root".into()), Node::Many]))
+    p.clone().unwrap_or_else(Path::everything)
 }
 
 impl Executor {
@@ -302,19 +347,73 @@ impl Executor {
         self
     }
 
+    /// Adds a user registry without pipes (privileges are then enforced).
+    pub fn with_users(mut self, users: Arc<Users>) -> Executor {
+        self.users = Some(users);
+        self
+    }
+
     /// The user registry, if any.
     pub fn users(&self) -> Option<&Arc<Users>> {
         self.users.as_ref()
     }
 
-    fn need(&self, ctx: &Context, privilege: &str) -> SResult<()> {
+    /// Refuses unless the session's user holds `privilege` on every path
+    /// of `paths` (none: the path-independent `root.**`), with IoTDB 1.2's
+    /// NO_PERMISSION message. Without a user registry (a bare executor)
+    /// everything is allowed.
+    fn need(&self, ctx: &Context, privilege: Privilege, paths: &[Path]) -> SResult<()> {
         match &self.users {
-            Some(u) if !u.has(&ctx.user, privilege) => Err(StoreError::new(
-                status::NO_PERMISSION,
-                format!("No permissions for this operation, please add privilege {privilege} to user {}", ctx.user),
-            )),
+            Some(u) if !u.allowed(&ctx.user, privilege, paths) => Err(no_permission(privilege)),
             _ => Ok(()),
         }
+    }
+
+    /// Makes client-RPC tablets ready to write for `user`: each device and
+    /// measurement checked by IoTDB's name rules and put in canonical form
+    /// (509 ILLEGAL_PATH naming the bad name), then the user's
+    /// INSERT_TIMESERIES privilege checked on every series (803). One pass
+    /// over the names of each tablet, never over its rows.
+    ///
+    /// # Errors
+    /// The first illegal name, or the missing privilege.
+    pub fn admit_tablets(&self, user: &str, tablets: &mut [Tablet]) -> SResult<()> {
+        let name_err = |e: names::NameError| StoreError::new(e.code(), e.to_string());
+        for t in tablets.iter_mut() {
+            let d = names::canonical_device(&t.device).map_err(name_err)?;
+            if d != t.device.as_str() {
+                t.device = d.into_owned();
+            }
+            for m in t.measurements.iter_mut() {
+                let c = names::canonical_measurement(m).map_err(name_err)?;
+                if c != m.as_str() {
+                    *m = c.into_owned();
+                }
+            }
+        }
+        let Some(users) = &self.users else {
+            return Ok(());
+        };
+        if user == "root" {
+            return Ok(());
+        }
+        for t in tablets.iter() {
+            let device =
+                sql::parse_path(&t.device).map_err(|e| StoreError::new(e.code, e.message))?;
+            let paths: Vec<Path> = t
+                .measurements
+                .iter()
+                .map(|m| {
+                    let mut p = device.clone();
+                    p.0.push(Node::Name(m.clone()));
+                    p
+                })
+                .collect();
+            if !users.allowed(user, Privilege::INSERT_TIMESERIES, &paths) {
+                return Err(no_permission(Privilege::INSERT_TIMESERIES));
+            }
+        }
+        Ok(())
     }
 
     fn pipes(&self) -> SResult<&Arc<replicator::PipeManager>> {
@@ -326,13 +425,7 @@ impl Executor {
         })
     }
 
-    fn user_admin(&self, ctx: &Context) -> SResult<&Arc<Users>> {
-        if ctx.user != "root" {
-            return Err(StoreError::new(
-                status::NO_PERMISSION,
-                "only root manages users",
-            ));
-        }
+    fn user_admin(&self) -> SResult<&Arc<Users>> {
         self.users.as_ref().ok_or_else(|| {
             StoreError::new(
                 status::UNSUPPORTED_OPERATION,
@@ -381,16 +474,117 @@ impl Executor {
         &self.store
     }
 
+    /// Checks the statement's cost bound and that the session's user holds
+    /// the privilege it needs on its paths: IoTDB 1.2's table
+    /// (`AuthorityChecker.translateToPermissionId`, paths from
+    /// `Statement.getPaths`; none means `root.**`).
+    fn authorize(&self, ctx: &Context, st: &Statement) -> SResult<()> {
+        let series = |device: &Path, ms: &mut dyn Iterator<Item = &String>| -> Vec<Path> {
+            ms.map(|m| {
+                let mut p = device.clone();
+                p.0.push(Node::Name(m.clone()));
+                p
+            })
+            .collect()
+        };
+        let bounded = |paths: &[Path]| {
+            if paths.len() > MAX_PATTERNS {
+                Err(too_many_patterns(paths.len()))
+            } else {
+                Ok(())
+            }
+        };
+        let (privilege, paths): (Privilege, Vec<Path>) = match st {
+            Statement::CreateDatabase(p) => (Privilege::CREATE_DATABASE, vec![p.clone()]),
+            Statement::DeleteDatabase(ps) => {
+                bounded(ps)?;
+                (Privilege::DELETE_DATABASE, ps.clone())
+            }
+            Statement::ShowDatabases(p)
+            | Statement::ShowTimeseries(p)
+            | Statement::CountTimeseries(p)
+            | Statement::ShowDevices(p) => (Privilege::READ_TIMESERIES, vec![database_pattern(p)]),
+            Statement::CreateTimeseries(spec) => {
+                (Privilege::CREATE_TIMESERIES, vec![spec.path.clone()])
+            }
+            Statement::CreateAlignedTimeseries {
+                device,
+                measurements,
+            } => {
+                let names: Vec<String> = measurements.iter().map(|m| m.path.to_string()).collect();
+                (
+                    Privilege::CREATE_TIMESERIES,
+                    series(device, &mut names.iter()),
+                )
+            }
+            Statement::Insert {
+                device,
+                measurements,
+                ..
+            } => (
+                Privilege::INSERT_TIMESERIES,
+                series(device, &mut measurements.iter()),
+            ),
+            Statement::Delete { paths, .. } => {
+                bounded(paths)?;
+                (Privilege::DELETE_TIMESERIES, paths.clone())
+            }
+            Statement::Select { select, from, .. } => {
+                let n = select.len().saturating_mul(from.len());
+                if n > MAX_PATTERNS {
+                    return Err(too_many_patterns(n));
+                }
+                let paths = from
+                    .iter()
+                    .flat_map(|f| select.iter().map(move |sel| f.join(sel)))
+                    .collect();
+                (Privilege::READ_TIMESERIES, paths)
+            }
+            Statement::Flush => {
+                if ctx.user == "root" || self.users.is_none() {
+                    return Ok(());
+                }
+                return Err(StoreError::new(
+                    status::NO_PERMISSION,
+                    "No permissions for this operation: only root may run FLUSH",
+                ));
+            }
+            Statement::CreatePipe { .. } => (Privilege::CREATE_PIPE, vec![]),
+            Statement::StartPipe(_) => (Privilege::START_PIPE, vec![]),
+            Statement::StopPipe(_) => (Privilege::STOP_PIPE, vec![]),
+            Statement::DropPipe(_) => (Privilege::DROP_PIPE, vec![]),
+            Statement::ShowPipes { .. } => (Privilege::SHOW_PIPES, vec![]),
+            Statement::ShowPipePlugins => (Privilege::SHOW_PIPEPLUGINS, vec![]),
+            Statement::CreateUser { .. } => (Privilege::CREATE_USER, vec![]),
+            Statement::DropUser(_) => (Privilege::DELETE_USER, vec![]),
+            Statement::Privileges { grant, paths, .. } => (
+                if *grant {
+                    Privilege::GRANT_USER_PRIVILEGE
+                } else {
+                    Privilege::REVOKE_USER_PRIVILEGE
+                },
+                paths.clone(),
+            ),
+            Statement::ListUser => (Privilege::LIST_USER, vec![]),
+            Statement::ListPrivileges { paths, .. } => (Privilege::LIST_USER, paths.clone()),
+        };
+        self.need(ctx, privilege, &paths)
+    }
+
     /// Parses and runs one SQL statement.
     ///
     /// # Errors
     /// Parse errors (700), semantic and schema errors with their codes.
     pub fn execute(&self, ctx: &Context, text: &str) -> SResult<Outcome> {
         let st = sql::parse(text).map_err(|e| {
-            StoreError::new(
-                status::SQL_PARSE_ERROR,
-                format!("Error occurred while parsing SQL to physical plan: {e}"),
-            )
+            if e.code == status::SQL_PARSE_ERROR {
+                StoreError::new(
+                    e.code,
+                    format!("Error occurred while parsing SQL to physical plan: {e}"),
+                )
+            } else {
+                StoreError::new(e.code, e.message)
+            }
         })?;
         self.run(ctx, st)
     }
@@ -400,6 +594,7 @@ impl Executor {
     /// # Errors
     /// As [`Executor::execute`].
     pub fn run(&self, ctx: &Context, st: Statement) -> SResult<Outcome> {
+        self.authorize(ctx, &st)?;
         let s = &self.store;
         match st {
             Statement::CreateDatabase(p) => Ok(Outcome::Done(Some(
@@ -413,7 +608,7 @@ impl Executor {
                     } else {
                         s.databases()
                             .into_iter()
-                            .filter(|d| p.matches(&d.split('.').collect::<Vec<_>>()))
+                            .filter(|d| p.matches_path(d))
                             .collect()
                     };
                     if dbs.is_empty() {
@@ -433,7 +628,7 @@ impl Executor {
                 let rows = s
                     .databases()
                     .into_iter()
-                    .filter(|d| pat.matches(&d.split('.').collect::<Vec<_>>()))
+                    .filter(|d| pat.matches_path(d))
                     .map(|d| vec![d])
                     .collect();
                 Ok(Outcome::Rows(ResultSet::text(&["Database"], rows)))
@@ -528,16 +723,20 @@ impl Executor {
                 // Series come sorted by path; a device is the path less its
                 // last node (aligned is a device-wide property).
                 let mut devices: std::collections::BTreeMap<String, bool> = Default::default();
-                for (path, info) in
-                    s.series_matching(&[Path(vec![Node::Name("root".into()), Node::Many])])
-                {
-                    let d = path[..path.rfind('.').expect("series path")].to_string();
+                for (path, info) in s.series_matching(&[Path::everything()]) {
+                    // The device is the path less its last node (which may
+                    // hold a dot inside backquotes).
+                    let last = names::split_nodes(&path)
+                        .ok()
+                        .and_then(|n| n.last().map(|l| l.len()))
+                        .unwrap_or_else(|| path.len() - path.rfind('.').map_or(0, |i| i + 1));
+                    let d = path[..path.len().saturating_sub(last + 1)].to_string();
                     devices.entry(d).or_insert(info.aligned);
                 }
                 let pat = database_pattern(&p);
                 let rows = devices
                     .into_iter()
-                    .filter(|(d, _)| pat.matches(&d.split('.').collect::<Vec<_>>()))
+                    .filter(|(d, _)| pat.matches_path(d))
                     .map(|(d, a)| vec![d, a.to_string()])
                     .collect();
                 Ok(Outcome::Rows(ResultSet::text(
@@ -591,29 +790,24 @@ impl Executor {
                 processor,
                 connector,
             } => {
-                self.need(ctx, "CREATE_PIPE")?;
                 self.pipes()?
                     .create(&id, extractor, processor, connector)
                     .map_err(pipe_err)?;
                 Ok(Outcome::Done(None))
             }
             Statement::StartPipe(id) => {
-                self.need(ctx, "START_PIPE")?;
                 self.pipes()?.start(&id).map_err(pipe_err)?;
                 Ok(Outcome::Done(None))
             }
             Statement::StopPipe(id) => {
-                self.need(ctx, "STOP_PIPE")?;
                 self.pipes()?.stop(&id).map_err(pipe_err)?;
                 Ok(Outcome::Done(None))
             }
             Statement::DropPipe(id) => {
-                self.need(ctx, "DROP_PIPE")?;
                 self.pipes()?.drop_pipe(&id).map_err(pipe_err)?;
                 Ok(Outcome::Done(None))
             }
             Statement::ShowPipes { id, used_by } => {
-                self.need(ctx, "SHOW_PIPES")?;
                 let rows = self
                     .pipes()?
                     .show(id.as_deref(), used_by.as_deref())
@@ -638,35 +832,52 @@ impl Executor {
                 )))
             }
             Statement::CreateUser { name, password } => {
-                self.user_admin(ctx)?
+                self.user_admin()?
                     .create(&name, &password)
-                    .map_err(|m| StoreError::new(status::ILLEGAL_PARAMETER, m))?;
+                    .map_err(user_err)?;
                 Ok(Outcome::Done(None))
             }
             Statement::DropUser(name) => {
-                self.user_admin(ctx)?
-                    .drop_user(&name)
-                    .map_err(|m| StoreError::new(status::ILLEGAL_PARAMETER, m))?;
+                self.user_admin()?.drop_user(&name).map_err(user_err)?;
                 Ok(Outcome::Done(None))
             }
             Statement::Privileges {
                 grant,
                 user,
                 privileges,
+                paths,
             } => {
-                self.user_admin(ctx)?
-                    .set(&user, &privileges, grant)
-                    .map_err(|m| StoreError::new(status::ILLEGAL_PARAMETER, m))?;
+                self.user_admin()?
+                    .set(&user, &privileges, &paths, grant)
+                    .map_err(user_err)?;
                 Ok(Outcome::Done(None))
             }
             Statement::ListUser => {
                 let rows = self
-                    .user_admin(ctx)?
+                    .user_admin()?
                     .list()
                     .into_iter()
                     .map(|u| vec![u])
                     .collect();
-                Ok(Outcome::Rows(ResultSet::text(&["User"], rows)))
+                // IoTDB 1.2's column name (IoTDBConstant.COLUMN_USER).
+                Ok(Outcome::Rows(ResultSet::text(&["user"], rows)))
+            }
+            Statement::ListPrivileges { user, paths } => {
+                let list = self
+                    .user_admin()?
+                    .privileges_of(&user, &paths)
+                    .map_err(user_err)?;
+                // IoTDB 1.2: root gets one column, `privilege`; other users
+                // `role` (empty for their own grants) and `privilege`.
+                let result = if user == "root" {
+                    ResultSet::text(&["privilege"], list.into_iter().map(|p| vec![p]).collect())
+                } else {
+                    ResultSet::text(
+                        &["role", "privilege"],
+                        list.into_iter().map(|p| vec![String::new(), p]).collect(),
+                    )
+                };
+                Ok(Outcome::Rows(result))
             }
         }
     }
@@ -697,11 +908,19 @@ impl Executor {
         }
         let mut parts = Vec::with_capacity(series.len());
         if lo <= hi {
+            let mut read = 0usize;
             for (p, t) in &series {
                 let pts = self.store.read(p, lo, hi).unwrap_or(store::Points {
                     times: vec![],
                     values: Column::with_capacity(*t, 0),
                 });
+                read = read.saturating_add(pts.times.len());
+                if read > MAX_QUERY_POINTS {
+                    return Err(StoreError::new(
+                        status::SEMANTIC_ERROR,
+                        format!("the query reads more than {MAX_QUERY_POINTS} points ({} series); narrow the time range or select fewer series", series.len()),
+                    ));
+                }
                 parts.push(pts);
             }
         } else {
@@ -718,8 +937,22 @@ impl Executor {
         if desc {
             times.reverse();
         }
-        let start = (offset as usize).min(times.len());
-        let end = limit.map_or(times.len(), |l| (start + l as usize).min(times.len()));
+        // LIMIT and OFFSET may be as large as u64 allows: clamp, never wrap.
+        let clamp = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let start = clamp(offset).min(times.len());
+        let end = limit.map_or(times.len(), |l| {
+            start.saturating_add(clamp(l)).min(times.len())
+        });
+        if (end - start).saturating_mul(series.len()) > MAX_RESULT_VALUES {
+            return Err(StoreError::new(
+                status::SEMANTIC_ERROR,
+                format!(
+                    "the query would return {} rows × {} series, more than {MAX_RESULT_VALUES} values; add LIMIT, narrow the time range or select fewer series",
+                    end - start,
+                    series.len()
+                ),
+            ));
+        }
         let times = times[start..end].to_vec();
         let mut data = Vec::with_capacity(parts.len());
         let mut nulls = Vec::with_capacity(parts.len());
@@ -978,5 +1211,210 @@ mod tests {
             Precision::Ms.format(1_648_598_400_123, zone_from_name("+08:00").unwrap()),
             "2022-03-30T08:00:00.123+08:00"
         );
+    }
+
+    /// Issue 13: `LIMIT 18446744073709551615 OFFSET 1` wrapped `start + l`
+    /// (a panic in debug builds).
+    #[test]
+    fn huge_limits_and_offsets_are_clamped() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = exec(dir.path());
+        let ctx = utc();
+        e.execute(
+            &ctx,
+            "insert into root.sg.d(time, s) values (1, 1), (2, 2), (3, 3)",
+        )
+        .unwrap();
+        let max = u64::MAX;
+        let r = rows(
+            e.execute(
+                &ctx,
+                &format!("select s from root.sg.d limit {max} offset 1"),
+            )
+            .unwrap(),
+        );
+        assert_eq!(r.times, [2, 3]);
+        let r = rows(
+            e.execute(
+                &ctx,
+                &format!("select s from root.sg.d limit 1 offset {max}"),
+            )
+            .unwrap(),
+        );
+        assert_eq!(r.rows(), 0);
+        let r = rows(
+            e.execute(
+                &ctx,
+                &format!("select s from root.sg.d limit {max} offset {max}"),
+            )
+            .unwrap(),
+        );
+        assert_eq!(r.rows(), 0);
+    }
+
+    /// Issue 13: an `openSession` zone id such as `+999999999` overflowed
+    /// `h * 3600` (a panic in debug builds, a wrong zone in release).
+    #[test]
+    fn zone_ids_never_overflow() {
+        for bad in [
+            "+999999999",
+            "-999999999",
+            "+2147483647",
+            "UTC+99999:99999",
+            "+19:00",
+            "+08:60",
+            "+",
+            "+:",
+            "+1:2:3",
+            "+08:0x",
+            "+-1",
+        ] {
+            assert_eq!(zone_from_name(bad), None, "{bad}");
+        }
+        let h = |x: i32| FixedOffset::east_opt(x);
+        assert_eq!(zone_from_name("+08:00"), h(8 * 3600));
+        assert_eq!(zone_from_name("+0800"), h(8 * 3600));
+        assert_eq!(zone_from_name("-05:30"), h(-(5 * 3600 + 30 * 60)));
+        assert_eq!(zone_from_name("GMT+8"), h(8 * 3600));
+        assert_eq!(zone_from_name("+18:00"), h(18 * 3600));
+    }
+
+    /// Issue 13: a statement's cost is bounded, with a clear error.
+    #[test]
+    fn statement_cost_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = exec(dir.path());
+        let ctx = utc();
+        let cols: Vec<String> = (0..33).map(|i| format!("s{i}")).collect();
+        let from: Vec<String> = (0..32).map(|i| format!("root.sg.d{i}")).collect();
+        let sql = format!("select {} from {}", cols.join(", "), from.join(", "));
+        let err = e.execute(&ctx, &sql).unwrap_err();
+        assert_eq!(err.code, status::SEMANTIC_ERROR);
+        assert!(err.message.contains("1056 path patterns"), "{err}");
+        let dels: Vec<String> = (0..1025).map(|i| format!("root.sg.d{i}.s")).collect();
+        let err = e
+            .execute(&ctx, &format!("delete from {}", dels.join(", ")))
+            .unwrap_err();
+        assert!(err.message.contains("more than the 1024"), "{err}");
+        // Deep patterns with many wildcards run (and are logged) quickly.
+        let deep = format!("delete from root{}", ".**".repeat(40));
+        e.execute(&ctx, &deep).unwrap();
+    }
+
+    fn with_users(dir: &std::path::Path) -> (Executor, Arc<Users>) {
+        let users = Arc::new(Users::open(&dir.join("system"), "root").unwrap());
+        (exec(dir).with_users(users.clone()), users)
+    }
+
+    fn as_user(user: &str) -> Context {
+        Context {
+            user: user.into(),
+            ..utc()
+        }
+    }
+
+    /// Issue 7, finding 9: data statements need IoTDB 1.2's privileges.
+    #[test]
+    fn data_statements_need_privileges() {
+        let dir = tempfile::tempdir().unwrap();
+        let (e, _) = with_users(dir.path());
+        let root = utc();
+        e.execute(&root, "create user alice 'alice123'").unwrap();
+        e.execute(&root, "insert into root.sg.d(time, s) values (1, 1)")
+            .unwrap();
+        let alice = as_user("alice");
+        let refused = |sql: &str, privilege: &str| {
+            let err = e.execute(&alice, sql).unwrap_err();
+            assert_eq!(err.code, status::NO_PERMISSION, "{sql}: {err}");
+            assert_eq!(
+                err.message,
+                format!("No permissions for this operation, please add privilege {privilege}"),
+                "{sql}"
+            );
+        };
+        refused(
+            "insert into root.sg.d(time, s) values (2, 2)",
+            "INSERT_TIMESERIES",
+        );
+        refused("delete from root.sg.d.s", "DELETE_TIMESERIES");
+        refused("drop database root.sg", "DELETE_DATABASE");
+        refused("create database root.other", "CREATE_DATABASE");
+        refused(
+            "create timeseries root.sg.d.t with datatype=INT32",
+            "CREATE_TIMESERIES",
+        );
+        refused("select ** from root.sg", "READ_TIMESERIES");
+        refused("show timeseries", "READ_TIMESERIES");
+        refused("show databases", "READ_TIMESERIES");
+        refused("count timeseries root.**", "READ_TIMESERIES");
+        refused("show devices", "READ_TIMESERIES");
+        refused("create user bobby 'bobby123'", "CREATE_USER");
+        refused("grant user alice privileges ALL", "GRANT_USER_PRIVILEGE");
+        refused("list user", "LIST_USER");
+        refused("list privileges user alice", "LIST_USER");
+        refused("show pipeplugins", "SHOW_PIPEPLUGINS");
+        assert_eq!(
+            e.execute(&alice, "flush").unwrap_err().code,
+            status::NO_PERMISSION
+        );
+        // Granted on a subtree: allowed there only.
+        e.execute(
+            &root,
+            "grant user alice privileges INSERT_TIMESERIES, READ_TIMESERIES on root.sg.**",
+        )
+        .unwrap();
+        e.execute(&alice, "insert into root.sg.d(time, s) values (2, 2)")
+            .unwrap();
+        refused(
+            "insert into root.other.d(time, s) values (2, 2)",
+            "INSERT_TIMESERIES",
+        );
+        assert_eq!(
+            rows(e.execute(&alice, "select s from root.sg.d").unwrap()).times,
+            [1, 2]
+        );
+        refused("select ** from root", "READ_TIMESERIES");
+        let r = rows(e.execute(&root, "list privileges user alice").unwrap());
+        assert_eq!(r.columns, ["role", "privilege"]);
+        assert_eq!(
+            r.value(0, 1),
+            Some(Value::Text(
+                b"root.sg.** : INSERT_TIMESERIES READ_TIMESERIES".to_vec()
+            ))
+        );
+        let r = rows(e.execute(&root, "list user").unwrap());
+        assert_eq!(r.columns, ["user"]);
+        assert_eq!(r.rows(), 2);
+        let r = rows(e.execute(&root, "list privileges user root").unwrap());
+        assert_eq!(r.columns, ["privilege"]);
+        assert_eq!(r.rows(), 47);
+        e.execute(
+            &root,
+            "revoke user alice privileges INSERT_TIMESERIES on root.sg.**",
+        )
+        .unwrap();
+        refused(
+            "insert into root.sg.d(time, s) values (3, 3)",
+            "INSERT_TIMESERIES",
+        );
+        // Client-RPC tablets: names made canonical, then the privilege.
+        let mut t = vec![Tablet {
+            device: "root.sg.`d`".into(),
+            measurements: vec!["`s`".into()],
+            columns: vec![Column::Double(vec![1.0])],
+            nulls: vec![None],
+            times: vec![9],
+            aligned: false,
+        }];
+        let err = e.admit_tablets("alice", &mut t).unwrap_err();
+        assert_eq!(err.code, status::NO_PERMISSION);
+        assert_eq!(
+            (t[0].device.as_str(), t[0].measurements[0].as_str()),
+            ("root.sg.d", "s")
+        );
+        e.admit_tablets("root", &mut t).unwrap();
+        t[0].measurements[0] = "a.b".into();
+        let err = e.admit_tablets("root", &mut t).unwrap_err();
+        assert_eq!(err.code, status::ILLEGAL_PATH);
     }
 }

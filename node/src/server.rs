@@ -74,6 +74,7 @@ async fn serve(
 ) {
     debug!("connected");
     let mut conn = Connection::default();
+    conn.peer = Some(peer);
     let mut buf = Vec::new();
     loop {
         let mut len = [0u8; 4];

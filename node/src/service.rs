@@ -70,6 +70,9 @@ struct Query {
 /// Per-connection state.
 #[derive(Default)]
 pub struct Connection {
+    /// The client's address (set by the server when the connection is
+    /// accepted; `None` in tests that drive the service directly).
+    pub peer: Option<std::net::SocketAddr>,
     session: Option<Session>,
     queries: BTreeMap<i64, Query>,
     receiver: receiver::ReceiverState,
@@ -459,18 +462,38 @@ impl Service {
             "timestamp_precision".to_string(),
             self.precision.name().to_string(),
         );
-        let ok_login = match &self.users {
-            Some(u) => u.login(&user, &pass),
-            None => user == "root" && pass == self.root_password,
+        let peer = conn.peer.map(|a| a.ip());
+        let login = match &self.users {
+            // Checking a password hash takes tens of milliseconds: off the
+            // async worker when the runtime allows it.
+            Some(u) => {
+                let check = || u.login(&user, &pass, peer);
+                if tokio::runtime::Handle::try_current()
+                    .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+                {
+                    tokio::task::block_in_place(check)
+                } else {
+                    check()
+                }
+            }
+            None if user == "root" && pass == self.root_password => Ok(()),
+            None => Err(crate::users::LoginError::Wrong),
         };
-        if !ok_login {
+        if let Err(e) = login {
+            let message = match e {
+                crate::users::LoginError::Wrong => {
+                    format!("Authentication failed: wrong user name or password for user {user:?}")
+                }
+                crate::users::LoginError::Throttled(wait) => {
+                    let from = peer.map_or_else(|| "this client".to_string(), |p| p.to_string());
+                    format!(
+                        "Authentication failed: too many failed logins from {from}; wait {:.1} s before the next attempt",
+                        wait.as_secs_f64()
+                    )
+                }
+            };
             return TSOpenSessionResp {
-                status: st(
-                    status::WRONG_LOGIN_PASSWORD,
-                    Some(format!(
-                        "Authentication failed: wrong user name or password for user {user:?}"
-                    )),
-                ),
+                status: st(status::WRONG_LOGIN_PASSWORD, Some(message)),
                 server_protocol_version: SERVER_PROTOCOL_VERSION,
                 session_id: None,
                 configuration: Some(configuration),
@@ -638,16 +661,19 @@ impl Service {
     where
         F: FnOnce() -> Result<Vec<Tablet>, StoreError> + Send + 'static,
     {
-        if conn.session.is_none() {
+        let Some(session) = conn.session.as_ref() else {
             return st(
                 status::NOT_LOGIN,
                 Some("not logged in: call openSession first".into()),
             );
-        }
+        };
+        let user = session.user.clone();
         let svc = self.clone();
         let done = tokio::task::spawn_blocking(
             move || -> Result<(Vec<Result<u64, StoreError>>, usize), StoreError> {
-                let tablets = decode()?;
+                let mut tablets = decode()?;
+                // Names checked and made canonical, INSERT_TIMESERIES checked.
+                svc.exec.admit_tablets(&user, &mut tablets)?;
                 let n = tablets.len();
                 Ok((
                     tablets

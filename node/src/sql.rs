@@ -1,22 +1,45 @@
 //! IoTDB's SQL dialect, the subset edgepipe runs: a tokenizer and a
 //! recursive-descent parser into [`Statement`]s. Keywords are
 //! case-insensitive; errors say where (`line 1:COL`) and what was expected,
-//! as IoTDB's parser does.
+//! as IoTDB's parser does. Names in paths follow IoTDB 1.2's rules
+//! ([`protocol::names`]): a node that is not a plain identifier is written
+//! in backquotes, and is kept in its canonical written form.
+//!
+//! Path patterns match in time proportional to pattern × path
+//! ([`Path::matches`] runs the pattern as an automaton), and a pattern has
+//! at most [`MAX_PATH_NODES`] nodes.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use protocol::types::DataType;
+use protocol::names::{self, Problem};
+use protocol::types::{status, DataType};
+
+/// Most nodes a path or pattern in a statement may have. Deep enough for
+/// any real tree; bounds what matching one pattern costs.
+pub const MAX_PATH_NODES: usize = 64;
 
 /// A path node in a pattern.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Node {
-    /// A literal node name.
+    /// A node name, in its canonical written form (`` `1` `` keeps its
+    /// backquotes, `` `abc` `` is `abc`; see [`protocol::names`]).
     Name(String),
     /// `*`: exactly one level.
     One,
     /// `**`: one or more levels.
     Many,
+}
+
+impl Node {
+    /// The node as written in a path (`*`, `**`, or the name).
+    pub fn text(&self) -> &str {
+        match self {
+            Node::Name(s) => s,
+            Node::One => "*",
+            Node::Many => "**",
+        }
+    }
 }
 
 /// A path or path pattern, as a list of nodes (the first is `root` for full
@@ -25,6 +48,11 @@ pub enum Node {
 pub struct Path(pub Vec<Node>);
 
 impl Path {
+    /// `root.**`: everything.
+    pub fn everything() -> Path {
+        Path(vec![Node::Name("root".into()), Node::Many])
+    }
+
     /// Whether the path has no wildcard.
     pub fn is_plain(&self) -> bool {
         self.0.iter().all(|n| matches!(n, Node::Name(_)))
@@ -35,35 +63,82 @@ impl Path {
         Path(self.0.iter().chain(&suffix.0).cloned().collect())
     }
 
-    /// Whether the plain path `nodes` matches this pattern.
+    /// Whether the plain path `nodes` (written nodes, as stored) matches
+    /// this pattern.
+    ///
+    /// Runs the pattern as a nondeterministic automaton over the nodes
+    /// (state `i`: the first `i` pattern nodes are matched), so the cost is
+    /// at most pattern length × path length, however many `*` and `**`
+    /// there are.
     pub fn matches(&self, nodes: &[&str]) -> bool {
-        fn m(p: &[Node], n: &[&str]) -> bool {
-            match p.split_first() {
-                None => n.is_empty(),
-                Some((Node::Name(x), rest)) => {
-                    n.first().is_some_and(|f| name_eq(f, x)) && m(rest, &n[1..])
-                }
-                Some((Node::One, rest)) => !n.is_empty() && m(rest, &n[1..]),
-                Some((Node::Many, rest)) => (1..=n.len()).any(|k| m(rest, &n[k..])),
-            }
-        }
-        m(&self.0, nodes)
+        self.matches_nodes(nodes.iter().copied())
     }
-}
 
-/// Whether a stored node (`` `1` `` keeps its backquotes) is the name `x`.
-fn name_eq(stored: &str, x: &str) -> bool {
-    stored == x
-        || (stored.len() == x.len() + 2
-            && stored.starts_with('`')
-            && stored.ends_with('`')
-            && &stored[1..stored.len() - 1] == x)
-}
+    /// As [`Path::matches`], for a stored path string (split on dots
+    /// outside backquotes).
+    pub fn matches_path(&self, path: &str) -> bool {
+        match names::split_nodes(path) {
+            Ok(nodes) => self.matches(&nodes),
+            Err(_) => self.matches_nodes(path.split('.')),
+        }
+    }
 
-fn needs_quotes(s: &str) -> bool {
-    s.is_empty()
-        || s.bytes().all(|b| b.is_ascii_digit())
-        || !s.chars().all(|c| c.is_alphanumeric() || c == '_')
+    /// As [`Path::matches`], over any sequence of written nodes.
+    pub fn matches_nodes<'a>(&self, nodes: impl IntoIterator<Item = &'a str>) -> bool {
+        let p = &self.0;
+        if p.len() < 128 {
+            // States 0..=len fit one u128.
+            let mut active: u128 = 1;
+            for node in nodes {
+                let mut next: u128 = 0;
+                let mut a = active;
+                while a != 0 {
+                    let i = a.trailing_zeros() as usize;
+                    a &= a - 1;
+                    match p.get(i) {
+                        None => {}
+                        Some(Node::Name(x)) if x != node => {}
+                        Some(Node::Name(_)) | Some(Node::One) => next |= 1 << (i + 1),
+                        Some(Node::Many) => next |= (1 << i) | (1 << (i + 1)),
+                    }
+                }
+                if next == 0 {
+                    return false;
+                }
+                active = next;
+            }
+            active & (1 << p.len()) != 0
+        } else {
+            let mut active = vec![false; p.len() + 1];
+            active[0] = true;
+            for node in nodes {
+                let mut next = vec![false; p.len() + 1];
+                for i in (0..p.len()).filter(|&i| active[i]) {
+                    match &p[i] {
+                        Node::Name(x) if x != node => {}
+                        Node::Name(_) | Node::One => next[i + 1] = true,
+                        Node::Many => {
+                            next[i] = true;
+                            next[i + 1] = true;
+                        }
+                    }
+                }
+                if !next.contains(&true) {
+                    return false;
+                }
+                active = next;
+            }
+            active[p.len()]
+        }
+    }
+
+    /// Whether this pattern covers the statement path `other` read as
+    /// literal nodes (its `*` and `**` are the texts `*` and `**`): how
+    /// IoTDB 1.2 matches a granted privilege path against a statement's
+    /// path (`matchFullPath`).
+    pub fn covers(&self, other: &Path) -> bool {
+        self.matches_nodes(other.0.iter().map(Node::text))
+    }
 }
 
 impl fmt::Display for Path {
@@ -72,14 +147,7 @@ impl fmt::Display for Path {
             if i > 0 {
                 f.write_str(".")?;
             }
-            match n {
-                // IoTDB keeps the backquotes of a node that is not a plain
-                // identifier (all digits, or other characters) in the path.
-                Node::Name(s) if needs_quotes(s) => write!(f, "`{s}`")?,
-                Node::Name(s) => f.write_str(s)?,
-                Node::One => f.write_str("*")?,
-                Node::Many => f.write_str("**")?,
-            }
+            f.write_str(n.text())?;
         }
         Ok(())
     }
@@ -227,7 +295,8 @@ pub enum Statement {
     },
     /// `DROP USER name`.
     DropUser(String),
-    /// `GRANT USER name PRIVILEGES p[, p] [ON path]` (`grant`), or REVOKE.
+    /// `GRANT USER name PRIVILEGES p[, p] [ON path[, path]]` (`grant`), or
+    /// REVOKE.
     Privileges {
         /// True for GRANT, false for REVOKE.
         grant: bool,
@@ -235,9 +304,18 @@ pub enum Statement {
         user: String,
         /// Privilege names, upper-cased.
         privileges: Vec<String>,
+        /// The `ON` paths (empty: `root.**`, as IoTDB reads it).
+        paths: Vec<Path>,
     },
     /// `LIST USER`.
     ListUser,
+    /// `LIST PRIVILEGES USER name [ON path[, path]]`.
+    ListPrivileges {
+        /// User name (`root` allowed).
+        user: String,
+        /// The `ON` paths (empty: every privilege).
+        paths: Vec<Path>,
+    },
 }
 
 /// A parse error: where and what.
@@ -247,6 +325,27 @@ pub struct ParseError {
     pub col: usize,
     /// What was wrong.
     pub message: String,
+    /// IoTDB's status code for it: `SQL_PARSE_ERROR` (700), or
+    /// `ILLEGAL_PATH` (509) for an illegal name or an over-long path.
+    pub code: i32,
+}
+
+impl ParseError {
+    fn at(col: usize, message: impl Into<String>) -> ParseError {
+        ParseError {
+            col,
+            message: message.into(),
+            code: status::SQL_PARSE_ERROR,
+        }
+    }
+
+    fn name(col: usize, e: &names::NameError) -> ParseError {
+        ParseError {
+            col,
+            message: e.to_string(),
+            code: e.code(),
+        }
+    }
 }
 
 impl fmt::Display for ParseError {
@@ -272,7 +371,7 @@ impl fmt::Display for Tok {
         match self {
             Tok::Word(s) | Tok::Number(s) | Tok::DateTime(s) => f.write_str(s),
             Tok::Quoted(s) => write!(f, "'{s}'"),
-            Tok::Backquoted(s) => write!(f, "`{s}`"),
+            Tok::Backquoted(s) => write!(f, "`{}`", s.replace('`', "``")),
             Tok::Sym(s) => f.write_str(s),
         }
     }
@@ -321,7 +420,7 @@ fn tokenize(sql: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
     let s: Vec<char> = sql.chars().collect();
     let mut out: Vec<(Tok, usize)> = Vec::new();
     let mut i = 0;
-    let err = |col: usize, m: String| ParseError { col, message: m };
+    let err = ParseError::at;
     while i < s.len() {
         let c = s[i];
         let start = i;
@@ -366,7 +465,16 @@ fn tokenize(sql: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
             i += 1;
             loop {
                 match s.get(i) {
-                    None => return Err(err(start, "unterminated `quoted` name".into())),
+                    None => {
+                        return Err(err(
+                            start,
+                            "unterminated `quoted` name (a backquote inside a quoted name is written twice: ``)".to_string(),
+                        ))
+                    }
+                    Some('`') if s.get(i + 1) == Some(&'`') => {
+                        v.push('`');
+                        i += 2;
+                    }
                     Some('`') => {
                         i += 1;
                         break;
@@ -448,7 +556,7 @@ fn tokenize(sql: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
                     ';' => ";",
                     '-' => "-",
                     '+' => "+",
-                    _ => return Err(err(start, format!("token recognition error at: '{c}'"))),
+                    _ => return Err(err(start, format!("token recognition error at: '{c}' (a name with such a character is written in backquotes, e.g. `a{c}b`)"))),
                 },
                 1,
             ),
@@ -463,6 +571,9 @@ struct Parser {
     toks: Vec<(Tok, usize)>,
     at: usize,
     end_col: usize,
+    /// Token index just after the last path parsed (for a hint when a
+    /// name with a space was written without backquotes).
+    path_end: usize,
 }
 
 type PResult<T> = Result<T, ParseError>;
@@ -481,10 +592,13 @@ impl Parser {
             Some(t) => format!("'{t}'"),
             None => "<EOF>".to_string(),
         };
-        Err(ParseError {
-            col: self.col(),
-            message: format!("mismatched input {found} expecting {expected}"),
-        })
+        let mut message = format!("mismatched input {found} expecting {expected}");
+        if self.at == self.path_end && matches!(self.peek(), Some(Tok::Word(_) | Tok::Number(_))) {
+            message.push_str(
+                " (a name with a space or other special characters is written in backquotes, e.g. root.sg.`a b`)",
+            );
+        }
+        Err(ParseError::at(self.col(), message))
     }
 
     fn is_kw(&self, kw: &str) -> bool {
@@ -525,11 +639,22 @@ impl Parser {
         }
     }
 
+    /// A node of a path or pattern: a name (bare or backquoted, checked
+    /// by IoTDB's rules and kept in canonical form), `*` or `**`.
     fn node(&mut self) -> PResult<Node> {
+        let col = self.col();
         let n = match self.peek() {
-            Some(Tok::Word(w)) => Node::Name(w.clone()),
-            Some(Tok::Number(w)) => Node::Name(w.clone()),
-            Some(Tok::Backquoted(w)) => Node::Name(w.clone()),
+            Some(Tok::Word(w)) | Some(Tok::Number(w)) => {
+                let w = w.clone();
+                names::check_bare(&w).map_err(|p| Self::bad_name(col, &w, p))?;
+                Node::Name(w)
+            }
+            Some(Tok::Backquoted(raw)) => {
+                let raw = raw.clone();
+                let canon = names::name_to_node(&raw)
+                    .map_err(|p| Self::bad_name(col, &names::quote(&raw), p))?;
+                Node::Name(canon.into_owned())
+            }
             Some(Tok::Sym("*")) => Node::One,
             Some(Tok::Sym("**")) => Node::Many,
             _ => return self.fail("a path node"),
@@ -538,11 +663,46 @@ impl Parser {
         Ok(n)
     }
 
-    /// A path: node ('.' node)*.
+    fn bad_name(col: usize, written: &str, p: Problem) -> ParseError {
+        ParseError::name(
+            col,
+            &names::NameError {
+                given: written.to_string(),
+                node: written.to_string(),
+                problem: p,
+            },
+        )
+    }
+
+    /// A measurement name in a column list: one node, no wildcard.
+    fn measurement(&mut self) -> PResult<String> {
+        let col = self.col();
+        match self.node()? {
+            Node::Name(n) => Ok(n),
+            w => Err(Self::bad_name(col, w.text(), Problem::Wildcard)),
+        }
+    }
+
+    /// A path: node ('.' node)*, at most [`MAX_PATH_NODES`] nodes.
     fn path(&mut self) -> PResult<Path> {
+        let col = self.col();
         let mut nodes = vec![self.node()?];
         while self.eat_sym(".") {
             nodes.push(self.node()?);
+        }
+        self.check_len(col, nodes)
+    }
+
+    fn check_len(&mut self, col: usize, nodes: Vec<Node>) -> PResult<Path> {
+        if nodes.len() > MAX_PATH_NODES {
+            return Err(ParseError {
+                col,
+                message: format!(
+                    "a path may have at most {MAX_PATH_NODES} nodes; this one has {}",
+                    nodes.len()
+                ),
+                code: status::ILLEGAL_PATH,
+            });
         }
         Ok(Path(nodes))
     }
@@ -550,18 +710,21 @@ impl Parser {
     /// A full path starting at `root`.
     fn full_path(&mut self) -> PResult<Path> {
         let col = self.col();
-        let p = self.path()?;
-        if p.0.first() != Some(&Node::Name("root".into()))
-            && p.0.first() != Some(&Node::Name("ROOT".into()))
-        {
-            return Err(ParseError {
+        let root = matches!(self.peek(), Some(Tok::Word(w)) if w.eq_ignore_ascii_case("root"));
+        if !root {
+            let p = self.path()?;
+            return Err(ParseError::at(
                 col,
-                message: format!("path {p} must start with root"),
-            });
+                format!("path {p} must start with root"),
+            ));
         }
-        let mut p = p;
-        p.0[0] = Node::Name("root".into());
-        Ok(p)
+        self.at += 1;
+        let mut nodes = vec![Node::Name("root".into())];
+        while self.eat_sym(".") {
+            nodes.push(self.node()?);
+        }
+        self.path_end = self.at;
+        self.check_len(col, nodes)
     }
 
     fn plain_full_path(&mut self, what: &str) -> PResult<Path> {
@@ -570,7 +733,15 @@ impl Parser {
         if !p.is_plain() {
             return Err(ParseError {
                 col,
-                message: format!("{what} {p} may not contain wildcards"),
+                message: format!("{what} {p} may not contain wildcards (a name made of * is written in backquotes: `*`)"),
+                code: status::ILLEGAL_PATH,
+            });
+        }
+        if p.0.len() < 2 {
+            return Err(ParseError {
+                col,
+                message: format!("{what} {p} needs at least one node after root, e.g. root.sg"),
+                code: status::ILLEGAL_PATH,
             });
         }
         Ok(p)
@@ -611,6 +782,7 @@ impl Parser {
                     Literal::Int(i)
                 } else {
                     Literal::Float(text.parse::<f64>().map_err(|_| ParseError {
+                        code: status::SQL_PARSE_ERROR,
                         col,
                         message: format!("bad number {text}"),
                     })?)
@@ -655,6 +827,7 @@ impl Parser {
                 let col = self.col();
                 self.at += 1;
                 let v: i64 = n.parse().map_err(|_| ParseError {
+                    code: status::SQL_PARSE_ERROR,
                     col,
                     message: format!("time {n} is not an integer"),
                 })?;
@@ -712,6 +885,7 @@ impl Parser {
             }
             if self.is_kw("or") {
                 return Err(ParseError {
+                    code: status::SQL_PARSE_ERROR,
                     col: self.col(),
                     message: "OR in a time filter is not supported; use AND or BETWEEN".into(),
                 });
@@ -759,6 +933,7 @@ impl Parser {
             self.at += 1;
             if m.insert(k.clone(), v).is_some() {
                 return Err(ParseError {
+                    code: status::SQL_PARSE_ERROR,
                     col,
                     message: format!("attribute '{k}' is given twice"),
                 });
@@ -791,15 +966,22 @@ impl Parser {
         while self.eat_sym(",") {
             privileges.push(self.ident("a privilege")?.to_ascii_uppercase());
         }
-        if self.eat_kw("on") {
-            // Pipe privileges are path-independent; the path is accepted.
-            self.paths()?;
-        }
+        let paths = self.on_paths()?;
         Ok(Statement::Privileges {
             grant,
             user,
             privileges,
+            paths,
         })
+    }
+
+    /// `[ON path[, path]]`.
+    fn on_paths(&mut self) -> PResult<Vec<Path>> {
+        if self.eat_kw("on") {
+            self.paths()
+        } else {
+            Ok(Vec::new())
+        }
     }
 
     fn statement(&mut self) -> PResult<Statement> {
@@ -831,6 +1013,7 @@ impl Parser {
                         };
                         if slot.is_some() {
                             return Err(ParseError {
+                                code: status::SQL_PARSE_ERROR,
                                 col: self.col(),
                                 message: "a WITH clause is given twice".into(),
                             });
@@ -864,7 +1047,7 @@ impl Parser {
                     self.sym("(")?;
                     let mut measurements = Vec::new();
                     loop {
-                        let name = self.word("a measurement name")?;
+                        let name = self.measurement()?;
                         let (mut t, mut e, mut c) = (None, None, None);
                         let tcol = self.col();
                         // `s1 FLOAT encoding=PLAIN compressor=SNAPPY`: attributes
@@ -877,6 +1060,7 @@ impl Parser {
                             }
                         }
                         let data_type = t.ok_or_else(|| ParseError {
+                            code: status::SQL_PARSE_ERROR,
                             col: tcol,
                             message: format!("measurement {name}: data type missing"),
                         })?;
@@ -902,6 +1086,7 @@ impl Parser {
                     let tcol = self.col();
                     self.series_attrs(&mut t, &mut e, &mut c)?;
                     let data_type = t.ok_or_else(|| ParseError {
+                        code: status::SQL_PARSE_ERROR,
                         col: tcol,
                         message: "DATATYPE is required, e.g. WITH DATATYPE=INT32, ENCODING=RLE"
                             .into(),
@@ -927,6 +1112,12 @@ impl Parser {
             "grant" => self.privileges(true),
             "revoke" => self.privileges(false),
             "list" => {
+                if self.eat_kw("privileges") {
+                    self.kw("user")?;
+                    let user = self.ident("a user name")?;
+                    let paths = self.on_paths()?;
+                    return Ok(Statement::ListPrivileges { user, paths });
+                }
                 self.kw("user")?;
                 Ok(Statement::ListUser)
             }
@@ -1013,12 +1204,7 @@ impl Parser {
                 }
                 let mut measurements = Vec::new();
                 while self.eat_sym(",") {
-                    let m = self.word("a measurement name")?;
-                    measurements.push(if needs_quotes(&m) {
-                        format!("`{m}`")
-                    } else {
-                        m
-                    });
+                    measurements.push(self.measurement()?);
                 }
                 self.sym(")")?;
                 let aligned = self.eat_kw("aligned");
@@ -1035,6 +1221,7 @@ impl Parser {
                     self.sym(")")?;
                     if vals.len() != measurements.len() {
                         return Err(ParseError {
+                            code: status::SQL_PARSE_ERROR,
                             col: rcol,
                             message: format!(
                                 "{} values for {} measurements",
@@ -1062,6 +1249,7 @@ impl Parser {
                     if matches!(self.peek(), Some(Tok::Word(w)) if self.toks.get(self.at + 1).is_some_and(|t| t.0 == Tok::Sym("(")) && !w.is_empty())
                     {
                         return Err(ParseError {
+                            code: status::SQL_PARSE_ERROR,
                             col: scol,
                             message: "functions and aggregations in SELECT are not supported"
                                 .into(),
@@ -1095,6 +1283,7 @@ impl Parser {
                         Some(Tok::Number(n)) => {
                             p.at += 1;
                             n.parse().map_err(|_| ParseError {
+                                code: status::SQL_PARSE_ERROR,
                                 col: c,
                                 message: format!("{n} is not a row count"),
                             })
@@ -1119,6 +1308,7 @@ impl Parser {
             }
             "flush" => Ok(Statement::Flush),
             _ => Err(ParseError {
+                code: status::SQL_PARSE_ERROR,
                 col,
                 message: format!(
                     "no viable alternative at input '{first}': unknown or unsupported statement"
@@ -1147,7 +1337,7 @@ impl Parser {
                     *t = Some(dt);
                     return Ok(());
                 }
-                return Err(ParseError { col, message: format!("unsupported data type {w}; use BOOLEAN, INT32, INT64, FLOAT, DOUBLE or TEXT") });
+                return Err(ParseError { code: status::SQL_PARSE_ERROR, col, message: format!("unsupported data type {w}; use BOOLEAN, INT32, INT64, FLOAT, DOUBLE or TEXT") });
             }
             return Ok(());
         }
@@ -1156,6 +1346,7 @@ impl Parser {
         match w.to_ascii_lowercase().as_str() {
             "datatype" => {
                 *t = Some(DataType::from_name(&v).ok_or_else(|| ParseError {
+                    code: status::SQL_PARSE_ERROR,
                     col,
                     message: format!("unsupported data type {v}"),
                 })?)
@@ -1164,6 +1355,7 @@ impl Parser {
             "compressor" | "compression" => *c = Some(v),
             other => {
                 return Err(ParseError {
+                    code: status::SQL_PARSE_ERROR,
                     col,
                     message: format!("unknown timeseries attribute {other}"),
                 })
@@ -1184,6 +1376,7 @@ pub fn parse(sql: &str) -> Result<Statement, ParseError> {
         toks,
         at: 0,
         end_col,
+        path_end: usize::MAX,
     };
     let st = p.statement()?;
     p.eat_sym(";");
@@ -1204,6 +1397,7 @@ pub fn parse_path(s: &str) -> Result<Path, ParseError> {
         toks,
         at: 0,
         end_col: s.chars().count(),
+        path_end: usize::MAX,
     };
     let path = p.full_path()?;
     if p.at < p.toks.len() {
@@ -1418,7 +1612,8 @@ mod tests {
             Statement::Privileges {
                 grant: true,
                 user: "alice".into(),
-                privileges: vec!["CREATE_PIPE".into(), "START_PIPE".into()]
+                privileges: vec!["CREATE_PIPE".into(), "START_PIPE".into()],
+                paths: vec![path("root.**")],
             }
         );
         assert!(parse("create pipe p with extractor ('a'='b')")
@@ -1501,5 +1696,188 @@ mod tests {
                 && p.matches(&["root", "a", "s0"])
                 && !p.matches(&["root", "s0"])
         );
+    }
+
+    #[test]
+    fn names_follow_iotdb_rules_in_sql() {
+        let err = |sql: &str| parse(sql).unwrap_err();
+        // Issue 7, finding 10, through SQL.
+        let e = err("insert into root.a b(time, s) values (1, 1)");
+        assert_eq!(e.code, status::SQL_PARSE_ERROR);
+        assert!(e.message.contains("backquotes"), "{e}");
+        let e = err("insert into root.sg.d(time, time) values (1, 1)");
+        assert_eq!(e.code, status::ILLEGAL_PATH);
+        assert!(
+            e.message.contains("reserved") && e.message.contains("`time`"),
+            "{e}"
+        );
+        let e = err("insert into root.sg.d(time, *) values (1, 1)");
+        assert_eq!(e.code, status::ILLEGAL_PATH);
+        assert!(e.message.contains("wildcard"), "{e}");
+        let e = err("insert into root.sg.1(time, s) values (1, 1)");
+        assert_eq!(e.code, status::ILLEGAL_PATH);
+        assert!(e.message.contains("write `1`"), "{e}");
+        let e = err("insert into root.sg.`a(time, s) values (1, 1)");
+        assert!(e.message.contains("unterminated"), "{e}");
+        let e = err("insert into root.sg.d(time, `a\u{0}b`) values (1, 1)");
+        assert_eq!(e.code, status::ILLEGAL_PATH);
+        assert!(e.message.contains("U+0000"), "{e}");
+        let e = err("create timeseries root.sg.é.s with datatype=INT32");
+        assert!(e.message.contains("`é`"), "{e}");
+        let e = err("insert into root.sg.d(time, ``) values (1, 1)");
+        assert!(e.message.contains("empty"), "{e}");
+        // Backquotes make anything a name, kept in canonical form.
+        match parse("insert into root.sg.`d`(time, `x y`, `time`, `a.b`, `a``b`, `s1`, `1`) values (1, 1, 2, 3, 4, 5, 6)").unwrap() {
+            Statement::Insert { device, measurements, .. } => {
+                assert_eq!(device.to_string(), "root.sg.d");
+                assert_eq!(measurements, ["`x y`", "`time`", "`a.b`", "`a``b`", "s1", "`1`"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse("select `a.b` from root.sg.`x.y`").unwrap() {
+            Statement::Select { select, from, .. } => {
+                assert_eq!(select[0].0, [Node::Name("`a.b`".into())]);
+                assert_eq!(from[0].to_string(), "root.sg.`x.y`");
+                assert!(from[0].join(&select[0]).matches_path("root.sg.`x.y`.`a.b`"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // ROOT in any case is root; `root` elsewhere is reserved.
+        assert_eq!(parse_path("ROOT.sg.d").unwrap().to_string(), "root.sg.d");
+        assert_eq!(err("select ** from root.root").code, status::ILLEGAL_PATH);
+        let deep = format!("select ** from root{}", ".a".repeat(MAX_PATH_NODES));
+        let e = err(&deep);
+        assert_eq!(e.code, status::ILLEGAL_PATH);
+        assert!(e.message.contains("at most 64 nodes"), "{e}");
+        parse(&format!(
+            "select ** from root{}",
+            ".a".repeat(MAX_PATH_NODES - 2)
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn privilege_statements_as_in_iotdb_12() {
+        assert_eq!(
+            parse("grant user alice privileges INSERT_TIMESERIES, read_timeseries on root.sg.**, root.x.d").unwrap(),
+            Statement::Privileges {
+                grant: true,
+                user: "alice".into(),
+                privileges: vec!["INSERT_TIMESERIES".into(), "READ_TIMESERIES".into()],
+                paths: vec![path("root.sg.**"), path("root.x.d")],
+            }
+        );
+        assert_eq!(
+            parse("REVOKE USER alice PRIVILEGES ALL").unwrap(),
+            Statement::Privileges {
+                grant: false,
+                user: "alice".into(),
+                privileges: vec!["ALL".into()],
+                paths: vec![],
+            }
+        );
+        assert_eq!(
+            parse("LIST PRIVILEGES USER root").unwrap(),
+            Statement::ListPrivileges {
+                user: "root".into(),
+                paths: vec![]
+            }
+        );
+        assert_eq!(
+            parse("list privileges user alice on root.sg.**").unwrap(),
+            Statement::ListPrivileges {
+                user: "alice".into(),
+                paths: vec![path("root.sg.**")]
+            }
+        );
+        assert_eq!(parse("list user").unwrap(), Statement::ListUser);
+    }
+
+    /// Reference semantics, straight from the definition (exponential:
+    /// for small cases only).
+    fn naive(p: &[Node], n: &[&str]) -> bool {
+        match p.split_first() {
+            None => n.is_empty(),
+            Some((Node::Name(x), rest)) => n.first() == Some(&x.as_str()) && naive(rest, &n[1..]),
+            Some((Node::One, rest)) => !n.is_empty() && naive(rest, &n[1..]),
+            Some((Node::Many, rest)) => (1..=n.len()).any(|k| naive(rest, &n[k..])),
+        }
+    }
+
+    #[test]
+    fn the_matcher_agrees_with_the_definition() {
+        let alphabet = ["a", "b"];
+        let nodes = [
+            Node::Name("a".into()),
+            Node::Name("b".into()),
+            Node::One,
+            Node::Many,
+        ];
+        // Every pattern of up to 4 nodes against every path of up to 5.
+        let mut patterns = vec![vec![]];
+        for _ in 0..4 {
+            let longer: Vec<Vec<Node>> = patterns
+                .iter()
+                .filter(|p: &&Vec<Node>| p.len() == patterns.last().unwrap().len())
+                .flat_map(|p| {
+                    nodes
+                        .iter()
+                        .map(move |n| [p.clone(), vec![n.clone()]].concat())
+                })
+                .collect();
+            patterns.extend(longer);
+        }
+        let mut paths: Vec<Vec<&str>> = vec![vec![]];
+        for len in 1..=5 {
+            for i in 0..(1 << len) {
+                paths.push((0..len).map(|b| alphabet[(i >> b) & 1]).collect());
+            }
+        }
+        for p in &patterns {
+            let pat = Path(p.clone());
+            for n in &paths {
+                assert_eq!(pat.matches(n), naive(p, n), "{pat} vs {n:?}");
+            }
+        }
+        // The wide fallback (≥ 128 pattern nodes) agrees too.
+        let mut wide = vec![Node::Many; 130];
+        wide.push(Node::Name("x".into()));
+        let deep: Vec<&str> = (0..140).map(|i| if i == 139 { "x" } else { "y" }).collect();
+        assert!(Path(wide.clone()).matches(&deep));
+        assert!(!Path(wide).matches(&deep[..130]));
+    }
+
+    /// Issue 13: `**` after `**` against deep series took exponential time
+    /// (14.5 s at 11 levels). Now linear: 40 `**` against 80 levels, which
+    /// the old recursion could not finish in any time, within 2 s.
+    #[test]
+    fn many_wildcards_match_in_linear_time() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut p = vec![Node::Name("root".into())];
+            p.extend(std::iter::repeat_n(Node::Many, 40));
+            p.push(Node::Name("nope".into()));
+            let pat = Path(p);
+            let mut n = vec!["root"];
+            n.extend(std::iter::repeat_n("d", 80));
+            let mut hits = 0;
+            for _ in 0..100 {
+                hits += usize::from(pat.matches(&n));
+            }
+            let _ = tx.send(hits);
+        });
+        let hits = rx
+            .recv_timeout(std::time::Duration::from_secs(2))
+            .expect("matching 40 `**` against 80 levels did not finish within 2 s");
+        assert_eq!(hits, 0);
+    }
+
+    #[test]
+    fn granted_paths_cover_statement_paths_literally() {
+        assert!(path("root.sg.**").covers(&path("root.sg.d.s")));
+        assert!(path("root.sg.**").covers(&path("root.sg.**")));
+        assert!(!path("root.sg.**").covers(&path("root.**")));
+        assert!(path("root.**").covers(&path("root.*.d")));
+        assert!(!path("root.sg.d").covers(&path("root.sg.*")));
     }
 }

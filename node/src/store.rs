@@ -404,6 +404,7 @@ impl Store {
                 "a background flush failed ({e}); restart the node, it replays the change log"
             )));
         }
+        protocol::names::check_event(&ev).map_err(|e| StoreError::new(e.code(), e.to_string()))?;
         {
             let inner = self.inner.read().expect("store lock");
             validate(&inner, &self.config, &ev)?;

@@ -13,6 +13,8 @@
 //! - [`types`]: data types, values, status codes.
 //! - [`event`]: the change-log record format of a node.
 //! - [`pipe`]: IoTDB 1.2's `pipeTransfer` request types and bodies.
+//! - [`names`]: which device and measurement names are legal, and their
+//!   stored (canonical) written form.
 //!
 //! # Example
 //! ```
@@ -29,6 +31,7 @@
 
 pub mod event;
 pub mod message;
+pub mod names;
 pub mod pipe;
 pub mod tablet;
 pub mod thrift_in;

@@ -364,3 +364,107 @@ impl Drop for Proxy {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+/// A TCP connection to `addr` from the local address `from` (another
+/// loopback address such as 127.0.0.2), so a test can be a second client
+/// address. Reads and writes time out after 30 s.
+///
+/// # Errors
+/// Socket, bind or connect failures.
+pub fn connect_from(
+    from: std::net::Ipv4Addr,
+    addr: std::net::SocketAddrV4,
+) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::FromRawFd;
+    let sockaddr = |a: std::net::SocketAddrV4| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: socket(2) takes no pointers.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a socket we just created and own; the TcpStream
+    // takes it over and closes it when dropped, also on the error paths.
+    let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    let local = sockaddr(std::net::SocketAddrV4::new(from, 0));
+    // SAFETY: `local` is a valid sockaddr_in that outlives the call, and
+    // `len` is its size.
+    if unsafe { libc::bind(fd, (&raw const local).cast(), len) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let remote = sockaddr(addr);
+    // SAFETY: as for bind.
+    if unsafe { libc::connect(fd, (&raw const remote).cast(), len) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(30)))?;
+    Ok(stream)
+}
+
+/// Sends `openSession` on `stream` (a connection of the caller's making,
+/// e.g. from [`connect_from`]) and returns the status code and message.
+///
+/// # Panics
+/// When the node does not answer with a reply frame.
+pub fn open_session_on(
+    stream: &mut std::net::TcpStream,
+    user: &str,
+    password: &str,
+) -> (i32, String) {
+    use protocol::message::{call, read_reply, Proto};
+    use protocol::rpc::{TSOpenSessionReq, TSOpenSessionResp};
+    use std::io::{Read, Write};
+    let req = TSOpenSessionReq {
+        client_protocol: Some(2),
+        zone_id: Some("+00:00".into()),
+        username: Some(user.into()),
+        password: Some(password.into()),
+        configuration: None,
+    };
+    stream
+        .write_all(&call(Proto::Binary, "openSession", 0, 1, &req))
+        .expect("send openSession");
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).expect("openSession reply");
+    let mut buf = vec![0u8; i32::from_be_bytes(len).clamp(0, 1 << 20) as usize];
+    stream.read_exact(&mut buf).expect("openSession reply");
+    let resp: TSOpenSessionResp = read_reply(&buf).expect("an openSession reply");
+    (resp.status.code, resp.status.message.unwrap_or_default())
+}
+
+/// Sends one `pipeTransfer` request (type and body as given) on `stream`
+/// and returns the status code and message of the reply.
+///
+/// # Panics
+/// When the node does not answer with a reply frame.
+pub fn pipe_transfer_on(
+    stream: &mut std::net::TcpStream,
+    request_type: i16,
+    body: Vec<u8>,
+) -> (i32, String) {
+    use protocol::message::{call, read_reply, Proto};
+    use protocol::rpc::{TPipeTransferReq, TPipeTransferResp};
+    use std::io::{Read, Write};
+    let req = TPipeTransferReq {
+        version: Some(protocol::pipe::VERSION),
+        type_: Some(request_type),
+        body: Some(body),
+    };
+    stream
+        .write_all(&call(Proto::Binary, "pipeTransfer", 0, -1, &req))
+        .expect("send pipeTransfer");
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).expect("pipeTransfer reply");
+    let mut buf = vec![0u8; i32::from_be_bytes(len).clamp(0, 1 << 20) as usize];
+    stream.read_exact(&mut buf).expect("pipeTransfer reply");
+    let resp: TPipeTransferResp = read_reply(&buf).expect("a pipeTransfer reply");
+    (resp.status.code, resp.status.message.unwrap_or_default())
+}
