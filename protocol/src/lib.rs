@@ -13,6 +13,7 @@
 //! - [`types`]: data types, values, status codes.
 //! - [`event`]: the change-log record format of a node.
 //! - [`pipe`]: IoTDB 1.2's `pipeTransfer` request types and bodies.
+//! - [`tsfile`]: a streaming TsFile reader (IoTDB 1.x v3 and TsFile 2.x v4).
 //!
 //! # Example
 //! ```
@@ -33,6 +34,7 @@ pub mod pipe;
 pub mod tablet;
 pub mod thrift_in;
 pub mod tsblock;
+pub mod tsfile;
 pub mod types;
 
 /// The client RPC structs (generated; see `protocol/gen.sh`).
