@@ -13,6 +13,8 @@
 //! - [`types`]: data types, values, status codes.
 //! - [`event`]: the change-log record format of a node.
 //! - [`pipe`]: IoTDB 1.2's `pipeTransfer` request types and bodies.
+//! - [`insert_node`]: InsertNode and WAL-entry bodies (request types 2, 6,
+//!   7) as real IoTDB 1.2 senders write them, decoded into tablets.
 //! - [`tsfile`]: a streaming TsFile reader (IoTDB 1.x v3 and TsFile 2.x v4).
 //!
 //! # Example
@@ -29,6 +31,7 @@
 #![deny(missing_docs)]
 
 pub mod event;
+pub mod insert_node;
 pub mod message;
 pub mod pipe;
 pub mod tablet;
