@@ -154,7 +154,7 @@ pub struct Summary {
     pub series: usize,
     /// Chunks in the data section.
     pub chunks: usize,
-    /// Pages.
+    /// Pages (an aligned time page and its value pages count once).
     pub pages: usize,
     /// Rows of all batches.
     pub rows: u64,
@@ -329,6 +329,29 @@ impl<S: Source> TsFile<S> {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// The chunk header at `offset` (from a [`ChunkMeta`](super::ChunkMeta)):
+    /// a series' encoding and compression are there, not in the index.
+    ///
+    /// # Errors
+    /// No well-formed chunk header at `offset` in the data section.
+    pub fn chunk_header(&self, offset: u64) -> Result<ChunkHeader> {
+        let end = self.meta.meta_offset;
+        if offset < 7 || offset >= end {
+            return Err(Error::corrupt(
+                offset,
+                format!("no chunk here: the data section is bytes 7..{end}"),
+            ));
+        }
+        let (h, _) = self.read_header(offset, end, "chunk header", ChunkHeader::read)?;
+        if !ChunkHeader::is_marker(h.marker) {
+            return Err(Error::corrupt(
+                offset,
+                format!("marker 0x{:02x} is not a chunk header", h.marker),
+            ));
+        }
+        Ok(h)
     }
 
     /// The devices of the index, in index order.
