@@ -243,3 +243,479 @@ fn flipped_bytes_are_found_or_only_touch_values() {
     // Only bytes inside values go unseen: few of them.
     assert!(unseen < b.len() / 10, "{unseen} of {}", b.len());
 }
+
+/// A test-only TsFile v3 writer, from the layout in the module doc, for
+/// the codec and encoding combinations no sample holds.
+mod writer {
+    use crate::tablet::Column;
+    use crate::tsfile::compress::tests::compress;
+    use crate::tsfile::encoding::tests::{enc_ts2diff, encode, put_varint};
+    use crate::tsfile::{Compression, Encoding, TsType};
+    use crate::types::Value;
+
+    fn uvarint(out: &mut Vec<u8>, mut v: u32) {
+        while v >= 0x80 {
+            out.push((v as u8 & 0x7f) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    fn varstr(out: &mut Vec<u8>, s: &str) {
+        put_varint(out, s.len() as i32);
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    fn ts_type(c: &Column) -> TsType {
+        match c {
+            Column::Boolean(_) => TsType::Boolean,
+            Column::Int32(_) => TsType::Int32,
+            Column::Int64(_) => TsType::Int64,
+            Column::Float(_) => TsType::Float,
+            Column::Double(_) => TsType::Double,
+            Column::Text(_) => TsType::Text,
+        }
+    }
+
+    /// Statistics of the non-null rows.
+    #[derive(Clone)]
+    struct St {
+        count: u32,
+        start: i64,
+        end: i64,
+        first: Option<Value>,
+        last: Option<Value>,
+    }
+
+    impl St {
+        fn of(times: &[i64], col: Option<&Column>, nulls: &[bool]) -> St {
+            let rows: Vec<usize> = (0..times.len())
+                .filter(|&r| !nulls.get(r).copied().unwrap_or(false))
+                .collect();
+            St {
+                count: rows.len() as u32,
+                start: rows.first().map_or(0, |&r| times[r]),
+                end: rows.last().map_or(0, |&r| times[r]),
+                first: col.and_then(|c| rows.first().map(|&r| c.get(r))),
+                last: col.and_then(|c| rows.last().map(|&r| c.get(r))),
+            }
+        }
+        fn merge(&mut self, o: &St) {
+            if o.count == 0 {
+                return;
+            }
+            if self.count == 0 {
+                *self = o.clone();
+                return;
+            }
+            self.count += o.count;
+            self.end = o.end;
+            self.last = o.last.clone();
+        }
+        fn put(&self, out: &mut Vec<u8>, t: TsType) {
+            uvarint(out, self.count);
+            out.extend_from_slice(&self.start.to_be_bytes());
+            out.extend_from_slice(&self.end.to_be_bytes());
+            let v = |x: &Option<Value>, out: &mut Vec<u8>| match x
+                .clone()
+                .unwrap_or(Value::placeholder(t.column_type().unwrap()))
+            {
+                Value::Boolean(b) => out.push(u8::from(b)),
+                Value::Int32(i) => out.extend_from_slice(&i.to_be_bytes()),
+                Value::Int64(i) => out.extend_from_slice(&i.to_be_bytes()),
+                Value::Float(f) => out.extend_from_slice(&f.to_be_bytes()),
+                Value::Double(f) => out.extend_from_slice(&f.to_be_bytes()),
+                Value::Text(b) => {
+                    out.extend_from_slice(&(b.len() as i32).to_be_bytes());
+                    out.extend_from_slice(&b);
+                }
+            };
+            match t {
+                TsType::Vector => {}
+                TsType::Boolean => {
+                    v(&self.first, out);
+                    v(&self.last, out);
+                    out.extend_from_slice(&0i64.to_be_bytes());
+                }
+                TsType::Text => {
+                    v(&self.first, out);
+                    v(&self.last, out);
+                }
+                _ => {
+                    // min, max (not checked by the reader), first, last, sum.
+                    v(&self.first, out);
+                    v(&self.last, out);
+                    v(&self.first, out);
+                    v(&self.last, out);
+                    if t == TsType::Int32 {
+                        out.extend_from_slice(&0i64.to_be_bytes());
+                    } else {
+                        out.extend_from_slice(&0f64.to_be_bytes());
+                    }
+                }
+            }
+        }
+    }
+
+    struct Series {
+        name: String,
+        t: TsType,
+        kind: u8,
+        chunks: Vec<(u64, St)>,
+    }
+
+    /// Writes devices and chunks in order; `finish` writes the index.
+    pub(crate) struct Writer {
+        out: Vec<u8>,
+        devices: Vec<(String, Vec<Series>)>,
+    }
+
+    impl Writer {
+        pub(crate) fn new() -> Writer {
+            let mut out = b"TsFile".to_vec();
+            out.push(3);
+            Writer {
+                out,
+                devices: Vec::new(),
+            }
+        }
+
+        fn series(&mut self, name: &str, t: TsType, kind: u8) -> &mut Series {
+            let d = &mut self.devices.last_mut().unwrap().1;
+            if let Some(i) = d.iter().position(|s| s.name == name) {
+                return &mut d[i];
+            }
+            d.push(Series {
+                name: name.into(),
+                t,
+                kind,
+                chunks: Vec::new(),
+            });
+            d.last_mut().unwrap()
+        }
+
+        pub(crate) fn device(&mut self, path: &str) {
+            self.out.push(0);
+            varstr(&mut self.out, path);
+            if self.devices.last().is_none_or(|d| d.0 != path) {
+                self.devices.push((path.into(), Vec::new()));
+            }
+        }
+
+        /// Pages: (header statistics, uncompressed body); empty bodies are
+        /// empty pages.
+        fn chunk(
+            &mut self,
+            marker: u8,
+            name: &str,
+            t: TsType,
+            c: Compression,
+            e: Encoding,
+            pages: Vec<(St, Vec<u8>)>,
+        ) -> u64 {
+            let single = pages.len() == 1;
+            let mut data = Vec::new();
+            for (st, body) in &pages {
+                if body.is_empty() {
+                    data.push(0);
+                    continue;
+                }
+                let z = compress(c, body);
+                uvarint(&mut data, body.len() as u32);
+                uvarint(&mut data, z.len() as u32);
+                if !single {
+                    st.put(&mut data, t);
+                }
+                data.extend_from_slice(&z);
+            }
+            let at = self.out.len() as u64;
+            self.out.push(if single || pages.is_empty() {
+                marker | 0x05
+            } else {
+                marker | 0x01
+            });
+            varstr(&mut self.out, name);
+            uvarint(&mut self.out, data.len() as u32);
+            self.out.extend_from_slice(&[t.id(), c.id(), e.id()]);
+            self.out.extend_from_slice(&data);
+            at
+        }
+
+        /// A non-aligned chunk of `col` at `times`, `per_page` rows a page.
+        pub(crate) fn plain(
+            &mut self,
+            name: &str,
+            times: &[i64],
+            col: &Column,
+            e: Encoding,
+            c: Compression,
+            per_page: usize,
+        ) {
+            let t = ts_type(col);
+            let mut pages = Vec::new();
+            let mut total = St::of(&[], None, &[]);
+            for start in (0..times.len()).step_by(per_page) {
+                let rows: Vec<usize> = (start..(start + per_page).min(times.len())).collect();
+                let pt = &times[rows[0]..=rows[rows.len() - 1]];
+                let pc = col.gather(&rows);
+                let tb = enc_ts2diff(pt, false);
+                let mut body = Vec::new();
+                uvarint(&mut body, tb.len() as u32);
+                body.extend_from_slice(&tb);
+                body.extend(encode(&pc, e).expect("encoding applies"));
+                let st = St::of(pt, Some(&pc), &[]);
+                total.merge(&st);
+                pages.push((st, body));
+            }
+            let at = self.chunk(0, name, t, c, e, pages);
+            self.series(name, t, 0).chunks.push((at, total));
+        }
+
+        /// An aligned chunk group: a time chunk and one value chunk per
+        /// column (`nulls[r]` = row r is null; a column null everywhere
+        /// gets an empty chunk, a page null everywhere an empty page).
+        pub(crate) fn aligned(
+            &mut self,
+            times: &[i64],
+            cols: &[(&str, Column, Vec<bool>, Encoding)],
+            c: Compression,
+            per_page: usize,
+        ) {
+            let ranges: Vec<Vec<usize>> = (0..times.len())
+                .step_by(per_page)
+                .map(|s| (s..(s + per_page).min(times.len())).collect())
+                .collect();
+            let mut pages = Vec::new();
+            let mut total = St::of(&[], None, &[]);
+            for rows in &ranges {
+                let pt = &times[rows[0]..=rows[rows.len() - 1]];
+                let st = St::of(pt, None, &[]);
+                total.merge(&st);
+                pages.push((st, enc_ts2diff(pt, false)));
+            }
+            let at = self.chunk(0x80, "", TsType::Vector, c, Encoding::Ts2Diff, pages);
+            self.series("", TsType::Vector, 0x80)
+                .chunks
+                .push((at, total));
+            for (name, col, nulls, e) in cols {
+                let t = ts_type(col);
+                let mut pages = Vec::new();
+                let mut total = St::of(&[], None, &[]);
+                if nulls.iter().any(|&n| !n) {
+                    for rows in &ranges {
+                        let pt = &times[rows[0]..=rows[rows.len() - 1]];
+                        let pn: Vec<bool> = rows.iter().map(|&r| nulls[r]).collect();
+                        let st = St::of(pt, Some(&col.gather(rows)), &pn);
+                        if st.count == 0 {
+                            pages.push((st, Vec::new()));
+                            continue;
+                        }
+                        let present: Vec<usize> =
+                            rows.iter().copied().filter(|&r| !nulls[r]).collect();
+                        let mut body = (rows.len() as i32).to_be_bytes().to_vec();
+                        let mut bitmap = vec![0u8; rows.len().div_ceil(8)];
+                        for (i, &n) in pn.iter().enumerate() {
+                            if !n {
+                                bitmap[i / 8] |= 0x80 >> (i % 8);
+                            }
+                        }
+                        body.extend_from_slice(&bitmap);
+                        body.extend(encode(&col.gather(&present), *e).expect("encoding applies"));
+                        total.merge(&st);
+                        pages.push((st, body));
+                    }
+                }
+                let at = self.chunk(0x40, name, t, c, *e, pages);
+                self.series(name, t, 0x40).chunks.push((at, total));
+            }
+        }
+
+        pub(crate) fn finish(mut self) -> Vec<u8> {
+            let meta_offset = self.out.len() as u64;
+            self.out.push(2);
+            self.devices.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut leaves = Vec::new();
+            for (_, series) in &mut self.devices {
+                series.sort_by(|a, b| a.name.cmp(&b.name));
+                let first = self.out.len() as u64;
+                for s in series.iter() {
+                    let multi = s.chunks.len() > 1;
+                    self.out.push(s.kind | u8::from(multi));
+                    varstr(&mut self.out, &s.name);
+                    self.out.push(s.t.id());
+                    let mut list = Vec::new();
+                    let mut total = St::of(&[], None, &[]);
+                    for (off, st) in &s.chunks {
+                        list.extend_from_slice(&off.to_be_bytes());
+                        if multi {
+                            st.put(&mut list, s.t);
+                        }
+                        total.merge(st);
+                    }
+                    uvarint(&mut self.out, list.len() as u32);
+                    total.put(&mut self.out, s.t);
+                    self.out.extend_from_slice(&list);
+                }
+                leaves.push((first, series[0].name.clone(), self.out.len() as u64));
+            }
+            let mut roots = Vec::new();
+            for (first, name, end) in leaves {
+                roots.push(self.out.len() as u64);
+                uvarint(&mut self.out, 1);
+                varstr(&mut self.out, &name);
+                self.out.extend_from_slice(&first.to_be_bytes());
+                self.out.extend_from_slice(&end.to_be_bytes());
+                self.out.push(3);
+            }
+            let meta_start = self.out.len();
+            uvarint(&mut self.out, self.devices.len() as u32);
+            for ((path, _), off) in self.devices.iter().zip(&roots) {
+                varstr(&mut self.out, path);
+                self.out.extend_from_slice(&off.to_be_bytes());
+            }
+            self.out
+                .extend_from_slice(&(meta_start as u64).to_be_bytes());
+            self.out.push(1);
+            self.out.extend_from_slice(&meta_offset.to_be_bytes());
+            // An empty bloom filter.
+            self.out.extend_from_slice(&[0, 0x80, 0x02, 5]);
+            let size = (self.out.len() - meta_start) as i32;
+            self.out.extend_from_slice(&size.to_be_bytes());
+            self.out.extend_from_slice(b"TsFile");
+            self.out
+        }
+    }
+}
+
+/// Columns of every type for `n` rows.
+fn columns(n: usize) -> Vec<(&'static str, crate::tablet::Column, Vec<Encoding>)> {
+    use crate::tablet::Column;
+    use Encoding as E;
+    vec![
+        (
+            "b",
+            Column::Boolean((0..n).map(|i| i % 3 == 0 || i > n / 2).collect()),
+            vec![E::Plain, E::Rle],
+        ),
+        (
+            "i",
+            Column::Int32(
+                (0..n)
+                    .map(|i| if i < 20 { 5 } else { (i * i) as i32 - 777 })
+                    .collect(),
+            ),
+            vec![E::Plain, E::Rle, E::Ts2Diff, E::Gorilla],
+        ),
+        (
+            "l",
+            Column::Int64((0..n).map(|i| (i as i64 - 50) * 1_000_000_007).collect()),
+            vec![E::Plain, E::Rle, E::Ts2Diff, E::Gorilla],
+        ),
+        (
+            "f",
+            Column::Float((0..n).map(|i| i as f32 * 0.25 - 7.5).collect()),
+            vec![E::Plain, E::Rle, E::Ts2Diff, E::Gorilla],
+        ),
+        (
+            "d",
+            Column::Double((0..n).map(|i| i as f64 * 0.75 - 30.0).collect()),
+            vec![E::Plain, E::Rle, E::Ts2Diff, E::Gorilla],
+        ),
+        (
+            "t",
+            Column::Text((0..n).map(|i| format!("v{}", i % 9).into_bytes()).collect()),
+            vec![E::Plain, E::Dictionary],
+        ),
+    ]
+}
+
+#[test]
+fn v3_files_with_every_codec_and_encoding_read_back() {
+    // Covers what no sample has: v3 with GZIP, ZSTD, LZMA2 (and SNAPPY,
+    // LZ4, none), RLE and TS_2DIFF for FLOAT and DOUBLE (FloatDecoder),
+    // DICTIONARY, multi-page aligned chunks with empty pages and an empty
+    // value chunk, several chunks of one series.
+    let n = 250;
+    let times: Vec<i64> = (0..n as i64).map(|i| 10_000 + i * 7).collect();
+    for c in super::compress::tests::ALL {
+        let mut w = writer::Writer::new();
+        w.device("root.w.plain");
+        let mut expected = Rows::new();
+        for (name, col, encs) in columns(n) {
+            for e in encs {
+                let m = format!("{name}_{}", e.name());
+                // Two chunks: rows [0, 100) and [100, n), pages of 32 rows.
+                w.plain(
+                    &m,
+                    &times[..100],
+                    &col.gather(&(0..100).collect::<Vec<_>>()),
+                    e,
+                    c,
+                    32,
+                );
+                w.plain(
+                    &m,
+                    &times[100..],
+                    &col.gather(&(100..n).collect::<Vec<_>>()),
+                    e,
+                    c,
+                    32,
+                );
+                expected.insert(
+                    ("root.w.plain".into(), m),
+                    times
+                        .iter()
+                        .enumerate()
+                        .map(|(r, &t)| (t, Some(col.get(r))))
+                        .collect(),
+                );
+            }
+        }
+        w.device("root.w.aligned");
+        let cols = columns(n);
+        let mut specs = Vec::new();
+        for (k, (name, col, encs)) in cols.iter().enumerate() {
+            for (j, e) in encs.iter().enumerate() {
+                // Nulls: rows 40..80 of every column (a page of 32 rows at
+                // 32..64 is all null: an empty page), and a pattern.
+                let nulls: Vec<bool> = (0..n)
+                    .map(|r| (32..64).contains(&r) || (r + k + j) % 5 == 0)
+                    .collect();
+                let m = format!("{name}_{}", e.name());
+                expected.insert(
+                    ("root.w.aligned".into(), m.clone()),
+                    times
+                        .iter()
+                        .enumerate()
+                        .map(|(r, &t)| (t, (!nulls[r]).then(|| col.get(r))))
+                        .collect(),
+                );
+                specs.push((m, col.clone(), nulls, *e));
+            }
+        }
+        specs.push((
+            "z_all_null".into(),
+            crate::tablet::Column::Int64(vec![0; n]),
+            vec![true; n],
+            Encoding::Plain,
+        ));
+        expected.insert(
+            ("root.w.aligned".into(), "z_all_null".into()),
+            times.iter().map(|&t| (t, None)).collect(),
+        );
+        let specs: Vec<(&str, crate::tablet::Column, Vec<bool>, Encoding)> = specs
+            .iter()
+            .map(|(m, c, n, e)| (m.as_str(), c.clone(), n.clone(), *e))
+            .collect();
+        w.aligned(&times, &specs, c, 32);
+        let bytes = w.finish();
+        let f = TsFile::new(bytes).unwrap_or_else(|e| panic!("{c}: {e}"));
+        let s = f.validate().unwrap_or_else(|e| panic!("{c}: {e}"));
+        assert_eq!(s.devices, 2, "{c}");
+        let got = collect(&f);
+        assert_eq!(got.len(), expected.len(), "{c}");
+        for (k, want) in &expected {
+            assert_eq!(&got[k], want, "{c} {k:?}");
+        }
+    }
+}
