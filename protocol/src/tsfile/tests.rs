@@ -719,3 +719,70 @@ fn v3_files_with_every_codec_and_encoding_read_back() {
         }
     }
 }
+
+#[test]
+fn a_page_over_the_limits_is_refused_before_it_is_allocated() {
+    use crate::tablet::Column;
+    let times: Vec<i64> = (0..100).collect();
+    let mut w = writer::Writer::new();
+    w.device("root.sg.d");
+    w.plain(
+        "s",
+        &times,
+        &Column::Int64((0..100).collect()),
+        Encoding::Plain,
+        Compression::Lz4,
+        100,
+    );
+    let mut b = w.finish();
+    // The page header after the chunk header: a 2-byte uncompressed size.
+    let chunk_at = 7 + 1 + 1 + "root.sg.d".len();
+    let h = ChunkHeader::read(&mut super::io::Cur::new(&b[chunk_at..], chunk_at as u64)).unwrap();
+    let page_at = chunk_at + h.header_len as usize;
+    assert!(b[page_at] & 0x80 != 0 && b[page_at + 1] & 0x80 == 0);
+    b[page_at..page_at + 2].copy_from_slice(&[0xff, 0x7f]); // 16383
+    let small = Limits {
+        max_page_bytes: 4096,
+        max_page_points: 1000,
+    };
+    let e = TsFile::with_limits(b.clone(), small)
+        .unwrap()
+        .validate()
+        .unwrap_err();
+    assert!(e.is_unsupported(), "{e}");
+    assert!(
+        e.to_string()
+            .contains("page of 16383 bytes decompressed, over the reader's limit of 4096"),
+        "{e}"
+    );
+    assert_eq!(
+        (e.device(), e.series(), e.offset()),
+        (Some("root.sg.d"), Some("s"), Some(page_at as u64))
+    );
+    // Within the limits the size is simply wrong: damage.
+    let e = TsFile::new(b).unwrap().validate().unwrap_err();
+    assert!(e.is_corruption(), "{e}");
+    // Rows: a page of 100 rows over a 50-row limit.
+    let mut w = writer::Writer::new();
+    w.device("root.sg.d");
+    w.plain(
+        "s",
+        &times,
+        &Column::Int64((0..100).collect()),
+        Encoding::Plain,
+        Compression::Uncompressed,
+        100,
+    );
+    let few = Limits {
+        max_page_bytes: 4096,
+        max_page_points: 50,
+    };
+    let e = TsFile::with_limits(w.finish(), few)
+        .unwrap()
+        .validate()
+        .unwrap_err();
+    assert!(
+        e.is_unsupported() && e.to_string().contains("max_page_points"),
+        "{e}"
+    );
+}
