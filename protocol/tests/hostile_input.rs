@@ -202,7 +202,7 @@ fn insert_bodies() -> Vec<Vec<u8>> {
         encode_batch(
             &[encode_wal_entry(&t, None, 1, 1)],
             &[encode_insert_row_node(&a, 0, "z")],
-            &[t.clone()],
+            std::slice::from_ref(&t),
         ),
     ]
 }
