@@ -12,6 +12,7 @@ Files:
                    rows; a device path of 5 nodes (v4 splits it in segments).
   table_<C>.tsfile table model (aligned) with default compression C: three
                    devices (tag values), a FIELD of every type with nulls.
+  v4types.tsfile   TIMESTAMP, DATE, BLOB, STRING (TsFile 2.x types).
   lzo.tsfile, sprintz.tsfile: things the reader must refuse by name.
   expected.json    {"files": {name: {"kind", "series": {"device|measurement":
                    [[time, value or null], ...]}}}}
@@ -147,6 +148,31 @@ def table(out, rows, codec, expected):
     return name
 
 
+def v4_types(out, rows, expected):
+    """The types TsFile 2.x added (not in IoTDB 1.2): TIMESTAMP, DATE, BLOB,
+    STRING; the reader gives them as INT64, INT32 (yyyymmdd), TEXT, TEXT."""
+    import datetime
+
+    w = TsFileWriter(os.path.join(out, "v4types.tsfile"))
+    dev = "root.sg.v4"
+    for name, t in [("ts", T.TIMESTAMP), ("dt", T.DATE), ("bl", T.BLOB), ("st", T.STRING)]:
+        w.register_timeseries(dev, TimeseriesSchema(name, t, E.PLAIN, Compressor.LZ4))
+    for r in range(rows):
+        day = datetime.date(2024, 1, 1) + datetime.timedelta(days=r)
+        vals = [("ts", 1_700_000_000_000 + r, T.TIMESTAMP), ("dt", day, T.DATE),
+                ("bl", b"b%d" % r, T.BLOB), ("st", "s%d" % r, T.STRING)]
+        fields = [Field(n, v, t) for n, v, t in vals if (r + len(n)) % 7]
+        w.write_row_record(RowRecord(dev, r, fields))
+        for n, v, t in vals:
+            if (r + len(n)) % 7:
+                if t == T.DATE:
+                    v = v.year * 10000 + v.month * 100 + v.day
+                elif t == T.BLOB:
+                    v = v.decode()
+                expected.setdefault("%s|%s" % (dev, n), []).append([r, v])
+    w.close()
+
+
 def refused(out):
     """Files whose compression or encoding the reader must name."""
     w = TsFileWriter(os.path.join(out, "lzo.tsfile"))
@@ -191,6 +217,9 @@ def main():
                        time_compress_type_=codec)
         name = table(out, rows, codec, exp)
         files[name] = {"kind": "table", "series": exp}
+    exp = {}
+    v4_types(out, rows, exp)
+    files["v4types.tsfile"] = {"kind": "tree", "series": exp}
     refused(out)
     for f in files.values():
         for rows_ in f["series"].values():

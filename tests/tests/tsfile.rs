@@ -75,7 +75,7 @@ fn files_written_by_the_pypi_tsfile_package_read_back_value_for_value() {
     let expected: Json =
         serde_json::from_slice(&std::fs::read(dir.path().join("expected.json")).unwrap()).unwrap();
     let files = expected["files"].as_object().unwrap();
-    assert_eq!(files.len(), 7, "tree + 6 table files");
+    assert_eq!(files.len(), 8, "tree, 6 table files, v4 types");
     let mut points = 0usize;
     let mut nulls = 0usize;
     for (name, spec) in files {

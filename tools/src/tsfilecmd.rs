@@ -267,6 +267,17 @@ fn dump(a: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                 }
                 n += 1;
                 let v = c.values.get(r);
+                // BLOB values as hex, the way IoTDB prints them.
+                let v = match (&v, c.data_type) {
+                    (Value::Text(b), TsType::Blob) => Value::Text(
+                        format!(
+                            "0x{}",
+                            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+                        )
+                        .into_bytes(),
+                    ),
+                    _ => v,
+                };
                 if a.json {
                     writeln!(
                         out,

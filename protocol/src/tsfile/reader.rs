@@ -325,7 +325,7 @@ impl<S: Source> TsFile<S> {
             let mut c = Cur::new(&buf, pos);
             match f(&mut c) {
                 Ok(t) => return Ok((t, c.pos() as u64)),
-                Err(_) if c.short && n < end - pos => win = win.saturating_mul(8),
+                Err(_) if c.short && n < end.saturating_sub(pos) => win = win.saturating_mul(8),
                 Err(e) => return Err(e),
             }
         }
