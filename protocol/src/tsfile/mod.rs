@@ -37,7 +37,10 @@
 //! every chunk's size against its pages, the codecs' own checksums, every
 //! page's row count and time range and first/last values against its
 //! statistics) and, in [`TsFile::validate`], the whole index against the
-//! data section.
+//! data section. What no reader can see: a changed byte inside a value of
+//! a page whose codec has no checksum of its own (UNCOMPRESSED, SNAPPY,
+//! LZ4), unless it is the page's first or last value (which the statistics
+//! hold); GZIP, LZMA2 and checksummed ZSTD pages are covered whole.
 //!
 //! # Design constraints
 //! - Memory is bounded by a page per open column (one aligned chunk group
