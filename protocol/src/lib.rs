@@ -15,6 +15,9 @@
 //! - [`pipe`]: IoTDB 1.2's `pipeTransfer` request types and bodies.
 //! - [`names`]: which device and measurement names are legal, and their
 //!   stored (canonical) written form.
+//! - [`insert_node`]: InsertNode and WAL-entry bodies (request types 2, 6,
+//!   7) as real IoTDB 1.2 senders write them, decoded into tablets.
+//! - [`tsfile`]: a streaming TsFile reader (IoTDB 1.x v3 and TsFile 2.x v4).
 //!
 //! # Example
 //! ```
@@ -30,12 +33,14 @@
 #![deny(missing_docs)]
 
 pub mod event;
+pub mod insert_node;
 pub mod message;
 pub mod names;
 pub mod pipe;
 pub mod tablet;
 pub mod thrift_in;
 pub mod tsblock;
+pub mod tsfile;
 pub mod types;
 
 /// The client RPC structs (generated; see `protocol/gen.sh`).

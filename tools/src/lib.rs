@@ -3,7 +3,8 @@
 //!
 //! # Exit codes
 //! - 0: success.
-//! - 1: the command ran and found a problem (`wal verify` on a damaged log).
+//! - 1: the command ran and found a problem (`wal verify` on a damaged log,
+//!   `tsfile dump` on a damaged file).
 //! - 2: the command could not run (bad arguments, unreadable directory).
 #![deny(missing_docs)]
 
@@ -17,6 +18,7 @@ mod demo;
 pub mod server;
 mod table;
 mod time;
+mod tsfilecmd;
 mod walcmd;
 
 /// edgepipe: Apache IoTDB data sync as a log-structured replicator.
@@ -37,6 +39,13 @@ pub enum Cmd {
         /// The inspection to run.
         #[command(subcommand)]
         cmd: walcmd::WalCmd,
+    },
+    /// Inspect a TsFile (IoTDB 1.x or Apache TsFile 2.x) with the reader the
+    /// receiver loads files with (read-only).
+    Tsfile {
+        /// The inspection to run.
+        #[command(subcommand)]
+        cmd: tsfilecmd::TsFileCmd,
     },
     /// Run a node: the IoTDB client RPC on rpc_port (default 6667), the
     /// change log and the store under the data directory. Writes.
@@ -66,6 +75,7 @@ pub enum Outcome {
 pub fn execute(opt: Opt, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     match opt.cmd {
         Cmd::Wal { cmd } => walcmd::execute(cmd, out),
+        Cmd::Tsfile { cmd } => tsfilecmd::execute(cmd, out),
         Cmd::Server(o) => server::run(o).map(|_| Outcome::Ok),
         Cmd::Cli(o) => cli::run(o, out),
         Cmd::Demo => demo::run(out),
