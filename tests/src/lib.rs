@@ -364,3 +364,117 @@ impl Drop for Proxy {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+impl NodeProc {
+    /// Starts a server listening on `rpc_address` (e.g. `::`, for IPv6 and
+    /// IPv4 at once) on a free port; otherwise as [`NodeProc::start`].
+    /// [`NodeProc::addr`] still names 127.0.0.1.
+    pub fn start_on(data_dir: &Path, rpc_address: &str, extra: &[&str]) -> NodeProc {
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let log = data_dir.with_extension("log");
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let mut child = Command::new(edgepipe_bin())
+            .args(["server", "--rpc-address", rpc_address, "--rpc-port", "0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn edgepipe server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("edgepipe server listening on ") {
+                    let _ = tx.send(addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()));
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Some(port)) => NodeProc {
+                child: Some(child),
+                port,
+                data_dir: data_dir.to_path_buf(),
+                log,
+            },
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "server did not start ({other:?}); its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// A `/proc/PID/status` figure of the server in KiB (`VmRSS`, `VmHWM`,
+    /// `RssAnon`), or 0 when it cannot be read.
+    pub fn status_kib(&self, key: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Writes `lines` to a properties file beside `data_dir` and returns the
+/// `--config` flag pair for [`NodeProc::start`].
+pub fn config_file(data_dir: &Path, lines: &[&str]) -> [String; 2] {
+    let p = data_dir.with_extension("properties");
+    std::fs::write(&p, lines.join("\n") + "\n").expect("write config");
+    ["--config".to_string(), p.display().to_string()]
+}
+
+/// A TCP connection to `to` from the local address `from` (e.g.
+/// 127.0.0.2: all of 127.0.0.0/8 routes to the loopback interface), with
+/// a 10 s read timeout.
+pub fn connect_from(from: std::net::IpAddr, to: std::net::SocketAddr) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("runtime");
+    let s = rt.block_on(async {
+        let sock = if from.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .expect("socket");
+        sock.bind(std::net::SocketAddr::new(from, 0))
+            .unwrap_or_else(|e| panic!("bind {from}: {e}"));
+        let s = sock
+            .connect(to)
+            .await
+            .unwrap_or_else(|e| panic!("connect {to} from {from}: {e}"));
+        s.into_std().expect("into std")
+    });
+    s.set_nonblocking(false).expect("blocking");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s
+}
+
+/// Reads one reply frame's payload from `s`.
+pub fn read_frame(s: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).expect("a reply frame");
+    let n = i32::from_be_bytes(len);
+    assert!((1..=64 << 20).contains(&n), "reply frame of {n} bytes");
+    let mut buf = vec![0u8; n as usize];
+    s.read_exact(&mut buf).expect("the reply's bytes");
+    buf
+}
