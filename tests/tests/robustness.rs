@@ -243,7 +243,11 @@ fn statements_before_login_and_wrong_passwords_get_statuses() {
             let r: TSExecuteStatementResp = rpc(&mut s, method, &exec(sql));
             assert_eq!(r.status.code, 802, "{method} {sql}: {:?}", r.status);
             assert!(
-                r.status.message.as_deref().unwrap_or("").contains("not logged in"),
+                r.status
+                    .message
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("not logged in"),
                 "{:?}",
                 r.status
             );
@@ -295,7 +299,11 @@ fn statements_before_login_and_wrong_passwords_get_statuses() {
     // Nothing the statements before login asked for happened.
     let mut admin = Session::open(&node.addr(), "root", "root").unwrap();
     for q in ["show databases", "select ** from root"] {
-        let rows = admin.execute(q).unwrap().map(|r| r.rows).unwrap_or_default();
+        let rows = admin
+            .execute(q)
+            .unwrap()
+            .map(|r| r.rows)
+            .unwrap_or_default();
         assert!(rows.is_empty(), "{q}: {rows:?}");
     }
     admin.execute("create database root.sneak").unwrap();
