@@ -272,14 +272,14 @@ fn same_sections_as_apache(tablets: &[Tablet]) {
 #[test]
 fn our_tablet_serialization_matches_apaches_serializers_and_the_java_sample() {
     // Every type, nulls in three columns (a bitmap byte boundary crossed).
-    let rows = 11;
+    let rows: i32 = 11;
     let t = Tablet {
         device: "root.sg.all".into(),
         measurements: ["b", "i", "l", "f", "d", "t"].map(String::from).to_vec(),
         columns: vec![
             Column::Boolean((0..rows).map(|r| r % 2 == 0).collect()),
             Column::Int32(
-                (0..rows as i32)
+                (0..rows)
                     .map(|r| if r % 3 == 0 { 0 } else { r - 5 })
                     .collect(),
             ),
