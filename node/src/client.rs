@@ -238,9 +238,14 @@ impl Session {
 
 fn decode_blocks(blocks: Vec<Vec<u8>>, rows: &mut Vec<(i64, Vec<Option<Value>>)>) -> CResult<()> {
     for b in blocks {
-        let (times, cols) = tsblock::decode(&b).map_err(ClientError::Transport)?;
-        for (i, t) in times.into_iter().enumerate() {
-            rows.push((t, cols.iter().map(|c| c[i].clone()).collect()));
+        let block = tsblock::decode(&b).map_err(ClientError::Transport)?;
+        let mut cols: Vec<_> = block
+            .columns
+            .iter()
+            .map(|c| c.cells(block.rows()))
+            .collect();
+        for &t in &block.times {
+            rows.push((t, cols.iter_mut().map(|c| c.next().flatten()).collect()));
         }
     }
     Ok(())

@@ -32,8 +32,21 @@ pub struct NodeConfig {
     /// `thrift_max_frame_size` (`dn_thrift_max_frame_size`): largest
     /// request frame accepted. Default 512 MiB, as IoTDB.
     pub max_frame_size: usize,
-    /// `rpc_max_concurrent_client_num`. Default 65535.
+    /// `rpc_max_concurrent_client_num`. Default 65535. At the limit, a new
+    /// connection displaces the longest-idle one that has not logged in.
     pub max_connections: usize,
+    /// `dn_connection_timeout_ms` (`connection_timeout_ms` also accepted):
+    /// a connection that has not logged in is closed after this long
+    /// without a request; a request frame must arrive within this long
+    /// plus one second per 16 KiB; a reply must be taken within it.
+    /// Default 60 s, IoTDB's default. Minimum 1 ms.
+    pub connection_timeout: Duration,
+    /// `rpc_max_frame_bytes_in_flight` (edgepipe's): the most bytes of
+    /// request frames being received at once, across connections (each
+    /// connection also receives frames up to 64 KiB on its own). A frame
+    /// larger than this can never be received. Default 512 MiB (the frame
+    /// size limit). Minimum 1024.
+    pub max_frame_bytes_in_flight: usize,
     /// The root user's password. Default `root`.
     pub root_password: String,
     /// `max_number_of_sync_file_retry`: retries of a pipe batch. Default 5.
@@ -43,9 +56,11 @@ pub struct NodeConfig {
     /// `pipe_connector_retry_interval_ms`: first retry delay of a failing
     /// pipe batch, doubled each retry (capped at 30 s). Default 1 s.
     pub pipe_retry_interval: Duration,
-    /// `ip_white_list`: CIDRs allowed to sync into this node. Default
-    /// 0.0.0.0/0.
-    pub ip_white_list: String,
+    /// `ip_white_list`: comma-separated IPv4/IPv6 CIDR blocks of the
+    /// senders allowed to write through a pipe (`pipeTransfer`, the legacy
+    /// pipe server), checked on the socket's peer address. Default
+    /// `0.0.0.0/0,::/0` (everyone); empty admits nobody.
+    pub ip_white_list: receiver::whitelist::IpWhiteList,
     /// `pipe_server_port`: the legacy pipe server's port. Default 6670.
     pub pipe_server_port: u16,
     /// `memtable_flush_points` (edgepipe's): flush after this many points.
@@ -64,11 +79,13 @@ impl Default for NodeConfig {
             fsync: wal::FsyncPolicy::default(),
             max_frame_size: 512 << 20,
             max_connections: 65535,
+            connection_timeout: Duration::from_secs(60),
+            max_frame_bytes_in_flight: 512 << 20,
             root_password: "root".into(),
             max_sync_retry: 5,
             pipe_connector_timeout: Duration::from_secs(900),
             pipe_retry_interval: Duration::from_secs(1),
-            ip_white_list: "0.0.0.0/0".into(),
+            ip_white_list: receiver::whitelist::IpWhiteList::default(),
             pipe_server_port: 6670,
             flush_points: crate::store::DEFAULT_FLUSH_POINTS,
         }
@@ -148,6 +165,20 @@ impl NodeConfig {
                     return Err(format!("{key}={v}: must be at least 1"));
                 }
             }
+            "dn_connection_timeout_ms" | "connection_timeout_ms" => {
+                let ms: u64 = parse_num(key, v)?;
+                if ms == 0 {
+                    return Err(format!("{key}={v}: must be at least 1"));
+                }
+                self.connection_timeout = Duration::from_millis(ms);
+            }
+            "rpc_max_frame_bytes_in_flight" => {
+                let n: usize = parse_num(key, v)?;
+                if n < 1024 {
+                    return Err(format!("{key}={v}: must be at least 1024"));
+                }
+                self.max_frame_bytes_in_flight = n;
+            }
             "root_password" => self.root_password = v.to_string(),
             "max_number_of_sync_file_retry" => self.max_sync_retry = parse_num(key, v)?,
             "pipe_connector_timeout_ms" => {
@@ -160,7 +191,9 @@ impl NodeConfig {
                 }
                 self.pipe_retry_interval = Duration::from_millis(ms);
             }
-            "ip_white_list" => self.ip_white_list = v.to_string(),
+            "ip_white_list" => {
+                self.ip_white_list = v.parse().map_err(|e| format!("{key}={v}: {e}"))?
+            }
             "pipe_server_port" => self.pipe_server_port = parse_num(key, v)?,
             "memtable_flush_points" => {
                 self.flush_points = parse_num(key, v)?;
@@ -220,7 +253,31 @@ mod tests {
         assert_eq!(c.rpc_port, 7777);
         assert_eq!(c.precision, Precision::Us);
         assert_eq!(c.fsync, wal::FsyncPolicy::Always);
-        assert_eq!(c.ip_white_list, "127.0.0.1/32");
+        assert_eq!(c.ip_white_list.to_string(), "127.0.0.1/32");
+        assert!(c.ip_white_list.admits("127.0.0.1".parse().unwrap()));
+        assert!(!c.ip_white_list.admits("127.0.0.2".parse().unwrap()));
+        assert!(NodeConfig::default()
+            .ip_white_list
+            .admits("::1".parse().unwrap()));
+        std::fs::write(&p, "rpc_port=7777\nip_white_list=notanip\n").unwrap();
+        let e = NodeConfig::load(&p).unwrap_err();
+        assert!(
+            e.ends_with(":2: ip_white_list=notanip: \"notanip\" is not an IPv4 or IPv6 CIDR block (e.g. 192.168.0.0/16 or fd00::/8)"),
+            "{e}"
+        );
+        std::fs::write(
+            &p,
+            "ip_white_list=\ndn_connection_timeout_ms=1500\nrpc_max_frame_bytes_in_flight=65536\n",
+        )
+        .unwrap();
+        let c = NodeConfig::load(&p).unwrap();
+        assert!(!c.ip_white_list.admits("127.0.0.1".parse().unwrap()));
+        assert_eq!(c.connection_timeout, Duration::from_millis(1500));
+        assert_eq!(c.max_frame_bytes_in_flight, 65536);
+        std::fs::write(&p, "dn_connection_timeout_ms=0\n").unwrap();
+        assert!(NodeConfig::load(&p)
+            .unwrap_err()
+            .contains("dn_connection_timeout_ms=0: must be at least 1"));
         std::fs::write(&p, "rpc_port=seventy\n").unwrap();
         let e = NodeConfig::load(&p).unwrap_err();
         assert!(

@@ -89,11 +89,10 @@ impl Node {
                 .map_err(|e| format!("pipes: {e}"))?,
         );
         let exec = exec::Executor::new(store.clone()).with_pipes(pipes.clone(), users);
-        let service = Arc::new(service::Service::new(
-            exec,
-            config.precision,
-            config.root_password.clone(),
-        ));
+        let service = Arc::new(
+            service::Service::new(exec, config.precision, config.root_password.clone())
+                .with_ip_white_list(config.ip_white_list.clone()),
+        );
         Ok(Node {
             config,
             store,
@@ -111,8 +110,7 @@ impl Node {
         server::run(
             listener,
             self.service.clone(),
-            self.config.max_frame_size,
-            self.config.max_connections,
+            server::Limits::from_config(&self.config),
             shutdown,
         )
         .await;

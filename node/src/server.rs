@@ -1,40 +1,212 @@
 //! The TCP side of the client RPC: framed thrift over tokio, one task per
-//! connection, a connection limit, and graceful shutdown.
+//! connection, a connection limit, graceful shutdown, and bounds on what a
+//! peer can make the node hold before it logs in (DESIGN invariant 11).
 //!
-//! A frame whose length is not positive or exceeds the configured maximum,
-//! or whose payload is not thrift, closes that connection with a logged
-//! reason; other connections are untouched.
+//! - **Buffers grow as bytes arrive.** A frame's buffer starts at 64 KiB
+//!   ([`SMALL_FRAME`]) and doubles as the bytes come, never to the claimed
+//!   length up front. Buffer bytes beyond each connection's first 64 KiB
+//!   come from one budget shared by all connections
+//!   (`rpc_max_frame_bytes_in_flight`); a connection short of budget waits
+//!   for it within its frame's deadline. A buffer is kept for the next frame
+//!   while frames follow each other (a pipe's batches are received without
+//!   regrowing) and given back after [`RELEASE_IDLE_BUFFER`] without one.
+//! - **Timeouts** (`dn_connection_timeout_ms`, default 60 s): a connection
+//!   that has not logged in is closed after that long without a request; a
+//!   frame must arrive within the timeout plus one second per
+//!   [`MIN_FRAME_RATE`] bytes from its first byte (a sender of one byte a
+//!   second is cut after about the timeout, while a 16 MiB batch over a
+//!   1 Mbit/s link still arrives); a reply must be taken within the same
+//!   allowance.
+//! - **The connection limit** (`rpc_max_concurrent_client_num`): at the
+//!   limit, a new connection displaces the one that has waited longest
+//!   without logging in, an idle one first, else the oldest unfinished
+//!   frame. Logged-in connections and requests being handled are never
+//!   displaced; when only those remain, new connections wait.
+//! - A frame whose length is not positive or exceeds `thrift_max_frame_size`,
+//!   or whose payload is not thrift, closes that connection with a logged
+//!   reason; other connections are untouched.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::BufMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio::sync::{broadcast, mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tracing::{debug, info, warn, Instrument};
 
+use crate::config::NodeConfig;
 use crate::service::{Connection, Handled, Service};
+
+/// Bytes a frame may be received with before it draws on the shared
+/// budget: every request but large inserts and pipe batches fits, so a
+/// client's queries never wait for the budget.
+pub const SMALL_FRAME: usize = 64 << 10;
+/// The slowest average rate (bytes per second) a frame or reply may move at
+/// once the connection timeout has passed.
+pub const MIN_FRAME_RATE: u64 = 16 << 10;
+/// How long a connection keeps a frame buffer larger than [`SMALL_FRAME`]
+/// while no next frame starts.
+pub const RELEASE_IDLE_BUFFER: Duration = Duration::from_millis(200);
+/// How long the accept loop waits for a displaced connection to close
+/// before displacing another.
+const EVICT_WAIT: Duration = Duration::from_secs(1);
+
+/// What the server allows a peer.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest frame accepted (`thrift_max_frame_size`).
+    pub max_frame: usize,
+    /// Connections served at once (`rpc_max_concurrent_client_num`).
+    pub max_connections: usize,
+    /// The connection timeout (`dn_connection_timeout_ms`).
+    pub timeout: Duration,
+    /// Bytes of frames being received at once, beyond each connection's
+    /// first [`SMALL_FRAME`] (`rpc_max_frame_bytes_in_flight`).
+    pub max_frame_bytes_in_flight: usize,
+}
+
+impl Limits {
+    /// The limits a node's configuration sets.
+    pub fn from_config(c: &NodeConfig) -> Limits {
+        Limits {
+            max_frame: c.max_frame_size,
+            max_connections: c.max_connections,
+            timeout: c.connection_timeout,
+            max_frame_bytes_in_flight: c.max_frame_bytes_in_flight,
+        }
+    }
+
+    /// How long `bytes` may take to move: the timeout plus one second per
+    /// [`MIN_FRAME_RATE`] bytes.
+    fn allowance(&self, bytes: usize) -> Duration {
+        self.timeout + Duration::from_secs_f64(bytes as f64 / MIN_FRAME_RATE as f64)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::from_config(&NodeConfig::default())
+    }
+}
+
+/// A connection's state, as the accept loop sees it when choosing one to
+/// displace.
+const IDLE: u8 = 0;
+const RECEIVING: u8 = 1;
+const HANDLING: u8 = 2;
+const DISPLACED: u8 = 3;
+
+/// One connection's entry in the [`Registry`].
+struct Slot {
+    /// IDLE (waiting for a frame), RECEIVING, HANDLING or DISPLACED.
+    state: AtomicU8,
+    /// When the current state began (ms since the registry's epoch).
+    since_ms: AtomicU64,
+    /// Whether a session is open: such a connection is never displaced.
+    logged_in: AtomicBool,
+    /// Tells the connection to close.
+    kick: Notify,
+}
+
+/// The open connections, for choosing one to displace at the limit.
+struct Registry {
+    epoch: Instant,
+    slots: Mutex<HashMap<u64, Arc<Slot>>>,
+}
+
+impl Registry {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn set(&self, slot: &Slot, state: u8) {
+        // A displaced connection stays displaced.
+        if slot
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                (s != DISPLACED).then_some(state)
+            })
+            .is_ok()
+        {
+            slot.since_ms.store(self.now_ms(), Ordering::Release);
+        }
+    }
+
+    /// Tells the connection that has waited longest without logging in to
+    /// close: an idle one first, else the one whose frame started first.
+    /// Returns whether there was one.
+    fn displace(&self) -> bool {
+        let slots = self.slots.lock().expect("registry lock");
+        let pick = |want: u8| {
+            slots
+                .values()
+                .filter(|s| {
+                    !s.logged_in.load(Ordering::Acquire) && s.state.load(Ordering::Acquire) == want
+                })
+                .min_by_key(|s| s.since_ms.load(Ordering::Acquire))
+                .cloned()
+        };
+        match pick(IDLE).or_else(|| pick(RECEIVING)) {
+            Some(s) => {
+                s.state.store(DISPLACED, Ordering::Release);
+                s.kick.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Removes a connection's slot when its task ends, however it ends.
+struct Registered {
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.registry.slots.lock() {
+            s.remove(&self.id);
+        }
+    }
+}
 
 /// Serves `listener` until `shutdown` completes, then waits (up to 10 s)
 /// for connections to finish their current call.
 pub async fn run(
     listener: TcpListener,
     service: Arc<Service>,
-    max_frame: usize,
-    max_connections: usize,
+    limits: Limits,
     shutdown: impl Future,
 ) {
+    let mut limits = limits;
+    let most = limits.max_frame_bytes_in_flight.saturating_add(SMALL_FRAME);
+    if limits.max_frame > most {
+        warn!(
+            thrift_max_frame_size = limits.max_frame,
+            rpc_max_frame_bytes_in_flight = limits.max_frame_bytes_in_flight,
+            "frames larger than rpc_max_frame_bytes_in_flight + 64 KiB can never be received; that is the frame limit now"
+        );
+        limits.max_frame = most;
+    }
+    let limits = Arc::new(limits);
+    let budget = Arc::new(Semaphore::new(limits.max_frame_bytes_in_flight));
+    let registry = Arc::new(Registry {
+        epoch: Instant::now(),
+        slots: Mutex::new(HashMap::new()),
+    });
     let (notify_tx, _) = broadcast::channel::<()>(1);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let limit = Arc::new(Semaphore::new(max_connections));
+    let limit = Arc::new(Semaphore::new(limits.max_connections));
+    let mut next_id = 0u64;
     tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => p.expect("semaphore open"),
-            _ = &mut shutdown => break,
-        };
+    'accept: loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = &mut shutdown => break,
@@ -47,15 +219,62 @@ pub async fn run(
                 continue;
             }
         };
+        let permit = match limit.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => loop {
+                if registry.displace() {
+                    info!(
+                        %peer,
+                        max_connections = limits.max_connections,
+                        "connection limit reached: closing the connection that has waited longest without logging in"
+                    );
+                }
+                tokio::select! {
+                    p = limit.clone().acquire_owned() => break p.expect("semaphore open"),
+                    _ = tokio::time::sleep(EVICT_WAIT) => {}
+                    _ = &mut shutdown => break 'accept,
+                }
+            },
+        };
         let _ = socket.set_nodelay(true);
+        next_id += 1;
+        let slot = Arc::new(Slot {
+            state: AtomicU8::new(IDLE),
+            since_ms: AtomicU64::new(registry.now_ms()),
+            logged_in: AtomicBool::new(false),
+            kick: Notify::new(),
+        });
+        registry
+            .slots
+            .lock()
+            .expect("registry lock")
+            .insert(next_id, slot.clone());
+        let registered = Registered {
+            registry: registry.clone(),
+            id: next_id,
+        };
         let service = service.clone();
         let mut stop = notify_tx.subscribe();
         let done = done_tx.clone();
+        let (limits, budget) = (limits.clone(), budget.clone());
         tokio::spawn(
             async move {
                 let _permit = permit;
                 let _done = done;
-                serve(socket, peer, &service, max_frame, &mut stop).await;
+                let registry = registered.registry.clone();
+                let _registered = registered;
+                let mut c = Conn {
+                    socket,
+                    peer,
+                    limits: &limits,
+                    budget: &budget,
+                    registry: &registry,
+                    slot: &slot,
+                    buf: Vec::new(),
+                    lease: None,
+                    charged: 0,
+                };
+                c.serve(&service, &mut stop).await;
             }
             .instrument(tracing::info_span!("conn", %peer)),
         );
@@ -65,57 +284,223 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(10), done_rx.recv()).await;
 }
 
-async fn serve(
-    mut socket: TcpStream,
-    peer: SocketAddr,
-    service: &Arc<Service>,
-    max_frame: usize,
-    stop: &mut broadcast::Receiver<()>,
-) {
-    debug!("connected");
-    let mut conn = Connection::default();
-    conn.peer = Some(peer);
-    let mut buf = Vec::new();
-    loop {
-        let mut len = [0u8; 4];
-        tokio::select! {
-            r = socket.read_exact(&mut len) => {
-                if let Err(e) = r {
-                    if e.kind() != std::io::ErrorKind::UnexpectedEof {
-                        debug!(cause = %e, "read failed");
-                    }
-                    break;
-                }
-            }
-            _ = stop.recv() => break,
-        }
-        let n = i32::from_be_bytes(len);
-        if n <= 0 || n as usize > max_frame {
-            warn!(%peer, frame_length = n, max_frame, "closing connection: frame length out of range (is the client speaking framed thrift?)");
-            break;
-        }
-        buf.resize(n as usize, 0);
-        if let Err(e) = socket.read_exact(&mut buf).await {
-            warn!(%peer, cause = %e, frame_length = n, "closing connection: frame cut short");
-            break;
-        }
-        match service.handle(&mut conn, &buf).await {
-            Handled::Reply(frame) => {
-                if let Err(e) = socket.write_all(&frame).await {
-                    debug!(cause = %e, "write failed");
-                    break;
-                }
-            }
-            Handled::Close(reason) => {
-                warn!(%peer, reason, "closing connection");
-                break;
-            }
-        }
-    }
-    debug!("disconnected");
+/// Why a connection stops reading.
+enum Stop {
+    /// The peer closed between frames.
+    Eof,
+    /// Shutdown.
+    Shutdown,
+    /// Displaced at the connection limit.
+    Displaced,
+    /// Closed with a reason worth a warning.
+    Warn(String),
+    /// Closed with a reason worth a note.
+    Info(String),
 }
 
-/// Binds `addr` and logs where.
+/// One connection: its socket and its frame buffer.
+struct Conn<'a> {
+    socket: TcpStream,
+    peer: SocketAddr,
+    limits: &'a Limits,
+    budget: &'a Arc<Semaphore>,
+    registry: &'a Registry,
+    slot: &'a Slot,
+    /// The frame buffer, kept between frames while they follow each other.
+    buf: Vec<u8>,
+    /// Budget held for `buf`'s capacity beyond [`SMALL_FRAME`].
+    lease: Option<OwnedSemaphorePermit>,
+    /// How many bytes `lease` holds.
+    charged: usize,
+}
+
+impl Conn<'_> {
+    async fn serve(&mut self, service: &Arc<Service>, stop: &mut broadcast::Receiver<()>) {
+        debug!("connected");
+        let mut conn = Connection::default();
+        conn.peer = Some(self.peer);
+        loop {
+            if let Err(why) = self.read_frame(conn.logged_in(), stop).await {
+                let peer = self.peer;
+                match why {
+                    Stop::Eof | Stop::Shutdown => {}
+                    Stop::Displaced => {
+                        info!(%peer, "closing connection: displaced at the connection limit")
+                    }
+                    Stop::Info(reason) => info!(%peer, "closing connection: {reason}"),
+                    Stop::Warn(reason) => warn!(%peer, "closing connection: {reason}"),
+                }
+                break;
+            }
+            self.registry.set(self.slot, HANDLING);
+            match service.handle(&mut conn, &self.buf).await {
+                Handled::Reply(frame) => {
+                    let allowance = self.limits.allowance(frame.len());
+                    match tokio::time::timeout(allowance, self.socket.write_all(&frame)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            debug!(cause = %e, "write failed");
+                            break;
+                        }
+                        Err(_) => {
+                            warn!(peer = %self.peer, bytes = frame.len(), "closing connection: the reply was not taken within {allowance:?}");
+                            break;
+                        }
+                    }
+                }
+                Handled::Close(reason) => {
+                    warn!(peer = %self.peer, reason, "closing connection");
+                    break;
+                }
+            }
+            self.slot
+                .logged_in
+                .store(conn.logged_in(), Ordering::Release);
+        }
+        debug!("disconnected");
+    }
+
+    /// Gives back a buffer beyond [`SMALL_FRAME`] and its budget.
+    fn release(&mut self) {
+        if self.buf.capacity() > SMALL_FRAME {
+            self.buf = Vec::new();
+        }
+        self.lease = None;
+        self.charged = 0;
+    }
+
+    /// Reads the next frame's payload into `self.buf`.
+    async fn read_frame(
+        &mut self,
+        logged_in: bool,
+        stop: &mut broadcast::Receiver<()>,
+    ) -> Result<(), Stop> {
+        let limits = self.limits;
+        // Wait for a frame to start: as long as it takes on a logged-in
+        // connection, at most the timeout on one that has not logged in.
+        self.registry.set(self.slot, IDLE);
+        let idle_until = Instant::now() + limits.timeout;
+        let mut len = [0u8; 4];
+        let mut got = loop {
+            tokio::select! {
+                r = self.socket.read(&mut len) => match r {
+                    Ok(0) => return Err(Stop::Eof),
+                    Ok(k) => break k,
+                    Err(e) => {
+                        debug!(cause = %e, "read failed");
+                        return Err(Stop::Eof);
+                    }
+                },
+                _ = tokio::time::sleep(RELEASE_IDLE_BUFFER), if self.buf.capacity() > SMALL_FRAME || self.lease.is_some() => self.release(),
+                _ = tokio::time::sleep_until(idle_until), if !logged_in => {
+                    return Err(Stop::Info(format!("no request for {:?} before login (dn_connection_timeout_ms)", limits.timeout)));
+                }
+                _ = stop.recv() => return Err(Stop::Shutdown),
+                _ = self.slot.kick.notified() => return Err(Stop::Displaced),
+            }
+        };
+        // The frame has started: it must arrive within its allowance.
+        self.registry.set(self.slot, RECEIVING);
+        let start = Instant::now();
+        while got < 4 {
+            tokio::select! {
+                r = self.socket.read(&mut len[got..]) => match r {
+                    Ok(0) => return Err(Stop::Warn("frame cut short in its length".into())),
+                    Ok(k) => got += k,
+                    Err(e) => return Err(Stop::Warn(format!("frame cut short in its length: {e}"))),
+                },
+                _ = tokio::time::sleep_until(start + limits.timeout) => {
+                    return Err(Stop::Warn(format!("a frame length took more than {:?} to arrive", limits.timeout)));
+                }
+                _ = stop.recv() => return Err(Stop::Shutdown),
+                _ = self.slot.kick.notified() => return Err(Stop::Displaced),
+            }
+        }
+        let n = i32::from_be_bytes(len);
+        if n <= 0 || n as usize > limits.max_frame {
+            return Err(Stop::Warn(format!(
+                "frame length out of range: {n} (1 to {}, thrift_max_frame_size; is the client speaking framed thrift?)",
+                limits.max_frame
+            )));
+        }
+        let n = n as usize;
+        self.buf.clear();
+        while self.buf.len() < n {
+            let deadline = start + limits.allowance(self.buf.len());
+            if self.buf.len() == self.buf.capacity() {
+                let want = (self.buf.capacity() * 2).max(SMALL_FRAME).min(n);
+                self.charge(want, deadline, n, stop).await?;
+                self.buf.reserve_exact(want - self.buf.len());
+            }
+            let have = self.buf.len();
+            let mut into = (&mut self.buf).limit(n - have);
+            let read = tokio::select! {
+                r = self.socket.read_buf(&mut into) => r,
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(Stop::Warn(format!(
+                        "frame arriving too slowly: {have} of {n} bytes in {:?} (dn_connection_timeout_ms, then at least {MIN_FRAME_RATE} bytes/s)",
+                        start.elapsed()
+                    )));
+                }
+                _ = stop.recv() => return Err(Stop::Shutdown),
+                _ = self.slot.kick.notified() => return Err(Stop::Displaced),
+            };
+            match read {
+                Ok(0) => {
+                    return Err(Stop::Warn(format!(
+                        "frame cut short: {have} of {n} bytes came"
+                    )))
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(Stop::Warn(format!(
+                        "frame cut short: {have} of {n} bytes came: {e}"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Holds budget for a buffer of `capacity` bytes, waiting for it until
+    /// `deadline`.
+    async fn charge(
+        &mut self,
+        capacity: usize,
+        deadline: Instant,
+        frame: usize,
+        stop: &mut broadcast::Receiver<()>,
+    ) -> Result<(), Stop> {
+        let need = capacity
+            .saturating_sub(SMALL_FRAME)
+            .saturating_sub(self.charged);
+        if need == 0 {
+            return Ok(());
+        }
+        // Frames are below 2 GiB, so `need` fits a u32.
+        let permits = u32::try_from(need).expect("frame below 2 GiB");
+        let got = tokio::select! {
+            p = self.budget.clone().acquire_many_owned(permits) => p.expect("budget open"),
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(Stop::Warn(format!(
+                    "no room to receive a frame of {frame} bytes: rpc_max_frame_bytes_in_flight ({} bytes) is held by other connections",
+                    self.limits.max_frame_bytes_in_flight
+                )));
+            }
+            _ = stop.recv() => return Err(Stop::Shutdown),
+            _ = self.slot.kick.notified() => return Err(Stop::Displaced),
+        };
+        match &mut self.lease {
+            Some(l) => l.merge(got),
+            None => self.lease = Some(got),
+        }
+        self.charged += need;
+        Ok(())
+    }
+}
+
+/// Binds `addr` and logs where. `[::]:PORT` (or `rpc_address=::`) listens
+/// on IPv6 and, where the system allows, IPv4 too.
 ///
 /// # Errors
 /// Bind errors.

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use protocol::message::{exception, reply, reply_i64, Call, Proto};
+use protocol::message::{describe, exception, reply, reply_i64, Call, Proto};
 use protocol::rpc::{
     TSCloseOperationReq, TSExecuteStatementReq, TSExecuteStatementResp, TSFetchResultsReq,
     TSFetchResultsResp, TSGetTimeZoneResp, TSInsertRecordReq, TSInsertRecordsOfOneDeviceReq,
@@ -44,6 +44,7 @@ pub struct Service {
     precision: Precision,
     root_password: String,
     users: Option<Arc<crate::users::Users>>,
+    ip_white_list: receiver::whitelist::IpWhiteList,
     next_session: AtomicI64,
     next_query: AtomicI64,
 }
@@ -70,12 +71,22 @@ struct Query {
 /// Per-connection state.
 #[derive(Default)]
 pub struct Connection {
-    /// The client's address (set by the server when the connection is
-    /// accepted; `None` in tests that drive the service directly).
+    /// The socket's peer address, set by the server when the connection
+    /// starts (`None` for a caller without a socket): what `ip_white_list`
+    /// is checked on.
     pub peer: Option<std::net::SocketAddr>,
     session: Option<Session>,
     queries: BTreeMap<i64, Query>,
     receiver: receiver::ReceiverState,
+}
+
+impl Connection {
+    /// Whether a session is open on this connection (the server lets such a
+    /// connection idle; one that has not logged in is closed after the
+    /// connection timeout).
+    pub fn logged_in(&self) -> bool {
+        self.session.is_some()
+    }
 }
 
 impl std::fmt::Debug for Connection {
@@ -151,10 +162,9 @@ enum Request {
     PipeTransferInPlace(protocol::pipe::TransferInPlace),
 }
 
-/// Reads a call and its arguments; what cannot be served becomes the reply
-/// (an application exception) or a reason to close.
-fn decode(frame: &[u8]) -> Result<(Proto, String, i32, Request), Handled> {
-    let mut call = Call::parse(frame).map_err(|e| Handled::Close(e.to_string()))?;
+/// Reads the arguments of `call` (from `frame`); what cannot be served
+/// becomes the reply (an application exception).
+fn decode(mut call: Call<'_>, frame: &[u8]) -> Result<(Proto, String, i32, Request), Handled> {
     let (proto, name, seq) = (call.proto, call.name.clone(), call.seq);
     let fail = |kind, msg: String| Handled::Reply(exception(proto, &name, seq, kind, &msg));
     macro_rules! arg {
@@ -170,7 +180,31 @@ fn decode(frame: &[u8]) -> Result<(Proto, String, i32, Request), Handled> {
                 Err(e) => {
                     return Err(fail(
                         ApplicationErrorKind::ProtocolError,
-                        format!("{name}: arguments do not decode: {e}"),
+                        format!("{name}: arguments do not decode: {}", describe(&e)),
+                    ))
+                }
+            }
+        };
+    }
+    // `pipeTransfer(-1: TPipeTransferReq)`: IoTDB's generated code sends
+    // the request at field id -1 and a Java receiver reads only that.
+    macro_rules! arg_at {
+        ($t:ty, $id:expr) => {
+            match call.arg_at::<$t>($id) {
+                Ok(Some(a)) => a,
+                Ok(None) => {
+                    return Err(fail(
+                        ApplicationErrorKind::ProtocolError,
+                        format!(
+                            "{name}: the request argument is missing (expected at field id {})",
+                            $id
+                        ),
+                    ))
+                }
+                Err(e) => {
+                    return Err(fail(
+                        ApplicationErrorKind::ProtocolError,
+                        format!("{name}: arguments do not decode: {}", describe(&e)),
                     ))
                 }
             }
@@ -204,7 +238,10 @@ fn decode(frame: &[u8]) -> Result<(Proto, String, i32, Request), Handled> {
         {
             // The usual case: the body is read where it lies in the frame.
             Some(req) => Request::PipeTransferInPlace(req),
-            None => Request::PipeTransfer(arg!(protocol::rpc::TPipeTransferReq)),
+            None => Request::PipeTransfer(arg_at!(
+                protocol::rpc::TPipeTransferReq,
+                protocol::pipe::ARG_FIELD_ID
+            )),
         },
         _ => {
             return Err(fail(
@@ -242,9 +279,17 @@ impl Service {
             precision,
             root_password,
             users,
+            ip_white_list: receiver::whitelist::IpWhiteList::default(),
             next_session: AtomicI64::new(1),
             next_query: AtomicI64::new(1),
         }
+    }
+
+    /// Admits pipe senders (`pipeTransfer`) only from `list`'s addresses.
+    /// Default: everyone.
+    pub fn with_ip_white_list(mut self, list: receiver::whitelist::IpWhiteList) -> Service {
+        self.ip_white_list = list;
+        self
     }
 
     /// The executor.
@@ -252,9 +297,30 @@ impl Service {
         &self.exec
     }
 
+    /// Reads the call in `frame`. A sender outside `ip_white_list` is
+    /// answered before its request is decoded.
+    fn read_call(
+        &self,
+        conn: &Connection,
+        frame: &[u8],
+    ) -> Result<(Proto, String, i32, Request), Handled> {
+        let call = Call::parse(frame).map_err(|e| Handled::Close(e.to_string()))?;
+        if call.name == "pipeTransfer" {
+            if let Some(peer) = conn.peer {
+                if let Err(status) = self.ip_white_list.check(peer.ip()) {
+                    let resp = protocol::rpc::TPipeTransferResp { status, body: None };
+                    return Err(Handled::Reply(reply(
+                        call.proto, &call.name, call.seq, &resp,
+                    )));
+                }
+            }
+        }
+        decode(call, frame)
+    }
+
     /// Handles one frame's payload (after the length).
     pub async fn handle(self: &Arc<Self>, conn: &mut Connection, frame: &[u8]) -> Handled {
-        let (proto, name, seq, req) = match decode(frame) {
+        let (proto, name, seq, req) = match self.read_call(conn, frame) {
             Ok(x) => x,
             Err(h) => return h,
         };

@@ -114,6 +114,40 @@ impl<'a> Call<'a> {
         Ok(found)
     }
 
+    /// Reads the argument struct and returns its struct field with id
+    /// `field_id`, decoded as `T`; `None` when the call carries no struct
+    /// argument. For calls whose argument IoTDB's IDL declares without an
+    /// id (`pipeTransfer`, `handshake`): their generated code sends field
+    /// -1 and a Java server reads only that, so this one does too.
+    ///
+    /// # Errors
+    /// Decode errors of the argument, or a struct argument at another
+    /// field id (the message names both ids).
+    pub fn arg_at<T: TSerializable>(&mut self, field_id: i16) -> thrift::Result<Option<T>> {
+        let mut found = None;
+        let mut elsewhere = None;
+        self.read_args(|p, f| {
+            if f.field_type == TType::Struct && found.is_none() {
+                if f.id == Some(field_id) {
+                    found = Some(T::read_from_in_protocol(p)?);
+                    return Ok(true);
+                }
+                elsewhere.get_or_insert(f.id.unwrap_or(0));
+            }
+            Ok(false)
+        })?;
+        match (found, elsewhere) {
+            (Some(t), _) => Ok(Some(t)),
+            (None, Some(other)) => Err(thrift::Error::Protocol(thrift::ProtocolError::new(
+                thrift::ProtocolErrorKind::InvalidData,
+                format!(
+                    "the request struct is field id {other}; it must be field id {field_id}, as IoTDB's generated code sends it"
+                ),
+            ))),
+            (None, None) => Ok(None),
+        }
+    }
+
     /// Reads the argument struct and returns its first i64 field (calls such
     /// as `requestStatementId(sessionId)`).
     ///
@@ -150,6 +184,18 @@ impl<'a> Call<'a> {
         }
         p.read_struct_end()?;
         p.read_message_end()
+    }
+}
+
+/// A thrift error as a sentence: the `thrift` crate's `Display` of a
+/// protocol error gives only its kind ("bad data"), dropping the message
+/// that says what was wrong.
+pub fn describe(e: &thrift::Error) -> String {
+    match e {
+        thrift::Error::Protocol(p) if !p.message.is_empty() => format!("{e}: {}", p.message),
+        thrift::Error::Transport(t) if !t.message.is_empty() => format!("{e}: {}", t.message),
+        thrift::Error::Application(a) => a.message.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -340,7 +386,8 @@ mod tests {
                 c.arg::<TSCloseSessionReq>().unwrap().unwrap().session_id,
                 Some(9)
             );
-            // Field -1 (an argument declared without an id) is taken too.
+            // Field -1 (an argument declared without an id) is taken too,
+            // and `arg_at` takes only the id it is given.
             let frame = call(
                 proto,
                 "x",
@@ -356,6 +403,30 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert_eq!(got.session_id, Some(5));
+            let mut c = Call::parse(&frame[4..]).unwrap();
+            assert_eq!(
+                c.arg_at::<TSCloseSessionReq>(-1)
+                    .unwrap()
+                    .unwrap()
+                    .session_id,
+                Some(5)
+            );
+            let at1 = call(
+                proto,
+                "x",
+                1,
+                1,
+                &TSCloseSessionReq {
+                    session_id: Some(5),
+                },
+            );
+            let e = describe(
+                &Call::parse(&at1[4..])
+                    .unwrap()
+                    .arg_at::<TSCloseSessionReq>(-1)
+                    .unwrap_err(),
+            );
+            assert!(e.contains("field id 1; it must be field id -1"), "{e}");
             let st = TSStatus {
                 code: 200,
                 message: Some("ok".into()),

@@ -13,6 +13,10 @@
 //! ```
 //! Strings are i32 length + UTF-8, big-endian.
 
+/// The field id of `pipeTransfer`'s argument: IoTDB's IDL declares it
+/// without an id, so its generated code sends (and a Java receiver reads)
+/// only -1.
+pub const ARG_FIELD_ID: i16 = -1;
 /// The only request version (`TPipeTransferReq.version`).
 pub const VERSION: i8 = 1;
 /// Handshake: the sender's timestamp precision.
@@ -116,7 +120,7 @@ pub struct TransferInPlace {
 /// Reads the `pipeTransfer` arguments of a binary-protocol frame whose
 /// argument struct starts at `args_at`, without copying the body. `None`
 /// for anything but the plain shape our connector and Apache's send (the
-/// request as field 1 or -1, holding only fields 1 to 3 with their declared
+/// request as field -1, holding only fields 1 to 3 with their declared
 /// types); the caller then decodes the frame the general way, which also
 /// reports what is wrong with it.
 pub fn transfer_in_place(frame: &[u8], args_at: usize) -> Option<TransferInPlace> {
@@ -135,9 +139,10 @@ pub fn transfer_in_place(frame: &[u8], args_at: usize) -> Option<TransferInPlace
         b: frame,
         at: args_at,
     };
-    // The argument struct: one struct field, id 1 or -1.
+    // The argument struct: one struct field, id -1 (IoTDB's IDL declares
+    // the argument without an id).
     let h = c.take(3)?;
-    if h[0] != 12 || !matches!(i16::from_be_bytes([h[1], h[2]]), 1 | -1) {
+    if h[0] != 12 || i16::from_be_bytes([h[1], h[2]]) != ARG_FIELD_ID {
         return None;
     }
     let mut req = TransferInPlace {
@@ -190,6 +195,11 @@ pub fn batch_body<'a>(tablets: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<u
     b
 }
 
+/// The fewest bytes a serialized tablet with its aligned byte takes: an
+/// empty device string (4), the row count (4), four section flags and the
+/// aligned byte.
+const MIN_TABLET_BYTES: usize = 4 + 4 + 4 + 1;
+
 /// The parts of a type-6 body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
@@ -211,7 +221,7 @@ pub struct Batch {
 /// A body that does not decode.
 pub fn read_batch(body: &[u8]) -> Result<Batch, String> {
     let i32_at = |at: usize| -> Result<i32, String> {
-        body.get(at..at + 4)
+        body.get(at..at.saturating_add(4))
             .map(|s| i32::from_be_bytes(s.try_into().expect("4")))
             .ok_or_else(|| format!("batch body ends at byte {} of {}", at, body.len()))
     };
@@ -223,7 +233,7 @@ pub fn read_batch(body: &[u8]) -> Result<Batch, String> {
     at += 4;
     for _ in 0..nb {
         let len = i32_at(at)?;
-        if len < 0 || at + 4 + len as usize > body.len() {
+        if len < 0 || len as usize > body.len() - (at + 4) {
             return Err(format!("binary entry of {len} bytes does not fit"));
         }
         at += 4 + len as usize;
@@ -238,10 +248,16 @@ pub fn read_batch(body: &[u8]) -> Result<Batch, String> {
         });
     }
     let nt = i32_at(at)?;
-    if nt < 0 || nt as usize > body.len() {
-        return Err(format!("bad tablet count {nt}"));
-    }
     at += 4;
+    // Each tablet takes at least MIN_TABLET_BYTES, so a count the body
+    // cannot hold is refused, and room is reserved only for what fits.
+    let fits = (body.len() - at) / MIN_TABLET_BYTES;
+    if nt < 0 || nt as usize > fits {
+        return Err(format!(
+            "tablet count {nt} does not fit the {} bytes left of the batch",
+            body.len() - at
+        ));
+    }
     let mut tablets = Vec::with_capacity(nt as usize);
     for i in 0..nt {
         let (t, len) = crate::tablet::Tablet::deserialize_v12_prefix(&body[at..])
@@ -273,7 +289,7 @@ mod tests {
         use crate::rpc::TPipeTransferReq;
         let body: Vec<u8> = (0..1000).map(|i| i as u8).collect();
         // Our connector's hand-built frame, and the generic thrift encoder's
-        // with the request as field 1 and as field -1.
+        // with the request as field -1.
         let mut ours = call_head(7, TRANSFER_TABLET_BATCH, body.len());
         ours.extend_from_slice(&body);
         ours.extend_from_slice(&TAIL);
@@ -282,11 +298,11 @@ mod tests {
             type_: Some(TRANSFER_TABLET_BATCH),
             body: Some(body.clone()),
         };
-        for frame in [
-            ours,
-            call(Proto::Binary, "pipeTransfer", 7, 1, &req),
-            call(Proto::Binary, "pipeTransfer", 7, -1, &req),
-        ] {
+        // The request at field 1 is not IoTDB's wire: not read in place.
+        let at1 = call(Proto::Binary, "pipeTransfer", 7, 1, &req);
+        let c = Call::parse(&at1[4..]).unwrap();
+        assert_eq!(transfer_in_place(&at1[4..], c.args_at.unwrap()), None);
+        for frame in [ours, call(Proto::Binary, "pipeTransfer", 7, -1, &req)] {
             let payload = &frame[4..];
             let mut c = Call::parse(payload).unwrap();
             let got = transfer_in_place(payload, c.args_at.unwrap()).expect("read in place");
@@ -348,6 +364,19 @@ mod tests {
         for cut in 0..body.len() {
             assert!(read_batch(&body[..cut]).is_err(), "cut {cut}");
         }
+        // A count the body cannot hold is refused before anything is
+        // reserved for it (issue 13: about 144 bytes were reserved per byte
+        // of body).
+        let mut huge = batch_head(0).to_vec();
+        huge[8..].copy_from_slice(&i32::MAX.to_be_bytes());
+        huge.extend_from_slice(&[0u8; 1000]);
+        let e = read_batch(&huge).unwrap_err();
+        assert!(e.contains("tablet count 2147483647 does not fit"), "{e}");
+        let mut many = batch_head(0).to_vec();
+        many[8..].copy_from_slice(&100i32.to_be_bytes());
+        many.extend_from_slice(&bytes);
+        many.extend_from_slice(&bytes);
+        assert!(read_batch(&many).unwrap_err().contains("tablet count 100"));
         assert_eq!(read_handshake(&handshake_body("ms")).unwrap(), "ms");
         assert!(read_handshake(&[0, 0, 0, 9, b'm']).is_err());
     }

@@ -231,8 +231,12 @@ impl<'a> Buf<'a> {
         Ok(n as usize)
     }
     fn bytes(&mut self) -> Result<Vec<u8>, String> {
+        Ok(self.slice()?.to_vec())
+    }
+    /// A length-prefixed byte string, borrowed.
+    fn slice(&mut self) -> Result<&'a [u8], String> {
         let n = self.len("length")?;
-        Ok(self.take(n)?.to_vec())
+        self.take(n)
     }
     fn string(&mut self) -> Result<String, String> {
         String::from_utf8(self.bytes()?)
@@ -515,29 +519,55 @@ impl Tablet {
     /// A message naming the part that does not decode.
     pub fn deserialize_v12_prefix(bytes: &[u8]) -> Result<(Tablet, usize), String> {
         let mut b = Buf::new(bytes, "serialized tablet");
-        let t = Self::read_v12(&mut b, true)?;
+        let mut t = Self::read_v12(&mut b)?;
+        t.aligned = b.u8()? != 0;
         Ok((t, b.at))
     }
 
     /// Decodes [`Tablet::serialize_v12`]'s layout as a real 1.2 sender
-    /// writes it: absent schemas, columns and bitmaps are allowed, a TEXT
-    /// cell written `notNull = 0` is null, and the trailing aligned byte is
-    /// optional (false when absent).
+    /// writes it: absent schemas, value columns and bitmaps are allowed, a
+    /// TEXT cell written `notNull = 0` is null, and the trailing aligned
+    /// byte is optional (false when absent).
     ///
     /// # Errors
     /// A message naming the part that does not decode.
     pub fn deserialize_v12(bytes: &[u8]) -> Result<Tablet, String> {
-        let mut b = Buf::new(bytes, "serialized tablet");
-        let t = Self::read_v12(&mut b, false)?;
-        b.done()?;
-        Ok(t)
+        Self::deserialize_v12_body(bytes).map(|(t, _)| t)
     }
 
-    fn read_v12(b: &mut Buf<'_>, aligned_required: bool) -> Result<Tablet, String> {
+    /// [`Tablet::deserialize_v12`], also telling whether the trailing
+    /// aligned byte was there (a body with it can be logged as received; one
+    /// without it is not in the change log's form). The body is read once.
+    ///
+    /// # Errors
+    /// A message naming the part that does not decode.
+    pub fn deserialize_v12_body(bytes: &[u8]) -> Result<(Tablet, bool), String> {
+        let mut b = Buf::new(bytes, "serialized tablet");
+        let mut t = Self::read_v12(&mut b)?;
+        let had_aligned_byte = b.left() > 0;
+        if had_aligned_byte {
+            t.aligned = b.u8()? != 0;
+        }
+        b.done()?;
+        Ok((t, had_aligned_byte))
+    }
+
+    /// Reads everything up to the aligned byte. Every count is checked
+    /// against the bytes that remain before anything is allocated for it,
+    /// so what a body costs in memory is a small multiple of its length:
+    /// timestamps must be present for a tablet with rows (8 bytes a row),
+    /// and a value column sent as absent (one byte, `0`) holds no points,
+    /// so it is left out of the tablet rather than filled with a
+    /// placeholder per row. (IoTDB 1.2 reads such a column as a null array
+    /// and cannot insert it either; here its series is simply not written.)
+    fn read_v12(b: &mut Buf<'_>) -> Result<Tablet, String> {
         let device = b.string()?;
         let rows = b.i32()?;
         if rows < 0 || rows as usize > b.left() {
-            return Err(format!("serialized tablet: row count {rows} does not fit"));
+            return Err(format!(
+                "serialized tablet: row count {rows} does not fit the {} bytes left",
+                b.left()
+            ));
         }
         let n = rows as usize;
         let mut measurements = Vec::new();
@@ -554,8 +584,8 @@ impl Tablet {
                 b.take(2)?; // encoding, compressor
                 let props = b.len("property count")?;
                 for _ in 0..props {
-                    b.bytes()?;
-                    b.bytes()?;
+                    b.slice()?;
+                    b.slice()?;
                 }
                 measurements.push(id);
                 types.push(t);
@@ -563,82 +593,102 @@ impl Tablet {
         }
         let times = if b.u8()? == 1 {
             if n.saturating_mul(8) > b.left() {
-                return Err(format!("serialized tablet: {n} timestamps do not fit"));
+                return Err(format!(
+                    "serialized tablet: {n} timestamps do not fit the {} bytes left",
+                    b.left()
+                ));
             }
-            (0..n).map(|_| b.i64()).collect::<Result<Vec<_>, _>>()?
+            b.take(n * 8)?
+                .chunks_exact(8)
+                .map(|c| i64::from_be_bytes(c.try_into().expect("8")))
+                .collect()
+        } else if n == 0 {
+            Vec::new()
         } else {
-            vec![0; n]
+            return Err(format!("serialized tablet: {n} rows but no timestamps"));
         };
         let mut nulls: Vec<Option<Vec<bool>>> = vec![None; types.len()];
         if b.u8()? == 1 {
             for slot in nulls.iter_mut() {
                 if b.u8()? == 1 {
                     let _capacity = b.i32()?;
-                    let bytes = b.bytes()?;
+                    let bytes = b.slice()?;
                     if bytes.len() * 8 < n {
                         return Err(format!(
                             "serialized tablet: bitmap of {} bytes for {n} rows",
                             bytes.len()
                         ));
                     }
-                    let bits = bits_lsb(&bytes, n);
-                    if bits.iter().any(|&x| x) {
-                        *slot = Some(bits);
-                    }
-                }
-            }
-        }
-        let mut columns = Vec::with_capacity(types.len());
-        if b.u8()? == 1 {
-            for (i, &t) in types.iter().enumerate() {
-                if b.u8()? == 0 {
-                    columns.push(Column::with_capacity(t, 0));
-                    nulls[i] = Some(vec![true; n]);
-                    continue;
-                }
-                if t == DataType::Text {
-                    let mut v = Vec::with_capacity(n.min(b.left()));
-                    for r in 0..n {
-                        if b.u8()? == 1 {
-                            v.push(b.bytes()?);
-                        } else {
-                            v.push(Vec::new());
-                            nulls[i].get_or_insert_with(|| vec![false; n])[r] = true;
+                    if bytes.iter().any(|&x| x != 0) {
+                        let bits = bits_lsb(bytes, n);
+                        if bits.iter().any(|&x| x) {
+                            *slot = Some(bits);
                         }
                     }
-                    columns.push(Column::Text(v));
-                } else {
-                    columns.push(b.column(t, n)?);
                 }
             }
         }
-        // Absent columns: all null, with placeholder values.
-        for c in columns.iter_mut() {
-            if c.len() < n {
-                let t = c.data_type();
-                let mut full = Column::with_capacity(t, n);
-                for _ in 0..n {
-                    full.push(Value::placeholder(t));
-                }
-                *c = full;
+        if b.u8()? != 1 {
+            if types.is_empty() {
+                return Ok(Tablet {
+                    device,
+                    measurements,
+                    columns: Vec::new(),
+                    nulls,
+                    times,
+                    aligned: false,
+                });
             }
-        }
-        if columns.len() != types.len() {
             return Err("serialized tablet: values section missing".into());
         }
-        let aligned = if aligned_required || b.left() > 0 {
-            b.u8()? != 0
-        } else {
-            false
-        };
-        Ok(Tablet {
+        // Which columns were sent; absent ones are dropped below.
+        let mut present = vec![true; types.len()];
+        let mut columns = Vec::with_capacity(types.len());
+        for (i, &t) in types.iter().enumerate() {
+            if b.u8()? == 0 {
+                present[i] = false;
+                columns.push(Column::with_capacity(t, 0));
+                continue;
+            }
+            if t == DataType::Text {
+                // At least one byte (notNull) per row.
+                if n > b.left() {
+                    return Err(format!(
+                        "serialized tablet: {n} TEXT cells do not fit the {} bytes left",
+                        b.left()
+                    ));
+                }
+                let mut v = Vec::with_capacity(n);
+                for r in 0..n {
+                    if b.u8()? == 1 {
+                        v.push(b.bytes()?);
+                    } else {
+                        v.push(Vec::new());
+                        nulls[i].get_or_insert_with(|| vec![false; n])[r] = true;
+                    }
+                }
+                columns.push(Column::Text(v));
+            } else {
+                columns.push(b.column(t, n)?);
+            }
+        }
+        let mut tablet = Tablet {
             device,
             measurements,
             columns,
             nulls,
             times,
-            aligned,
-        })
+            aligned: false,
+        };
+        if present.iter().any(|&p| !p) {
+            let mut keep = present.into_iter();
+            let mut keep2 = keep.clone();
+            let mut keep3 = keep.clone();
+            tablet.measurements.retain(|_| keep.next().unwrap_or(false));
+            tablet.columns.retain(|_| keep2.next().unwrap_or(false));
+            tablet.nulls.retain(|_| keep3.next().unwrap_or(false));
+        }
+        Ok(tablet)
     }
 }
 

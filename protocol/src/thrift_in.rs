@@ -112,9 +112,37 @@ fn message_type(b: u8) -> thrift::Result<TMessageType> {
     })
 }
 
+/// The fewest bytes an element of type `t` takes in TBinaryProtocol.
+fn binary_min_size(t: TType) -> usize {
+    match t {
+        TType::I16 => 2,
+        TType::I32 | TType::String => 4,
+        TType::I64 | TType::Double => 8,
+        TType::List | TType::Set => 5,
+        TType::Map => 6,
+        _ => 1,
+    }
+}
+
+/// The fewest bytes an element of type `t` takes in TCompactProtocol.
+fn compact_min_size(t: TType) -> usize {
+    match t {
+        TType::Double => 8,
+        _ => 1,
+    }
+}
+
+fn depth_limit() -> thrift::Error {
+    thrift::Error::Protocol(ProtocolError::new(
+        ProtocolErrorKind::DepthLimit,
+        format!("structs nested deeper than {MAX_DEPTH}"),
+    ))
+}
+
 /// TBinaryProtocol (strict or not) reading from a frame.
 pub struct BinaryIn<'a> {
     c: Cursor<'a>,
+    depth: usize,
 }
 
 impl<'a> BinaryIn<'a> {
@@ -122,6 +150,7 @@ impl<'a> BinaryIn<'a> {
     pub fn new(frame: &'a [u8]) -> Self {
         BinaryIn {
             c: Cursor { buf: frame, at: 0 },
+            depth: 0,
         }
     }
 }
@@ -156,9 +185,17 @@ impl TInputProtocol for BinaryIn<'_> {
         Ok(())
     }
     fn read_struct_begin(&mut self) -> thrift::Result<Option<TStructIdentifier>> {
+        if self.depth >= MAX_DEPTH {
+            return Err(depth_limit());
+        }
+        self.depth += 1;
         Ok(None)
     }
     fn read_struct_end(&mut self) -> thrift::Result<()> {
+        self.depth = self
+            .depth
+            .checked_sub(1)
+            .ok_or_else(|| invalid("struct end without begin"))?;
         Ok(())
     }
     fn read_field_begin(&mut self) -> thrift::Result<TFieldIdentifier> {
@@ -209,7 +246,8 @@ impl TInputProtocol for BinaryIn<'_> {
     fn read_list_begin(&mut self) -> thrift::Result<TListIdentifier> {
         let t = binary_type(self.c.byte()?)?;
         let n = i32::from_be_bytes(self.c.array()?);
-        self.c.checked_len("list size", i64::from(n), 1)?;
+        self.c
+            .checked_len("list size", i64::from(n), binary_min_size(t))?;
         Ok(TListIdentifier::new(t, n))
     }
     fn read_list_end(&mut self) -> thrift::Result<()> {
@@ -226,7 +264,11 @@ impl TInputProtocol for BinaryIn<'_> {
         let k = binary_type(self.c.byte()?)?;
         let v = binary_type(self.c.byte()?)?;
         let n = i32::from_be_bytes(self.c.array()?);
-        self.c.checked_len("map size", i64::from(n), 2)?;
+        self.c.checked_len(
+            "map size",
+            i64::from(n),
+            binary_min_size(k) + binary_min_size(v),
+        )?;
         Ok(TMapIdentifier::new(k, v, n))
     }
     fn read_map_end(&mut self) -> thrift::Result<()> {
@@ -317,10 +359,7 @@ impl TInputProtocol for CompactIn<'_> {
     }
     fn read_struct_begin(&mut self) -> thrift::Result<Option<TStructIdentifier>> {
         if self.stack.len() >= MAX_DEPTH {
-            return Err(thrift::Error::Protocol(ProtocolError::new(
-                ProtocolErrorKind::DepthLimit,
-                format!("structs nested deeper than {MAX_DEPTH}"),
-            )));
+            return Err(depth_limit());
         }
         self.stack.push(self.last_field_id);
         self.last_field_id = 0;
@@ -406,7 +445,8 @@ impl TInputProtocol for CompactIn<'_> {
         } else {
             short
         };
-        self.c.checked_len("list size", i64::from(n), 1)?;
+        self.c
+            .checked_len("list size", i64::from(n), compact_min_size(t))?;
         Ok(TListIdentifier::new(t, n))
     }
     fn read_list_end(&mut self) -> thrift::Result<()> {

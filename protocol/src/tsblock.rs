@@ -88,8 +88,61 @@ pub fn encode(times: &[i64], columns: &[Column], nulls: &[Option<Vec<bool>>]) ->
     out
 }
 
-/// A decoded TsBlock: times and, per column, each row's value or `None`.
-pub type Decoded = (Vec<i64>, Vec<Vec<Option<Value>>>);
+/// A decoded TsBlock, about as compact as its bytes: the times and, per
+/// column, the null flags as received and only the non-null values (an
+/// all-null column of n rows costs n/8 bytes, as on the wire, not n
+/// decoded cells).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Block {
+    /// Row timestamps.
+    pub times: Vec<i64>,
+    /// The value columns.
+    pub columns: Vec<BlockColumn>,
+}
+
+/// One value column of a [`Block`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockColumn {
+    /// Null flags, MSB first, 1 = null (`None`: no row is null).
+    nulls: Option<Vec<u8>>,
+    /// The non-null values, in row order.
+    values: Column,
+}
+
+impl BlockColumn {
+    /// The column's type.
+    pub fn data_type(&self) -> DataType {
+        self.values.data_type()
+    }
+
+    /// Whether `row` is null.
+    pub fn is_null(&self, row: usize) -> bool {
+        self.nulls
+            .as_ref()
+            .is_some_and(|b| b[row / 8] & (0x80 >> (row % 8)) != 0)
+    }
+
+    /// The cells of the first `rows` rows in order: a value, or `None`
+    /// where null.
+    pub fn cells(&self, rows: usize) -> impl Iterator<Item = Option<Value>> + '_ {
+        let mut next = 0;
+        (0..rows).map(move |r| {
+            if self.is_null(r) {
+                None
+            } else {
+                next += 1;
+                Some(self.values.get(next - 1))
+            }
+        })
+    }
+}
+
+impl Block {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.times.len()
+    }
+}
 
 struct Reader<'a> {
     b: &'a [u8],
@@ -97,99 +150,152 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    fn left(&self) -> usize {
+        self.b.len() - self.at
+    }
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let s = self
-            .b
-            .get(self.at..self.at + n)
-            .ok_or_else(|| format!("tsblock ends at {} of {}", self.at, self.b.len()))?;
+        if n > self.left() {
+            return Err(format!(
+                "tsblock ends at byte {} of {}, {n} more needed",
+                self.b.len(),
+                self.b.len()
+            ));
+        }
+        let s = &self.b[self.at..self.at + n];
         self.at += n;
         Ok(s)
     }
     fn i32(&mut self) -> Result<i32, String> {
         Ok(i32::from_be_bytes(self.take(4)?.try_into().expect("4")))
     }
-    fn i64(&mut self) -> Result<i64, String> {
-        Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("8")))
+    /// A count, each unit taking at least `unit` bytes of what remains.
+    fn count(&mut self, what: &str, unit: usize) -> Result<usize, String> {
+        let n = self.i32()?;
+        if n < 0 || (n as usize).saturating_mul(unit) > self.left() {
+            return Err(format!(
+                "tsblock: {what} {n} does not fit the {} bytes left",
+                self.left()
+            ));
+        }
+        Ok(n as usize)
     }
-    fn nulls(&mut self, n: usize) -> Result<Vec<bool>, String> {
+    /// The null flags of `n` rows: `None` when the column says it has
+    /// none or none is set.
+    fn nulls(&mut self, n: usize) -> Result<Option<&'a [u8]>, String> {
         if self.take(1)?[0] == 0 {
-            return Ok(vec![false; n]);
+            return Ok(None);
         }
         let bits = self.take(n.div_ceil(8))?;
         Ok((0..n)
-            .map(|i| bits[i / 8] & (0x80 >> (i % 8)) != 0)
-            .collect())
+            .any(|i| bits[i / 8] & (0x80 >> (i % 8)) != 0)
+            .then_some(bits))
     }
 }
 
-/// Decodes a TsBlock (for tests and tools).
+fn fixed<const W: usize, T>(
+    r: &mut Reader<'_>,
+    n: usize,
+    f: impl Fn([u8; W]) -> T,
+) -> Result<Vec<T>, String> {
+    let bytes = r.take(n.checked_mul(W).ok_or("tsblock: size overflow")?)?;
+    Ok(bytes
+        .chunks_exact(W)
+        .map(|c| f(c.try_into().expect("W")))
+        .collect())
+}
+
+/// Decodes a TsBlock (the client side of a query). Every count is checked
+/// against the bytes that remain before anything is allocated for it, and
+/// nulls stay as compact as on the wire, so the result takes at most a few
+/// times the block's length.
 ///
 /// # Errors
 /// A message saying where the block is short or malformed.
-pub fn decode(b: &[u8]) -> Result<Decoded, String> {
+pub fn decode(b: &[u8]) -> Result<Block, String> {
     let mut r = Reader { b, at: 0 };
-    let count = r.i32()?;
-    if count < 0 || count as usize > b.len() {
-        return Err(format!("bad column count {count}"));
-    }
-    let count = count as usize;
+    let count = r.count("column count", 1)?;
     let types: Vec<DataType> = r
         .take(count)?
         .iter()
         .map(|&t| DataType::from_id(i32::from(t)))
         .collect::<Result<_, _>>()?;
+    // Each row takes 8 bytes of the time column.
     let n = r.i32()?;
-    if n < 0 || n as usize > b.len() {
-        return Err(format!("bad row count {n}"));
+    if n < 0 {
+        return Err(format!("tsblock: negative row count {n}"));
     }
     let n = n as usize;
     r.take(count + 1)?;
-    if r.nulls(n)?.iter().any(|&x| x) {
-        return Err("null in the time column".into());
+    if r.nulls(n)?.is_some() {
+        return Err("tsblock: null in the time column".into());
     }
-    let times = (0..n).map(|_| r.i64()).collect::<Result<Vec<_>, _>>()?;
-    let mut cols = Vec::new();
+    let times = fixed(&mut r, n, i64::from_be_bytes)?;
+    let mut columns = Vec::with_capacity(count);
     for t in types {
         let nulls = r.nulls(n)?;
-        let mut col = Vec::with_capacity(n);
-        if t == DataType::Boolean {
-            let bits = r.take(n.div_ceil(8))?;
-            for (i, &null) in nulls.iter().enumerate() {
-                col.push((!null).then(|| Value::Boolean(bits[i / 8] & (0x80 >> (i % 8)) != 0)));
+        let set = |row: usize| nulls.is_some_and(|b| b[row / 8] & (0x80 >> (row % 8)) != 0);
+        let non_null = match nulls {
+            None => n,
+            Some(bits) => {
+                n - (0..n)
+                    .filter(|&i| bits[i / 8] & (0x80 >> (i % 8)) != 0)
+                    .count()
             }
-        } else {
-            for &null in &nulls {
-                if null {
-                    col.push(None);
-                    continue;
+        };
+        let values = match t {
+            DataType::Boolean => {
+                let bits = r.take(n.div_ceil(8))?;
+                Column::Boolean(
+                    (0..n)
+                        .filter(|&i| !set(i))
+                        .map(|i| bits[i / 8] & (0x80 >> (i % 8)) != 0)
+                        .collect(),
+                )
+            }
+            DataType::Int32 => Column::Int32(fixed(&mut r, non_null, i32::from_be_bytes)?),
+            DataType::Float => Column::Float(fixed(&mut r, non_null, |x| {
+                f32::from_bits(u32::from_be_bytes(x))
+            })?),
+            DataType::Int64 => Column::Int64(fixed(&mut r, non_null, i64::from_be_bytes)?),
+            DataType::Double => Column::Double(fixed(&mut r, non_null, |x| {
+                f64::from_bits(u64::from_be_bytes(x))
+            })?),
+            DataType::Text => {
+                if non_null.saturating_mul(4) > r.left() {
+                    return Err(format!(
+                        "tsblock: {non_null} TEXT values do not fit the {} bytes left",
+                        r.left()
+                    ));
                 }
-                col.push(Some(match t {
-                    DataType::Int32 => Value::Int32(r.i32()?),
-                    DataType::Float => Value::Float(f32::from_bits(r.i32()? as u32)),
-                    DataType::Int64 => Value::Int64(r.i64()?),
-                    DataType::Double => Value::Double(f64::from_bits(r.i64()? as u64)),
-                    DataType::Text => {
-                        let len = r.i32()?;
-                        if len < 0 {
-                            return Err(format!("negative text length {len}"));
-                        }
-                        Value::Text(r.take(len as usize)?.to_vec())
+                let mut v = Vec::with_capacity(non_null);
+                for _ in 0..non_null {
+                    let len = r.i32()?;
+                    if len < 0 {
+                        return Err(format!("tsblock: negative text length {len}"));
                     }
-                    DataType::Boolean => unreachable!("handled above"),
-                }));
+                    v.push(r.take(len as usize)?.to_vec());
+                }
+                Column::Text(v)
             }
-        }
-        cols.push(col);
+        };
+        columns.push(BlockColumn {
+            nulls: nulls.map(<[u8]>::to_vec),
+            values,
+        });
     }
     if r.at != b.len() {
         return Err(format!("{} bytes after the tsblock", b.len() - r.at));
     }
-    Ok((times, cols))
+    Ok(Block { times, columns })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cells(d: &Block, c: usize) -> Vec<Option<Value>> {
+        d.columns[c].cells(d.rows()).collect()
+    }
 
     #[test]
     fn matches_the_reference_examples() {
@@ -229,10 +335,16 @@ mod tests {
             .collect();
         assert_eq!(got, want);
         assert_eq!(b.len(), 47);
-        let (t, cols) = decode(&b).unwrap();
-        assert_eq!(t, vec![1000, 2000]);
-        assert_eq!(cols[0], vec![Some(Value::Int32(42)), None]);
-        assert_eq!(cols[1], vec![None, Some(Value::Text(b"iotdb".to_vec()))]);
+        let d = decode(&b).unwrap();
+        assert_eq!(d.times, vec![1000, 2000]);
+        assert_eq!(cells(&d, 0), vec![Some(Value::Int32(42)), None]);
+        assert_eq!(
+            cells(&d, 1),
+            vec![None, Some(Value::Text(b"iotdb".to_vec()))]
+        );
+        for cut in 0..b.len() {
+            assert!(decode(&b[..cut]).is_err(), "cut {cut}");
+        }
     }
 
     #[test]
@@ -244,9 +356,9 @@ mod tests {
         );
         // mayHaveNull, null flags 0b0100_0000, value bits 0b1000_0000.
         assert_eq!(&b[b.len() - 3..], &[0x01, 0x40, 0x80]);
-        let (_, cols) = decode(&b).unwrap();
+        let d = decode(&b).unwrap();
         assert_eq!(
-            cols[0],
+            cells(&d, 0),
             vec![
                 Some(Value::Boolean(true)),
                 None,

@@ -195,6 +195,9 @@ pub mod status {
     pub const NO_PERMISSION: i32 = 803;
     /// A pipe operation failed.
     pub const PIPE_ERROR: i32 = 1107;
+    /// The pipe server refused the request (a sender outside
+    /// `ip_white_list`, a version mismatch).
+    pub const PIPESERVER_ERROR: i32 = 1108;
     /// The pipe does not exist.
     pub const PIPE_NOT_EXIST_ERROR: i32 = 1806;
 }

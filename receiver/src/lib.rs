@@ -15,7 +15,11 @@
 //! Applying the same tablet twice leaves the same data (a later write of a
 //! series and timestamp replaces the earlier one), so a sender's replay
 //! after a fault does not change query results.
+//! - Who may send: [`whitelist::IpWhiteList`] (`ip_white_list`), checked on
+//!   the socket's peer address by the server before a request is decoded.
 #![deny(missing_docs)]
+
+pub mod whitelist;
 
 use protocol::pipe::{self, Batch};
 use protocol::rpc::{TPipeTransferReq, TPipeTransferResp, TSStatus};
@@ -116,19 +120,15 @@ pub fn handle_parts(
             ),
             Err(e) => (resp(status::PIPE_ERROR, Some(format!("handshake body does not decode: {e}"))), None),
         },
-        pipe::TRANSFER_TABLET_RAW => match Tablet::deserialize_v12_prefix(body) {
-            // The usual body: the tablet and its aligned byte, decoded once
-            // and logged as received.
-            Ok((tablet, n)) if n == body.len() => applied(apply, vec![(tablet, body)]),
-            // Without the aligned byte (or with other trouble): decode
-            // leniently, and log the tablet re-encoded with the byte.
-            _ => match Tablet::deserialize_v12(body) {
-                Ok(tablet) => {
-                    let bytes = tablet.serialize_v12();
-                    applied(apply, vec![(tablet, &bytes[..])])
-                }
-                Err(e) => (resp(status::PIPE_ERROR, Some(format!("TRANSFER_TABLET_RAW body does not decode: {e}"))), None),
-            },
+        // Decoded once. The usual body ends with the aligned byte and is
+        // logged as received; one without it is logged re-encoded with it.
+        pipe::TRANSFER_TABLET_RAW => match Tablet::deserialize_v12_body(body) {
+            Ok((tablet, true)) => applied(apply, vec![(tablet, body)]),
+            Ok((tablet, false)) => {
+                let bytes = tablet.serialize_v12();
+                applied(apply, vec![(tablet, &bytes[..])])
+            }
+            Err(e) => (resp(status::PIPE_ERROR, Some(format!("TRANSFER_TABLET_RAW body does not decode: {e}"))), None),
         },
         pipe::TRANSFER_TABLET_BATCH => match pipe::read_batch(body) {
             Ok(Batch { binaries, insert_nodes, tablets }) if binaries == 0 && insert_nodes == 0 => {
@@ -182,20 +182,24 @@ mod tests {
     use protocol::tablet::Column;
     use std::sync::Mutex;
 
+    /// What was applied: each tablet with the bytes handed to the log.
     #[derive(Default)]
-    struct Sink(Mutex<Vec<Tablet>>);
+    struct Sink(Mutex<Vec<(Tablet, Vec<u8>)>>);
 
     impl Apply for Sink {
         fn apply(&self, tablets: Vec<(Tablet, &[u8])>) -> Result<Option<u64>, (i32, String)> {
             if tablets.iter().any(|t| t.0.device == "root.bad") {
                 return Err((507, "type mismatch".into()));
             }
-            assert!(tablets
-                .iter()
-                .all(|(t, b)| Tablet::deserialize_v12(b).as_ref() == Ok(t)));
             let mut v = self.0.lock().unwrap();
-            v.extend(tablets.into_iter().map(|t| t.0));
+            v.extend(tablets.into_iter().map(|(t, b)| (t, b.to_vec())));
             Ok(Some(v.len() as u64))
+        }
+    }
+
+    impl Sink {
+        fn tablets(&self) -> Vec<Tablet> {
+            self.0.lock().unwrap().iter().map(|t| t.0.clone()).collect()
         }
     }
 
@@ -238,12 +242,27 @@ mod tests {
             &sink,
         );
         assert_eq!((r.status.code, off), (200, Some(1)));
-        // A body without the trailing aligned byte is accepted too.
-        let mut short = tablet("root.a.g").serialize_v12();
+        // A body without the trailing aligned byte is accepted too: what is
+        // applied is the tablet it holds (not aligned), and the log gets it
+        // in its own form, with the aligned byte.
+        let mut g = tablet("root.a.g");
+        g.aligned = true;
+        let mut short = g.serialize_v12();
         short.pop();
         let (r, _) = handle(req(3, short), &mut st, "ms", &sink);
         assert_eq!(r.status.code, 200);
-        sink.0.lock().unwrap().pop();
+        let (applied, logged) = sink.0.lock().unwrap().pop().unwrap();
+        g.aligned = false;
+        assert_eq!(applied, g);
+        assert_eq!(logged, g.serialize_v12());
+        // With the aligned byte, the body is logged as received.
+        let mut h = tablet("root.a.h");
+        h.aligned = true;
+        let (r, _) = handle(req(3, h.serialize_v12()), &mut st, "ms", &sink);
+        assert_eq!(r.status.code, 200);
+        let (applied, logged) = sink.0.lock().unwrap().pop().unwrap();
+        assert_eq!(applied, h);
+        assert_eq!(logged, h.serialize_v12());
         let bytes = [
             tablet("root.a.e").serialize_v12(),
             tablet("root.a.f").serialize_v12(),
@@ -287,6 +306,74 @@ mod tests {
         let (r, _) = handle(req(3, vec![0, 0, 0, 50, 1]), &mut st, "ms", &sink);
         assert_eq!(r.status.code, 1107);
         assert!(r.status.message.unwrap().contains("does not decode"));
-        assert_eq!(sink.0.lock().unwrap().len(), 3);
+        assert_eq!(
+            sink.tablets(),
+            vec![tablet("root.a.d"), tablet("root.a.e"), tablet("root.a.f")]
+        );
+        for (t, b) in sink.0.lock().unwrap().iter() {
+            assert_eq!(&t.serialize_v12(), b);
+        }
+    }
+
+    #[test]
+    fn absent_value_columns_cost_nothing_and_hold_no_points() {
+        // Issue 7 finding 5: a body claiming many rows and hundreds of
+        // absent columns (one byte each) was expanded into a placeholder
+        // per row and column. An absent column holds no points: it is left
+        // out, and the present one is applied.
+        let rows = 20_000usize;
+        let mut body = Vec::new();
+        let put = |b: &mut Vec<u8>, s: &[u8]| {
+            b.extend_from_slice(&(s.len() as i32).to_be_bytes());
+            b.extend_from_slice(s);
+        };
+        put(&mut body, b"root.amp.d");
+        body.extend_from_slice(&(rows as i32).to_be_bytes());
+        let columns = 500;
+        body.push(1);
+        body.extend_from_slice(&(columns as i32).to_be_bytes());
+        for c in 0..columns {
+            body.push(1);
+            put(&mut body, format!("m{c}").as_bytes());
+            body.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0]); // INT64, props 0
+        }
+        body.push(1);
+        for r in 0..rows {
+            body.extend_from_slice(&(r as i64).to_be_bytes());
+        }
+        body.push(0); // no bitmaps
+        body.push(1);
+        body.push(1); // m0 present
+        for r in 0..rows {
+            body.extend_from_slice(&(r as i64 * 10).to_be_bytes());
+        }
+        body.extend(std::iter::repeat_n(0u8, columns - 1)); // the rest absent
+        body.push(0); // aligned
+        let sink = Sink::default();
+        let (r, _) = handle(
+            req(3, body.clone()),
+            &mut ReceiverState::default(),
+            "ms",
+            &sink,
+        );
+        assert_eq!(r.status.code, 200, "{:?}", r.status.message);
+        let (t, logged) = sink.0.lock().unwrap().pop().unwrap();
+        assert_eq!(t.measurements, vec!["m0"]);
+        assert_eq!(t.rows(), rows);
+        assert_eq!(t.columns.len(), 1);
+        assert_eq!(logged, body);
+        // Rows without timestamps are refused, not invented.
+        let mut no_times = Vec::new();
+        put(&mut no_times, b"root.amp.d");
+        no_times.extend_from_slice(&1000i32.to_be_bytes());
+        no_times.extend_from_slice(&[0, 0]);
+        no_times.extend(std::iter::repeat_n(0u8, 1000));
+        let (r, _) = handle(req(3, no_times), &mut ReceiverState::default(), "ms", &sink);
+        assert_eq!(r.status.code, 1107);
+        assert!(r
+            .status
+            .message
+            .unwrap()
+            .contains("1000 rows but no timestamps"));
     }
 }

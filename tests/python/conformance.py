@@ -6,9 +6,20 @@ one drops the -1 field id).
                                          # port, then a JSON summary after
                                          # WANT tablets (type 3, or in type 6)
     python conformance.py send PORT      # sends pipeTransfer requests to a node
+    python conformance.py sections FILE  # Apache's Tablet and NumpyTablet
+                                         # serializers' bytes for the tablets
+                                         # described in FILE (JSON)
+
+The official package has no deserializer of Tablet.serialize() (the 1.2
+pipeTransfer body) and no serializer of it either: only the client RPC
+layout (Tablet / NumpyTablet get_binary_timestamps, get_binary_values).
+`sections` gives those bytes, which the Rust side compares with the same
+sections of its Tablet.serialize() output.
 """
 import json
 import re
+
+import numpy as np
 import socket
 import struct
 import sys
@@ -66,6 +77,9 @@ def receive(want):
                 elif req.type == 3:
                     entry["devices"] = [read_string(req.body, 0)[0]]
                     data += 1
+                if req.type in (3, 6):
+                    # The body as Apache's generated code extracted it.
+                    entry["body"] = req.body.hex()
                 elif req.type == 6:
                     nb, = struct.unpack(">i", req.body[0:4])
                     ni, = struct.unpack(">i", req.body[4:8])
@@ -117,8 +131,50 @@ def send(port):
     print(json.dumps(out))
 
 
+def sections(path):
+    from iotdb.utils.BitMap import BitMap
+    from iotdb.utils.IoTDBConstants import TSDataType
+    from iotdb.utils.NumpyTablet import NumpyTablet
+    from iotdb.utils.Tablet import Tablet
+
+    out = []
+    for t in json.load(open(path)):
+        types = [TSDataType(x) for x in t["types"]]
+        rows, times = t["rows"], t["timestamps"]
+        tablet = Tablet(t["device"], t["measurements"], types, rows, times)
+        columns, bitmaps = [], []
+        for c, ty in enumerate(types):
+            col = [r[c] for r in rows]
+            if any(v is None for v in col):
+                bm = BitMap(len(rows))
+                for i, v in enumerate(col):
+                    if v is None:
+                        bm.mark(i)
+                bitmaps.append(bm)
+            else:
+                bitmaps.append(None)
+            if ty == TSDataType.TEXT:
+                filled = ["" if v is None else v for v in col]
+            else:
+                filled = [(False if ty == TSDataType.BOOLEAN else 0) if v is None else v for v in col]
+            columns.append(np.array(filled, dtype=ty.np_dtype()))
+        np_tablet = NumpyTablet(
+            t["device"], t["measurements"], types, columns,
+            np.array(times, dtype=">i8"),
+            bitmaps if any(b is not None for b in bitmaps) else None)
+        out.append({
+            "times": tablet.get_binary_timestamps().hex(),
+            "values": tablet.get_binary_values().hex(),
+            "np_times": np_tablet.get_binary_timestamps().hex(),
+            "np_values": np_tablet.get_binary_values().hex(),
+        })
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "receive":
         receive(int(sys.argv[2]))
+    elif sys.argv[1] == "sections":
+        sections(sys.argv[2])
     else:
         send(int(sys.argv[2]))

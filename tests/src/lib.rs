@@ -52,6 +52,13 @@ impl NodeProc {
     /// Starts a server on a free port with `data_dir`, and waits (up to
     /// 30 s) until it listens. `extra` are more `edgepipe server` flags.
     pub fn start(data_dir: &Path, extra: &[&str]) -> NodeProc {
+        NodeProc::start_on(data_dir, "127.0.0.1", extra)
+    }
+
+    /// Starts a server listening on `rpc_address` (e.g. `::`, for IPv6 and
+    /// IPv4 at once); otherwise as [`NodeProc::start`]. [`NodeProc::addr`]
+    /// still names 127.0.0.1.
+    pub fn start_on(data_dir: &Path, rpc_address: &str, extra: &[&str]) -> NodeProc {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let log = data_dir.with_extension("log");
         let stderr = std::fs::OpenOptions::new()
@@ -60,7 +67,7 @@ impl NodeProc {
             .open(&log)
             .expect("log file");
         let mut cmd = Command::new(edgepipe_bin());
-        cmd.args(["server", "--rpc-address", "127.0.0.1", "--data-dir"])
+        cmd.args(["server", "--rpc-address", rpc_address, "--data-dir"])
             .arg(data_dir);
         if !extra.contains(&"--rpc-port") {
             cmd.args(["--rpc-port", "0"]);
@@ -365,50 +372,6 @@ impl Drop for Proxy {
     }
 }
 
-/// A TCP connection to `addr` from the local address `from` (another
-/// loopback address such as 127.0.0.2), so a test can be a second client
-/// address. Reads and writes time out after 30 s.
-///
-/// # Errors
-/// Socket, bind or connect failures.
-pub fn connect_from(
-    from: std::net::Ipv4Addr,
-    addr: std::net::SocketAddrV4,
-) -> std::io::Result<std::net::TcpStream> {
-    use std::os::fd::FromRawFd;
-    let sockaddr = |a: std::net::SocketAddrV4| libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*a.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: socket(2) takes no pointers.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a socket we just created and own; the TcpStream
-    // takes it over and closes it when dropped, also on the error paths.
-    let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
-    let local = sockaddr(std::net::SocketAddrV4::new(from, 0));
-    // SAFETY: `local` is a valid sockaddr_in that outlives the call, and
-    // `len` is its size.
-    if unsafe { libc::bind(fd, (&raw const local).cast(), len) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let remote = sockaddr(addr);
-    // SAFETY: as for bind.
-    if unsafe { libc::connect(fd, (&raw const remote).cast(), len) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(30)))?;
-    Ok(stream)
-}
-
 /// Sends `openSession` on `stream` (a connection of the caller's making,
 /// e.g. from [`connect_from`]) and returns the status code and message.
 ///
@@ -467,4 +430,71 @@ pub fn pipe_transfer_on(
     stream.read_exact(&mut buf).expect("pipeTransfer reply");
     let resp: TPipeTransferResp = read_reply(&buf).expect("a pipeTransfer reply");
     (resp.status.code, resp.status.message.unwrap_or_default())
+}
+
+impl NodeProc {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// A `/proc/PID/status` figure of the server in KiB (`VmRSS`, `VmHWM`,
+    /// `RssAnon`), or 0 when it cannot be read.
+    pub fn status_kib(&self, key: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Writes `lines` to a properties file beside `data_dir` and returns the
+/// `--config` flag pair for [`NodeProc::start`].
+pub fn config_file(data_dir: &Path, lines: &[&str]) -> [String; 2] {
+    let p = data_dir.with_extension("properties");
+    std::fs::write(&p, lines.join("\n") + "\n").expect("write config");
+    ["--config".to_string(), p.display().to_string()]
+}
+
+/// A TCP connection to `to` from the local address `from` (e.g.
+/// 127.0.0.2: all of 127.0.0.0/8 routes to the loopback interface), with
+/// a 10 s read timeout.
+pub fn connect_from(from: std::net::IpAddr, to: std::net::SocketAddr) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("runtime");
+    let s = rt.block_on(async {
+        let sock = if from.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .expect("socket");
+        sock.bind(std::net::SocketAddr::new(from, 0))
+            .unwrap_or_else(|e| panic!("bind {from}: {e}"));
+        let s = sock
+            .connect(to)
+            .await
+            .unwrap_or_else(|e| panic!("connect {to} from {from}: {e}"));
+        s.into_std().expect("into std")
+    });
+    s.set_nonblocking(false).expect("blocking");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s
+}
+
+/// Reads one reply frame's payload from `s`.
+pub fn read_frame(s: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).expect("a reply frame");
+    let n = i32::from_be_bytes(len);
+    assert!((1..=64 << 20).contains(&n), "reply frame of {n} bytes");
+    let mut buf = vec![0u8; n as usize];
+    s.read_exact(&mut buf).expect("the reply's bytes");
+    buf
 }

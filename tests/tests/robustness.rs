@@ -7,10 +7,13 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
-use e2e::NodeProc;
+use e2e::{config_file, NodeProc};
 use node::client::Session;
 use protocol::message::{call, read_reply, Proto};
-use protocol::rpc::{TSCloseSessionReq, TSStatus};
+use protocol::rpc::{
+    TSCloseSessionReq, TSExecuteStatementReq, TSExecuteStatementResp, TSFetchResultsReq,
+    TSFetchResultsResp, TSInsertRecordReq, TSOpenSessionReq, TSOpenSessionResp, TSStatus,
+};
 use thrift::ApplicationErrorKind;
 
 fn connect(node: &NodeProc) -> TcpStream {
@@ -48,7 +51,10 @@ fn still_serves(node: &NodeProc) {
 #[test]
 fn bad_frames_close_only_their_connection() {
     let tmp = tempfile::tempdir().unwrap();
-    let node = NodeProc::start(&tmp.path().join("n"), &[]);
+    let dir = tmp.path().join("n");
+    // A short connection timeout, so the stalled frame below is cut soon.
+    let cfg = config_file(&dir, &["dn_connection_timeout_ms=2000"]);
+    let node = NodeProc::start(&dir, &[&cfg[0], &cfg[1]]);
     // A healthy connection open through all of it.
     let mut healthy = Session::open(&node.addr(), "root", "root").unwrap();
 
@@ -69,6 +75,33 @@ fn bad_frames_close_only_their_connection() {
     let mut s = connect(&node);
     s.write_all(&(-5i32).to_be_bytes()).unwrap();
     assert!(read_to_close(s).is_empty());
+    still_serves(&node);
+
+    // A length just under the frame cap (512 MiB) whose bytes never come:
+    // nothing is allocated for it (the server's resident memory does not
+    // move), other clients are served meanwhile, and the connection is
+    // closed once the connection timeout (2 s here) has passed.
+    let rss_before = node.status_kib("VmRSS");
+    let mut stalled = connect(&node);
+    stalled
+        .write_all(&((512u32 << 20) - 1).to_be_bytes())
+        .unwrap();
+    stalled.write_all(&[0x80, 1, 0, 1]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    still_serves(&node);
+    let rss_during = node.status_kib("VmRSS");
+    assert!(
+        rss_during < rss_before + 32 * 1024,
+        "a 512 MiB claim with 4 bytes sent grew the server from {rss_before} KiB to {rss_during} KiB"
+    );
+    let t = std::time::Instant::now();
+    assert!(read_to_close(stalled).is_empty());
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "the stalled frame was not cut: {:?}",
+        t.elapsed()
+    );
+    still_serves(&node);
 
     // A truncated frame: 100 bytes announced, 10 sent, then EOF.
     let mut s = connect(&node);
@@ -92,6 +125,10 @@ fn bad_frames_close_only_their_connection() {
         "logged: {log}"
     );
     assert!(log.contains("frame cut short"), "logged: {log}");
+    assert!(
+        log.contains("frame arriving too slowly: 4 of 536870911 bytes"),
+        "logged: {log}"
+    );
 
     // An unknown method: an application exception, and the connection stays.
     for proto in [Proto::Binary, Proto::Compact] {
@@ -166,6 +203,15 @@ fn bad_frames_close_only_their_connection() {
     node.stop();
 }
 
+fn rpc<T: thrift::protocol::TSerializable, R: thrift::protocol::TSerializable>(
+    s: &mut TcpStream,
+    name: &str,
+    arg: &T,
+) -> R {
+    s.write_all(&call(Proto::Binary, name, 1, 1, arg)).unwrap();
+    read_reply(&read_frame(s)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
 #[test]
 fn statements_before_login_and_wrong_passwords_get_statuses() {
     let tmp = tempfile::tempdir().unwrap();
@@ -174,6 +220,94 @@ fn statements_before_login_and_wrong_passwords_get_statuses() {
     assert!(e.to_string().starts_with("801:"), "{e}");
     let e = Session::open(&node.addr(), "admin", "root").unwrap_err();
     assert!(e.to_string().starts_with("801:"), "{e}");
+
+    // Statements, inserts and fetches on a connection that never logged
+    // in (a made-up session id): 802 NOT_LOGIN each, nothing written, and
+    // the connection stays usable.
+    let mut s = connect(&node);
+    let exec = |sql: &str| TSExecuteStatementReq {
+        session_id: Some(1),
+        statement: Some(sql.into()),
+        statement_id: Some(1),
+        fetch_size: None,
+        timeout: None,
+        enable_redirect_query: None,
+        jdbc_query: None,
+    };
+    for sql in [
+        "create database root.sneak",
+        "insert into root.sneak.d(time, a) values (1, 1)",
+        "select ** from root",
+    ] {
+        for method in ["executeStatementV2", "executeUpdateStatementV2"] {
+            let r: TSExecuteStatementResp = rpc(&mut s, method, &exec(sql));
+            assert_eq!(r.status.code, 802, "{method} {sql}: {:?}", r.status);
+            assert!(
+                r.status
+                    .message
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("not logged in"),
+                "{:?}",
+                r.status
+            );
+        }
+    }
+    let st: TSStatus = rpc(
+        &mut s,
+        "insertRecord",
+        &TSInsertRecordReq {
+            session_id: Some(1),
+            prefix_path: Some("root.sneak.d".into()),
+            measurements: Some(vec!["a".into()]),
+            values: Some(vec![1, 0, 0, 0, 7]),
+            timestamp: Some(1),
+            is_aligned: None,
+            is_write_to_table: None,
+        },
+    );
+    assert_eq!(st.code, 802, "{st:?}");
+    let r: TSFetchResultsResp = rpc(
+        &mut s,
+        "fetchResultsV2",
+        &TSFetchResultsReq {
+            session_id: Some(1),
+            statement: Some("select ** from root".into()),
+            fetch_size: Some(10),
+            query_id: Some(1),
+            is_align: Some(true),
+            timeout: None,
+            statement_id: Some(1),
+        },
+    );
+    assert_eq!(r.status.code, 802, "{:?}", r.status);
+    // The same connection logs in and is served.
+    let r: TSOpenSessionResp = rpc(
+        &mut s,
+        "openSession",
+        &TSOpenSessionReq {
+            client_protocol: Some(2),
+            zone_id: Some("+00:00".into()),
+            username: Some("root".into()),
+            password: Some("root".into()),
+            configuration: None,
+        },
+    );
+    assert_eq!(r.status.code, 200, "{:?}", r.status);
+    let r: TSExecuteStatementResp = rpc(&mut s, "executeStatementV2", &exec("show databases"));
+    assert_eq!(r.status.code, 200, "{:?}", r.status);
+    // Nothing the statements before login asked for happened.
+    let mut admin = Session::open(&node.addr(), "root", "root").unwrap();
+    for q in ["show databases", "select ** from root"] {
+        let rows = admin
+            .execute(q)
+            .unwrap()
+            .map(|r| r.rows)
+            .unwrap_or_default();
+        assert!(rows.is_empty(), "{q}: {rows:?}");
+    }
+    admin.execute("create database root.sneak").unwrap();
+    admin.close().unwrap();
     still_serves(&node);
     node.stop();
 }

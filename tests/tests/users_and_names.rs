@@ -69,7 +69,10 @@ fn failed_logins_are_slowed_per_address() {
     let tmp = tempfile::tempdir().unwrap();
     let node = NodeProc::start(&tmp.path().join("n"), &[]);
     let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, node.port);
-    let mut guesser = connect_from(Ipv4Addr::new(127, 0, 0, 1), addr).unwrap();
+    let mut guesser = connect_from(
+        std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
+        std::net::SocketAddr::V4(addr),
+    );
     // 200 wrong passwords in a burst, as finding 8 tried.
     let start = Instant::now();
     let mut checked = 0;
@@ -98,7 +101,10 @@ fn failed_logins_are_slowed_per_address() {
     assert!(msg.contains("wait"), "{msg}");
     // ...while another address logs in at once.
     let t = Instant::now();
-    let mut other = connect_from(Ipv4Addr::new(127, 0, 0, 2), addr).unwrap();
+    let mut other = connect_from(
+        std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+        std::net::SocketAddr::V4(addr),
+    );
     let (code, msg) = open_session_on(&mut other, "root", "root");
     assert_eq!(code, 200, "{msg}");
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
@@ -285,7 +291,10 @@ fn illegal_names_are_refused_on_every_path() {
 
     // pipeTransfer bodies (type 3, a raw tablet): no login, the same rules.
     let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, node.port);
-    let mut pipe = connect_from(Ipv4Addr::LOCALHOST, addr).unwrap();
+    let mut pipe = connect_from(
+        std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
+        std::net::SocketAddr::V4(addr),
+    );
     let (code, msg) = pipe_transfer_on(&mut pipe, 1, protocol::pipe::handshake_body("ms"));
     assert_eq!(code, 200, "{msg}");
     for (device, m) in [
