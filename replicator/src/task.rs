@@ -38,14 +38,12 @@ pub(crate) struct PipeTask {
 /// much acknowledged data (plus the batch in flight).
 pub(crate) const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Capped exponential backoff with ±25 % jitter for retry `attempt` (1-based).
+/// Capped exponential backoff for retry `attempt` (1-based): `base`
+/// doubled each attempt up to `cap`, then spread uniformly over ±25 % so
+/// pipes that failed together (one receiver down) do not retry together.
 fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
     let exp = base.saturating_mul(1u32 << (attempt - 1).min(16)).min(cap);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let jitter = 0.75 + f64::from(nanos % 1000) / 2000.0;
-    exp.mul_f64(jitter)
+    exp.mul_f64(0.75 + fastrand::f64() / 2.0)
 }
 
 enum Stop {
@@ -395,12 +393,32 @@ mod tests {
     fn backoff_grows_caps_and_jitters() {
         let b = Duration::from_millis(100);
         let cap = Duration::from_secs(1);
-        for a in 1..10 {
-            let d = backoff(b, cap, a);
+        for a in 1..12 {
             let exp = b.saturating_mul(1 << (a - 1)).min(cap);
+            let mut d: Vec<Duration> = (0..400).map(|_| backoff(b, cap, a)).collect();
+            // Doubling up to the cap, within ±25 %.
+            for x in &d {
+                assert!(
+                    *x >= exp.mul_f64(0.75) && *x <= exp.mul_f64(1.25),
+                    "attempt {a}: {x:?} outside {exp:?} ± 25 %"
+                );
+            }
+            // Spread over the whole band, not a point: a uniform draw puts
+            // the least of 400 below -20 % and the greatest above +20 %
+            // but for odds of 1 in 10^18.
+            d.sort();
             assert!(
-                d >= exp.mul_f64(0.75) && d <= exp.mul_f64(1.25),
-                "attempt {a}: {d:?}"
+                d[0] < exp.mul_f64(0.8) && d[399] > exp.mul_f64(1.2),
+                "attempt {a}: no jitter ({:?} ..= {:?} around {exp:?})",
+                d[0],
+                d[399]
+            );
+            // And not a few values repeated: each retry draws its own.
+            d.dedup();
+            assert!(
+                d.len() > 390,
+                "attempt {a}: {} distinct delays of 400",
+                d.len()
             );
         }
     }
