@@ -159,6 +159,12 @@ impl Peer {
         self.inner.floor.store(floor, Ordering::SeqCst);
     }
 
+    /// Forgets which records were acknowledged (a pipe re-created: the new
+    /// one's committed offset owes nothing to the old one's).
+    pub fn clear_acked(&self) {
+        self.inner.seen.lock().unwrap().acked.clear();
+    }
+
     /// What the peer saw so far.
     pub fn seen<R>(&self, f: impl FnOnce(&Seen) -> R) -> R {
         f(&self.inner.seen.lock().unwrap())
