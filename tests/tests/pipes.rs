@@ -101,10 +101,16 @@ fn history_then_realtime_from_the_python_client() {
         "STOPPED",
         "a new pipe starts STOPPED"
     );
-    assert!(
-        everything(&cloud.addr()).is_none_or(|r| r.rows.is_empty()),
-        "nothing moves before START PIPE"
-    );
+    // Nothing moves before START PIPE: watched for 2 s (a running pipe
+    // delivers this seed in well under a second), on the cloud and in the
+    // pipe's own count of what is left to send.
+    let remaining = pipe_row(&edge.addr(), "a2b")[7].clone();
+    assert_ne!(remaining, "0");
+    let moved = wait_until(Duration::from_secs(2), || {
+        everything(&cloud.addr()).is_some_and(|r| !r.rows.is_empty())
+            || pipe_row(&edge.addr(), "a2b")[7] != remaining
+    });
+    assert!(!moved, "data moved before START PIPE");
     sql(&edge.addr(), "start pipe a2b");
     run_python(
         "writer.py",
@@ -339,12 +345,17 @@ fn kill9_of_cloud_and_edge_mid_stream() {
     assert_same(&edge, &cloud);
     // Kill the edge mid-stream; it resumes from its committed offset.
     let edge_dir = edge.data_dir.clone();
+    let progress = Arc::new(std::sync::atomic::AtomicI64::new(5000));
     let writer = {
         let addr = edge.addr();
+        let progress = progress.clone();
+        // Writes until the kill stops it (or 2 M rows, far more than it
+        // gets to); returns the rows acknowledged and whether it was cut
+        // off.
         std::thread::spawn(move || {
             let mut s = Session::open(&addr, "root", "root").unwrap();
             let mut acked = 5000;
-            for base in (5000..20000).step_by(50) {
+            for base in (5000..2_000_000).step_by(50) {
                 let t = Tablet {
                     device: "root.f.d".into(),
                     measurements: vec!["x".into(), "y".into()],
@@ -357,16 +368,26 @@ fn kill9_of_cloud_and_edge_mid_stream() {
                     aligned: false,
                 };
                 if s.insert_tablet(&t).is_err() {
-                    break;
+                    return (acked, true);
                 }
                 acked = base + 50;
+                progress.store(acked, std::sync::atomic::Ordering::Relaxed);
             }
-            acked
+            (acked, false)
         })
     };
-    std::thread::sleep(Duration::from_millis(700));
+    // Kill once the writer is well under way (and the pipe behind it).
+    assert!(
+        wait_until(WAIT, || progress.load(std::sync::atomic::Ordering::Relaxed)
+            >= 8000),
+        "the writer made no progress"
+    );
     edge.kill9();
-    let acked = writer.join().unwrap();
+    let (acked, cut_off) = writer.join().unwrap();
+    assert!(
+        cut_off,
+        "the writer finished ({acked} rows) before the kill: it must hit mid-stream"
+    );
     let edge = NodeProc::start(&edge_dir, &[]);
     let rows = assert_same(&edge, &cloud);
     // Every acknowledged row survived the edge's crash and reached the cloud.
@@ -396,13 +417,24 @@ fn a_flaky_link_cut_and_delayed_by_a_proxy() {
         &format!("create pipe p {}", connector(proxy.port)),
     );
     sql(&edge.addr(), "start pipe p");
-    for round in 0..10 {
-        write_rows(&edge.addr(), "root.g.d", round * 500, 500);
+    // Cut right after each write, while the pipe ships it; go on (up to 40
+    // rounds) until cuts have caught a few data transfers in flight (a
+    // handshake is some 30 bytes; 50 rows of two DOUBLEs are 1 KB).
+    let data_hits = |p: &Proxy| p.cuts_in_flight().iter().filter(|&&n| n > 500).count();
+    let mut rounds = 0;
+    while rounds < 10 || (rounds < 40 && data_hits(&proxy) < 3) {
+        write_rows(&edge.addr(), "root.g.d", rounds * 500, 500);
         proxy.cut();
         std::thread::sleep(Duration::from_millis(30));
+        rounds += 1;
     }
+    assert!(
+        data_hits(&proxy) > 0,
+        "no cut in {rounds} rounds hit a transfer in flight (requests caught: {:?})",
+        proxy.cuts_in_flight()
+    );
     let rows = assert_same(&edge, &cloud);
-    assert_eq!(rows.rows.len(), 5000);
+    assert_eq!(rows.rows.len() as i64, rounds * 500);
     assert_eq!(pipe_row(&edge.addr(), "p")[2], "RUNNING");
     edge.stop();
     cloud.stop();
