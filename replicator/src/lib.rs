@@ -22,6 +22,11 @@
 //!   `max_number_of_sync_file_retry` times per batch; then the pipe goes
 //!   STOPPED with the error as its exception message, and `START PIPE`
 //!   resumes from the committed offset.
+//! - `STOP PIPE` / `DROP PIPE` return within about half a second whatever
+//!   the receiver does: the request in flight is abandoned (its connection
+//!   reset, so nothing of it goes out later; sent again at the next START)
+//!   and what was acknowledged is committed. Nothing is sent for a pipe
+//!   after they returned.
 //!
 //! # Example
 //! ```no_run
