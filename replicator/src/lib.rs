@@ -22,6 +22,11 @@
 //!   `max_number_of_sync_file_retry` times per batch; then the pipe goes
 //!   STOPPED with the error as its exception message, and `START PIPE`
 //!   resumes from the committed offset.
+//! - `STOP PIPE` / `DROP PIPE` return within about half a second whatever
+//!   the receiver does: the request in flight is abandoned (its connection
+//!   reset, so nothing of it goes out later; sent again at the next START)
+//!   and what was acknowledged is committed. Nothing is sent for a pipe
+//!   after they returned.
 //!
 //! # Example
 //! ```no_run
@@ -121,10 +126,17 @@ pub struct Stats {
     pub committed: AtomicU64,
 }
 
+/// How long STOP / DROP wait for a task to wind down (it abandons its
+/// transfer at once and commits what was acknowledged, one fsync) before
+/// aborting it. Whatever the receiver does, STOP returns within about this.
+const STOP_GRACE: Duration = Duration::from_millis(500);
+
 struct Running {
     stop: tokio::sync::watch::Sender<bool>,
     handle: tokio::task::JoinHandle<()>,
     generation: u64,
+    /// The task's ledger writes; closed once the task is gone.
+    gate: Arc<std::sync::Mutex<task::CommitGate>>,
 }
 
 struct Entry {
@@ -332,8 +344,10 @@ impl PipeManager {
         Ok(())
     }
 
-    /// `STOP PIPE`: stops the task after its in-flight batch; the committed
-    /// offset stays.
+    /// `STOP PIPE`: stops the task, abandoning the batch in flight (it is
+    /// sent again at the next START) and committing what the receiver
+    /// acknowledged. Returns within about half a second whatever the
+    /// receiver does; nothing is sent for the pipe after it returned.
     ///
     /// # Errors
     /// An unknown pipe.
@@ -358,8 +372,10 @@ impl PipeManager {
         Ok(())
     }
 
-    /// `DROP PIPE`: stops the pipe if it runs and forgets it (and its log
-    /// consumer, so it no longer holds segments back).
+    /// `DROP PIPE`: stops the pipe if it runs (as [`PipeManager::stop`]:
+    /// promptly, and nothing is sent for it after this returned) and
+    /// forgets it (and its log consumer, so it no longer holds segments
+    /// back).
     ///
     /// # Errors
     /// An unknown pipe.
@@ -470,21 +486,38 @@ impl Shared {
         meta::save(&self.path, &metas)
     }
 
-    /// Signals a task to stop and waits for it. Called off the runtime's
-    /// worker threads (statement execution runs in blocking threads), or
-    /// from them via `block_in_place`.
+    /// Signals a task to stop and waits for it: it abandons its transfer
+    /// and commits what was acknowledged. A task not gone within
+    /// [`STOP_GRACE`] is aborted (dropped at its next await: its sockets
+    /// close, nothing more is sent). Then its ledger writes are fenced off.
+    /// Called off the runtime's worker threads (statement execution runs in
+    /// blocking threads), or from them via `block_in_place`.
     fn join(&self, r: Running) {
         let _ = r.stop.send(true);
-        let wait = async {
-            let _ = tokio::time::timeout(Duration::from_secs(60), r.handle).await;
-        };
+        let mut handle = r.handle;
+        async fn wind_down(handle: &mut tokio::task::JoinHandle<()>) {
+            if tokio::time::timeout(STOP_GRACE, &mut *handle)
+                .await
+                .is_err()
+            {
+                warn!(grace = ?STOP_GRACE, "pipe task did not stop in time; aborting it");
+                handle.abort();
+                let _ = handle.await;
+            }
+        }
         match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| h.block_on(wait))
+                tokio::task::block_in_place(|| h.block_on(wind_down(&mut handle)))
             }
-            Ok(_) => warn!("pipe task not awaited: no multi-thread runtime"),
-            Err(_) => self.handle.block_on(wait),
+            Ok(_) => {
+                // Cannot block here: abort, so the task is dropped before it
+                // runs again.
+                warn!("pipe task aborted, not awaited: no multi-thread runtime");
+                handle.abort();
+            }
+            Err(_) => self.handle.block_on(wind_down(&mut handle)),
         }
+        task::CommitGate::close(&r.gate);
     }
 
     fn connector_for(
@@ -515,6 +548,7 @@ impl Shared {
         };
         let e = inner.pipes.get_mut(id).expect("pipe exists");
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let gate = Arc::<std::sync::Mutex<task::CommitGate>>::default();
         let handle = match connector {
             Ok(conn) => {
                 let job = task::PipeTask {
@@ -527,7 +561,7 @@ impl Shared {
                     committed: Default::default(),
                     last_commit: std::sync::Mutex::new(std::time::Instant::now()),
                     noted: tokio::sync::Notify::new(),
-                    commit_gate: Arc::default(),
+                    commit_gate: gate.clone(),
                 };
                 self.handle.spawn(job.run(stop_rx))
             }
@@ -541,6 +575,7 @@ impl Shared {
             stop,
             handle,
             generation,
+            gate,
         });
     }
 

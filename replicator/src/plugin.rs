@@ -450,10 +450,19 @@ impl ConnectorSpec {
 
 /// A live connector: for the thrift one, a connection to the first node
 /// URL that answers, handshaken, reused until it fails.
+///
+/// A request in flight owns its connection (an `InFlight`): the
+/// connection goes back to the connector only once the reply arrived. If
+/// the transfer is abandoned instead (its future dropped because the pipe
+/// stops) or fails, the connection is reset and its unsent bytes are
+/// discarded, so an abandoned request never goes out late and never leaves
+/// a reply behind for the next one.
 pub struct Connector {
     spec: ConnectorSpec,
     precision: String,
     timeout: Duration,
+    /// The idle, handshaken connection (`None` while a request is in
+    /// flight, or before the first one).
     conn: Option<TcpStream>,
     /// Index of the URL to try next.
     next_url: usize,
@@ -466,6 +475,34 @@ impl std::fmt::Debug for Connector {
             .field("spec", &self.spec)
             .field("connected", &self.conn.is_some())
             .finish()
+    }
+}
+
+/// A connection with a request in flight. Dropped without [`InFlight::done`]
+/// (the request abandoned or failed), it is closed with a reset
+/// (`SO_LINGER` 0): whatever the kernel still holds of the request is
+/// discarded rather than sent after the sender gave up on it.
+struct InFlight(Option<TcpStream>);
+
+impl InFlight {
+    fn stream(&mut self) -> &mut TcpStream {
+        self.0.as_mut().expect("in flight")
+    }
+
+    /// The request was answered: the connection is idle and reusable.
+    fn done(mut self) -> TcpStream {
+        self.0.take().expect("in flight")
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            // Every path but an answered request: abandoned, timed out,
+            // failed, or refused by status (then nothing is pending and
+            // the reset costs nothing).
+            let _ = s.set_zero_linger();
+        }
     }
 }
 
@@ -492,6 +529,10 @@ impl Connector {
     /// Deletions are not sent: IoTDB 1.2's `pipeTransfer` has no request for
     /// them (1.2 does not propagate deletions either).
     ///
+    /// Cancel-safe: dropping the returned future abandons the request; its
+    /// connection is reset (nothing more of it goes out, and no reply to it
+    /// is ever read), and the next transfer connects afresh.
+    ///
     /// # Errors
     /// Connection failures, timeouts and non-success statuses; the
     /// connection is dropped so the next attempt reconnects (to the next
@@ -504,7 +545,10 @@ impl Connector {
                 PipeEvent::Delete { .. } => None,
             })
             .collect();
-        if tablets.is_empty() || matches!(self.spec, ConnectorSpec::DoNothing) {
+        let ConnectorSpec::ThriftSync { urls, .. } = &self.spec else {
+            return Ok(());
+        };
+        if tablets.is_empty() {
             return Ok(());
         }
         // The body goes out in parts, straight from the events' buffers.
@@ -518,18 +562,16 @@ impl Connector {
             parts.extend(tablets);
             (pipe::TRANSFER_TABLET_BATCH, parts)
         };
-        let r = self.call(kind, &parts).await;
-        if r.is_err() {
-            self.conn = None;
-        }
-        r
-    }
-
-    async fn call(&mut self, kind: i16, body: &[&[u8]]) -> Result<(), TransferError> {
-        if self.conn.is_none() {
-            self.connect().await?;
-        }
-        let resp = self.rpc(kind, body).await?;
+        // The connection is taken out for the call and put back only when
+        // the call succeeded (see `InFlight`).
+        let mut conn = match self.conn.take() {
+            Some(s) => InFlight(Some(s)),
+            None => {
+                let urls = urls.clone();
+                self.connect(&urls).await?
+            }
+        };
+        let resp = self.rpc(conn.stream(), kind, &parts).await?;
         if resp.status.code != 200 {
             return Err(TransferError(format!(
                 "receiver answered {}: {}",
@@ -537,16 +579,13 @@ impl Connector {
                 resp.status.message.unwrap_or_default()
             )));
         }
+        self.conn = Some(conn.done());
         Ok(())
     }
 
     /// Connects to the URLs in turn, starting at the next one, and
-    /// handshakes.
-    async fn connect(&mut self) -> Result<(), TransferError> {
-        let ConnectorSpec::ThriftSync { urls, .. } = &self.spec else {
-            return Ok(());
-        };
-        let urls = urls.clone();
+    /// handshakes. The connection is the caller's only once handshaken.
+    async fn connect(&mut self, urls: &[(String, u16)]) -> Result<InFlight, TransferError> {
         let mut errors = Vec::new();
         for k in 0..urls.len() {
             let i = (self.next_url + k) % urls.len();
@@ -555,13 +594,13 @@ impl Connector {
             match tokio::time::timeout(self.timeout, TcpStream::connect(&addr)).await {
                 Ok(Ok(s)) => {
                     let _ = s.set_nodelay(true);
-                    self.conn = Some(s);
+                    let mut conn = InFlight(Some(s));
                     let hs = pipe::handshake_body(&self.precision);
-                    match self.rpc(pipe::HANDSHAKE, &[&hs]).await {
+                    match self.rpc(conn.stream(), pipe::HANDSHAKE, &[&hs]).await {
                         Ok(r) if r.status.code == 200 => {
                             self.next_url = i;
                             info!(target_addr = %addr, "pipe connector connected");
-                            return Ok(());
+                            return Ok(conn);
                         }
                         Ok(r) => errors.push(format!(
                             "{addr}: handshake refused ({}: {})",
@@ -570,7 +609,6 @@ impl Connector {
                         )),
                         Err(e) => errors.push(format!("{addr}: {e}")),
                     }
-                    self.conn = None;
                 }
                 Ok(Err(e)) => errors.push(format!("{addr}: {e}")),
                 Err(_) => errors.push(format!(
@@ -586,14 +624,18 @@ impl Connector {
         )))
     }
 
-    /// One `pipeTransfer` call: the frame is written around the body's
-    /// parts, not copied with them.
-    async fn rpc(&mut self, kind: i16, body: &[&[u8]]) -> Result<TPipeTransferResp, TransferError> {
+    /// One `pipeTransfer` call on `s`: the frame is written around the
+    /// body's parts, not copied with them.
+    async fn rpc(
+        &mut self,
+        s: &mut TcpStream,
+        kind: i16,
+        body: &[&[u8]],
+    ) -> Result<TPipeTransferResp, TransferError> {
         self.seq = self.seq.wrapping_add(1);
         let len = body.iter().map(|p| p.len()).sum();
         let head = pipe::call_head(self.seq, kind, len);
         let timeout = self.timeout;
-        let s = self.conn.as_mut().expect("connected");
         let io = async {
             s.write_all(&head).await?;
             for part in body {

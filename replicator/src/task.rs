@@ -25,10 +25,30 @@ pub(crate) struct PipeTask {
     pub last_commit: std::sync::Mutex<std::time::Instant>,
     /// Signalled when `pending` moves past `committed`.
     pub noted: tokio::sync::Notify,
-    /// The highest offset written to the ledger; held while writing, so a
-    /// commit abandoned mid-write (the task stopping) and the final commit
-    /// cannot reorder and move the offset back.
-    pub commit_gate: Arc<std::sync::Mutex<u64>>,
+    /// Held while writing the ledger; shared with the pipe's `Running`
+    /// handle, which closes it when the task is stopped.
+    pub commit_gate: Arc<std::sync::Mutex<CommitGate>>,
+}
+
+/// Orders a task's ledger writes. A commit runs on a blocking thread and
+/// finishes even when the task that started it is stopped or aborted; the
+/// gate keeps such a commit and the final one from reordering (moving the
+/// offset back), and once STOP / DROP closed it (after waiting for a write
+/// under way), nothing of the stopped task reaches the ledger, not even
+/// over a re-created pipe of the same name.
+#[derive(Debug, Default)]
+pub(crate) struct CommitGate {
+    /// The highest offset written to the ledger.
+    written: u64,
+    /// Set by STOP / DROP once the task is gone.
+    closed: bool,
+}
+
+impl CommitGate {
+    /// No ledger write of the task happens after this returns.
+    pub(crate) fn close(gate: &std::sync::Mutex<CommitGate>) {
+        gate.lock().expect("commit gate").closed = true;
+    }
 }
 
 /// Longest time an acknowledged batch waits for its offset commit. Each
@@ -38,14 +58,12 @@ pub(crate) struct PipeTask {
 /// much acknowledged data (plus the batch in flight).
 pub(crate) const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Capped exponential backoff with ±25 % jitter for retry `attempt` (1-based).
+/// Capped exponential backoff for retry `attempt` (1-based): `base`
+/// doubled each attempt up to `cap`, then spread uniformly over ±25 % so
+/// pipes that failed together (one receiver down) do not retry together.
 fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
     let exp = base.saturating_mul(1u32 << (attempt - 1).min(16)).min(cap);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let jitter = 0.75 + f64::from(nanos % 1000) / 2000.0;
-    exp.mul_f64(jitter)
+    exp.mul_f64(0.75 + fastrand::f64() / 2.0)
 }
 
 enum Stop {
@@ -127,12 +145,14 @@ impl PipeTask {
                 Stop,
             }
             let woke = tokio::select! {
+                // A stop wins over a ready batch: nothing new starts.
+                biased;
+                _ = stop.wait_for(|s| *s) => Woke::Stop,
                 p = rx.recv() => Woke::Batch(p),
                 // The producer returns (closing the channel) only when it
                 // has nothing more to send: realtime disabled and history
                 // done, or after handing on a failure.
                 () = &mut producer, if !rx.is_closed() => Woke::ProducerDone,
-                _ = stop.wait_for(|s| *s) => Woke::Stop,
             };
             let prepared = match woke {
                 Woke::Batch(p) => p,
@@ -178,7 +198,12 @@ impl PipeTask {
             Ok(p) => p,
             Err(m) => return slot.send(fail(m)),
         };
-        let batch_bytes = self.connector.lock().await.spec().batch_bytes();
+        // Not from the connector: another pipe sharing it may hold it for
+        // as long as its transfer takes.
+        let batch_bytes = match plugin::ConnectorSpec::parse(&self.meta.connector) {
+            Ok(spec) => spec.batch_bytes(),
+            Err(m) => return slot.send(fail(m)),
+        };
         let consumer = consumer_name(&self.meta.id);
         let mut offset = log.committed(&consumer).unwrap_or(self.meta.history_end);
         self.pending.store(offset, Ordering::Relaxed);
@@ -307,6 +332,13 @@ impl PipeTask {
     }
 
     /// Transfers `events` with retries; `None` on success.
+    ///
+    /// A stop abandons the transfer wherever it is: waiting for the
+    /// connector (another pipe sharing it may be stuck on a silent
+    /// receiver), connecting, writing or awaiting the reply. The abandoned
+    /// request is never acknowledged (its events stay above the pending
+    /// offset, to be sent again after START) and its connection is reset
+    /// (see [`Connector::transfer`]).
     async fn send(
         &self,
         events: &mut Vec<PipeEvent>,
@@ -318,7 +350,11 @@ impl PipeTask {
         let settings = &self.shared.settings;
         let mut attempt = 0;
         loop {
-            let r = self.connector.lock().await.transfer(events).await;
+            let r = tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => return Some(Stop::Requested),
+                r = async { self.connector.lock().await.transfer(events).await } => r,
+            };
             match r {
                 Ok(()) => {
                     events.clear();
@@ -366,19 +402,23 @@ impl PipeTask {
         let log = self.shared.log.clone();
         let gate = self.commit_gate.clone();
         let consumer = consumer_name(&self.meta.id);
-        let r = tokio::task::spawn_blocking(move || -> wal::Result<()> {
-            let mut written = gate.lock().expect("commit gate");
-            if offset <= *written {
-                return Ok(());
+        let r = tokio::task::spawn_blocking(move || -> wal::Result<bool> {
+            let mut gate = gate.lock().expect("commit gate");
+            if gate.closed {
+                return Ok(false);
             }
-            log.commit(&consumer, offset)?;
-            *written = offset;
-            Ok(())
+            if offset > gate.written {
+                log.commit(&consumer, offset)?;
+                gate.written = offset;
+            }
+            Ok(true)
         })
         .await;
         match r {
-            Ok(Ok(())) => {
-                self.stats.committed.fetch_max(offset, Ordering::Relaxed);
+            Ok(Ok(open)) => {
+                if open {
+                    self.stats.committed.fetch_max(offset, Ordering::Relaxed);
+                }
                 Ok(())
             }
             Ok(Err(e)) => Err(format!("cannot commit offset {offset}: {e}")),
@@ -395,12 +435,32 @@ mod tests {
     fn backoff_grows_caps_and_jitters() {
         let b = Duration::from_millis(100);
         let cap = Duration::from_secs(1);
-        for a in 1..10 {
-            let d = backoff(b, cap, a);
+        for a in 1..12 {
             let exp = b.saturating_mul(1 << (a - 1)).min(cap);
+            let mut d: Vec<Duration> = (0..400).map(|_| backoff(b, cap, a)).collect();
+            // Doubling up to the cap, within ±25 %.
+            for x in &d {
+                assert!(
+                    *x >= exp.mul_f64(0.75) && *x <= exp.mul_f64(1.25),
+                    "attempt {a}: {x:?} outside {exp:?} ± 25 %"
+                );
+            }
+            // Spread over the whole band, not a point: a uniform draw puts
+            // the least of 400 below -20 % and the greatest above +20 %
+            // but for odds of 1 in 10^18.
+            d.sort();
             assert!(
-                d >= exp.mul_f64(0.75) && d <= exp.mul_f64(1.25),
-                "attempt {a}: {d:?}"
+                d[0] < exp.mul_f64(0.8) && d[399] > exp.mul_f64(1.2),
+                "attempt {a}: no jitter ({:?} ..= {:?} around {exp:?})",
+                d[0],
+                d[399]
+            );
+            // And not a few values repeated: each retry draws its own.
+            d.dedup();
+            assert!(
+                d.len() > 390,
+                "attempt {a}: {} distinct delays of 400",
+                d.len()
             );
         }
     }

@@ -277,11 +277,78 @@ pub fn everything(addr: &str) -> Option<node::client::Rows> {
 
 /// A TCP proxy on a loopback port in front of `target`, whose connections
 /// can be cut on demand, and which delays every chunk it forwards.
+///
+/// It follows the framed requests (client to target) and replies (back)
+/// of each connection, so it can tell whether a cut hit a request in
+/// flight: read from the client, its reply not yet wholly passed back.
 pub struct Proxy {
     /// The port clients connect to.
     pub port: u16,
     cut: std::sync::Arc<std::sync::atomic::AtomicU64>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::sync::Arc<ProxyConn>>>>,
+    hits: std::sync::Mutex<Vec<usize>>,
+}
+
+/// One proxied connection's progress. Each forwarder holds the lock while
+/// it checks for a cut and forwards a chunk, so a cut sees the final state:
+/// nothing is forwarded on the connection after it.
+struct ProxyConn {
+    generation: u64,
+    state: std::sync::Mutex<ProxyConnState>,
+}
+
+#[derive(Default)]
+struct ProxyConnState {
+    cut: bool,
+    /// Requests begun by the client (read by the proxy).
+    requests: u64,
+    /// Replies wholly passed back to the client.
+    replies: u64,
+    /// Length of the last request begun.
+    request_len: usize,
+    up: Frames,
+    down: Frames,
+}
+
+/// Follows the 4-byte length-prefixed frames of one direction.
+#[derive(Default)]
+struct Frames {
+    head: Vec<u8>,
+    /// Bytes left of the current frame's body.
+    left: usize,
+}
+
+impl Frames {
+    /// Feeds `bytes`; calls `begun(len)` at each frame start and returns
+    /// the frames completed.
+    fn feed(&mut self, mut bytes: &[u8], mut begun: impl FnMut(usize)) -> u64 {
+        let mut done = 0;
+        while !bytes.is_empty() {
+            if self.left == 0 {
+                let take = (4 - self.head.len()).min(bytes.len());
+                self.head.extend_from_slice(&bytes[..take]);
+                bytes = &bytes[take..];
+                if self.head.len() == 4 {
+                    let len = u32::from_be_bytes(self.head[..].try_into().expect("4")) as usize;
+                    self.head.clear();
+                    begun(len);
+                    if len == 0 {
+                        done += 1;
+                    }
+                    self.left = len;
+                }
+            } else {
+                let take = self.left.min(bytes.len());
+                self.left -= take;
+                bytes = &bytes[take..];
+                if self.left == 0 {
+                    done += 1;
+                }
+            }
+        }
+        done
+    }
 }
 
 impl Proxy {
@@ -289,13 +356,14 @@ impl Proxy {
     /// before each forwarded chunk.
     pub fn start(target: String, delay: Duration) -> Proxy {
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-        use std::sync::Arc;
+        use std::sync::{Arc, Mutex};
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         l.set_nonblocking(true).expect("nonblocking");
         let port = l.local_addr().expect("addr").port();
         let cut = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (cut2, stop2) = (cut.clone(), stop.clone());
+        let conns: Arc<Mutex<Vec<Arc<ProxyConn>>>> = Arc::default();
+        let (cut2, stop2, conns2) = (cut.clone(), stop.clone(), conns.clone());
         std::thread::spawn(move || {
             while !stop2.load(Ordering::Relaxed) {
                 let (client, _) = match l.accept() {
@@ -305,64 +373,120 @@ impl Proxy {
                         continue;
                     }
                 };
+                let _ = client.set_nonblocking(false);
                 let Ok(server) = std::net::TcpStream::connect(&target) else {
                     continue;
                 };
-                let generation = cut2.load(Ordering::SeqCst);
-                for (mut from, mut to) in [
+                let conn = Arc::new(ProxyConn {
+                    generation: cut2.load(Ordering::SeqCst),
+                    state: Mutex::default(),
+                });
+                conns2.lock().expect("proxy conns").push(conn.clone());
+                for (up, mut from, mut to) in [
                     (
+                        true,
                         client.try_clone().expect("clone"),
                         server.try_clone().expect("clone"),
                     ),
-                    (server, client),
+                    (false, server, client),
                 ] {
-                    let (cut3, stop3) = (cut2.clone(), stop2.clone());
+                    let (cut3, stop3, conn) = (cut2.clone(), stop2.clone(), conn.clone());
                     from.set_read_timeout(Some(Duration::from_millis(20)))
                         .expect("timeout");
                     std::thread::spawn(move || {
                         use std::io::{Read, Write};
+                        let close = |from: &std::net::TcpStream, to: &std::net::TcpStream| {
+                            let _ = from.shutdown(std::net::Shutdown::Both);
+                            let _ = to.shutdown(std::net::Shutdown::Both);
+                        };
                         let mut buf = vec![0u8; 64 * 1024];
                         loop {
-                            if cut3.load(Ordering::SeqCst) != generation
-                                || stop3.load(Ordering::Relaxed)
-                            {
-                                let _ = from.shutdown(std::net::Shutdown::Both);
-                                let _ = to.shutdown(std::net::Shutdown::Both);
+                            if stop3.load(Ordering::Relaxed) {
+                                close(&from, &to);
                                 return;
                             }
-                            match from.read(&mut buf) {
+                            let n = match from.read(&mut buf) {
                                 Ok(0) => {
                                     let _ = to.shutdown(std::net::Shutdown::Both);
                                     return;
                                 }
-                                Ok(n) => {
-                                    std::thread::sleep(delay);
-                                    if to.write_all(&buf[..n]).is_err() {
-                                        return;
-                                    }
-                                }
+                                Ok(n) => n,
                                 Err(e)
                                     if matches!(
                                         e.kind(),
                                         std::io::ErrorKind::WouldBlock
                                             | std::io::ErrorKind::TimedOut
-                                    ) => {}
+                                    ) =>
+                                {
+                                    0
+                                }
                                 Err(_) => {
                                     let _ = to.shutdown(std::net::Shutdown::Both);
                                     return;
                                 }
+                            };
+                            if up && n > 0 {
+                                let mut st = conn.state.lock().expect("proxy conn");
+                                let st = &mut *st;
+                                let (mut requests, mut request_len) = (st.requests, st.request_len);
+                                st.up.feed(&buf[..n], |len| {
+                                    requests += 1;
+                                    request_len = len;
+                                });
+                                (st.requests, st.request_len) = (requests, request_len);
+                            }
+                            if n > 0 {
+                                std::thread::sleep(delay);
+                            }
+                            let mut st = conn.state.lock().expect("proxy conn");
+                            if st.cut || cut3.load(Ordering::SeqCst) != conn.generation {
+                                st.cut = true;
+                                close(&from, &to);
+                                return;
+                            }
+                            if n == 0 {
+                                continue;
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                            if !up {
+                                let st = &mut *st;
+                                st.replies += st.down.feed(&buf[..n], |_| {});
                             }
                         }
                     });
                 }
             }
         });
-        Proxy { port, cut, stop }
+        Proxy {
+            port,
+            cut,
+            stop,
+            conns,
+            hits: std::sync::Mutex::default(),
+        }
     }
 
-    /// Cuts every open connection (new ones are accepted).
+    /// Cuts every open connection (new ones are accepted). Nothing more is
+    /// forwarded on them; a request in flight on one is recorded (see
+    /// [`Proxy::cuts_in_flight`]).
     pub fn cut(&self) {
         self.cut.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let conns = std::mem::take(&mut *self.conns.lock().expect("proxy conns"));
+        for c in conns {
+            let mut st = c.state.lock().expect("proxy conn");
+            if !st.cut && st.requests > st.replies {
+                self.hits.lock().expect("hits").push(st.request_len);
+            }
+            st.cut = true;
+        }
+    }
+
+    /// The length of each request a cut caught in flight (read from the
+    /// client, its reply not wholly passed back).
+    pub fn cuts_in_flight(&self) -> Vec<usize> {
+        self.hits.lock().expect("hits").clone()
     }
 }
 

@@ -45,7 +45,31 @@ fn python_client_interop_survives_restart_and_kill9() {
         run_python("interop.py", &["verify", &port, &digest2], LIMIT).trim(),
         digest2
     );
+    // The restart after kill -9 recovered the log and replayed the writes
+    // of `more` (20 records, an insert and a delete) into the store; the
+    // graceful restart before had nothing to replay (stopping flushes).
     let log = node.log_text();
-    assert!(log.contains("store opened"), "{log}");
+    let replayed: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("store opened"))
+        .map(|l| {
+            l.split_whitespace()
+                .find_map(|f| f.strip_prefix("events="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no event count in {l:?}"))
+        })
+        .collect();
+    assert_eq!(replayed.len(), 3, "three starts: {log}");
+    assert_eq!(replayed[1], 0, "the graceful restart replayed: {log}");
+    assert!(
+        replayed[2] >= 22,
+        "the start after kill -9 replayed {} events, not the 22 written since the last flush: {log}",
+        replayed[2]
+    );
+    assert_eq!(
+        log.matches("recovering after an unclean stop").count(),
+        1,
+        "only the start after kill -9 recovers an unclean stop: {log}"
+    );
     node.stop();
 }
