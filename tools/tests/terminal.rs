@@ -1,0 +1,246 @@
+//! The terminal-facing commands against real `edgepipe server` processes:
+//! `edgepipe cli` driven through a pseudo-terminal as a person types and
+//! pastes.
+//!
+//! Every wait is bounded; every process started is stopped.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running `edgepipe server` on a free loopback port.
+struct Node {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Node {
+    fn start(data_dir: &Path) -> Node {
+        let log = data_dir.with_extension("log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_edgepipe"))
+            .args(["server", "--rpc-address", "127.0.0.1", "--rpc-port", "0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn edgepipe server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(a) = line.strip_prefix("edgepipe server listening on ") {
+                    let _ = tx.send(a.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()));
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Some(port)) => Node { child, port, log },
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "server did not start ({other:?}): {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        }
+    }
+
+    /// `edgepipe cli -e SQL` against this node.
+    fn sql(&self, sql: &str) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_edgepipe"))
+            .args(["cli", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-u", "root", "-pw", "root", "-e", sql])
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run edgepipe cli")
+    }
+
+    /// SIGTERM and a clean exit within 30 s.
+    fn stop(mut self) {
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < end {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                assert!(
+                    st.success(),
+                    "server exited with {st}: {}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("server did not stop within 30 s");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The CLI in a pseudo-terminal of 160 x 50, with HOME in `home`.
+fn cli_pty(port: u16, home: &Path) -> rexpect::session::PtySession {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgepipe"));
+    cmd.args(["cli", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-u", "root", "-pw", "root"])
+        .env("HOME", home)
+        .env("TERM", "xterm")
+        .env("TZ", "UTC")
+        .env_remove("RUST_LOG");
+    let p = rexpect::session::spawn_command(cmd, Some(20_000)).expect("spawn the cli in a pty");
+    let fd = p.process().get_file_handle().expect("pty handle");
+    let size = libc::winsize {
+        ws_row: 50,
+        ws_col: 160,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a valid winsize from the pointer; the fd is
+    // the pty master we own.
+    unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::TIOCSWINSZ,
+            &size,
+        )
+    };
+    p
+}
+
+/// Issue 10: the interactive CLI took each line on its own, so the
+/// README's multi-line CREATE PIPE failed when pasted; an empty result
+/// printed "executed successfully"; history is kept and recalled with the
+/// up arrow; errors come as IoTDB prints them.
+#[test]
+fn cli_in_a_terminal_takes_pasted_statements_history_and_prints_as_iotdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("node"));
+    let o = node.sql("CREATE TIMESERIES root.sg.d.s WITH DATATYPE=INT32, ENCODING=RLE");
+    assert!(o.status.success(), "{}", text(&o.stdout));
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let sink = closed_port();
+
+    let mut p = cli_pty(node.port, &home);
+    p.exp_string("Successfully login at 127.0.0.1:").unwrap();
+    p.exp_string("IoTDB> ").unwrap();
+
+    // A multi-line statement pasted by a terminal (bracketed paste), with
+    // a `;` inside a quoted string, then Enter.
+    let create = format!(
+        "CREATE PIPE a2b\n  WITH EXTRACTOR ('extractor.pattern'='root.sg;x')\n  WITH CONNECTOR ('connector'='iotdb-thrift-connector',\n    'connector.ip'='127.0.0.1', 'connector.port'='{sink}');"
+    );
+    p.send(&format!("\x1b[200~{create}\x1b[201~")).unwrap();
+    p.send("\r").unwrap();
+    p.flush().unwrap();
+    p.exp_string("Msg: The statement is executed successfully.")
+        .unwrap();
+    p.exp_string("IoTDB> ").unwrap();
+
+    // Up arrow: the whole multi-line CREATE PIPE comes back and runs
+    // again, which now fails with IoTDB's code and words.
+    p.send("\x1b[A").unwrap();
+    p.send("\r").unwrap();
+    p.flush().unwrap();
+    let (_, err) = p.exp_regex(r"Msg: \d+: [^\r\n]*a2b[^\r\n]*").unwrap();
+    assert!(
+        err.contains("already exist"),
+        "a repeated CREATE PIPE should fail as IoTDB's does: {err}"
+    );
+    p.exp_string("IoTDB> ").unwrap();
+
+    // The same pasted where the terminal does not mark pastes: each line
+    // arrives with its Enter; before the `;` Enter only starts a new line.
+    let create2 = create.replace("a2b", "b2c");
+    p.send(&create2.replace('\n', "\r")).unwrap();
+    p.send("\r").unwrap();
+    p.flush().unwrap();
+    p.exp_string("Msg: The statement is executed successfully.")
+        .unwrap();
+    p.exp_string("IoTDB> ").unwrap();
+
+    p.send("SHOW PIPES;\r").unwrap();
+    p.flush().unwrap();
+    p.exp_string("|RemainingEventCount|LagSeconds|").unwrap();
+    p.exp_string("extractor.pattern=root.sg;x").unwrap();
+    p.exp_string(&format!("connector.port={sink}")).unwrap();
+    p.exp_string("Total line number = 2").unwrap();
+    p.exp_string("It costs ").unwrap();
+    p.exp_string("IoTDB> ").unwrap();
+
+    // An empty result, typed over three lines, is a table with its header
+    // and no rows.
+    p.send("select s\r  from root.sg.d\r  where time > 100;\r")
+        .unwrap();
+    p.flush().unwrap();
+    p.exp_string("+----+-----------+").unwrap();
+    p.exp_string("|Time|root.sg.d.s|").unwrap();
+    p.exp_string("+----+-----------+\r\n+----+-----------+\r\nEmpty set.")
+        .unwrap();
+    p.exp_string("It costs ").unwrap();
+
+    // Errors as IoTDB's CLI prints them: "Msg: <code>: <message>".
+    p.send("selec * from root.sg;\r").unwrap();
+    p.flush().unwrap();
+    p.exp_string("Msg: 700: Error occurred while parsing SQL to physical plan")
+        .unwrap();
+    p.exp_string("IoTDB> ").unwrap();
+
+    p.send("quit\r").unwrap();
+    p.flush().unwrap();
+    p.exp_eof().unwrap();
+
+    // The history file keeps the multi-line statement whole.
+    let hist = std::fs::read_dir(&home)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".edgepipe_history-127.0.0.1-")
+        })
+        .expect("a history file in HOME");
+    let h = std::fs::read_to_string(&hist).unwrap();
+    assert!(
+        h.contains(r"CREATE PIPE a2b\n  WITH EXTRACTOR"),
+        "history: {h}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&hist).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "history file mode {mode:o}");
+    }
+
+    // A new session recalls the last statement of the previous one.
+    let mut p = cli_pty(node.port, &home);
+    p.exp_string("IoTDB> ").unwrap();
+    p.send("\x1b[A\r").unwrap();
+    p.flush().unwrap();
+    p.exp_string("quit").unwrap();
+    p.exp_eof().unwrap();
+    node.stop();
+}
