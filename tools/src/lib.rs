@@ -17,6 +17,7 @@ mod demo;
 pub mod server;
 mod table;
 mod time;
+mod top;
 mod walcmd;
 
 /// edgepipe: Apache IoTDB data sync as a log-structured replicator.
@@ -48,6 +49,11 @@ pub enum Cmd {
     /// example data (and a larger stream) from edge to cloud, and show both
     /// ends side by side. Exit code 1 if they differ.
     Demo,
+    /// A live view of a node: each pipe's state, rate, lag, backlog and
+    /// last error, and the change log's size and ingest rate. Refreshes in
+    /// place on a terminal; prints one snapshot otherwise. Read-only.
+    #[command(disable_help_flag = true)]
+    Top(top::TopOpt),
 }
 
 /// What a command reports besides its output.
@@ -69,6 +75,7 @@ pub fn execute(opt: Opt, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Cmd::Server(o) => server::run(o).map(|_| Outcome::Ok),
         Cmd::Cli(o) => cli::run(o, out),
         Cmd::Demo => demo::run(out),
+        Cmd::Top(o) => top::run(o, out),
     }
 }
 

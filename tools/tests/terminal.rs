@@ -1,6 +1,6 @@
 //! The terminal-facing commands against real `edgepipe server` processes:
 //! `edgepipe cli` driven through a pseudo-terminal as a person types and
-//! pastes.
+//! pastes, and `edgepipe top` printing its snapshot without a terminal.
 //!
 //! Every wait is bounded; every process started is stopped.
 
@@ -242,5 +242,66 @@ fn cli_in_a_terminal_takes_pasted_statements_history_and_prints_as_iotdb() {
     p.flush().unwrap();
     p.exp_string("quit").unwrap();
     p.exp_eof().unwrap();
+    node.stop();
+}
+
+/// Without a terminal, `top` prints one snapshot holding every pipe.
+#[test]
+fn top_without_a_terminal_prints_a_snapshot_of_each_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let node = Node::start(&data);
+    let sink = closed_port();
+    let o = node.sql(&format!(
+        "insert into root.sg.d(time, s) values(1, 1); insert into root.sg.d(time, s) values(2, 2); \
+         CREATE PIPE first WITH CONNECTOR ('connector'='iotdb-thrift-connector', 'connector.ip'='127.0.0.1', 'connector.port'='{sink}'); \
+         CREATE PIPE second WITH CONNECTOR ('connector'='do-nothing-connector'); START PIPE second"
+    ));
+    assert!(o.status.success(), "{}", text(&o.stdout));
+
+    let o = Command::new(env!("CARGO_BIN_EXE_edgepipe"))
+        .args(["top", "-h", "127.0.0.1", "-p", &node.port.to_string()])
+        .args(["-u", "root", "-pw", "root", "--interval", "0.2"])
+        .arg("--data-dir")
+        .arg(&data)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run edgepipe top");
+    let s = text(&o.stdout);
+    assert!(o.status.success(), "{s}{}", text(&o.stderr));
+    assert!(s.contains(" Pipe | "), "{s}");
+    let first = s
+        .lines()
+        .find(|l| l.starts_with("| ") && l.contains(" first "))
+        .unwrap_or_else(|| panic!("no row for pipe first: {s}"));
+    assert!(first.contains("STOPPED"), "{first}");
+    assert!(first.contains(&format!("127.0.0.1:{sink}")), "{first}");
+    // Two records were written before `first` existed: its backlog.
+    assert!(first.contains(" 2 |"), "{first}");
+    let second = s
+        .lines()
+        .find(|l| l.starts_with("| ") && l.contains(" second "))
+        .unwrap_or_else(|| panic!("no row for pipe second: {s}"));
+    assert!(second.contains("RUNNING"), "{second}");
+    assert!(s.contains("pipes: 2 (1 RUNNING, 1 other)"), "{s}");
+    assert!(s.contains("node: 1 series"), "{s}");
+    assert!(s.contains("change log "), "{s}");
+    assert!(s.contains("ingest "), "{s}");
+    // Not a terminal: no escape sequences.
+    assert!(!s.contains('\x1b'), "{s:?}");
+
+    // A node that is not there: a clear error and exit code 2.
+    let o = Command::new(env!("CARGO_BIN_EXE_edgepipe"))
+        .args(["top", "-p", &closed_port().to_string()])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run edgepipe top");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("cannot connect to 127.0.0.1:"),
+        "{}",
+        text(&o.stderr)
+    );
     node.stop();
 }
