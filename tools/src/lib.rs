@@ -45,10 +45,10 @@ pub enum Cmd {
     /// Connect to a node: an interactive SQL shell, or `-e` for statements.
     #[command(disable_help_flag = true)]
     Cli(cli::CliOpt),
-    /// Start an edge and a cloud node on free local ports, pipe the seed's
-    /// example data (and a larger stream) from edge to cloud, and show both
-    /// ends side by side. Exit code 1 if they differ.
-    Demo,
+    /// Start an edge and a cloud node on free local ports, pipe a larger
+    /// stream (as history) and the seed's example data from edge to cloud,
+    /// and show both ends side by side. Exit code 1 if they differ.
+    Demo(demo::DemoOpt),
     /// A live view of a node: each pipe's state, rate, lag, backlog and
     /// last error, and the change log's size and ingest rate. Refreshes in
     /// place on a terminal; prints one snapshot otherwise. Read-only.
@@ -74,7 +74,7 @@ pub fn execute(opt: Opt, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Cmd::Wal { cmd } => walcmd::execute(cmd, out),
         Cmd::Server(o) => server::run(o).map(|_| Outcome::Ok),
         Cmd::Cli(o) => cli::run(o, out),
-        Cmd::Demo => demo::run(out),
+        Cmd::Demo(o) => demo::run(o, out),
         Cmd::Top(o) => top::run(o, out),
     }
 }
