@@ -46,8 +46,9 @@ pub enum Cmd {
     #[command(disable_help_flag = true)]
     Cli(cli::CliOpt),
     /// Start an edge and a cloud node on free local ports, pipe a larger
-    /// stream (as history) and the seed's example data from edge to cloud,
-    /// and show both ends side by side. Exit code 1 if they differ.
+    /// stream (as history) and the example of IoTDB's data sync guide from
+    /// edge to cloud, and show both ends side by side. Exit code 1 if they
+    /// differ.
     Demo(demo::DemoOpt),
     /// A live view of a node: each pipe's state, rate, lag, backlog and
     /// last error, and the change log's size and ingest rate. Refreshes in

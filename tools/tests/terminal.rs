@@ -51,11 +51,12 @@ impl Node {
         }
     }
 
-    /// `edgepipe cli -e SQL` against this node.
+    /// `edgepipe cli -e SQL` against this node (times in UTC).
     fn sql(&self, sql: &str) -> Output {
         Command::new(env!("CARGO_BIN_EXE_edgepipe"))
             .args(["cli", "-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-u", "root", "-pw", "root", "-e", sql])
+            .env("TZ", "UTC")
             .env_remove("RUST_LOG")
             .output()
             .expect("run edgepipe cli")
@@ -139,6 +140,33 @@ fn cli_in_a_terminal_takes_pasted_statements_history_and_prints_as_iotdb() {
     let node = Node::start(&dir.path().join("node"));
     let o = node.sql("CREATE TIMESERIES root.sg.d.s WITH DATATYPE=INT32, ENCODING=RLE");
     assert!(o.status.success(), "{}", text(&o.stdout));
+    // -e: statements split at `;` outside quotes; exit 1 when one failed.
+    let o =
+        node.sql("insert into root.sg.d(time, s) values(1, 1); selec x; select s from root.sg.d");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    let out = text(&o.stdout);
+    assert!(
+        out.starts_with("Msg: The statement is executed successfully.\nMsg: 700: "),
+        "{out}"
+    );
+    assert!(
+        out.contains("|1970-01-01T00:00:00.001Z|          1|\n+------------------------+-----------+\nTotal line number = 1\nIt costs "),
+        "{out}"
+    );
+    let o = node.sql(
+        "select s from root.sg.d where time > 100; insert into root.sg.d(time, t) values(2, 'a;b'); select t from root.sg.d",
+    );
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("+----+-----------+\nEmpty set.\nIt costs "),
+        "{out}"
+    );
+    assert!(
+        out.contains("|1970-01-01T00:00:00.002Z|        a;b|"),
+        "{out}"
+    );
+
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let sink = closed_port();
