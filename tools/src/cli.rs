@@ -596,8 +596,15 @@ fn interactive(opt: &CliOpt, mut shell: Shell, out: &mut dyn Write) -> anyhow::R
         .auto_add_history(false)
         .build();
     let mut rl = rustyline::Editor::<StatementValidator, FileHistory>::with_config(config)?;
-    rl.set_helper(Some(StatementValidator { statements: true }));
-    let history = history_path(&opt.host, opt.port, &opt.user);
+    // Without a terminal (a script piped in) there is nobody to page for,
+    // and the script's lines do not belong in the history. Lines are then
+    // gathered into statements below rather than by the validator, which
+    // would drop an unfinished last statement at the end of the input.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    rl.set_helper(Some(StatementValidator {
+        statements: terminal,
+    }));
+    let history = history_path(&opt.host, opt.port, &opt.user).filter(|_| terminal);
     if let Some(h) = &history {
         // A missing file is the first run; a damaged one starts afresh.
         let _ = rl.load_history(h);
@@ -628,7 +635,10 @@ fn interactive(opt: &CliOpt, mut shell: Shell, out: &mut dyn Write) -> anyhow::R
                     continue;
                 }
                 // As IoTDB's CLI: a second Ctrl-C leaves.
-                match rl.readline("Press CTRL+C again to exit, or press ENTER to continue") {
+                set_statements(&mut rl, false);
+                let again = rl.readline("Press CTRL+C again to exit, or press ENTER to continue");
+                set_statements(&mut rl, terminal);
+                match again {
                     Ok(_) => continue,
                     Err(_) => break,
                 }
@@ -657,7 +667,11 @@ fn interactive(opt: &CliOpt, mut shell: Shell, out: &mut dyn Write) -> anyhow::R
         pending.push_str(&line);
         let split = Split::new(&pending);
         for st in &split.complete {
-            shell.run(st, out, &mut |out| ask_more(&mut rl, out))?;
+            if terminal {
+                shell.run(st, out, &mut |out| ask_more(&mut rl, out))?;
+            } else {
+                shell.run(st, out, &mut |_| Ok(true))?;
+            }
             out.flush()?;
         }
         pending = if split.rest.trim().is_empty() {
@@ -675,8 +689,8 @@ fn interactive(opt: &CliOpt, mut shell: Shell, out: &mut dyn Write) -> anyhow::R
     Ok(())
 }
 
-/// Adds an entry to the history and appends it to the file at once, so a
-/// CLI that is killed keeps what was typed.
+/// Adds an entry to the history and appends it to the file at once (when
+/// there is one), so a CLI that is killed keeps what was typed.
 fn remember(
     rl: &mut rustyline::Editor<StatementValidator, FileHistory>,
     path: Option<&std::path::Path>,

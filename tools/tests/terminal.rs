@@ -236,6 +236,32 @@ fn cli_in_a_terminal_takes_pasted_statements_history_and_prints_as_iotdb() {
         .unwrap();
     p.exp_string("IoTDB> ").unwrap();
 
+    // More than 1,000 rows: IoTDB's pager. Enter shows the rest and the
+    // total; `q` stops.
+    let rows: Vec<String> = (1..=1500).map(|t| format!("({t}, {t})")).collect();
+    let o = node.sql(&format!(
+        "insert into root.sg.p(time, v) values{}",
+        rows.join(",")
+    ));
+    assert!(o.status.success(), "{}", text(&o.stdout));
+    p.send("select v from root.sg.p;\r").unwrap();
+    p.flush().unwrap();
+    p.exp_string("It costs ").unwrap();
+    p.exp_string("This display 1000 rows. Press ENTER to show more, input 'q' to quit.")
+        .unwrap();
+    p.send("\r").unwrap();
+    p.flush().unwrap();
+    p.exp_string("|1970-01-01T00:00:01.500Z|").unwrap();
+    p.exp_string("Total line number = 1500").unwrap();
+    p.exp_string("IoTDB> ").unwrap();
+    p.send("select v from root.sg.p;\r").unwrap();
+    p.flush().unwrap();
+    p.exp_string("Press ENTER to show more").unwrap();
+    p.send("q\r").unwrap();
+    p.flush().unwrap();
+    let (before, _) = p.exp_regex("IoTDB> ").unwrap();
+    assert!(!before.contains("Total line number"), "{before}");
+
     p.send("quit\r").unwrap();
     p.flush().unwrap();
     p.exp_eof().unwrap();
@@ -262,6 +288,32 @@ fn cli_in_a_terminal_takes_pasted_statements_history_and_prints_as_iotdb() {
         let mode = std::fs::metadata(&hist).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "history file mode {mode:o}");
     }
+
+    // A script piped in: statements over several lines, no pager (all
+    // 1,500 rows), nothing added to the history.
+    let script = dir.path().join("script.sql");
+    std::fs::write(
+        &script,
+        "select v\n  from root.sg.p;\nshow\n  devices;\nselect s from root.sg.d where time > 100",
+    )
+    .unwrap();
+    let before = std::fs::read_to_string(&hist).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_edgepipe"))
+        .args(["cli", "-p", &node.port.to_string()])
+        .env("HOME", &home)
+        .env_remove("RUST_LOG")
+        .stdin(std::fs::File::open(&script).unwrap())
+        .output()
+        .expect("run edgepipe cli");
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    assert!(out.contains("Total line number = 1500"), "{out}");
+    assert!(!out.contains("Press ENTER"), "{out}");
+    assert!(out.contains("|root.sg.p|"), "{out}");
+    // The last statement has no `;`: it runs when the input ends.
+    assert!(out.trim_end().ends_with('s'), "{out}");
+    assert_eq!(out.matches("Empty set.").count(), 1, "{out}");
+    assert_eq!(std::fs::read_to_string(&hist).unwrap(), before);
 
     // A new session recalls the last statement of the previous one.
     let mut p = cli_pty(node.port, &home);
