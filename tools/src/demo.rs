@@ -1,7 +1,10 @@
 //! `edgepipe demo`: an edge node and a cloud node on free local ports in
-//! temporary directories, a pipe edge → cloud, the seed's example data and
-//! a larger stream written to the edge, and `select ** from root.vehicle`
-//! from both ends side by side.
+//! temporary directories; a larger stream written to the edge first, so the
+//! pipe edge → cloud created next has a history to send (shown as a
+//! progress bar with rate and time left); then the seed's example data
+//! written while the pipe runs, and `select ** from root.vehicle` from both
+//! ends side by side. `--keep` keeps both nodes' data and prints the
+//! commands to look at it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -9,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use clap::Args;
 use node::client::Session;
 use protocol::tablet::{Column, Tablet};
 
@@ -30,6 +34,18 @@ const SEED: [&str; 12] = [
 
 /// Rows of the larger stream (4 DOUBLE columns each).
 const STREAM_ROWS: i64 = 500_000;
+
+/// Rows a tablet of the stream carries (one change-log record each).
+const TABLET_ROWS: i64 = 10_000;
+
+/// Options of `edgepipe demo`.
+#[derive(Debug, Args)]
+pub struct DemoOpt {
+    /// Keep both nodes' data directories (and their logs) instead of
+    /// deleting them, and print the commands that inspect them.
+    #[arg(long)]
+    pub keep: bool,
+}
 
 struct Server {
     name: &'static str,
@@ -114,62 +130,124 @@ fn query(addr: &str, sql: &str) -> anyhow::Result<node::client::Rows> {
     Ok(r)
 }
 
+/// The command that runs this binary, as the user can type it: relative to
+/// the working directory when the binary sits below it
+/// (`target/release/edgepipe`), else its full path.
+fn self_command() -> String {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "edgepipe".into());
+    let rel = std::env::current_dir()
+        .ok()
+        .and_then(|d| exe.strip_prefix(d).ok().map(Path::to_path_buf));
+    rel.unwrap_or(exe).display().to_string()
+}
+
+fn port_of(addr: &str) -> &str {
+    addr.rsplit(':').next().unwrap_or_default()
+}
+
+/// Starts the pipe and shows its history backfill: a bar of the records it
+/// still had to send when it started, with rate and time left (on a
+/// terminal), and a line with what it sent and how fast (always).
+fn backfill(addr: &str, pipe: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let remaining = |s: &mut Session| -> anyhow::Result<u64> {
+        let pipes = crate::top::show_pipes(s)?;
+        let p = pipes
+            .iter()
+            .find(|p| p.id == pipe)
+            .with_context(|| format!("SHOW PIPES has no pipe {pipe}"))?;
+        if !p.exception.is_empty() {
+            bail!("pipe {pipe}: {}", p.exception);
+        }
+        p.remaining
+            .with_context(|| format!("pipe {pipe}: RemainingEventCount is not a number"))
+    };
+    let mut s = session(addr)?;
+    let total = remaining(&mut s)?;
+    let sql = format!("START PIPE {pipe}");
+    writeln!(out, "edge> {sql}")?;
+    out.flush()?;
+    let start = Instant::now();
+    s.execute(&sql).map_err(|e| anyhow::anyhow!("{sql}: {e}"))?;
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "history {bar:40} {pos}/{len} records {per_sec} ETA {eta}",
+        )
+        .expect("template"),
+    );
+    let deadline = start + Duration::from_secs(120);
+    loop {
+        let left = remaining(&mut s)?;
+        bar.set_position(total.saturating_sub(left));
+        if left == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("pipe {pipe} still has {left} of {total} records of history to send after 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    writeln!(
+        out,
+        "edge> pipe {pipe} sent its history: {total} records ({} points) in {secs:.2}s, {:.1} M points/s",
+        STREAM_ROWS * 4,
+        (STREAM_ROWS * 4) as f64 / secs / 1e6
+    )?;
+    let _ = s.close();
+    Ok(())
+}
+
 /// Runs the demo.
 ///
 /// # Errors
 /// A node that does not start, a statement that fails, or ends that do not
 /// match in time.
-pub fn run(out: &mut dyn Write) -> anyhow::Result<crate::Outcome> {
+pub fn run(opt: DemoOpt, out: &mut dyn Write) -> anyhow::Result<crate::Outcome> {
     let tmp = tempfile::Builder::new().prefix("edgepipe-demo").tempdir()?;
-    let edge = Server::start("edge", &tmp.path().join("edge"))?;
-    let cloud = Server::start("cloud", &tmp.path().join("cloud"))?;
+    // Without --keep the directory goes when `_cleanup` drops, at the end.
+    let (root, _cleanup) = if opt.keep {
+        (tmp.keep(), None)
+    } else {
+        (tmp.path().to_path_buf(), Some(tmp))
+    };
+    let (edge_dir, cloud_dir) = (root.join("edge"), root.join("cloud"));
+    let edge = Server::start("edge", &edge_dir)?;
+    let cloud = Server::start("cloud", &cloud_dir)?;
+    let fate = if opt.keep {
+        "kept"
+    } else {
+        "deleted at the end; --keep keeps it"
+    };
     writeln!(
         out,
-        "edge node  on {} (data in {})",
+        "edge node  on {} (data in {}, {fate})",
         edge.addr,
-        tmp.path().join("edge").display()
+        edge_dir.display()
     )?;
     writeln!(
         out,
-        "cloud node on {} (data in {})",
+        "cloud node on {} (data in {}, {fate})",
         cloud.addr,
-        tmp.path().join("cloud").display()
+        cloud_dir.display()
     )?;
-    let cport = cloud
-        .addr
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .to_string();
 
+    // History: written before the pipe exists.
     let mut s = session(&edge.addr)?;
-    let create = format!(
-        "CREATE PIPE edge2cloud WITH CONNECTOR ('connector'='iotdb-thrift-connector', 'connector.ip'='127.0.0.1', 'connector.port'='{cport}')"
-    );
-    for sql in [create.as_str(), "START PIPE edge2cloud"] {
-        writeln!(out, "edge> {sql}")?;
-        s.execute(sql).map_err(|e| anyhow::anyhow!("{sql}: {e}"))?;
-    }
-    for sql in SEED {
-        writeln!(out, "edge> {sql}")?;
-        s.execute(sql).map_err(|e| anyhow::anyhow!("{sql}: {e}"))?;
-        // now() at millisecond precision: keep the six rows apart.
-        std::thread::sleep(Duration::from_millis(2));
-    }
-
     writeln!(
         out,
-        "edge> streaming {STREAM_ROWS} rows x 4 DOUBLE columns into root.demo.stream"
+        "edge> writing {STREAM_ROWS} rows x 4 DOUBLE columns into root.demo.stream (before the pipe exists: its history)"
     )?;
     out.flush()?;
     let bar = indicatif::ProgressBar::new(STREAM_ROWS as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows {per_sec}")
+        indicatif::ProgressStyle::with_template("write {bar:40} {pos}/{len} rows {per_sec}")
             .expect("template"),
     );
     let start = Instant::now();
-    for base in (0..STREAM_ROWS).step_by(10_000) {
-        let n = 10_000.min(STREAM_ROWS - base);
+    for base in (0..STREAM_ROWS).step_by(TABLET_ROWS as usize) {
+        let n = TABLET_ROWS.min(STREAM_ROWS - base);
         let t = Tablet {
             device: "root.demo.stream".into(),
             measurements: ["t", "p", "h", "v"].map(String::from).to_vec(),
@@ -197,24 +275,43 @@ pub fn run(out: &mut dyn Write) -> anyhow::Result<crate::Outcome> {
         STREAM_ROWS * 4,
         start.elapsed().as_secs_f64()
     )?;
+
+    let cport = port_of(&cloud.addr).to_string();
+    let create = format!(
+        "CREATE PIPE edge2cloud WITH CONNECTOR ('connector'='iotdb-thrift-connector', 'connector.ip'='127.0.0.1', 'connector.port'='{cport}')"
+    );
+    writeln!(out, "edge> {create}")?;
+    s.execute(&create)
+        .map_err(|e| anyhow::anyhow!("{create}: {e}"))?;
+    backfill(&edge.addr, "edge2cloud", out)?;
+
+    // Realtime: the seed's script, written while the pipe runs.
+    for sql in SEED {
+        writeln!(out, "edge> {sql}")?;
+        s.execute(sql).map_err(|e| anyhow::anyhow!("{sql}: {e}"))?;
+        // now() at millisecond precision: keep the six rows apart.
+        std::thread::sleep(Duration::from_millis(2));
+    }
     let _ = s.close();
 
     // Wait for the pipe to drain.
     let deadline = Instant::now() + Duration::from_secs(120);
+    let mut s = session(&edge.addr)?;
     loop {
-        let r = query(&edge.addr, "SHOW PIPE edge2cloud")?;
-        let remaining = r.rows[0].1[7]
-            .as_ref()
-            .map(|v| v.to_string())
-            .unwrap_or_default();
-        if remaining == "0" {
+        let pipes = crate::top::show_pipes(&mut s)?;
+        let left = pipes
+            .iter()
+            .find(|p| p.id == "edge2cloud")
+            .and_then(|p| p.remaining);
+        if left == Some(0) {
             break;
         }
         if Instant::now() > deadline {
-            bail!("the pipe still has {remaining} events to send after 120 s");
+            bail!("the pipe still has {left:?} events to send after 120 s");
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = s.close();
 
     let e = query(&edge.addr, "select ** from root.vehicle")?;
     let c = query(&cloud.addr, "select ** from root.vehicle")?;
@@ -255,9 +352,46 @@ pub fn run(out: &mut dyn Write) -> anyhow::Result<crate::Outcome> {
             "MISMATCH: the ends differ"
         }
     )?;
+    let (eport, cport) = (port_of(&edge.addr).to_string(), cport);
     edge.stop()?;
     cloud.stop()?;
     writeln!(out, "both nodes stopped cleanly")?;
+    if opt.keep {
+        let exe = self_command();
+        let (ed, cd) = (edge_dir.display(), cloud_dir.display());
+        writeln!(
+            out,
+            "\nData kept in {} (each node's log beside its directory: edge.log, cloud.log; rm -r it when done).",
+            root.display()
+        )?;
+        writeln!(out, "Inspect the change logs (read-only):")?;
+        writeln!(out, "  {exe} wal info    {ed}/wal")?;
+        writeln!(
+            out,
+            "  {exe} wal offsets {ed}/wal    # pipe/edge2cloud: committed offset, nothing left to send"
+        )?;
+        writeln!(out, "  {exe} wal dump    {ed}/wal --limit 5")?;
+        writeln!(out, "  {exe} wal offsets {cd}/wal")?;
+        writeln!(
+            out,
+            "Query them again (the cloud on its old port, so the edge's pipe finds it):"
+        )?;
+        writeln!(
+            out,
+            "  {exe} server --data-dir {cd} --rpc-address 127.0.0.1 --rpc-port {cport} &"
+        )?;
+        writeln!(
+            out,
+            "  {exe} server --data-dir {ed} --rpc-address 127.0.0.1 --rpc-port {eport} &"
+        )?;
+        for port in [&eport, &cport] {
+            writeln!(
+                out,
+                "  {exe} cli -h 127.0.0.1 -p {port} -u root -pw root -e \"select ** from root.vehicle\""
+            )?;
+        }
+        writeln!(out, "  {exe} top -h 127.0.0.1 -p {eport} --data-dir {ed}")?;
+    }
     Ok(if same {
         crate::Outcome::Ok
     } else {

@@ -19,6 +19,7 @@ pub mod server;
 mod table;
 mod time;
 mod tsfilecmd;
+mod top;
 mod walcmd;
 
 /// edgepipe: Apache IoTDB data sync as a log-structured replicator.
@@ -53,10 +54,16 @@ pub enum Cmd {
     /// Connect to a node: an interactive SQL shell, or `-e` for statements.
     #[command(disable_help_flag = true)]
     Cli(cli::CliOpt),
-    /// Start an edge and a cloud node on free local ports, pipe the seed's
-    /// example data (and a larger stream) from edge to cloud, and show both
-    /// ends side by side. Exit code 1 if they differ.
-    Demo,
+    /// Start an edge and a cloud node on free local ports, pipe a larger
+    /// stream (as history) and the example of IoTDB's data sync guide from
+    /// edge to cloud, and show both ends side by side. Exit code 1 if they
+    /// differ.
+    Demo(demo::DemoOpt),
+    /// A live view of a node: each pipe's state, rate, lag, backlog and
+    /// last error, and the change log's size and ingest rate. Refreshes in
+    /// place on a terminal; prints one snapshot otherwise. Read-only.
+    #[command(disable_help_flag = true)]
+    Top(top::TopOpt),
 }
 
 /// What a command reports besides its output.
@@ -78,7 +85,8 @@ pub fn execute(opt: Opt, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Cmd::Tsfile { cmd } => tsfilecmd::execute(cmd, out),
         Cmd::Server(o) => server::run(o).map(|_| Outcome::Ok),
         Cmd::Cli(o) => cli::run(o, out),
-        Cmd::Demo => demo::run(out),
+        Cmd::Demo(o) => demo::run(o, out),
+        Cmd::Top(o) => top::run(o, out),
     }
 }
 

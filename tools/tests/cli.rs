@@ -253,16 +253,24 @@ fn bad_directories_get_clear_errors() {
     );
 }
 
+/// Issue 10: the demo deleted its data directory, so its "data in …" line
+/// pointed nowhere; `--keep` keeps both nodes' data and prints the commands
+/// that inspect it. The pipe is created after the stream was written, so it
+/// sends that history first.
 #[test]
 fn demo_pipes_the_seed_data_and_both_ends_match() {
     let o = Command::new(env!("CARGO_BIN_EXE_edgepipe"))
-        .arg("demo")
+        .args(["demo", "--keep"])
         .env("TZ", "UTC")
         .output()
         .expect("run demo");
     let s = stdout(&o);
     assert!(o.status.success(), "{s}\n{}", stderr(&o));
     assert!(s.contains("edge> CREATE PIPE edge2cloud"), "{s}");
+    assert!(
+        s.contains("edge> pipe edge2cloud sent its history: 50 records (2000000 points)"),
+        "{s}"
+    );
     assert!(s.contains("cloud: select ** from root.vehicle"), "{s}");
     assert_eq!(s.matches("Total line number = 6").count(), 2, "{s}");
     assert!(
@@ -274,4 +282,31 @@ fn demo_pipes_the_seed_data_and_both_ends_match() {
         "{s}"
     );
     assert!(s.contains("both nodes stopped cleanly"), "{s}");
+
+    // The data is still there, and the printed command reads it.
+    let root = s
+        .lines()
+        .find_map(|l| l.strip_prefix("Data kept in "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("no \"Data kept in\" line: {s}"))
+        .to_string();
+    let root = Path::new(&root);
+    let edge_wal = root.join("edge").join("wal");
+    assert!(
+        s.contains(&format!("wal offsets {}", edge_wal.display())),
+        "{s}"
+    );
+    assert!(s.contains("cli -h 127.0.0.1 -p "), "{s}");
+    let o = edgepipe(&["wal", "offsets", edge_wal.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let pipe = v["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["consumer"] == "pipe/edge2cloud")
+        .unwrap_or_else(|| panic!("no pipe consumer: {v}"));
+    assert_eq!(pipe["lag_records"], 0, "{v}");
+    assert!(root.join("cloud").join("wal").is_dir());
+    std::fs::remove_dir_all(root).unwrap();
 }
