@@ -13,6 +13,8 @@
 //! - [`types`]: data types, values, status codes.
 //! - [`event`]: the change-log record format of a node.
 //! - [`pipe`]: IoTDB 1.2's `pipeTransfer` request types and bodies.
+//! - [`legacy`]: IoTDB 1.0/1.1's sync calls (`handshake`, `sendPipeData`,
+//!   `sendFile`) and their PipeData bodies.
 //! - [`names`]: which device and measurement names are legal, and their
 //!   stored (canonical) written form.
 //! - [`insert_node`]: InsertNode and WAL-entry bodies (request types 2, 6,
@@ -34,6 +36,7 @@
 
 pub mod event;
 pub mod insert_node;
+pub mod legacy;
 pub mod message;
 pub mod names;
 pub mod pipe;

@@ -148,6 +148,20 @@ impl<'a> Call<'a> {
         }
     }
 
+    /// Reads the whole argument struct as `T`: for calls whose arguments are
+    /// not one request struct (`sendPipeData(1: binary buff)`,
+    /// `sendFile(1: TSyncTransportMetaInfo, 2: binary)`), with `T` an IDL
+    /// struct holding the same field ids.
+    ///
+    /// # Errors
+    /// Decode errors of the arguments.
+    pub fn args<T: TSerializable>(&mut self) -> thrift::Result<T> {
+        let p = &mut *self.input;
+        let t = T::read_from_in_protocol(p)?;
+        p.read_message_end()?;
+        Ok(t)
+    }
+
     /// Reads the argument struct and returns its first i64 field (calls such
     /// as `requestStatementId(sessionId)`).
     ///
@@ -291,6 +305,16 @@ pub fn call<T: TSerializable>(
         o.write_field_end()?;
         o.write_field_stop()?;
         o.write_struct_end()?;
+        o.write_message_end()
+    })
+}
+
+/// A CALL frame whose argument struct is `args` itself (see
+/// [`Call::args`]): `sendPipeData`, `sendFile`.
+pub fn call_args<T: TSerializable>(proto: Proto, name: &str, seq: i32, args: &T) -> Vec<u8> {
+    with_output(proto, |o| {
+        o.write_message_begin(&TMessageIdentifier::new(name, TMessageType::Call, seq))?;
+        args.write_to_out_protocol(o)?;
         o.write_message_end()
     })
 }

@@ -172,3 +172,31 @@ struct TPipeTransferResp {
   1: required TSStatus status
   2: optional binary body
 }
+
+// IoTDB 1.0/1.1 legacy sync (client.thrift, identical in 1.1 and 1.2):
+//   TSStatus handshake(TSyncIdentityInfo info)            -- argument at field id -1
+//   TSStatus sendPipeData(1: binary buff)
+//   TSStatus sendFile(1: TSyncTransportMetaInfo metaInfo, 2: binary buff)
+// IoTDB declares every field of these two structs required.
+struct TSyncIdentityInfo {
+  1: optional string pipeName
+  2: optional i64 createTime
+  3: optional string version
+  4: optional string database
+}
+
+struct TSyncTransportMetaInfo {
+  1: optional string fileName
+  2: optional i64 startIndex
+}
+
+// The argument structs of sendPipeData and sendFile as they travel (thrift
+// writes a call's arguments as one struct); not IoTDB names.
+struct TSendPipeDataArgs {
+  1: optional binary buff
+}
+
+struct TSendFileArgs {
+  1: optional TSyncTransportMetaInfo metaInfo
+  2: optional binary buff
+}

@@ -18,8 +18,8 @@ mod demo;
 pub mod server;
 mod table;
 mod time;
-mod tsfilecmd;
 mod top;
+mod tsfilecmd;
 mod walcmd;
 
 /// edgepipe: Apache IoTDB data sync as a log-structured replicator.

@@ -2724,3 +2724,333 @@ impl TSerializable for TPipeTransferResp {
   }
 }
 
+//
+// TSyncIdentityInfo
+//
+
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub struct TSyncIdentityInfo {
+  pub pipe_name: Option<String>,
+  pub create_time: Option<i64>,
+  pub version: Option<String>,
+  pub database: Option<String>,
+}
+
+impl TSyncIdentityInfo {
+  pub fn new<F1, F2, F3, F4>(pipe_name: F1, create_time: F2, version: F3, database: F4) -> TSyncIdentityInfo where F1: Into<Option<String>>, F2: Into<Option<i64>>, F3: Into<Option<String>>, F4: Into<Option<String>> {
+    TSyncIdentityInfo {
+      pipe_name: pipe_name.into(),
+      create_time: create_time.into(),
+      version: version.into(),
+      database: database.into(),
+    }
+  }
+}
+
+impl TSerializable for TSyncIdentityInfo {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<TSyncIdentityInfo> {
+    i_prot.read_struct_begin()?;
+    let mut f_1: Option<String> = None;
+    let mut f_2: Option<i64> = None;
+    let mut f_3: Option<String> = None;
+    let mut f_4: Option<String> = None;
+    loop {
+      let field_ident = i_prot.read_field_begin()?;
+      if field_ident.field_type == TType::Stop {
+        break;
+      }
+      let field_id = field_id(&field_ident)?;
+      match field_id {
+        1 => {
+          let val = i_prot.read_string()?;
+          f_1 = Some(val);
+        },
+        2 => {
+          let val = i_prot.read_i64()?;
+          f_2 = Some(val);
+        },
+        3 => {
+          let val = i_prot.read_string()?;
+          f_3 = Some(val);
+        },
+        4 => {
+          let val = i_prot.read_string()?;
+          f_4 = Some(val);
+        },
+        _ => {
+          i_prot.skip(field_ident.field_type)?;
+        },
+      };
+      i_prot.read_field_end()?;
+    }
+    i_prot.read_struct_end()?;
+    let ret = TSyncIdentityInfo {
+      pipe_name: f_1,
+      create_time: f_2,
+      version: f_3,
+      database: f_4,
+    };
+    Ok(ret)
+  }
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+    let struct_ident = TStructIdentifier::new("TSyncIdentityInfo");
+    o_prot.write_struct_begin(&struct_ident)?;
+    if let Some(ref fld_var) = self.pipe_name {
+      o_prot.write_field_begin(&TFieldIdentifier::new("pipeName", TType::String, 1))?;
+      o_prot.write_string(fld_var)?;
+      o_prot.write_field_end()?
+    }
+    if let Some(fld_var) = self.create_time {
+      o_prot.write_field_begin(&TFieldIdentifier::new("createTime", TType::I64, 2))?;
+      o_prot.write_i64(fld_var)?;
+      o_prot.write_field_end()?
+    }
+    if let Some(ref fld_var) = self.version {
+      o_prot.write_field_begin(&TFieldIdentifier::new("version", TType::String, 3))?;
+      o_prot.write_string(fld_var)?;
+      o_prot.write_field_end()?
+    }
+    if let Some(ref fld_var) = self.database {
+      o_prot.write_field_begin(&TFieldIdentifier::new("database", TType::String, 4))?;
+      o_prot.write_string(fld_var)?;
+      o_prot.write_field_end()?
+    }
+    o_prot.write_field_stop()?;
+    o_prot.write_struct_end()
+  }
+}
+
+impl Default for TSyncIdentityInfo {
+  fn default() -> Self {
+    TSyncIdentityInfo{
+      pipe_name: Some("".to_owned()),
+      create_time: Some(0),
+      version: Some("".to_owned()),
+      database: Some("".to_owned()),
+    }
+  }
+}
+
+//
+// TSyncTransportMetaInfo
+//
+
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub struct TSyncTransportMetaInfo {
+  pub file_name: Option<String>,
+  pub start_index: Option<i64>,
+}
+
+impl TSyncTransportMetaInfo {
+  pub fn new<F1, F2>(file_name: F1, start_index: F2) -> TSyncTransportMetaInfo where F1: Into<Option<String>>, F2: Into<Option<i64>> {
+    TSyncTransportMetaInfo {
+      file_name: file_name.into(),
+      start_index: start_index.into(),
+    }
+  }
+}
+
+impl TSerializable for TSyncTransportMetaInfo {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<TSyncTransportMetaInfo> {
+    i_prot.read_struct_begin()?;
+    let mut f_1: Option<String> = None;
+    let mut f_2: Option<i64> = None;
+    loop {
+      let field_ident = i_prot.read_field_begin()?;
+      if field_ident.field_type == TType::Stop {
+        break;
+      }
+      let field_id = field_id(&field_ident)?;
+      match field_id {
+        1 => {
+          let val = i_prot.read_string()?;
+          f_1 = Some(val);
+        },
+        2 => {
+          let val = i_prot.read_i64()?;
+          f_2 = Some(val);
+        },
+        _ => {
+          i_prot.skip(field_ident.field_type)?;
+        },
+      };
+      i_prot.read_field_end()?;
+    }
+    i_prot.read_struct_end()?;
+    let ret = TSyncTransportMetaInfo {
+      file_name: f_1,
+      start_index: f_2,
+    };
+    Ok(ret)
+  }
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+    let struct_ident = TStructIdentifier::new("TSyncTransportMetaInfo");
+    o_prot.write_struct_begin(&struct_ident)?;
+    if let Some(ref fld_var) = self.file_name {
+      o_prot.write_field_begin(&TFieldIdentifier::new("fileName", TType::String, 1))?;
+      o_prot.write_string(fld_var)?;
+      o_prot.write_field_end()?
+    }
+    if let Some(fld_var) = self.start_index {
+      o_prot.write_field_begin(&TFieldIdentifier::new("startIndex", TType::I64, 2))?;
+      o_prot.write_i64(fld_var)?;
+      o_prot.write_field_end()?
+    }
+    o_prot.write_field_stop()?;
+    o_prot.write_struct_end()
+  }
+}
+
+impl Default for TSyncTransportMetaInfo {
+  fn default() -> Self {
+    TSyncTransportMetaInfo{
+      file_name: Some("".to_owned()),
+      start_index: Some(0),
+    }
+  }
+}
+
+//
+// TSendPipeDataArgs
+//
+
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub struct TSendPipeDataArgs {
+  pub buff: Option<Vec<u8>>,
+}
+
+impl TSendPipeDataArgs {
+  pub fn new<F1>(buff: F1) -> TSendPipeDataArgs where F1: Into<Option<Vec<u8>>> {
+    TSendPipeDataArgs {
+      buff: buff.into(),
+    }
+  }
+}
+
+impl TSerializable for TSendPipeDataArgs {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<TSendPipeDataArgs> {
+    i_prot.read_struct_begin()?;
+    let mut f_1: Option<Vec<u8>> = None;
+    loop {
+      let field_ident = i_prot.read_field_begin()?;
+      if field_ident.field_type == TType::Stop {
+        break;
+      }
+      let field_id = field_id(&field_ident)?;
+      match field_id {
+        1 => {
+          let val = i_prot.read_bytes()?;
+          f_1 = Some(val);
+        },
+        _ => {
+          i_prot.skip(field_ident.field_type)?;
+        },
+      };
+      i_prot.read_field_end()?;
+    }
+    i_prot.read_struct_end()?;
+    let ret = TSendPipeDataArgs {
+      buff: f_1,
+    };
+    Ok(ret)
+  }
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+    let struct_ident = TStructIdentifier::new("TSendPipeDataArgs");
+    o_prot.write_struct_begin(&struct_ident)?;
+    if let Some(ref fld_var) = self.buff {
+      o_prot.write_field_begin(&TFieldIdentifier::new("buff", TType::String, 1))?;
+      o_prot.write_bytes(fld_var)?;
+      o_prot.write_field_end()?
+    }
+    o_prot.write_field_stop()?;
+    o_prot.write_struct_end()
+  }
+}
+
+impl Default for TSendPipeDataArgs {
+  fn default() -> Self {
+    TSendPipeDataArgs{
+      buff: Some(Vec::new()),
+    }
+  }
+}
+
+//
+// TSendFileArgs
+//
+
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub struct TSendFileArgs {
+  pub meta_info: Option<TSyncTransportMetaInfo>,
+  pub buff: Option<Vec<u8>>,
+}
+
+impl TSendFileArgs {
+  pub fn new<F1, F2>(meta_info: F1, buff: F2) -> TSendFileArgs where F1: Into<Option<TSyncTransportMetaInfo>>, F2: Into<Option<Vec<u8>>> {
+    TSendFileArgs {
+      meta_info: meta_info.into(),
+      buff: buff.into(),
+    }
+  }
+}
+
+impl TSerializable for TSendFileArgs {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<TSendFileArgs> {
+    i_prot.read_struct_begin()?;
+    let mut f_1: Option<TSyncTransportMetaInfo> = None;
+    let mut f_2: Option<Vec<u8>> = None;
+    loop {
+      let field_ident = i_prot.read_field_begin()?;
+      if field_ident.field_type == TType::Stop {
+        break;
+      }
+      let field_id = field_id(&field_ident)?;
+      match field_id {
+        1 => {
+          let val = TSyncTransportMetaInfo::read_from_in_protocol(i_prot)?;
+          f_1 = Some(val);
+        },
+        2 => {
+          let val = i_prot.read_bytes()?;
+          f_2 = Some(val);
+        },
+        _ => {
+          i_prot.skip(field_ident.field_type)?;
+        },
+      };
+      i_prot.read_field_end()?;
+    }
+    i_prot.read_struct_end()?;
+    let ret = TSendFileArgs {
+      meta_info: f_1,
+      buff: f_2,
+    };
+    Ok(ret)
+  }
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+    let struct_ident = TStructIdentifier::new("TSendFileArgs");
+    o_prot.write_struct_begin(&struct_ident)?;
+    if let Some(ref fld_var) = self.meta_info {
+      o_prot.write_field_begin(&TFieldIdentifier::new("metaInfo", TType::Struct, 1))?;
+      fld_var.write_to_out_protocol(o_prot)?;
+      o_prot.write_field_end()?
+    }
+    if let Some(ref fld_var) = self.buff {
+      o_prot.write_field_begin(&TFieldIdentifier::new("buff", TType::String, 2))?;
+      o_prot.write_bytes(fld_var)?;
+      o_prot.write_field_end()?
+    }
+    o_prot.write_field_stop()?;
+    o_prot.write_struct_end()
+  }
+}
+
+impl Default for TSendFileArgs {
+  fn default() -> Self {
+    TSendFileArgs{
+      meta_info: None,
+      buff: Some(Vec::new()),
+    }
+  }
+}
+
