@@ -162,17 +162,8 @@ impl Node {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future,
     ) {
+        self.restore_pipe_server();
         let pipe_server = self.control.pipe_server();
-        if pipe_server.was_enabled() {
-            match pipe_server.start() {
-                Ok(addr) => {
-                    tracing::info!(%addr, "pipe server restored: it ran when the node stopped")
-                }
-                Err(e) => {
-                    tracing::error!(cause = %e, "the pipe server ran when the node stopped but cannot start now; START PIPESERVER once the port is free")
-                }
-            }
-        }
         server::run(
             listener,
             self.service.clone(),
@@ -182,6 +173,23 @@ impl Node {
         .await;
         let ps = pipe_server.clone();
         let _ = tokio::task::spawn_blocking(move || ps.shutdown()).await;
+    }
+
+    /// Starts the pipe server if it ran when the node last stopped (as IoTDB
+    /// 0.14's receiver did); a port that cannot be bound is logged, and the
+    /// node serves without it. Nothing happens when it runs already.
+    pub fn restore_pipe_server(&self) {
+        let pipe_server = self.control.pipe_server();
+        if pipe_server.was_enabled() && !pipe_server.enabled() {
+            match pipe_server.start() {
+                Ok(addr) => {
+                    tracing::info!(%addr, "pipe server restored: it ran when the node stopped")
+                }
+                Err(e) => {
+                    tracing::error!(cause = %e, "the pipe server ran when the node stopped but cannot start now; START PIPESERVER once the port is free")
+                }
+            }
+        }
     }
 
     /// Flushes the store and closes the change log cleanly.

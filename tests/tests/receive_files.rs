@@ -160,3 +160,15 @@ fn partial_files_go_with_a_dropped_connection_and_with_a_crash() {
     );
     node.stop();
 }
+
+/// A node told to stop right after it announced its port stops gracefully
+/// (exit 0, the log closed cleanly), not killed by the signal: the
+/// handlers are installed before the announcement. Found by the test
+/// above, whose last start is followed at once by a stop.
+#[test]
+fn a_stop_right_after_the_start_is_graceful() {
+    let tmp = tempfile::tempdir().unwrap();
+    for i in 0..10 {
+        NodeProc::start(&tmp.path().join(format!("n{i}")), &[]).stop();
+    }
+}

@@ -49,19 +49,30 @@ impl ServerOpt {
     }
 }
 
-async fn shutdown_signal() {
+/// The shutdown signals (SIGTERM, SIGINT / Ctrl-C), their handlers installed
+/// now: a SIGTERM that comes right after the port is announced stops the
+/// node gracefully instead of killing it.
+///
+/// # Errors
+/// A handler that cannot be installed.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("install SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 
@@ -85,8 +96,10 @@ pub fn run(opt: ServerOpt) -> anyhow::Result<()> {
         let listener = node::server::bind(&addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
+        let shutdown = shutdown_signal()?;
+        node.restore_pipe_server();
         println!("edgepipe server listening on {}", listener.local_addr()?);
-        node.serve(listener, shutdown_signal()).await;
+        node.serve(listener, shutdown).await;
         tracing::info!("shutting down");
         node.close().map_err(anyhow::Error::msg)?;
         tracing::info!("stopped cleanly");
