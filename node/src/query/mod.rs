@@ -435,10 +435,23 @@ fn feed(accs: &mut [Acc], p: &crate::store::Points, a: i64, b: i64) {
     }
 }
 
+/// Points `from..` of a batch (the batch itself when that is all of it).
+fn tail(p: crate::store::Points, from: usize) -> crate::store::Points {
+    if from == 0 {
+        return p;
+    }
+    let mut values = Column::with_capacity(p.values.data_type(), p.times.len() - from);
+    values.extend_rows(&p.values, from..p.times.len());
+    crate::store::Points {
+        times: p.times[from..].to_vec(),
+        values,
+    }
+}
+
 /// Feeds windows `k0..=k1` from `scan` and finishes each window's
-/// accumulators into `results` in turn. Holds only the batches that reach
-/// into the next window (sliding windows overlap), so a window over a
-/// long range holds one batch at a time.
+/// accumulators into `results` in turn. Holds only the points of a batch
+/// that reach into the next window (sliding windows overlap), so a window
+/// over a long range holds one batch at a time.
 fn run_windows(
     scan: &mut Scan<'_>,
     accs: &mut [Acc],
@@ -475,8 +488,12 @@ fn run_windows(
                     Some((_, end, p)) => {
                         read_to = Some(end);
                         feed(accs, &p, a, b);
-                        if end >= next_start && !p.times.is_empty() {
-                            held.push_back((end, p));
+                        if end >= next_start {
+                            // Keep what later windows need, not the batch.
+                            let from = p.times.partition_point(|&t| t < next_start);
+                            if from < p.times.len() {
+                                held.push_back((end, tail(p, from)));
+                            }
                         }
                     }
                     None => exhausted = true,
