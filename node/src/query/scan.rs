@@ -97,21 +97,20 @@ pub struct Scan<'a> {
     ranges: Vec<(i64, i64)>,
     front: usize,
     back: usize,
+    /// The latest time any part holds in the range (before deletions).
+    latest: Option<i64>,
 }
 
 impl<'a> Scan<'a> {
     /// A scan of `path` over `[lo, hi]`.
     pub fn new(store: &'a Store, path: &'a str, lo: i64, hi: i64) -> Scan<'a> {
-        let ranges = if lo > hi {
+        let parts = if lo > hi {
             Vec::new()
         } else {
-            plan(
-                store.read_plan(path, lo, hi).unwrap_or_default(),
-                lo,
-                hi,
-                batch_points(),
-            )
+            store.read_plan(path, lo, hi).unwrap_or_default()
         };
+        let latest = parts.iter().map(|p| p.1).max();
+        let ranges = plan(parts, lo, hi, batch_points());
         let back = ranges.len();
         Scan {
             store,
@@ -119,6 +118,7 @@ impl<'a> Scan<'a> {
             ranges,
             front: 0,
             back,
+            latest,
         }
     }
 
@@ -159,6 +159,15 @@ impl<'a> Scan<'a> {
     /// The latest point in the range: `(time, index 0 of a one-point
     /// batch)`, reading from the end until a sub-range has points.
     pub fn last_point(&mut self) -> Option<(i64, Points)> {
+        // Most often the latest time a part holds is the answer: read that
+        // one time; if it was deleted, read back from the end.
+        if let Some(t) = self.latest.take() {
+            if let Some(p) = self.store.read(self.path, t, t) {
+                if p.times == [t] {
+                    return Some((t, p));
+                }
+            }
+        }
         while let Some((_, _, p)) = self.next_back() {
             if let Some(&t) = p.times.last() {
                 let i = p.times.len() - 1;
