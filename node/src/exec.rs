@@ -1145,7 +1145,18 @@ mod tests {
             "insert into root.sg.d(time, s) values (1, 1), (2, 2), (3, 3)",
         )
         .unwrap();
-        let max = u64::MAX;
+        // IoTDB 1.2 takes row counts up to 2⁶³ - 1 and refuses more.
+        let err = e
+            .execute(&ctx, &format!("select s from root.sg.d limit {}", u64::MAX))
+            .unwrap_err();
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (
+                status::SEMANTIC_ERROR,
+                "Out of range. LIMIT <N>: N should be Int64."
+            )
+        );
+        let max = i64::MAX;
         let r = rows(
             e.execute(
                 &ctx,

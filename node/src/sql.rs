@@ -1261,20 +1261,35 @@ impl Parser {
         }
     }
 
-    /// A row count of LIMIT / OFFSET.
-    fn row_count(&mut self) -> PResult<u64> {
-        let c = self.col();
-        match self.peek().cloned() {
-            Some(Tok::Number(n)) => {
-                self.at += 1;
-                n.parse().map_err(|_| ParseError {
-                    code: status::SQL_PARSE_ERROR,
-                    col: c,
-                    message: format!("{n} is not a row count"),
+    /// The row count of LIMIT (`limit`) or OFFSET, with IoTDB 1.2's checks
+    /// and words (`ASTVisitor.parseLimitClause`, `parseOffsetClause`): a
+    /// 64-bit signed integer, LIMIT above 0.
+    fn row_count(&mut self, limit: bool) -> PResult<u64> {
+        let col = self.col();
+        let semantic = |message: &str| ParseError {
+            code: status::SEMANTIC_ERROR,
+            col,
+            message: message.into(),
+        };
+        let Some(Tok::Number(n)) = self.peek().cloned() else {
+            return self.fail("a row count");
+        };
+        self.at += 1;
+        let Ok(v) = n.parse::<i64>() else {
+            return Err(if n.bytes().all(|b| b.is_ascii_digit()) {
+                semantic(if limit {
+                    "Out of range. LIMIT <N>: N should be Int64."
+                } else {
+                    "Out of range. OFFSET <OFFSETValue>: OFFSETValue should be Int64."
                 })
-            }
-            _ => self.fail("a row count"),
+            } else {
+                ParseError::at(col, format!("{n} is not a row count"))
+            });
+        };
+        if limit && v == 0 {
+            return Err(semantic("LIMIT <N>: N should be greater than 0."));
         }
+        Ok(v as u64)
     }
 
     /// One result column: a path, or `function(path)`.
@@ -1433,9 +1448,9 @@ impl Parser {
         let (mut limit, mut offset) = (None, None);
         loop {
             if limit.is_none() && self.eat_kw("limit") {
-                limit = Some(self.row_count()?);
+                limit = Some(self.row_count(true)?);
             } else if offset.is_none() && self.eat_kw("offset") {
-                offset = Some(self.row_count()?);
+                offset = Some(self.row_count(false)?);
             } else {
                 break;
             }
@@ -2026,6 +2041,23 @@ mod tests {
             .unwrap_err()
             .message
             .contains("GROUP BY LEVEL is not supported"));
+        // LIMIT and OFFSET as IoTDB checks them.
+        let e = parse("select s from root.sg.d limit 0").unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (
+                status::SEMANTIC_ERROR,
+                "LIMIT <N>: N should be greater than 0."
+            )
+        );
+        let e = parse("select s from root.sg.d limit 9223372036854775808").unwrap_err();
+        assert_eq!(e.message, "Out of range. LIMIT <N>: N should be Int64.");
+        let e = parse("select s from root.sg.d offset 18446744073709551615").unwrap_err();
+        assert_eq!(
+            e.message,
+            "Out of range. OFFSET <OFFSETValue>: OFFSETValue should be Int64."
+        );
+        assert!(parse("select s from root.sg.d limit 1.5").is_err());
         // Offset before limit, as IoTDB's grammar allows.
         let q = select("select s from root.sg.d offset 2 limit 5");
         assert_eq!((q.limit, q.offset), (Some(5), 2));

@@ -389,6 +389,7 @@ fn select_form() -> impl Strategy<Value = String> {
         Just(""),
         Just(" limit 5"),
         Just(" limit 0"),
+        Just(" limit 9223372036854775807 offset 9223372036854775807"),
         Just(" offset 3 limit 4"),
         Just(" limit 18446744073709551615 offset 18446744073709551615"),
         Just(" limit 18446744073709551615"),
@@ -455,7 +456,7 @@ fn statements_against_deep_series_stay_within_bounds() {
             deep_pattern_text(),
             prop_oneof![
                 Just("select * from {}"),
-                Just("select ** from {} limit 18446744073709551615 offset 1"),
+                Just("select ** from {} limit 9223372036854775807 offset 1"),
                 Just("count timeseries {}"),
                 Just("show devices {}"),
                 Just("show timeseries {}"),
