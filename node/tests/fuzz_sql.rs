@@ -540,8 +540,10 @@ fn aggregations_hold_one_part_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let e = deep_store(dir.path());
     let n = 4usize << 20;
-    for at in (0..n).step_by(1 << 18) {
-        let times: Vec<i64> = (at as i64..(at + (1 << 18)) as i64).collect();
+    // Tablets of an odd size, so chunks fall anywhere against windows.
+    let per = 300_007;
+    for at in (0..n).step_by(per) {
+        let times: Vec<i64> = (at as i64..(at + per).min(n) as i64).collect();
         let t = protocol::tablet::Tablet {
             device: "root.long.d".into(),
             measurements: vec!["v".into()],
@@ -563,6 +565,7 @@ fn aggregations_hold_one_part_at_a_time() {
     for sql in [
         "select count(*), sum(v), max_value(v), last_value(v) from root.long.d",
         "select count(v), avg(v) from root.long.d group by ([0, 4194304), 1000000ms)",
+        "select sum(v), first_value(v) from root.long.d group by ((0, 4194304], 2000000ms, 300000ms)",
         "select last v from root.long.d",
     ] {
         let (out, bytes, _) = measure(|| e.execute(&ctx, sql));

@@ -408,14 +408,7 @@ fn aggregate_block(
                 a.finish(&mut r.data, &mut r.nulls);
             }
         } else {
-            run_windows(
-                &mut scan,
-                &mut accs,
-                &mut results,
-                windows,
-                (k0, k1),
-                (lo, hi),
-            );
+            run_windows(&mut scan, &accs, &mut results, windows, (k0, k1), (lo, hi));
         }
         for (r, s) in results.into_iter().zip(&sources) {
             out[s.column] = Some(r);
@@ -435,74 +428,60 @@ fn feed(accs: &mut [Acc], p: &crate::store::Points, a: i64, b: i64) {
     }
 }
 
-/// Points `from..` of a batch (the batch itself when that is all of it).
-fn tail(p: crate::store::Points, from: usize) -> crate::store::Points {
-    if from == 0 {
-        return p;
-    }
-    let mut values = Column::with_capacity(p.values.data_type(), p.times.len() - from);
-    values.extend_rows(&p.values, from..p.times.len());
-    crate::store::Points {
-        times: p.times[from..].to_vec(),
-        values,
-    }
-}
-
-/// Feeds windows `k0..=k1` from `scan` and finishes each window's
-/// accumulators into `results` in turn. Holds only the points of a batch
-/// that reach into the next window (sliding windows overlap), so a window
-/// over a long range holds one batch at a time.
+/// Feeds windows `k0..=k1` from `scan`, one batch at a time, and
+/// finishes each window's accumulators into `results` in window order.
+///
+/// A batch is given to every window it overlaps; a window stays open
+/// until the scan has passed its end (at most a few are open: one, or
+/// interval ÷ step for sliding windows). So one batch is held at a time,
+/// however the store's parts fall against the windows.
 fn run_windows(
     scan: &mut Scan<'_>,
-    accs: &mut [Acc],
+    accs: &[Acc],
     results: &mut [Values],
     windows: &Windows,
     (k0, k1): (u64, u64),
     (lo, hi): (i64, i64),
 ) {
-    let mut held: std::collections::VecDeque<(i64, crate::store::Points)> = Default::default();
-    let mut read_to: Option<i64> = None;
-    let mut exhausted = false;
-    let settled = |accs: &[Acc]| accs.iter().all(Acc::settled);
-    for k in k0..=k1 {
+    // Window k's time range within [lo, hi] (empty when start > end).
+    let range = |k: u64| {
         let (a, b, _) = windows.window(k);
-        let (a, b) = (a.max(lo), b.min(hi));
-        let next_start = if k < k1 {
-            windows.window(k + 1).0.max(lo)
-        } else {
-            i64::MAX
-        };
-        if a <= b {
-            while held.front().is_some_and(|(end, _)| *end < a) {
-                held.pop_front();
-            }
-            for (_, p) in &held {
-                if settled(accs) {
-                    break;
-                }
-                feed(accs, p, a, b);
-            }
-            while !exhausted && read_to.is_none_or(|r| r < b) && !settled(accs) {
-                scan.skip_before(a);
-                match scan.next_front() {
-                    Some((_, end, p)) => {
-                        read_to = Some(end);
-                        feed(accs, &p, a, b);
-                        if end >= next_start {
-                            // Keep what later windows need, not the batch.
-                            let from = p.times.partition_point(|&t| t < next_start);
-                            if from < p.times.len() {
-                                held.push_back((end, tail(p, from)));
-                            }
-                        }
-                    }
-                    None => exhausted = true,
-                }
-            }
-        }
+        (a.max(lo), b.min(hi))
+    };
+    let finish = |accs: &mut Vec<Acc>, results: &mut [Values]| {
         for (acc, r) in accs.iter_mut().zip(results.iter_mut()) {
             acc.finish(&mut r.data, &mut r.nulls);
         }
+    };
+    let mut open: std::collections::VecDeque<(u64, Vec<Acc>)> = Default::default();
+    let mut next = k0;
+    while let Some((_, end, p)) = scan.next_front() {
+        while next <= k1 && range(next).0 <= end {
+            open.push_back((next, accs.to_vec()));
+            next += 1;
+        }
+        for (k, a) in open.iter_mut() {
+            let (ws, we) = range(*k);
+            feed(a, &p, ws, we);
+        }
+        drop(p);
+        while open.front().is_some_and(|(k, _)| range(*k).1 <= end) {
+            let (_, mut a) = open.pop_front().expect("non-empty");
+            finish(&mut a, results);
+        }
+        // Windows settled by their first point need no more of it.
+        if open.iter().all(|(_, a)| a.iter().all(Acc::settled)) {
+            if next > k1 {
+                break;
+            }
+            scan.skip_before(range(next).0);
+        }
+    }
+    for (_, mut a) in open.drain(..) {
+        finish(&mut a, results);
+    }
+    for _ in next..=k1 {
+        finish(&mut accs.to_vec(), results);
     }
 }
 
