@@ -357,6 +357,20 @@ fn align_by_device_as_iotdb() {
             "3|root.vehicle.d1|2|true"
         ]
     );
+    // ORDER BY TIME first: windows by time across devices.
+    assert_eq!(
+        table(&query(
+            &e,
+            "select count(s0), count(s2) from root.vehicle.* group by ([0, 6), 3ms) order by time align by device"
+        )),
+        [
+            "Time|Device|count(s0)|count(s2)",
+            "0|root.vehicle.d0|2|null",
+            "0|root.vehicle.d1|null|0",
+            "3|root.vehicle.d0|0|null",
+            "3|root.vehicle.d1|null|2"
+        ]
+    );
     // ORDER BY TIME first: rows by time across devices.
     assert_eq!(
         table(&query(
