@@ -5,6 +5,8 @@
 //! - [`event`]: what the node writes to its change log.
 //! - [`store`] and [`chunkfile`]: the durable, queryable time-series store.
 //! - [`exec`]: runs statements against the store, producing results.
+//! - [`query`]: SELECT: raw rows, aggregations with GROUP BY time
+//!   windows, last points, ALIGN BY DEVICE.
 //! - [`service`]: the IoTDB client RPC (sessions, statements, inserts,
 //!   paged results) over framed thrift.
 //! - [`server`]: the TCP listener, connection tasks and graceful shutdown.
@@ -17,6 +19,7 @@ pub mod client;
 pub mod config;
 pub use protocol::event;
 pub mod exec;
+pub mod query;
 pub mod server;
 pub mod service;
 pub mod sql;

@@ -593,6 +593,57 @@ impl Store {
     }
 }
 
+// A read helper for queries that scan a large range a part at a time
+// (node/src/query/scan.rs). Belongs with `read` (store/query.rs after the
+// store's split).
+impl Store {
+    /// Where the points of `path` in `[lo, hi]` lie, without reading them:
+    /// for each part [`Store::read`] would merge (a chunk, the frozen
+    /// memtable, the memtable), its first and last time in the range and
+    /// its point count there, before deletions and overlaps are applied.
+    /// `None` if there is no such series.
+    pub fn read_plan(&self, path: &str, lo: i64, hi: i64) -> Option<Vec<(i64, i64, usize)>> {
+        let inner = self.inner.read().expect("store lock");
+        let s = inner.series.get(path)?;
+        let mut parts = Vec::new();
+        for (f, i) in &s.chunks {
+            let c = &f.chunks[*i];
+            if c.max < lo || c.min > hi {
+                continue;
+            }
+            let r = f.range(c, lo, hi);
+            if !r.is_empty() {
+                parts.push((f.time(c, r.start), f.time(c, r.end - 1), r.len()));
+            }
+        }
+        let mut sorted_part = |times: &[i64]| {
+            let first = times.partition_point(|&x| x < lo);
+            let end = times.partition_point(|&x| x <= hi).max(first);
+            if end > first {
+                parts.push((times[first], times[end - 1], end - first));
+            }
+        };
+        if let Some(f) = &s.frozen {
+            sorted_part(&f.times);
+        }
+        if s.mem.sorted {
+            sorted_part(&s.mem.times);
+        } else {
+            let mut n = 0;
+            let (mut a, mut b) = (i64::MAX, i64::MIN);
+            for &t in s.mem.times.iter().filter(|&&t| lo <= t && t <= hi) {
+                n += 1;
+                a = a.min(t);
+                b = b.max(t);
+            }
+            if n > 0 {
+                parts.push((a, b, n));
+            }
+        }
+        Some(parts)
+    }
+}
+
 /// Writes a flush job's chunk file, swaps it in for the frozen memtables,
 /// checkpoints and commits the store's log offset. `background`: the
 /// flush state, when the calling thread is the background flush thread,
