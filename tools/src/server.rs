@@ -76,12 +76,23 @@ pub fn run(opt: ServerOpt) -> anyhow::Result<()> {
     rt.block_on(async move {
         let addr = format!("{}:{}", config.rpc_address, config.rpc_port);
         let data_dir = config.data_dir.clone();
-        let node = node::Node::open(config)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
+        // Bind first: a node that cannot listen (the port is taken) must not
+        // leave a new data directory behind. Connections that arrive before
+        // the node is open wait in the listen backlog.
         let listener = node::server::bind(&addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
+        let existed = data_dir.exists();
+        let node = match node::Node::open(config) {
+            Ok(n) => n,
+            Err(e) => {
+                if !existed {
+                    let _ = std::fs::remove_dir_all(&data_dir);
+                }
+                return Err(anyhow::Error::msg(e))
+                    .with_context(|| format!("cannot open data directory {}", data_dir.display()));
+            }
+        };
         println!("edgepipe server listening on {}", listener.local_addr()?);
         node.serve(listener, shutdown_signal()).await;
         tracing::info!("shutting down");
