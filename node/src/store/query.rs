@@ -1,0 +1,124 @@
+//! Reads: a series' points in a time range, merged from chunk files,
+//! the frozen memtable and the memtable.
+
+use protocol::tablet::Column;
+use protocol::types::DataType;
+
+use super::{Inner, Points, Series, Store, Tombstone};
+use crate::chunkfile::ChunkMeta;
+
+impl Store {
+    /// The points of `path` with times in `[lo, hi]`: chunk files, minus
+    /// tombstones, overlaid by later files and the memtable.
+    pub fn read(&self, path: &str, lo: i64, hi: i64) -> Option<Points> {
+        {
+            let inner = self.inner.read().expect("store lock");
+            let s = inner.series.get(path)?;
+            if s.mem.sorted {
+                return Some(read_series(&inner, path, s, lo, hi));
+            }
+        }
+        let mut inner = self.inner.write().expect("store lock");
+        inner.series.get_mut(path)?.mem.normalize();
+        let s = inner.series.get(path)?;
+        Some(read_series(&inner, path, s, lo, hi))
+    }
+}
+
+fn read_series(inner: &Inner, path: &str, s: &Series, lo: i64, hi: i64) -> Points {
+    let t = s.info.data_type;
+    let tombs: Vec<&Tombstone> = inner
+        .tombstones
+        .iter()
+        .filter(|x| x.path == path && x.max >= lo && x.min <= hi)
+        .collect();
+    let mut parts: Vec<(Vec<i64>, Column)> = Vec::new();
+    for (f, i) in &s.chunks {
+        let c: &ChunkMeta = &f.chunks[*i];
+        if c.max < lo || c.min > hi {
+            continue;
+        }
+        let r = f.range(c, lo, hi);
+        if r.is_empty() {
+            continue;
+        }
+        let (mut times, mut vals) = (
+            Vec::with_capacity(r.len()),
+            Column::with_capacity(t, r.len()),
+        );
+        f.read(c, r, &mut times, &mut vals);
+        let dead: Vec<&&Tombstone> = tombs.iter().filter(|x| x.upto_seq >= f.seq).collect();
+        if !dead.is_empty() {
+            let keep: Vec<usize> = (0..times.len())
+                .filter(|&k| !dead.iter().any(|d| d.min <= times[k] && times[k] <= d.max))
+                .collect();
+            times = keep.iter().map(|&k| times[k]).collect();
+            vals = vals.gather(&keep);
+        }
+        parts.push((times, vals));
+    }
+    if let Some(f) = &s.frozen {
+        let first = f.times.partition_point(|&x| x < lo);
+        let end = f.times.partition_point(|&x| x <= hi).max(first);
+        let dead: Vec<&&Tombstone> = tombs.iter().filter(|x| x.upto_seq >= f.seq).collect();
+        let keep: Vec<usize> = (first..end)
+            .filter(|&k| {
+                !dead
+                    .iter()
+                    .any(|d| d.min <= f.times[k] && f.times[k] <= d.max)
+            })
+            .collect();
+        if !keep.is_empty() {
+            parts.push((
+                keep.iter().map(|&k| f.times[k]).collect(),
+                f.values.gather(&keep),
+            ));
+        }
+    }
+    let m = &s.mem;
+    let first = m.times.partition_point(|&x| x < lo);
+    let end = m.times.partition_point(|&x| x <= hi).max(first);
+    if end > first {
+        let mut vals = Column::with_capacity(t, end - first);
+        vals.extend_rows(&m.values, first..end);
+        parts.push((m.times[first..end].to_vec(), vals));
+    }
+    merge(t, parts)
+}
+
+/// Merges sorted parts, later parts winning on equal times.
+fn merge(t: DataType, mut parts: Vec<(Vec<i64>, Column)>) -> Points {
+    parts.retain(|p| !p.0.is_empty());
+    match parts.len() {
+        0 => {
+            return Points {
+                times: vec![],
+                values: Column::with_capacity(t, 0),
+            }
+        }
+        1 => {
+            let (times, values) = parts.pop().expect("one part");
+            return Points { times, values };
+        }
+        _ => {}
+    }
+    let mut idx: Vec<(i64, usize, usize)> = Vec::new();
+    for (pi, (times, _)) in parts.iter().enumerate() {
+        idx.extend(times.iter().enumerate().map(|(i, &t)| (t, pi, i)));
+    }
+    idx.sort_unstable();
+    let mut times = Vec::with_capacity(idx.len());
+    let mut values = Column::with_capacity(t, idx.len());
+    let mut k = 0;
+    while k < idx.len() {
+        let mut last = k;
+        while last + 1 < idx.len() && idx[last + 1].0 == idx[k].0 {
+            last += 1;
+        }
+        let (tm, pi, i) = idx[last];
+        times.push(tm);
+        values.extend_rows(&parts[pi].1, std::iter::once(i));
+        k = last + 1;
+    }
+    Points { times, values }
+}
