@@ -698,7 +698,7 @@ impl Executor {
         let mut parts = Vec::with_capacity(series.len());
         if lo <= hi {
             for (p, t) in &series {
-                let pts = self.store.read(p, lo, hi).unwrap_or(store::Points {
+                let pts = self.store.read(p, lo, hi)?.unwrap_or(store::Points {
                     times: vec![],
                     values: Column::with_capacity(*t, 0),
                 });

@@ -3,7 +3,8 @@
 //!
 //! # Exit codes
 //! - 0: success.
-//! - 1: the command ran and found a problem (`wal verify` on a damaged log).
+//! - 1: the command ran and found a problem (`wal verify` on a damaged log,
+//!   `store verify` on a damaged data directory).
 //! - 2: the command could not run (bad arguments, unreadable directory).
 #![deny(missing_docs)]
 
@@ -15,6 +16,7 @@ use clap::{Parser, Subcommand};
 pub mod cli;
 mod demo;
 pub mod server;
+mod storecmd;
 mod table;
 mod time;
 mod walcmd;
@@ -37,6 +39,13 @@ pub enum Cmd {
         /// The inspection to run.
         #[command(subcommand)]
         cmd: walcmd::WalCmd,
+    },
+    /// Check a node's data directory offline (read-only: safe beside a
+    /// running node).
+    Store {
+        /// The check to run.
+        #[command(subcommand)]
+        cmd: storecmd::StoreCmd,
     },
     /// Run a node: the IoTDB client RPC on rpc_port (default 6667), the
     /// change log and the store under the data directory. Writes.
@@ -66,6 +75,7 @@ pub enum Outcome {
 pub fn execute(opt: Opt, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     match opt.cmd {
         Cmd::Wal { cmd } => walcmd::execute(cmd, out),
+        Cmd::Store { cmd } => storecmd::execute(cmd, out),
         Cmd::Server(o) => server::run(o).map(|_| Outcome::Ok),
         Cmd::Cli(o) => cli::run(o, out),
         Cmd::Demo => demo::run(out),

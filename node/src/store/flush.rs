@@ -1,16 +1,40 @@
 //! Flushes: freezing the memtables, writing a chunk file (in the
 //! background or at once), swapping it in, checkpointing and committing the
 //! store's log offset.
+//!
+//! # A flush that fails
+//! A full disk (or any I/O error) can stop a flush at any step. Nothing it
+//! did may stand in the way of the next one, and nothing acknowledged may
+//! go missing:
+//! - the chunk file is written under a temporary name, removed on failure;
+//! - a file that was written but could not be opened is removed;
+//! - the frozen memtables go back into the memtables (under the writes
+//!   that came since, and minus what deletes since removed), so queries
+//!   keep seeing them and the next flush writes them;
+//! - a checkpoint that could not be written leaves the previous one, and
+//!   the log keeps everything since: a restart replays it.
+//!
+//! The store then keeps taking writes (the log holds them) and retries the
+//! flush with a growing delay (1 s, doubling to 30 s); once the memtables
+//! hold twice the flush threshold it refuses writes, with the disk named
+//! when the disk is full, until a flush succeeds. No restart is needed.
 
 use std::path::Path as FsPath;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use protocol::tablet::Column;
-use tracing::info;
+use protocol::types::status;
+use tracing::{info, warn};
 
-use super::checkpoint::{encode_checkpoint, write_atomic, Checkpoint};
-use super::{internal, Frozen, Inner, SResult, Store, STORE_CONSUMER};
+use super::checkpoint::{encode_checkpoint, write_checkpoint, Checkpoint};
+use super::{internal, io_error, Frozen, Inner, SResult, Store, StoreError, STORE_CONSUMER};
 use crate::chunkfile::{self, ChunkFile};
+
+/// First delay before a failed flush is tried again.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest delay between tries of a failing flush.
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// One flush: the frozen memtables and the log offset they cover.
 pub(super) struct FlushJob {
@@ -19,23 +43,80 @@ pub(super) struct FlushJob {
     series: Vec<(String, Arc<Frozen>)>,
 }
 
-/// Whether a background flush runs, and the error of the last one.
+/// Whether a background flush runs, and how the last one ended.
 #[derive(Debug, Default)]
 pub(super) struct FlushState {
     running: bool,
-    pub(super) error: Option<String>,
+    /// The last flush's error, until one succeeds.
+    pub(super) failed: Option<StoreError>,
+    /// When a failed flush may be tried again, and the delay after that.
+    retry_at: Option<Instant>,
+    retry_delay: Duration,
     /// The flush thread, while it writes its chunk file in the idle
     /// scheduling class: a writer that finds the memtables filling up
     /// behind it raises it to nice 10 (and clears this).
     idle_tid: Option<i32>,
 }
 
+impl FlushState {
+    fn record(&mut self, r: &SResult<()>) {
+        match r {
+            Ok(()) => {
+                if self.failed.take().is_some() {
+                    info!("a flush succeeded again; writes resume");
+                }
+                self.retry_at = None;
+                self.retry_delay = Duration::ZERO;
+            }
+            Err(e) => {
+                self.retry_delay = (self.retry_delay * 2).clamp(RETRY_FIRST, RETRY_MAX);
+                self.retry_at = Some(Instant::now() + self.retry_delay);
+                warn!(cause = %e, retry_in_s = self.retry_delay.as_secs(), "flush failed; the memtables keep the points, the change log keeps them durable");
+                self.failed = Some(e.clone());
+            }
+        }
+    }
+
+    fn may_try(&self) -> bool {
+        self.retry_at.is_none_or(|t| Instant::now() >= t)
+    }
+}
+
 impl Store {
+    /// Refuses a write while the memtables are full because flushes fail:
+    /// once they hold twice the flush threshold after a failed flush. The
+    /// status names the disk when it is full.
+    pub(super) fn refuse_if_cannot_flush(&self, points: usize) -> SResult<()> {
+        if points < 2 * self.config.flush_points {
+            return Ok(());
+        }
+        let st = self.flush_state.0.lock().expect("flush lock");
+        match &st.failed {
+            Some(e) if !st.running => Err(StoreError::new(
+                e.code,
+                format!(
+                    "write refused: the memtables are full and the store cannot flush them ({}); {}",
+                    e.message,
+                    if e.code == status::DISK_SPACE_INSUFFICIENT {
+                        format!(
+                            "free disk space on {}; writes resume once a flush succeeds (it is retried by itself)",
+                            self.dir.display()
+                        )
+                    } else {
+                        "writes resume once a flush succeeds (it is retried by itself)".into()
+                    }
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Freezes the memtables (holding `points`) and writes them in a
     /// background thread, so writers do not wait for the chunk file. If a
     /// flush already runs: at one and a half times the threshold it is
     /// raised out of the idle class, so that it keeps up under load; at
     /// twice the threshold the writer waits for it, which bounds memory.
+    /// After a failed flush, the next waits out its retry delay.
     pub(super) fn flush_in_background(&self, points: usize) -> SResult<()> {
         let threshold = self.config.flush_points;
         let (lock, cv) = &*self.flush_state;
@@ -52,6 +133,9 @@ impl Store {
                 return Ok(());
             }
             st = cv.wait_while(st, |s| s.running).expect("flush lock");
+        }
+        if !st.may_try() {
+            return Ok(());
         }
         let job = self.freeze();
         st.running = true;
@@ -70,10 +154,7 @@ impl Store {
                 let (lock, cv) = &*state;
                 let mut st = lock.lock().expect("flush lock");
                 st.running = false;
-                if let Err(e) = r {
-                    tracing::error!(cause = %e, "background flush failed; writes are refused until a restart");
-                    st.error = Some(e.to_string());
-                }
+                st.record(&r);
                 cv.notify_all();
             })
             .map_err(|e| internal(format!("cannot start the flush thread: {e}")))?;
@@ -117,27 +198,67 @@ impl Store {
     /// background flush.
     ///
     /// # Errors
-    /// I/O errors.
+    /// I/O errors (status 611 `DISK_SPACE_INSUFFICIENT` for a full disk,
+    /// naming it); the points stay in the memtables and the change log.
     pub fn flush(&self) -> SResult<()> {
         let _w = self.write_lock.lock().expect("write lock");
         let (lock, cv) = &*self.flush_state;
         let st = lock.lock().expect("flush lock");
-        let st = cv.wait_while(st, |s| s.running).expect("flush lock");
-        if let Some(e) = &st.error {
-            return Err(internal(format!(
-                "a background flush failed ({e}); restart the node"
-            )));
-        }
-        drop(st);
+        // No background flush can start meanwhile: they start under the
+        // write lock, which this holds.
+        drop(cv.wait_while(st, |s| s.running).expect("flush lock"));
         let job = self.freeze();
-        run_flush(&self.dir, &self.log, &self.inner, job, None)
+        let r = run_flush(&self.dir, &self.log, &self.inner, job, None);
+        lock.lock().expect("flush lock").record(&r);
+        r
     }
+}
+
+/// Puts a failed job's frozen memtables back under the memtables: newer
+/// points (in the memtable) win on equal times, and points that deletes
+/// since the freeze removed (their tombstones reach this job's sequence)
+/// stay removed.
+fn unfreeze(inner: &mut Inner, job: &FlushJob) {
+    let mut returned = 0;
+    for (path, frozen) in &job.series {
+        let tombs: Vec<(i64, i64)> = inner
+            .tombstones
+            .iter()
+            .filter(|t| &t.path == path && t.upto_seq >= job.seq)
+            .map(|t| (t.min, t.max))
+            .collect();
+        let Some(s) = inner.series.get_mut(path) else {
+            continue;
+        };
+        // A series dropped and re-created meanwhile holds no frozen
+        // memtable of this job.
+        if !s.frozen.as_ref().is_some_and(|f| Arc::ptr_eq(f, frozen)) {
+            continue;
+        }
+        s.frozen = None;
+        let keep: Vec<usize> = (0..frozen.times.len())
+            .filter(|&i| {
+                let t = frozen.times[i];
+                !tombs.iter().any(|&(lo, hi)| lo <= t && t <= hi)
+            })
+            .collect();
+        let mut times: Vec<i64> = keep.iter().map(|&i| frozen.times[i]).collect();
+        let mut values = frozen.values.gather(&keep);
+        times.append(&mut s.mem.times);
+        values.extend_from(&s.mem.values);
+        s.mem.times = times;
+        s.mem.values = values;
+        s.mem.sorted = false;
+        returned += keep.len();
+    }
+    inner.mem_points += returned;
 }
 
 /// Writes a flush job's chunk file, swaps it in for the frozen memtables,
 /// checkpoints and commits the store's log offset. `background`: the
 /// flush state, when the calling thread is the background flush thread,
-/// whose priority this lowers while it writes the chunk file.
+/// whose priority this lowers while it writes the chunk file. On failure
+/// nothing is left behind (see the module documentation).
 fn run_flush(
     dir: &FsPath,
     log: &wal::Log,
@@ -145,13 +266,10 @@ fn run_flush(
     job: FlushJob,
     background: Option<&(Mutex<FlushState>, std::sync::Condvar)>,
 ) -> SResult<()> {
-    let FlushJob {
-        seq,
-        applied,
-        series,
-    } = job;
-    if !series.is_empty() {
-        let data: Vec<(&str, &[i64], &Column)> = series
+    let (seq, applied) = (job.seq, job.applied);
+    if !job.series.is_empty() {
+        let data: Vec<(&str, &[i64], &Column)> = job
+            .series
             .iter()
             .map(|(p, f)| (p.as_str(), &f.times[..], &f.values))
             .collect();
@@ -170,8 +288,21 @@ fn run_flush(
             st.idle_tid = None;
             wal::background_priority();
         }
-        let path = written.map_err(internal)?;
-        let file = ChunkFile::open(&path, seq).map_err(internal)?;
+        let opened = written
+            .map_err(|e| io_error("write a chunk file", &e))
+            .and_then(|path| {
+                ChunkFile::open(&path, seq).map_err(|m| {
+                    let _ = std::fs::remove_file(&path);
+                    internal(m)
+                })
+            });
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                unfreeze(&mut inner_lock.write().expect("store lock"), &job);
+                return Err(e);
+            }
+        };
         let mut inner = inner_lock.write().expect("store lock");
         for (i, c) in file.chunks.iter().enumerate() {
             if let Some(s) = inner.series.get_mut(&c.path) {
@@ -185,29 +316,44 @@ fn run_flush(
         }
         inner.files.push(file);
     }
-    let ck = {
+    // From here the points are in a chunk file the store reads; if the
+    // checkpoint cannot be written, the previous one stands and a restart
+    // replays the log from its offset (the file, not in it, is removed).
+    let (ck, previous) = {
         let inner = inner_lock.read().expect("store lock");
-        Checkpoint {
-            applied_offset: applied,
-            next_seq: inner.next_seq,
-            files: inner.files.iter().map(|f| f.seq).collect(),
-            databases: inner.databases.iter().cloned().collect(),
-            series: inner
-                .series
-                .iter()
-                .map(|(p, s)| (p.clone(), s.info.clone()))
-                .collect(),
-            tombstones: inner.tombstones.clone(),
-        }
+        let mut files: Vec<u64> = inner.files.iter().map(|f| f.seq).collect();
+        files.extend(inner.damaged.iter().map(|d| d.0));
+        files.sort_unstable();
+        (
+            Checkpoint {
+                applied_offset: applied,
+                next_seq: inner.next_seq,
+                files,
+                databases: inner.databases.iter().cloned().collect(),
+                series: inner
+                    .series
+                    .iter()
+                    .map(|(p, s)| (p.clone(), s.info.clone()))
+                    .collect(),
+                tombstones: inner.tombstones.clone(),
+            },
+            inner.checkpointed,
+        )
     };
-    write_atomic(&dir.join("checkpoint"), &encode_checkpoint(&ck)).map_err(internal)?;
-    log.commit(STORE_CONSUMER, applied).map_err(internal)?;
-    if series.is_empty() {
+    write_checkpoint(dir, &encode_checkpoint(&ck))
+        .map_err(|e| io_error("write the store's checkpoint", &e))?;
+    inner_lock.write().expect("store lock").checkpointed = applied;
+    // The log keeps what the previous checkpoint needs too: if this one is
+    // ever damaged, the store starts from that one and replays.
+    if let Err(e) = log.commit(STORE_CONSUMER, previous) {
+        warn!(cause = %e, "could not commit the store's offset; the log keeps more until the next flush");
+    }
+    if job.series.is_empty() {
         info!(applied_offset = applied, "checkpointed (memtables empty)");
     } else {
         info!(
             seq,
-            series = series.len(),
+            series = job.series.len(),
             applied_offset = applied,
             "flushed memtables"
         );

@@ -35,6 +35,7 @@ mod memtable;
 mod query;
 #[cfg(test)]
 mod tests;
+pub mod verify;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path as FsPath, PathBuf};
@@ -50,7 +51,6 @@ use crate::event::Event;
 use crate::sql::Path;
 
 use apply::{apply, db_of, validate};
-use checkpoint::decode_checkpoint;
 pub use convert::{coerce, encoding_name, infer, tablet_from_rows};
 use flush::FlushState;
 use memtable::{Frozen, Mem};
@@ -136,6 +136,11 @@ struct Inner {
     tombstones: Vec<Tombstone>,
     mem_points: usize,
     next_seq: u64,
+    /// Chunk files the checkpoint lists that cannot be read: sequence and
+    /// why. Every query answers an error naming them.
+    damaged: Vec<(u64, String)>,
+    /// The change-log offset of the last checkpoint written or loaded.
+    checkpointed: u64,
 }
 
 /// Settings of the store.
@@ -194,13 +199,65 @@ pub struct Points {
     pub values: Column,
 }
 
+/// The record kind of the empty records that fill a gap in the change log
+/// ([`wal::Log::fill_gap`]): offsets whose records were lost from the log
+/// after the store had applied them. Nothing reads them.
+pub const KIND_LOST: u8 = 0;
+
+/// The change-log offset the store's checkpoint has applied (what the store
+/// starts from), read without opening anything: the node opens its log with
+/// it as the recovery floor. `None` for a new store.
+///
+/// # Errors
+/// A store directory whose checkpoints are both damaged.
+pub fn recovery_floor(dir: &FsPath) -> SResult<Option<u64>> {
+    match checkpoint::read_checkpoint(dir) {
+        checkpoint::Loaded::None => Ok(None),
+        checkpoint::Loaded::Some(ck, _) => Ok(Some(ck.applied_offset)),
+        checkpoint::Loaded::Damaged(why) => Err(internal(why)),
+    }
+}
+
+/// Store errors from I/O: status 611 `DISK_SPACE_INSUFFICIENT` when the
+/// disk is full, else 305.
+fn io_error(what: &str, e: &std::io::Error) -> StoreError {
+    if wal::is_disk_full(e) {
+        StoreError::new(
+            status::DISK_SPACE_INSUFFICIENT,
+            format!("the disk is full: cannot {what} ({e}); free disk space, then the write can be retried"),
+        )
+    } else {
+        internal(format!("cannot {what}: {e}"))
+    }
+}
+
+/// Change-log errors on the write path, the disk named when it is full.
+fn log_error(e: wal::Error) -> StoreError {
+    if e.is_disk_full() {
+        StoreError::new(
+            status::DISK_SPACE_INSUFFICIENT,
+            format!("the disk is full: the change log cannot grow ({e}); the write was refused and nothing was logged; free disk space and retry"),
+        )
+    } else {
+        internal(e)
+    }
+}
+
 impl Store {
-    /// Opens the store in `dir` over `log`: loads the checkpoint and chunk
-    /// files, and replays the log from the checkpoint's offset.
+    /// Opens the store in `dir` over `log`: loads the checkpoint (or the
+    /// previous one, when it is damaged) and the chunk files, and replays
+    /// the log from the checkpoint's offset. A chunk file that cannot be
+    /// read does not stop the start: it is reported, and every query
+    /// answers an error naming it until it is restored or quarantined
+    /// (renamed to `<name>.damaged`, which accepts the loss of its points).
+    /// When the log ends before the checkpoint's offset (it lost records
+    /// the store had applied), its offsets are filled up to it.
     ///
     /// # Errors
-    /// Unreadable checkpoint or chunk files, or log events that do not
-    /// decode.
+    /// A damaged checkpoint with no usable previous one (unless the log
+    /// still holds everything from offset 0), chunk files without a
+    /// checkpoint, log events that do not decode, I/O errors; each naming
+    /// the file and what to do.
     pub fn open(dir: &FsPath, log: Arc<wal::Log>, config: StoreConfig) -> SResult<Store> {
         std::fs::create_dir_all(dir).map_err(|e| internal(format!("{}: {e}", dir.display())))?;
         for e in std::fs::read_dir(dir).map_err(internal)?.flatten() {
@@ -208,64 +265,107 @@ impl Store {
                 let _ = std::fs::remove_file(e.path());
             }
         }
+        let chunk_files: BTreeSet<u64> = std::fs::read_dir(dir)
+            .map_err(internal)?
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".chunks"))
+                    .and_then(|s| s.parse::<u64>().ok())
+            })
+            .collect();
         let mut inner = Inner {
             next_seq: 1,
             ..Inner::default()
         };
         let mut applied = log.log_start();
-        let ck_path = dir.join("checkpoint");
-        match std::fs::read(&ck_path) {
-            Ok(b) => {
-                let ck = decode_checkpoint(&b)
-                    .map_err(|m| internal(format!("{}: {m}", ck_path.display())))?;
-                applied = ck.applied_offset;
-                inner.next_seq = ck.next_seq;
-                inner.databases = ck.databases.into_iter().collect();
-                for (p, info) in ck.series {
-                    let mem = Mem::new(info.data_type);
-                    inner.series.insert(
-                        p,
-                        Series {
-                            info,
-                            mem,
-                            frozen: None,
-                            chunks: Vec::new(),
-                        },
-                    );
+        let loaded = match checkpoint::read_checkpoint(dir) {
+            checkpoint::Loaded::Some(ck, warning) => {
+                if let Some(w) = warning {
+                    warn!("{w}");
                 }
-                inner.tombstones = ck.tombstones;
-                for seq in ck.files {
-                    let f =
-                        ChunkFile::open(&chunkfile::file_name(dir, seq), seq).map_err(internal)?;
-                    for (i, c) in f.chunks.iter().enumerate() {
-                        if let Some(s) = inner.series.get_mut(&c.path) {
-                            if s.info.data_type == c.data_type {
-                                s.chunks.push((f.clone(), i));
+                Some(ck)
+            }
+            checkpoint::Loaded::None if chunk_files.is_empty() || log.log_start() == 0 => None,
+            checkpoint::Loaded::None => {
+                return Err(internal(format!(
+                    "{}: chunk files but no checkpoint, and the change log no longer holds every record (it starts at offset {}); restore {} from a backup",
+                    dir.display(),
+                    log.log_start(),
+                    dir.join(checkpoint::CHECKPOINT).display()
+                )))
+            }
+            checkpoint::Loaded::Damaged(why) if log.log_start() == 0 => {
+                warn!("{why}; the change log holds every record from offset 0: rebuilding the store from it");
+                None
+            }
+            checkpoint::Loaded::Damaged(why) => {
+                return Err(internal(format!(
+                    "{why}; the change log no longer holds every record (it starts at offset {}), so the store cannot be rebuilt from it: restore {} from a backup",
+                    log.log_start(),
+                    dir.join(checkpoint::CHECKPOINT).display()
+                )))
+            }
+        };
+        if let Some(ck) = loaded {
+            applied = ck.applied_offset;
+            inner.next_seq = ck.next_seq;
+            inner.databases = ck.databases.into_iter().collect();
+            for (p, info) in ck.series {
+                let mem = Mem::new(info.data_type);
+                inner.series.insert(
+                    p,
+                    Series {
+                        info,
+                        mem,
+                        frozen: None,
+                        chunks: Vec::new(),
+                    },
+                );
+            }
+            inner.tombstones = ck.tombstones;
+            for seq in ck.files {
+                let path = chunkfile::file_name(dir, seq);
+                let quarantined = path.with_extension("chunks.damaged");
+                if !path.exists() && quarantined.exists() {
+                    warn!(file = %quarantined.display(), "a quarantined chunk file: starting without its points");
+                    continue;
+                }
+                match ChunkFile::open(&path, seq) {
+                    Ok(f) => {
+                        if !f.has_data_crcs() {
+                            warn!(file = %path.display(), "a chunk file of format 1 has no data checksums: its damage cannot be told from data");
+                        }
+                        for (i, c) in f.chunks.iter().enumerate() {
+                            if let Some(s) = inner.series.get_mut(&c.path) {
+                                if s.info.data_type == c.data_type {
+                                    s.chunks.push((f.clone(), i));
+                                }
                             }
                         }
+                        inner.files.push(f);
                     }
-                    inner.files.push(f);
+                    Err(reason) => {
+                        tracing::error!(file = %path.display(), %reason, "a chunk file cannot be read: queries report it until it is restored, or renamed to {} (which accepts losing its points)", quarantined.display());
+                        inner.damaged.push((seq, reason));
+                    }
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(internal(format!("{}: {e}", ck_path.display()))),
         }
+        inner.checkpointed = applied;
         // Chunk files not in the checkpoint were written by a flush that did
         // not finish: the log still holds their events.
-        let known: BTreeSet<u64> = inner.files.iter().map(|f| f.seq).collect();
-        for e in std::fs::read_dir(dir).map_err(internal)?.flatten() {
-            let name = e.file_name();
-            let Some(seq) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".chunks"))
-                .and_then(|s| s.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            if !known.contains(&seq) {
-                warn!(file = %e.path().display(), "removing a chunk file from an unfinished flush");
-                let _ = std::fs::remove_file(e.path());
-            }
+        let known: BTreeSet<u64> = inner
+            .files
+            .iter()
+            .map(|f| f.seq)
+            .chain(inner.damaged.iter().map(|d| d.0))
+            .collect();
+        for seq in chunk_files.difference(&known) {
+            let p = chunkfile::file_name(dir, *seq);
+            warn!(file = %p.display(), "removing a chunk file from an unfinished flush");
+            let _ = std::fs::remove_file(p);
         }
         let store = Store {
             dir: dir.to_path_buf(),
@@ -279,6 +379,27 @@ impl Store {
             .log
             .register_consumer(STORE_CONSUMER, applied)
             .map_err(internal)?;
+        // What the store has not checkpointed exists only in the log: no
+        // disk bound may delete it.
+        store.log.set_protected(STORE_CONSUMER, true);
+        if store.log.end_offset() < applied {
+            warn!(
+                log_end = store.log.end_offset(),
+                checkpoint = applied,
+                "the change log ends before the store's checkpoint (it lost records the store holds); filling the gap so offsets stay dense"
+            );
+            store
+                .log
+                .fill_gap(applied, KIND_LOST, STORE_CONSUMER)
+                .map_err(log_error)?;
+        }
+        if store.log.log_start() > applied {
+            tracing::error!(
+                checkpoint = applied,
+                log_start = store.log.log_start(),
+                "the change log no longer holds records the store had not checkpointed: they are lost"
+            );
+        }
         let replayed = store.replay(applied)?;
         info!(dir = %dir.display(), from_offset = applied, events = replayed, "store opened");
         Ok(store)
@@ -289,8 +410,21 @@ impl Store {
         let mut reader = self.log.reader(from).map_err(internal)?;
         let mut inner = self.inner.write().expect("store lock");
         let mut n = 0;
-        while let Some(batch) = reader.try_next().map_err(internal)? {
+        loop {
+            let batch = match reader.try_next() {
+                Ok(Some(b)) => b,
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(internal(format!(
+                        "replaying the change log from offset {from}: {e}; records from offset {} on were acknowledged but are not in the store: restore the damaged file, or set wal_recovery_mode=tolerate-any-corruption to start without them",
+                        reader.position()
+                    )))
+                }
+            };
             for rec in batch.iter() {
+                if rec.kind == KIND_LOST {
+                    continue;
+                }
                 let ev = Event::decode(rec.kind, rec.payload)
                     .map_err(|m| internal(format!("change log offset {}: {m}", rec.offset)))?;
                 if let Err(e) = apply(&mut inner, &self.config, &ev, true) {
@@ -340,13 +474,16 @@ impl Store {
 
     fn write_encoded(&self, ev: Event, payload: Option<&[u8]>) -> SResult<u64> {
         let _w = self.write_lock.lock().expect("write lock");
-        if let Some(e) = &self.flush_state.0.lock().expect("flush lock").error {
-            return Err(internal(format!(
-                "a background flush failed ({e}); restart the node, it replays the change log"
-            )));
-        }
         {
             let inner = self.inner.read().expect("store lock");
+            if !matches!(ev, Event::Delete { .. } | Event::Schema(_)) {
+                if let Err(e) = self.refuse_if_cannot_flush(inner.mem_points) {
+                    drop(inner);
+                    // Try again now if its delay is over: space may be back.
+                    self.flush_in_background(self.config.flush_points)?;
+                    return Err(e);
+                }
+            }
             validate(&inner, &self.config, &ev)?;
         }
         let encoded;
@@ -357,13 +494,15 @@ impl Store {
                 (encoded.0, &encoded.1[..])
             }
         };
-        let offset = self.log.append(kind, payload).map_err(internal)?;
+        let offset = self.log.append(kind, payload).map_err(log_error)?;
         let points = {
             let mut inner = self.inner.write().expect("store lock");
             apply(&mut inner, &self.config, &ev, false)?;
             inner.mem_points
         };
-        if points >= self.config.flush_points {
+        // Past the log's hard bound only the store's checkpoint can free
+        // space: flush early.
+        if points >= self.config.flush_points || (points > 0 && self.log.checkpoint_wanted()) {
             self.flush_in_background(points)?;
         }
         Ok(offset)

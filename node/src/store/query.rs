@@ -1,31 +1,62 @@
 //! Reads: a series' points in a time range, merged from chunk files,
-//! the frozen memtable and the memtable.
+//! the frozen memtable and the memtable. Every chunk read from a file is
+//! checked first ([`crate::chunkfile::ChunkFile::check`]): damage is an
+//! error naming the file and the series, never a wrong value.
 
 use protocol::tablet::Column;
-use protocol::types::DataType;
+use protocol::types::{status, DataType};
 
-use super::{Inner, Points, Series, Store, Tombstone};
-use crate::chunkfile::ChunkMeta;
+use super::{Inner, Points, SResult, Series, Store, StoreError, Tombstone};
+use crate::chunkfile::{self, ChunkMeta};
 
 impl Store {
     /// The points of `path` with times in `[lo, hi]`: chunk files, minus
-    /// tombstones, overlaid by later files and the memtable.
-    pub fn read(&self, path: &str, lo: i64, hi: i64) -> Option<Points> {
+    /// tombstones, overlaid by later files and the memtable. `None` for an
+    /// unknown series.
+    ///
+    /// # Errors
+    /// Damaged chunk data (naming the file and the series), and, while a
+    /// chunk file listed by the checkpoint cannot be read at all, every
+    /// read (naming the file: it may hold any series).
+    pub fn read(&self, path: &str, lo: i64, hi: i64) -> SResult<Option<Points>> {
         {
             let inner = self.inner.read().expect("store lock");
-            let s = inner.series.get(path)?;
+            let Some(s) = inner.series.get(path) else {
+                return Ok(None);
+            };
             if s.mem.sorted {
-                return Some(read_series(&inner, path, s, lo, hi));
+                return read_series(&self.dir, &inner, path, s, lo, hi).map(Some);
             }
         }
         let mut inner = self.inner.write().expect("store lock");
-        inner.series.get_mut(path)?.mem.normalize();
-        let s = inner.series.get(path)?;
-        Some(read_series(&inner, path, s, lo, hi))
+        let Some(s) = inner.series.get_mut(path) else {
+            return Ok(None);
+        };
+        s.mem.normalize();
+        let s = inner.series.get(path).expect("just found");
+        read_series(&self.dir, &inner, path, s, lo, hi).map(Some)
     }
 }
 
-fn read_series(inner: &Inner, path: &str, s: &Series, lo: i64, hi: i64) -> Points {
+fn read_series(
+    dir: &std::path::Path,
+    inner: &Inner,
+    path: &str,
+    s: &Series,
+    lo: i64,
+    hi: i64,
+) -> SResult<Points> {
+    if let Some((seq, why)) = inner.damaged.first() {
+        let p = chunkfile::file_name(dir, *seq);
+        return Err(StoreError::new(
+            status::INTERNAL_SERVER_ERROR,
+            format!(
+                "cannot read {path}: the store's chunk file {} is damaged ({why}) and may hold any series; restore it from a backup, or rename it to {} and restart to go on without its points",
+                p.display(),
+                p.with_extension("chunks.damaged").display()
+            ),
+        ));
+    }
     let t = s.info.data_type;
     let tombs: Vec<&Tombstone> = inner
         .tombstones
@@ -38,6 +69,8 @@ fn read_series(inner: &Inner, path: &str, s: &Series, lo: i64, hi: i64) -> Point
         if c.max < lo || c.min > hi {
             continue;
         }
+        f.check(c)
+            .map_err(|m| StoreError::new(status::INTERNAL_SERVER_ERROR, m))?;
         let r = f.range(c, lo, hi);
         if r.is_empty() {
             continue;
@@ -83,7 +116,7 @@ fn read_series(inner: &Inner, path: &str, s: &Series, lo: i64, hi: i64) -> Point
         vals.extend_rows(&m.values, first..end);
         parts.push((m.times[first..end].to_vec(), vals));
     }
-    merge(t, parts)
+    Ok(merge(t, parts))
 }
 
 /// Merges sorted parts, later parts winning on equal times.
