@@ -798,11 +798,6 @@ fn the_change_log_stays_bounded_and_losses_show() {
         peak <= bound + 2 * seg,
         "with a pipe running the log peaked at {peak} bytes"
     );
-    assert!(
-        wait_until(WAIT, || read_rows(&cloud.addr())
-            .is_ok_and(|r| r.iter().all(|t| t.len() as i64 == written))),
-        "the running pipe did not deliver everything"
-    );
     let show = |edge: &NodeProc| -> Vec<String> {
         sql(&edge.addr(), "show pipe p").unwrap().rows[0]
             .1
@@ -810,7 +805,20 @@ fn the_change_log_stays_bounded_and_losses_show() {
             .map(|v| v.as_ref().map(|v| v.to_string()).unwrap_or_default())
             .collect()
     };
-    assert_eq!(show(&edge)[6], "", "no loss while it ran");
+    assert!(
+        wait_until(WAIT, || show(&edge)[7] == "0"),
+        "{:?}",
+        show(&edge)
+    );
+    if show(&edge)[6].is_empty() {
+        // It kept up (on a loaded machine it may fall more than the pinned
+        // bound behind and lose some: then its message says so).
+        assert!(
+            wait_until(WAIT, || read_rows(&cloud.addr())
+                .is_ok_and(|r| r.iter().all(|t| t.len() as i64 == written))),
+            "the running pipe lost records without saying so"
+        );
+    }
     // Stopped, the pipe pins the log; writes never wait for it.
     sql(&edge.addr(), "stop pipe p");
     let mut peak = 0;
