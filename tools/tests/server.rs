@@ -38,6 +38,10 @@ fn a_failed_bind_leaves_no_data_directory() {
         stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
         "{stderr}"
     );
-    assert!(!dir.exists(), "a failed start left {} behind", dir.display());
+    assert!(
+        !dir.exists(),
+        "a failed start left {} behind",
+        dir.display()
+    );
     drop(taken);
 }

@@ -43,7 +43,7 @@ pub(super) fn run(store: &Store, q: &Select, lo: i64, hi: i64) -> SResult<Result
     let mut rows: Vec<Row> = Vec::new();
     if lo <= hi {
         for (path, t) in names {
-            if let Some((time, p)) = Scan::new(store, &path, lo, hi).last_point() {
+            if let Some((time, p)) = Scan::new(store, &path, lo, hi).last_point()? {
                 rows.push(Row {
                     time,
                     series: path,

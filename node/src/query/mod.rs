@@ -371,7 +371,7 @@ fn aggregate_block(
     windows: &Windows,
     (k0, k1): (u64, u64),
     (lo, hi): (i64, i64),
-) -> Vec<Option<Values>> {
+) -> SResult<Vec<Option<Values>>> {
     let n = usize::try_from(k1 - k0 + 1).unwrap_or(usize::MAX);
     let mut out: Vec<Option<Values>> = vec![None; ncolumns];
     let mut by_series: BTreeMap<&str, Vec<&Source>> = BTreeMap::new();
@@ -399,7 +399,7 @@ fn aggregate_block(
         let mut scan = Scan::new(store, series, slo, shi);
         if k0 == k1 && aggs.iter().all(|&a| aggregate::needs_last_only(a)) {
             // The latest point settles every aggregation: read from the end.
-            if let Some((_, p)) = scan.last_point() {
+            if let Some((_, p)) = scan.last_point()? {
                 for a in &mut accs {
                     a.add(&p.times, &p.values, 0..1);
                 }
@@ -408,13 +408,13 @@ fn aggregate_block(
                 a.finish(&mut r.data, &mut r.nulls);
             }
         } else {
-            run_windows(&mut scan, &accs, &mut results, windows, (k0, k1), (lo, hi));
+            run_windows(&mut scan, &accs, &mut results, windows, (k0, k1), (lo, hi))?;
         }
         for (r, s) in results.into_iter().zip(&sources) {
             out[s.column] = Some(r);
         }
     }
-    out
+    Ok(out)
 }
 
 /// Adds the points of `p` in `[a, b]` to every accumulator.
@@ -442,7 +442,7 @@ fn run_windows(
     windows: &Windows,
     (k0, k1): (u64, u64),
     (lo, hi): (i64, i64),
-) {
+) -> SResult<()> {
     // Window k's time range within [lo, hi] (empty when start > end).
     let range = |k: u64| {
         let (a, b, _) = windows.window(k);
@@ -455,7 +455,7 @@ fn run_windows(
     };
     let mut open: std::collections::VecDeque<(u64, Vec<Acc>)> = Default::default();
     let mut next = k0;
-    while let Some((_, end, p)) = scan.next_front() {
+    while let Some((_, end, p)) = scan.next_front()? {
         while next <= k1 && range(next).0 <= end {
             open.push_back((next, accs.to_vec()));
             next += 1;
@@ -483,6 +483,7 @@ fn run_windows(
     for _ in next..=k1 {
         finish(&mut accs.to_vec(), results);
     }
+    Ok(())
 }
 
 /// An empty result: no columns, no rows (what IoTDB answers when no
@@ -554,13 +555,11 @@ fn aggregate(
         .zip(&plan.blocks)
         .map(|(nd, block)| {
             nd.map(|(k0, k1)| {
-                (
-                    k0,
-                    aggregate_block(store, block, ncols, windows, (k0, k1), (lo, hi)),
-                )
+                aggregate_block(store, block, ncols, windows, (k0, k1), (lo, hi)).map(|v| (k0, v))
             })
+            .transpose()
         })
-        .collect();
+        .collect::<SResult<_>>()?;
     let rows = rows as usize;
     let mut times = Vec::with_capacity(rows);
     let mut data: Vec<Column> = plan

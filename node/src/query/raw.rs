@@ -27,7 +27,7 @@ fn read_block(store: &Store, block: &Block, lo: i64, hi: i64, read: &mut usize) 
     let mut parts = Vec::with_capacity(block.sources.len());
     for s in &block.sources {
         let pts = if lo <= hi {
-            store.read(&s.series, lo, hi)
+            store.read(&s.series, lo, hi)?
         } else {
             None
         }

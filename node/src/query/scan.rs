@@ -10,7 +10,7 @@
 //! parts and applies deletions. The sub-ranges partition the range, so a
 //! point is read once even if writes land while the scan runs.
 
-use crate::store::{Points, Store};
+use crate::store::{Points, SResult, Store};
 
 /// Points a scan aims to hold at once (a full chunk of the default flush
 /// size): about 16 MiB for 8-byte values.
@@ -122,22 +122,22 @@ impl<'a> Scan<'a> {
         }
     }
 
-    fn read(&self, i: usize) -> (i64, i64, Points) {
+    fn read(&self, i: usize) -> SResult<(i64, i64, Points)> {
         let (a, b) = self.ranges[i];
-        let pts = self.store.read(self.path, a, b).unwrap_or_else(|| Points {
+        let pts = self.store.read(self.path, a, b)?.unwrap_or_else(|| Points {
             times: Vec::new(),
             values: protocol::tablet::Column::Boolean(Vec::new()),
         });
-        (a, b, pts)
+        Ok((a, b, pts))
     }
 
     /// The next sub-range from the start, with its points (possibly none).
-    pub fn next_front(&mut self) -> Option<(i64, i64, Points)> {
+    pub fn next_front(&mut self) -> SResult<Option<(i64, i64, Points)>> {
         if self.front >= self.back {
-            return None;
+            return Ok(None);
         }
         self.front += 1;
-        Some(self.read(self.front - 1))
+        self.read(self.front - 1).map(Some)
     }
 
     /// Skips the unread sub-ranges that end before `t`.
@@ -148,41 +148,41 @@ impl<'a> Scan<'a> {
     }
 
     /// The next sub-range from the end, with its points (possibly none).
-    pub fn next_back(&mut self) -> Option<(i64, i64, Points)> {
+    pub fn next_back(&mut self) -> SResult<Option<(i64, i64, Points)>> {
         if self.front >= self.back {
-            return None;
+            return Ok(None);
         }
         self.back -= 1;
-        Some(self.read(self.back))
+        self.read(self.back).map(Some)
     }
 
     /// The latest point in the range: `(time, index 0 of a one-point
     /// batch)`, reading from the end until a sub-range has points.
-    pub fn last_point(&mut self) -> Option<(i64, Points)> {
+    pub fn last_point(&mut self) -> SResult<Option<(i64, Points)>> {
         // Most often the latest time a part holds is the answer: read that
         // one time; if it was deleted, read back from the end.
         if let Some(t) = self.latest.take() {
-            if let Some(p) = self.store.read(self.path, t, t) {
+            if let Some(p) = self.store.read(self.path, t, t)? {
                 if p.times == [t] {
-                    return Some((t, p));
+                    return Ok(Some((t, p)));
                 }
             }
         }
-        while let Some((_, _, p)) = self.next_back() {
+        while let Some((_, _, p)) = self.next_back()? {
             if let Some(&t) = p.times.last() {
                 let i = p.times.len() - 1;
                 let mut values = protocol::tablet::Column::with_capacity(p.values.data_type(), 1);
                 values.extend_rows(&p.values, std::iter::once(i));
-                return Some((
+                return Ok(Some((
                     t,
                     Points {
                         times: vec![t],
                         values,
                     },
-                ));
+                )));
             }
         }
-        None
+        Ok(None)
     }
 }
 
