@@ -1,6 +1,6 @@
 //! Small filesystem helpers: atomic replace and directory fsync, and the
-//! one place every sync of the log reports to the power-loss model (the
-//! `powerloss` feature, for tests; see [`crate::powerloss`]).
+//! one place every sync of the log reports to the power-loss model (see
+//! [`crate::powerloss`]; dormant unless a test watches the directory).
 //!
 //! The functions that sync are `#[track_caller]`, and so are the segment
 //! and ledger methods that call them: the power-loss model names each sync

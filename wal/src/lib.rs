@@ -25,8 +25,9 @@
 //! - A full disk refuses an append with an error
 //!   ([`Error::is_disk_full`]) and leaves nothing behind: appends resume
 //!   when space returns.
-//! - With the `powerloss` feature (tests only), the `powerloss` module records
-//!   what survives a power cut after every sync the log makes.
+//! - The [`powerloss`] module can record what survives a power cut after
+//!   every sync the log makes: dormant (one atomic load per sync) until a
+//!   test watches a directory.
 //! - One writer process per directory (a lock file); [`Log::open_read_only`]
 //!   works beside it.
 //!
@@ -65,10 +66,7 @@ pub mod format;
 mod fsutil;
 mod ledger;
 mod log;
-#[cfg(feature = "powerloss")]
 pub mod powerloss;
-#[cfg(not(feature = "powerloss"))]
-mod powerloss;
 mod reader;
 mod recovery;
 mod segment;

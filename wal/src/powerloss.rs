@@ -1,5 +1,6 @@
-//! A model of what survives a power cut, for tests (the `powerloss`
-//! feature; without it every hook here is empty).
+//! A model of what survives a power cut, for tests. It is dormant until a
+//! test calls [`watch`]: every hook then costs one atomic load, next to
+//! the sync it follows.
 //!
 //! A process crash (SIGKILL) keeps the page cache: what the process wrote
 //! reaches the disk later whether it synced or not, so a kill -9 test
@@ -25,10 +26,8 @@
 //! `skip` stops one site from counting, as if that sync were missing from
 //! the code: a test can show that every sync matters.
 
-#[cfg(feature = "powerloss")]
 pub use model::*;
 
-#[cfg(feature = "powerloss")]
 mod model {
     use std::collections::{BTreeMap, BTreeSet, HashMap};
     use std::ffi::OsString;
@@ -401,33 +400,3 @@ mod model {
         });
     }
 }
-
-#[cfg(not(feature = "powerloss"))]
-mod hooks {
-    use std::fs::File;
-    use std::path::Path;
-
-    #[inline(always)]
-    pub(crate) fn file_synced(_: &File, _: &Path, _: &'static str, _: &'static str) {}
-    #[inline(always)]
-    pub(crate) fn range_synced(
-        _: &File,
-        _: &Path,
-        _: u64,
-        _: u64,
-        _: &'static str,
-        _: &'static str,
-    ) {
-    }
-    #[inline(always)]
-    pub(crate) fn dir_synced(_: &Path, _: &'static str, _: &'static str) {}
-    #[inline(always)]
-    pub(crate) fn created(_: &Path, _: &File) {}
-    #[inline(always)]
-    pub(crate) fn replaced(_: &Path, _: &[u8]) {}
-    #[inline(always)]
-    pub(crate) fn removed(_: &Path) {}
-}
-
-#[cfg(not(feature = "powerloss"))]
-pub(crate) use hooks::*;

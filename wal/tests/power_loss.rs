@@ -3,8 +3,8 @@
 //!
 //! A kill -9 keeps the page cache, so it cannot tell a synced write from an
 //! unsynced one (`crash.rs` tests process-crash recovery). Here the wal's
-//! `powerloss` feature records what the disk holds after every sync
-//! (`wal::powerloss`); a scenario of appends, syncs, consumer commits,
+//! power-loss model records what the disk holds after every sync
+//! (`wal::powerloss`, dormant outside tests); a scenario of appends, syncs, consumer commits,
 //! retention (forced too), process crashes, clean restarts and power cuts
 //! runs under each fsync policy, and then the directory as it was after
 //! *each* recorded sync is recovered (under `absolute-consistency`, which
@@ -23,7 +23,7 @@
 //! and requires a check to fail each time: no sync is missing from the
 //! checks, and none is dead weight.
 //!
-//! `cargo test -p wal --features powerloss --test power_loss`
+//! `cargo test -p wal --test power_loss`
 
 mod util;
 
