@@ -299,7 +299,7 @@ impl NodeConfig {
             }
             let Some((k, v)) = line.split_once('=') else {
                 return Err(format!(
-                    "{}:{}: expected key=value, found {line:?}",
+                    "{}:{}: expected key=value, found '{line}'",
                     path.display(),
                     i + 1
                 ));

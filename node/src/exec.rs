@@ -1046,7 +1046,12 @@ mod tests {
             .execute(&ctx, "insert into root.sg.d(time, s) values (1, 'x')")
             .unwrap_err();
         assert_eq!(err.code, status::DATA_TYPE_MISMATCH);
-        assert!(err.message.contains("root.sg.d.s is INT32"), "{err}");
+        assert!(
+            err.message.contains(
+                "data type of root.sg.d.s is not consistent, registered type INT32, inserting type TEXT, timestamp 1, value x"
+            ),
+            "{err}"
+        );
         let err = e
             .execute(&ctx, "create timeseries root.sg.d.s with datatype=INT32")
             .unwrap_err();

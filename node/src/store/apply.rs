@@ -63,7 +63,7 @@ pub(super) fn validate(inner: &Inner, config: &StoreConfig, ev: &Event) -> SResu
                         return Err(StoreError::new(
                             status::DATA_TYPE_MISMATCH,
                             format!(
-                                "data type of {path} is {}, but the value written is {}",
+                                "data type of {path} is not consistent, registered type {}, inserting type {}",
                                 s.info.data_type,
                                 c.data_type()
                             ),

@@ -26,16 +26,23 @@ pub fn encoding_name(id: u8) -> &'static str {
     }
 }
 
-/// Converts a SQL-side value for a series of type `t`.
+/// Converts a SQL-side value at time `time` for a series of type `t`.
 ///
 /// # Errors
-/// A type mismatch naming the series.
-pub fn coerce(path: &str, t: DataType, v: &crate::sql::Literal) -> SResult<Value> {
+/// A type mismatch naming the series, in IoTDB's words.
+pub fn coerce(path: &str, t: DataType, time: i64, v: &crate::sql::Literal) -> SResult<Value> {
     use crate::sql::Literal as L;
     let mismatch = || {
+        let (written, text) = match v {
+            L::Int(i) => ("INT64", i.to_string()),
+            L::Float(f) => ("DOUBLE", f.to_string()),
+            L::Bool(b) => ("BOOLEAN", b.to_string()),
+            L::Text(s) => ("TEXT", s.clone()),
+            L::Null => ("NULL", "null".to_string()),
+        };
         StoreError::new(
             status::DATA_TYPE_MISMATCH,
-            format!("data type of {path} is {t}, but the value {v:?} is not a {t}"),
+            format!("data type of {path} is not consistent, registered type {t}, inserting type {written}, timestamp {time}, value {text}"),
         )
     };
     Ok(match (t, v) {
@@ -96,12 +103,12 @@ pub fn tablet_from_rows(
         };
         let mut col = Column::with_capacity(t, rows.len());
         let mut nl = vec![false; rows.len()];
-        for (ri, (_, vals)) in rows.iter().enumerate() {
+        for (ri, (time, vals)) in rows.iter().enumerate() {
             if vals[ci] == crate::sql::Literal::Null {
                 nl[ri] = true;
                 col.push(Value::placeholder(t));
             } else {
-                col.push(coerce(&path, t, &vals[ci])?);
+                col.push(coerce(&path, t, *time, &vals[ci])?);
             }
         }
         columns.push(col);

@@ -65,7 +65,7 @@ fn overwrite_delete_flush_and_restart() {
         .unwrap_err();
     assert_eq!(e.code, status::DATA_TYPE_MISMATCH);
     assert!(
-        e.message.contains("data type of root.sg.d.x is DOUBLE"),
+        e.message.contains("data type of root.sg.d.x is not consistent, registered type DOUBLE, inserting type INT32"),
         "{e}"
     );
     assert_eq!(s.log().end_offset(), end);
