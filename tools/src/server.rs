@@ -46,19 +46,28 @@ impl ServerOpt {
     }
 }
 
-async fn shutdown_signal() {
+/// The shutdown signal: SIGTERM or Ctrl-C. The handlers are installed when
+/// this is called, not when the future is first polled, so a signal that
+/// arrives after the node announced it listens is never lost (the default
+/// action would kill the process without a clean close).
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("install SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 
@@ -93,8 +102,9 @@ pub fn run(opt: ServerOpt) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot open data directory {}", data_dir.display()));
             }
         };
+        let shutdown = shutdown_signal().context("cannot install the SIGTERM/SIGINT handlers")?;
         println!("edgepipe server listening on {}", listener.local_addr()?);
-        node.serve(listener, shutdown_signal()).await;
+        node.serve(listener, shutdown).await;
         tracing::info!("shutting down");
         node.close().map_err(anyhow::Error::msg)?;
         tracing::info!("stopped cleanly");
