@@ -257,6 +257,9 @@ async fn serve(
     let (notify_tx, _) = broadcast::channel::<()>(1);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let limit = Arc::new(Semaphore::new(limits.max_connections));
+    // Refused connections being answered at once (the rest are closed
+    // without an answer).
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     let mut next_id = 0u64;
     tokio::pin!(shutdown);
     'accept: loop {
@@ -276,7 +279,13 @@ async fn serve(
             let list = service.receiver().ip_white_list();
             if let Err(status) = list.check(peer.ip()) {
                 warn!(sender = %peer.ip().to_canonical(), ip_white_list = %list, "pipe server: refused a connection from outside ip_white_list (its first request is answered with the refusal, then it is closed)");
-                tokio::spawn(refuse(socket, status, limits.timeout.get()));
+                if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                    let timeout = limits.timeout.get();
+                    tokio::spawn(async move {
+                        refuse(socket, status, timeout).await;
+                        drop(permit);
+                    });
+                }
                 continue;
             }
         }
@@ -352,6 +361,9 @@ async fn serve(
 /// The largest first request a refused connection's answer is read for:
 /// a handshake or a login is far smaller.
 const REFUSAL_FRAME: usize = 4 << 10;
+/// The most refused connections the pipe server answers at once; more are
+/// closed without an answer, so refused peers cannot hold many sockets.
+const MAX_REFUSALS: usize = 64;
 
 /// Answers the first request of a connection the pipe server refused with
 /// `status` (1108, naming the address and the list), so the sender learns
