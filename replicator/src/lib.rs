@@ -155,7 +155,8 @@ struct Inner {
 pub(crate) struct Shared {
     log: Arc<wal::Log>,
     path: PathBuf,
-    settings: Settings,
+    /// Replaced by `LOAD CONFIGURATION` ([`PipeManager::update_settings`]).
+    settings: std::sync::RwLock<Settings>,
     handle: tokio::runtime::Handle,
     inner: Mutex<Inner>,
 }
@@ -228,7 +229,7 @@ impl PipeManager {
         let shared = Arc::new(Shared {
             log,
             path,
-            settings,
+            settings: std::sync::RwLock::new(settings),
             handle,
             inner: Mutex::new(Inner {
                 pipes,
@@ -254,6 +255,24 @@ impl PipeManager {
         Ok(mgr)
     }
 
+    /// Replaces the settings (`LOAD CONFIGURATION`): retries read them at
+    /// each failure; a new connector timeout applies to connectors made
+    /// from now on (a pipe's connector is remade when it is started and no
+    /// running pipe shares it).
+    pub fn update_settings(&self, settings: Settings) {
+        let s = &self.shared;
+        let timeout_changed = {
+            let mut cur = s.settings.write().expect("settings lock");
+            let changed = cur.timeout != settings.timeout;
+            *cur = settings;
+            changed
+        };
+        if timeout_changed {
+            let mut inner = s.inner.lock().expect("pipes lock");
+            inner.connectors.retain(|_, c| Arc::strong_count(c) > 1);
+        }
+    }
+
     /// `CREATE PIPE`: validates the attributes (filling in defaults) and
     /// registers the pipe STOPPED, with its offset at the log start
     /// (history) or the log end (realtime only).
@@ -270,7 +289,7 @@ impl PipeManager {
         let bad =
             |m: String| PipeError::new(PIPE_ERROR, format!("Failed to create pipe {id}: {m}"));
         let s = &self.shared;
-        let ext = Extractor::configure(&mut extractor, s.settings.units_per_sec).map_err(bad)?;
+        let ext = Extractor::configure(&mut extractor, s.settings().units_per_sec).map_err(bad)?;
         plugin::processor(&mut processor).map_err(bad)?;
         ConnectorSpec::parse(&connector).map_err(bad)?;
         let mut inner = s.inner.lock().expect("pipes lock");
@@ -554,13 +573,19 @@ impl Shared {
             return Ok(c.clone());
         }
         let spec = ConnectorSpec::parse(attrs)?;
+        let settings = self.settings();
         let c = Arc::new(tokio::sync::Mutex::new(Connector::new(
             spec,
-            &self.settings.precision,
-            self.settings.timeout,
+            &settings.precision,
+            settings.timeout,
         )));
         inner.connectors.insert(key, c.clone());
         Ok(c)
+    }
+
+    /// The settings now.
+    pub(crate) fn settings(&self) -> Settings {
+        self.settings.read().expect("settings lock").clone()
     }
 
     fn spawn(self: &Arc<Self>, inner: &mut Inner, id: &str) {

@@ -187,7 +187,7 @@ impl PipeTask {
         };
         let Ok(slot) = tx.reserve().await else { return };
         let log = &self.shared.log;
-        let settings = &self.shared.settings;
+        let settings = self.shared.settings();
         let mut ext_attrs = self.meta.extractor.clone();
         let ext = match Extractor::configure(&mut ext_attrs, settings.units_per_sec) {
             Ok(e) => e,
@@ -347,7 +347,7 @@ impl PipeTask {
         if events.is_empty() {
             return None;
         }
-        let settings = &self.shared.settings;
+        let settings = self.shared.settings();
         let mut attempt = 0;
         loop {
             let r = tokio::select! {
