@@ -250,6 +250,22 @@ pub enum Outcome {
     Rows(ResultSet),
 }
 
+/// The columns of SHOW PIPES / SHOW PIPE (all TEXT): IoTDB 1.2's first,
+/// then the sync tool's role (`sender` / `receiver`) and remote.
+pub const PIPE_COLUMNS: [&str; 11] = [
+    "ID",
+    "CreationTime",
+    "State",
+    "PipeExtractor",
+    "PipeProcessor",
+    "PipeConnector",
+    "ExceptionMessage",
+    "RemainingEventCount",
+    "LagSeconds",
+    "Role",
+    "Remote",
+];
+
 /// Runs statements against a store (and the node's pipes and users).
 #[derive(Debug, Clone)]
 pub struct Executor {
@@ -416,6 +432,26 @@ impl Executor {
         Ok(())
     }
 
+    /// Logs a deletion with `append` through the pipes' deletion index
+    /// (so no pipe ships a point deleted before it read it; see
+    /// `replicator::deletions`). Every path that logs a deletion (a delete,
+    /// a delete database) goes through here.
+    ///
+    /// # Errors
+    /// `append`'s.
+    pub fn log_deletion(
+        &self,
+        patterns: Vec<String>,
+        min: i64,
+        max: i64,
+        append: impl FnOnce() -> SResult<u64>,
+    ) -> SResult<u64> {
+        match &self.pipes {
+            Some(p) => p.deletions().record(patterns, min, max, append),
+            None => append(),
+        }
+    }
+
     fn pipes(&self) -> SResult<&Arc<replicator::PipeManager>> {
         self.pipes.as_ref().ok_or_else(|| {
             StoreError::new(
@@ -434,6 +470,11 @@ impl Executor {
         })
     }
 
+    /// SHOW PIPES rows of the pipes this node sends: IoTDB 1.2's columns
+    /// first, then Role (`sender`) and Remote (the connector's targets, or
+    /// a sync-tool pipe's PipeSink). State and ExceptionMessage are in each
+    /// pipe's own vocabulary (a sync-tool pipe: RUNNING / STOP / DROP,
+    /// `WARN: …` / `ERROR: …`).
     fn pipe_rows(&self, ctx: &Context, rows: Vec<replicator::PipeRow>) -> ResultSet {
         let render =
             |a: &std::collections::BTreeMap<String, String>| replicator::meta::render_attrs(a);
@@ -443,30 +484,19 @@ impl Executor {
                 vec![
                     r.meta.id.clone(),
                     ctx.precision_ms_format(r.meta.creation_time_ms),
-                    r.meta.state.name().to_string(),
+                    r.meta.state_name().to_string(),
                     render(&r.meta.extractor),
                     render(&r.meta.processor),
                     render(&r.meta.connector),
                     r.meta.exception.clone(),
                     r.remaining_events.to_string(),
                     format!("{:.3}", r.lag_seconds),
+                    "sender".to_string(),
+                    r.remote,
                 ]
             })
             .collect();
-        ResultSet::text(
-            &[
-                "ID",
-                "CreationTime",
-                "State",
-                "PipeExtractor",
-                "PipeProcessor",
-                "PipeConnector",
-                "ExceptionMessage",
-                "RemainingEventCount",
-                "LagSeconds",
-            ],
-            body,
-        )
+        ResultSet::text(&PIPE_COLUMNS, body)
     }
 
     /// The store.
@@ -555,6 +585,13 @@ impl Executor {
             Statement::DropPipe(_) => (Privilege::DROP_PIPE, vec![]),
             Statement::ShowPipes { .. } => (Privilege::SHOW_PIPES, vec![]),
             Statement::ShowPipePlugins => (Privilege::SHOW_PIPEPLUGINS, vec![]),
+            Statement::CreatePipeSink { .. } | Statement::CreateSinkPipe { .. } => {
+                (Privilege::CREATE_PIPE, vec![])
+            }
+            Statement::DropPipeSink(_) => (Privilege::DROP_PIPE, vec![]),
+            Statement::ShowPipeSinks(_) | Statement::ShowPipeSinkTypes => {
+                (Privilege::SHOW_PIPES, vec![])
+            }
             Statement::CreateUser { .. } => (Privilege::CREATE_USER, vec![]),
             Statement::DropUser(_) => (Privilege::DELETE_USER, vec![]),
             Statement::Privileges { grant, paths, .. } => (
@@ -618,7 +655,13 @@ impl Executor {
                         ));
                     }
                     for d in dbs {
-                        last = Some(s.write(Event::Schema(SchemaOp::DeleteDatabase(d)))?);
+                        let ev = Event::Schema(SchemaOp::DeleteDatabase(d.clone()));
+                        last = Some(self.log_deletion(
+                            vec![format!("{d}.**")],
+                            i64::MIN,
+                            i64::MAX,
+                            || s.write(ev),
+                        )?);
                     }
                 }
                 Ok(Outcome::Done(last))
@@ -763,12 +806,18 @@ impl Executor {
                 if min > max {
                     return Ok(Outcome::Done(None));
                 }
-                let patterns = paths.iter().map(|p| p.to_string()).collect();
-                Ok(Outcome::Done(Some(s.write(Event::Delete {
+                let patterns: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+                let ev = Event::Delete {
+                    patterns: patterns.clone(),
+                    min,
+                    max,
+                };
+                Ok(Outcome::Done(Some(self.log_deletion(
                     patterns,
                     min,
                     max,
-                })?)))
+                    || s.write(ev),
+                )?)))
             }
             Statement::Select {
                 select,
@@ -830,6 +879,58 @@ impl Executor {
                     &["PluginName", "PluginType", "ClassName", "PluginJar"],
                     rows,
                 )))
+            }
+            Statement::CreatePipeSink {
+                name,
+                sink_type,
+                attributes,
+            } => {
+                self.pipes()?
+                    .create_pipesink(&name, &sink_type, &attributes)
+                    .map_err(pipe_err)?;
+                Ok(Outcome::Done(None))
+            }
+            Statement::DropPipeSink(name) => {
+                self.pipes()?.drop_pipesink(&name).map_err(pipe_err)?;
+                Ok(Outcome::Done(None))
+            }
+            Statement::ShowPipeSinks(name) => {
+                let rows = self
+                    .pipes()?
+                    .pipesinks(name.as_deref())
+                    .into_iter()
+                    .map(|k| vec![k.name.clone(), k.sink_type.clone(), k.attributes()])
+                    .collect();
+                Ok(Outcome::Rows(ResultSet::text(
+                    &["name", "type", "attributes"],
+                    rows,
+                )))
+            }
+            Statement::ShowPipeSinkTypes => Ok(Outcome::Rows(ResultSet::text(
+                &["type"],
+                replicator::pipesink::PIPESINK_TYPES
+                    .iter()
+                    .map(|t| vec![t.to_string()])
+                    .collect(),
+            ))),
+            Statement::CreateSinkPipe {
+                id,
+                sink,
+                start,
+                attributes,
+            } => {
+                let start = match start {
+                    Some((t, inclusive)) => {
+                        let v = to_time(ctx, &t)?;
+                        Some(if inclusive { v } else { v.saturating_add(1) })
+                    }
+                    None => None,
+                };
+                let pipes = self.pipes()?;
+                pipes
+                    .create_sink_pipe(&id, &sink, start, &attributes)
+                    .map_err(pipe_err)?;
+                Ok(Outcome::Done(None))
             }
             Statement::CreateUser { name, password } => {
                 self.user_admin()?

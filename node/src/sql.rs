@@ -286,6 +286,33 @@ pub enum Statement {
     },
     /// `SHOW PIPEPLUGINS`.
     ShowPipePlugins,
+    /// `CREATE PIPESINK name AS type [(k=v, …)]` (the 1.0/1.1 sync tool).
+    CreatePipeSink {
+        /// Its name.
+        name: String,
+        /// Its type (`IoTDB`).
+        sink_type: String,
+        /// Attributes as written (`ip`, `port`).
+        attributes: Vec<(String, String)>,
+    },
+    /// `DROP PIPESINK name`.
+    DropPipeSink(String),
+    /// `SHOW PIPESINKS` (`None`), `SHOW PIPESINK [name]`.
+    ShowPipeSinks(Option<String>),
+    /// `SHOW PIPESINKTYPE`.
+    ShowPipeSinkTypes,
+    /// `CREATE PIPE id TO sink [FROM (select ** from root [WHERE time >= t])]
+    /// [WITH k=v, …]` (the 1.0/1.1 sync tool).
+    CreateSinkPipe {
+        /// The pipe's name.
+        id: String,
+        /// The PipeSink it sends to.
+        sink: String,
+        /// The `WHERE time > t` (false) or `>= t` (true) bound.
+        start: Option<(TimeLit, bool)>,
+        /// `WITH` attributes as written (`SyncDelOp`).
+        attributes: Vec<(String, String)>,
+    },
     /// `CREATE USER name 'password'`.
     CreateUser {
         /// User name.
@@ -956,6 +983,127 @@ impl Parser {
         }
     }
 
+    /// A name if one follows (`SHOW PIPE [name]`).
+    fn opt_ident(&mut self) -> Option<String> {
+        match self.peek() {
+            Some(Tok::Word(w)) | Some(Tok::Backquoted(w)) | Some(Tok::Number(w)) => {
+                let w = w.clone();
+                self.at += 1;
+                Some(w)
+            }
+            _ => None,
+        }
+    }
+
+    /// `k = v (, k = v)*` of the sync tool: keys and values bare, quoted,
+    /// backquoted or numbers (`ip='127.0.0.1', port=6670`).
+    fn attribute_pairs(&mut self) -> PResult<Vec<(String, String)>> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        loop {
+            let col = self.col();
+            let k = match self.peek().cloned() {
+                Some(Tok::Word(w) | Tok::Quoted(w) | Tok::Backquoted(w) | Tok::Number(w)) => w,
+                _ => return self.fail("an attribute such as ip='127.0.0.1' or SyncDelOp=false"),
+            };
+            self.at += 1;
+            self.sym("=")?;
+            let neg = self.eat_sym("-");
+            let v = match self.peek().cloned() {
+                Some(Tok::Number(n)) => {
+                    if neg {
+                        format!("-{n}")
+                    } else {
+                        n
+                    }
+                }
+                Some(Tok::Word(w) | Tok::Quoted(w) | Tok::Backquoted(w) | Tok::DateTime(w))
+                    if !neg =>
+                {
+                    w
+                }
+                _ => return self.fail("an attribute value"),
+            };
+            self.at += 1;
+            if out.iter().any(|(x, _)| x.eq_ignore_ascii_case(&k)) {
+                return Err(ParseError {
+                    code: status::SQL_PARSE_ERROR,
+                    col,
+                    message: format!("attribute {k} is given twice"),
+                });
+            }
+            out.push((k, v));
+            if !self.eat_sym(",") {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The rest of `CREATE PIPE id TO sink [FROM (select ** from root
+    /// [WHERE time >= t])] [WITH k=v, …]`, after `TO`.
+    fn sink_pipe(&mut self, id: String) -> PResult<Statement> {
+        let sink = self.ident("a pipeSink name")?;
+        let mut start = None;
+        if self.eat_kw("from") {
+            let col = self.col();
+            let only = |found: &str| {
+                ParseError {
+                code: status::SQL_PARSE_ERROR,
+                col,
+                message: format!(
+                    "CREATE PIPE … TO … FROM supports only (select ** from root [where time >= T]), with > or >= on time and T an integer or a datetime such as 2022-03-30 00:00:00; {found}"
+                ),
+            }
+            };
+            if !self.eat_sym("(") {
+                return Err(only("the select statement must be in parentheses"));
+            }
+            if !self.eat_kw("select") {
+                return Err(only("a SELECT statement is expected"));
+            }
+            if !self.eat_sym("**") || !self.is_kw("from") {
+                return Err(only("only ** may be selected"));
+            }
+            self.at += 1;
+            if !self.eat_kw("root") || matches!(self.peek(), Some(Tok::Sym("." | ","))) {
+                return Err(only("only FROM root is allowed"));
+            }
+            if self.eat_kw("where") {
+                if !(self.eat_kw("time") || self.eat_kw("timestamp")) {
+                    return Err(only("the WHERE clause may filter on time only"));
+                }
+                let inclusive = if self.eat_sym(">=") {
+                    true
+                } else if self.eat_sym(">") {
+                    false
+                } else {
+                    return Err(only("only > or >= may compare time"));
+                };
+                let t = self.time_lit()?;
+                if t == TimeLit::Now {
+                    return Err(only("now() is not a start time"));
+                }
+                start = Some((t, inclusive));
+                if !matches!(self.peek(), Some(Tok::Sym(")"))) {
+                    return Err(only("only one condition on time is allowed"));
+                }
+            }
+            if !self.eat_sym(")") {
+                return Err(only("expected ')' after the select statement"));
+            }
+        }
+        let attributes = if self.eat_kw("with") {
+            self.attribute_pairs()?
+        } else {
+            Vec::new()
+        };
+        Ok(Statement::CreateSinkPipe {
+            id,
+            sink,
+            start,
+            attributes,
+        })
+    }
+
     fn privileges(&mut self, grant: bool) -> PResult<Statement> {
         self.kw("user")?;
         let user = self.ident("a user name")?;
@@ -998,8 +1146,28 @@ impl Parser {
                 Ok(Statement::CreateDatabase(self.plain_full_path("database")?))
             }
             "create" => {
+                if self.eat_kw("pipesink") {
+                    let name = self.ident("a pipeSink name")?;
+                    self.kw("as")?;
+                    let sink_type = self.ident("a pipeSink type such as IoTDB")?;
+                    let attributes = if self.eat_sym("(") {
+                        let a = self.attribute_pairs()?;
+                        self.sym(")")?;
+                        a
+                    } else {
+                        Vec::new()
+                    };
+                    return Ok(Statement::CreatePipeSink {
+                        name,
+                        sink_type,
+                        attributes,
+                    });
+                }
                 if self.eat_kw("pipe") {
                     let id = self.ident("a pipe id")?;
+                    if self.eat_kw("to") {
+                        return self.sink_pipe(id);
+                    }
                     let (mut extractor, mut processor, mut connector) = (None, None, None);
                     while self.eat_kw("with") {
                         let slot = if self.eat_kw("extractor") || self.eat_kw("source") {
@@ -1098,7 +1266,7 @@ impl Parser {
                         compressor: c,
                     }));
                 }
-                self.fail("DATABASE, TIMESERIES, ALIGNED TIMESERIES, PIPE or USER")
+                self.fail("DATABASE, TIMESERIES, ALIGNED TIMESERIES, PIPE, PIPESINK or USER")
             }
             "start" | "stop" => {
                 self.kw("pipe")?;
@@ -1122,6 +1290,9 @@ impl Parser {
                 Ok(Statement::ListUser)
             }
             "delete" | "drop" => {
+                if first.eq_ignore_ascii_case("drop") && self.eat_kw("pipesink") {
+                    return Ok(Statement::DropPipeSink(self.ident("a pipeSink name")?));
+                }
                 if first.eq_ignore_ascii_case("drop") && self.eat_kw("pipe") {
                     return Ok(Statement::DropPipe(self.ident("a pipe id")?));
                 }
@@ -1140,7 +1311,7 @@ impl Parser {
                     let filter = self.where_time()?;
                     return Ok(Statement::Delete { paths, filter });
                 }
-                self.fail("FROM, DATABASE, STORAGE GROUP, PIPE or USER")
+                self.fail("FROM, DATABASE, STORAGE GROUP, PIPE, PIPESINK or USER")
             }
             "show" => {
                 let opt_path = |p: &mut Parser| -> PResult<Option<Path>> {
@@ -1157,6 +1328,16 @@ impl Parser {
                 if self.eat_kw("pipeplugins") {
                     return Ok(Statement::ShowPipePlugins);
                 }
+                if self.eat_kw("pipesinktype") {
+                    return Ok(Statement::ShowPipeSinkTypes);
+                }
+                if self.eat_kw("pipesinks") {
+                    return Ok(Statement::ShowPipeSinks(None));
+                }
+                if self.eat_kw("pipesink") {
+                    let name = self.opt_ident();
+                    return Ok(Statement::ShowPipeSinks(name));
+                }
                 if self.eat_kw("pipes") {
                     let mut used_by = None;
                     if self.eat_kw("where") {
@@ -1168,8 +1349,9 @@ impl Parser {
                     return Ok(Statement::ShowPipes { id: None, used_by });
                 }
                 if self.eat_kw("pipe") {
+                    // SHOW PIPE without a name is SHOW PIPES (the sync tool).
                     return Ok(Statement::ShowPipes {
-                        id: Some(self.ident("a pipe id")?),
+                        id: self.opt_ident(),
                         used_by: None,
                     });
                 }
@@ -1183,7 +1365,7 @@ impl Parser {
                     return Ok(Statement::ShowDevices(opt_path(self)?));
                 }
                 self.fail(
-                    "DATABASES, STORAGE GROUP, TIMESERIES, DEVICES, PIPES, PIPE or PIPEPLUGINS",
+                    "DATABASES, STORAGE GROUP, TIMESERIES, DEVICES, PIPES, PIPE, PIPEPLUGINS, PIPESINKS, PIPESINK or PIPESINKTYPE",
                 )
             }
             "count" => {
