@@ -1518,4 +1518,115 @@ mod tests {
         let err = e.admit_tablets("root", &mut t).unwrap_err();
         assert_eq!(err.code, status::ILLEGAL_PATH);
     }
+
+    /// The sync tool's PipeSink statements, SHOW PIPESINKTYPE, and the
+    /// refusals of CREATE PIPE … TO that need no receiver (seed 000; the
+    /// FAQ's "Create transport … error" included).
+    #[test]
+    fn sync_tool_statements_and_their_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let open = |dir: &std::path::Path| {
+            let e = exec(dir);
+            let pipes = Arc::new(
+                replicator::PipeManager::open(
+                    e.store().log().clone(),
+                    &dir.join("system"),
+                    replicator::Settings::default(),
+                    rt.handle().clone(),
+                )
+                .unwrap(),
+            );
+            let users = Arc::new(Users::open(&dir.join("system"), "root").unwrap());
+            e.with_pipes(pipes, users)
+        };
+        let e = open(dir.path());
+        let ctx = utc();
+        let text = |e: &Executor, q: &str| -> Vec<Vec<String>> {
+            let r = rows(e.execute(&ctx, q).unwrap());
+            (0..r.rows())
+                .map(|i| {
+                    (0..r.columns.len())
+                        .map(|c| r.value(i, c).map(|v| v.to_string()).unwrap_or_default())
+                        .collect()
+                })
+                .collect()
+        };
+        let refused = |e: &Executor, q: &str| {
+            let err = e.execute(&ctx, q).unwrap_err();
+            assert_eq!(err.code, 411, "{q}: {err}");
+            err.message
+        };
+        let r = rows(e.execute(&ctx, "SHOW PIPESINKTYPE").unwrap());
+        assert_eq!(r.columns, ["type"]);
+        assert_eq!(text(&e, "SHOW PIPESINKTYPE"), [["IoTDB"]]);
+        e.execute(&ctx, "CREATE PIPESINK demo AS IoTDB").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        e.execute(
+            &ctx,
+            &format!("CREATE PIPESINK closed AS IoTDB (IP='127.0.0.1', Port={port})"),
+        )
+        .unwrap();
+        let r = rows(e.execute(&ctx, "SHOW PIPESINKS").unwrap());
+        assert_eq!(r.columns, ["name", "type", "attributes"]);
+        assert_eq!(
+            text(&e, "SHOW PIPESINKS"),
+            [
+                vec![
+                    "closed".to_string(),
+                    "IoTDB".into(),
+                    format!("ip='127.0.0.1',port={port}")
+                ],
+                vec![
+                    "demo".into(),
+                    "IoTDB".into(),
+                    "ip='127.0.0.1',port=6670".into()
+                ],
+            ]
+        );
+        assert_eq!(text(&e, "SHOW PIPESINK demo").len(), 1);
+        assert!(text(&e, "SHOW PIPESINK nothing").is_empty());
+        assert!(refused(&e, "CREATE PIPESINK demo AS IoTDB")
+            .contains("There is a pipeSink named demo in IoTDB, please drop it."));
+        assert!(refused(&e, "CREATE PIPESINK x AS IoTDB (host='h')")
+            .starts_with("There is No attribute host in IoTDB pipeSink."));
+        assert!(refused(&e, "CREATE PIPESINK x AS IoTDB (port='p')").contains("port=p"));
+        assert!(refused(&e, "CREATE PIPESINK x AS Kafka")
+            .contains("Do not support pipeSink type Kafka"));
+        // CREATE PIPE … TO: the FAQ's message when nothing answers, and no
+        // pipe is created.
+        let m = refused(&e, "CREATE PIPE mypipe TO closed");
+        assert!(
+            m.starts_with(&format!("Create transport for pipe mypipe error, because CREATE request connects to receiver 127.0.0.1:{port} error.")),
+            "{m}"
+        );
+        assert!(m.contains("connect"), "the cause is named: {m}");
+        assert_eq!(rows(e.execute(&ctx, "SHOW PIPES").unwrap()).rows(), 0);
+        assert!(refused(&e, "CREATE PIPE p TO nothing").contains("Can not find pipeSink nothing."));
+        assert!(refused(&e, "CREATE PIPE p TO demo WITH Batch=1")
+            .starts_with("Can not recognition attribute Batch"));
+        assert!(
+            refused(&e, "CREATE PIPE p TO demo WITH SyncDelOp=maybe").contains("SyncDelOp=maybe")
+        );
+        assert!(refused(&e, "DROP PIPESINK nothing").contains("PipeSink nothing is not exist."));
+        // SHOW PIPES' columns: 1.2's first, then the sync tool's.
+        let r = rows(e.execute(&ctx, "SHOW PIPES").unwrap());
+        assert_eq!(r.columns, PIPE_COLUMNS);
+        e.execute(&ctx, "DROP PIPESINK closed").unwrap();
+        drop(e);
+        // PipeSinks persist.
+        let e = open(dir.path());
+        assert_eq!(
+            text(&e, "SHOW PIPESINKS"),
+            [[
+                "demo".to_string(),
+                "IoTDB".into(),
+                "ip='127.0.0.1',port=6670".into()
+            ]]
+        );
+    }
 }

@@ -2062,4 +2062,209 @@ mod tests {
         assert!(path("root.**").covers(&path("root.*.d")));
         assert!(!path("root.sg.d").covers(&path("root.sg.*")));
     }
+
+    /// Every statement of the 1.0/1.1 sync tool's document (seed 000) that
+    /// the sender runs parses, as written there.
+    #[test]
+    fn the_sync_tool_documents_statements_parse() {
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(
+            parse("CREATE PIPESINK my_iotdb AS IoTDB (ip='输入你的IP')").unwrap(),
+            Statement::CreatePipeSink {
+                name: "my_iotdb".into(),
+                sink_type: "IoTDB".into(),
+                attributes: vec![kv("ip", "输入你的IP")],
+            }
+        );
+        assert_eq!(
+            parse("CREATE PIPESINK my_pipesink AS IoTDB (ip='127.0.0.1',port=6670);").unwrap(),
+            Statement::CreatePipeSink {
+                name: "my_pipesink".into(),
+                sink_type: "IoTDB".into(),
+                attributes: vec![kv("ip", "127.0.0.1"), kv("port", "6670")],
+            }
+        );
+        assert_eq!(
+            parse("CREATE PIPESINK my_iotdb AS IoTDB (ip='192.168.0.1',port=6670)").unwrap(),
+            Statement::CreatePipeSink {
+                name: "my_iotdb".into(),
+                sink_type: "IoTDB".into(),
+                attributes: vec![kv("ip", "192.168.0.1"), kv("port", "6670")],
+            }
+        );
+        // Bare, double-quoted and == forms (0.14's attributePair).
+        assert_eq!(
+            parse("create pipesink s as iotdb (IP == \"10.0.0.1\", PORT = 7000)").unwrap(),
+            Statement::CreatePipeSink {
+                name: "s".into(),
+                sink_type: "iotdb".into(),
+                attributes: vec![kv("IP", "10.0.0.1"), kv("PORT", "7000")],
+            }
+        );
+        assert_eq!(
+            parse("create pipesink s as IoTDB").unwrap(),
+            Statement::CreatePipeSink {
+                name: "s".into(),
+                sink_type: "IoTDB".into(),
+                attributes: vec![],
+            }
+        );
+        assert_eq!(
+            parse("SHOW PIPESINKTYPE").unwrap(),
+            Statement::ShowPipeSinkTypes
+        );
+        assert_eq!(
+            parse("SHOW PIPESINKS").unwrap(),
+            Statement::ShowPipeSinks(None)
+        );
+        assert_eq!(
+            parse("SHOW PIPESINK").unwrap(),
+            Statement::ShowPipeSinks(None)
+        );
+        assert_eq!(
+            parse("SHOW PIPESINK my_pipesink").unwrap(),
+            Statement::ShowPipeSinks(Some("my_pipesink".into()))
+        );
+        assert_eq!(
+            parse("DROP PIPESINK my_iotdb").unwrap(),
+            Statement::DropPipeSink("my_iotdb".into())
+        );
+        assert_eq!(
+            parse("CREATE PIPE my_pipe TO my_iotdb").unwrap(),
+            Statement::CreateSinkPipe {
+                id: "my_pipe".into(),
+                sink: "my_iotdb".into(),
+                start: None,
+                attributes: vec![],
+            }
+        );
+        assert_eq!(
+            parse("CREATE PIPE my_pipe TO my_iotdb FROM (select ** from root WHERE time>=2022-03-30 00:00:00) WITH SyncDelOp=true").unwrap(),
+            Statement::CreateSinkPipe {
+                id: "my_pipe".into(),
+                sink: "my_iotdb".into(),
+                start: Some((TimeLit::DateTime("2022-03-30 00:00:00".into()), true)),
+                attributes: vec![kv("SyncDelOp", "true")],
+            }
+        );
+        assert_eq!(
+            parse("CREATE PIPE p TO my_iotdb FROM (select ** from root where time>=2022-03-30 00:00:00) WITH SyncDelOp=false").unwrap(),
+            Statement::CreateSinkPipe {
+                id: "p".into(),
+                sink: "my_iotdb".into(),
+                start: Some((TimeLit::DateTime("2022-03-30 00:00:00".into()), true)),
+                attributes: vec![kv("SyncDelOp", "false")],
+            }
+        );
+        assert_eq!(
+            parse("create pipe p to s from (select ** from root where time > 1648569600000)")
+                .unwrap(),
+            Statement::CreateSinkPipe {
+                id: "p".into(),
+                sink: "s".into(),
+                start: Some((TimeLit::Int(1648569600000), false)),
+                attributes: vec![],
+            }
+        );
+        for (sql, want) in [
+            ("START PIPE my_pipe", Statement::StartPipe("my_pipe".into())),
+            ("STOP PIPE my_pipe", Statement::StopPipe("my_pipe".into())),
+            ("DROP PIPE my_pipe", Statement::DropPipe("my_pipe".into())),
+            (
+                "SHOW PIPES",
+                Statement::ShowPipes {
+                    id: None,
+                    used_by: None,
+                },
+            ),
+            (
+                "SHOW PIPE",
+                Statement::ShowPipes {
+                    id: None,
+                    used_by: None,
+                },
+            ),
+            (
+                "SHOW PIPE p",
+                Statement::ShowPipes {
+                    id: Some("p".into()),
+                    used_by: None,
+                },
+            ),
+        ] {
+            assert_eq!(parse(sql).unwrap(), want, "{sql}");
+        }
+        // Section 7's writes.
+        for sql in [
+            "SET STORAGE GROUP TO root.vehicle;",
+            "CREATE TIMESERIES root.vehicle.d0.s0 WITH DATATYPE=INT32, ENCODING=RLE;",
+            "CREATE TIMESERIES root.vehicle.d0.s1 WITH DATATYPE=TEXT, ENCODING=PLAIN;",
+            "CREATE TIMESERIES root.vehicle.d1.s2 WITH DATATYPE=FLOAT, ENCODING=RLE;",
+            "CREATE TIMESERIES root.vehicle.d1.s3 WITH DATATYPE=BOOLEAN, ENCODING=PLAIN;",
+            "insert into root.vehicle.d0(timestamp,s0) values(now(),10);",
+            "insert into root.vehicle.d0(timestamp,s0,s1) values(now(),12,'12');",
+            "insert into root.vehicle.d0(timestamp,s1) values(now(),'14');",
+            "insert into root.vehicle.d1(timestamp,s2) values(now(),16.0);",
+            "insert into root.vehicle.d1(timestamp,s2,s3) values(now(),18.0,true);",
+            "insert into root.vehicle.d1(timestamp,s3) values(now(),false);",
+            "flush;",
+            "select ** from root.vehicle",
+        ] {
+            parse(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+
+    /// What `CREATE PIPE … TO … FROM` does not support is named, with what
+    /// is allowed.
+    #[test]
+    fn sync_tool_from_clauses_outside_the_supported_form_are_refused_clearly() {
+        for (sql, what) in [
+            (
+                "create pipe p to s from (select s1 from root)",
+                "only ** may be selected",
+            ),
+            (
+                "create pipe p to s from (select **, s from root)",
+                "only ** may be selected",
+            ),
+            (
+                "create pipe p to s from (select ** from root.sg)",
+                "only FROM root",
+            ),
+            (
+                "create pipe p to s from (select ** from root where time < 5)",
+                "only > or >=",
+            ),
+            (
+                "create pipe p to s from (select ** from root where time = 5)",
+                "only > or >=",
+            ),
+            (
+                "create pipe p to s from (select ** from root where s1 > 5)",
+                "on time only",
+            ),
+            (
+                "create pipe p to s from (select ** from root where time > 5 and time < 9)",
+                "only one condition",
+            ),
+            (
+                "create pipe p to s from select ** from root",
+                "in parentheses",
+            ),
+            (
+                "create pipe p to s from (select ** from root where time > now())",
+                "now()",
+            ),
+        ] {
+            let e = parse(sql).unwrap_err();
+            assert!(
+                e.message.contains(what)
+                    && e.message
+                        .contains("supports only (select ** from root [where time >= T])"),
+                "{sql}: {e}"
+            );
+        }
+        let e = parse("create pipe p to s with SyncDelOp=true, SyncDelOp=false").unwrap_err();
+        assert!(e.message.contains("given twice"), "{e}");
+    }
 }
