@@ -265,19 +265,27 @@ impl PipeTask {
                     }
                 }
             }
-            // The deletions the log holds now that the batch is read.
-            let deletions = self.shared.deletions.view();
+            // The deletions the log holds now that the batch is read (and
+            // any in the batch that a writer logged around the index).
+            let mut deletions = self.shared.deletions.view();
+            let mut unindexed = false;
+            for rec in batches.iter().flat_map(|b| b.iter()) {
+                if rec.kind != protocol::event::KIND_TABLET && !deletions.has(rec.offset) {
+                    if let Ok(Some(d)) =
+                        DeletionRecord::of_record(rec.offset, rec.kind, rec.payload)
+                    {
+                        self.shared.deletions.observe(d);
+                        unindexed = true;
+                    }
+                }
+            }
+            if unindexed {
+                deletions = self.shared.deletions.view();
+            }
             let mut next = offset;
             let mut slot = Some(slot);
             'records: for b in &batches {
                 for rec in b.iter() {
-                    if rec.kind != protocol::event::KIND_TABLET && !deletions.has(rec.offset) {
-                        if let Ok(Some(d)) =
-                            DeletionRecord::of_record(rec.offset, rec.kind, rec.payload)
-                        {
-                            self.shared.deletions.observe(d);
-                        }
-                    }
                     let history = rec.offset < self.meta.history_end;
                     if !ext.realtime && !history {
                         break 'records;
