@@ -683,6 +683,7 @@ impl PipeManager {
         if let Some(r) = running {
             s.join(r);
         }
+        s.close_idle_connectors();
         Ok(())
     }
 
@@ -740,6 +741,7 @@ impl PipeManager {
         if let Some(r) = running {
             s.join(r);
         }
+        s.close_idle_connectors();
         s.log
             .remove_consumer(&consumer_name(id))
             .map_err(|e| PipeError::new(PIPE_ERROR, e.to_string()))?;
@@ -842,6 +844,14 @@ impl Shared {
     fn save(&self, inner: &Inner) -> Result<(), String> {
         let metas: Vec<PipeMeta> = inner.pipes.values().map(|e| e.meta.clone()).collect();
         meta::save(&self.path, &metas)
+    }
+
+    /// Drops the connectors no running pipe holds: their connections
+    /// close, so a receiver sees a stopped pipe's sender go (IoTDB's
+    /// `STOP PIPESERVER` waits for that). START connects afresh.
+    fn close_idle_connectors(&self) {
+        let mut inner = self.inner.lock().expect("pipes lock");
+        inner.connectors.retain(|_, c| Arc::strong_count(c) > 1);
     }
 
     fn save_sinks(&self, inner: &Inner) -> Result<(), String> {

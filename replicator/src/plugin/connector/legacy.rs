@@ -352,7 +352,9 @@ impl Connector {
             self.call(&mut c.get().stream, "insertTablets", Some(1), &req)
                 .await?
         };
-        if st.code != 200 {
+        // 400 (REDIRECTION_RECOMMEND): written; a cluster suggests another
+        // node, which the official clients treat as success too.
+        if st.code != 200 && st.code != 400 {
             return Err(TransferError(format!(
                 "{} refused {} tablet(s) of {}: {}",
                 self.target(),
