@@ -272,6 +272,7 @@ pub struct Executor {
     store: Arc<Store>,
     pipes: Option<Arc<replicator::PipeManager>>,
     users: Option<Arc<Users>>,
+    control: Option<Arc<crate::control::Control>>,
 }
 
 fn pipe_err(e: replicator::PipeError) -> StoreError {
@@ -349,7 +350,54 @@ impl Executor {
             store,
             pipes: None,
             users: None,
+            control: None,
         }
+    }
+
+    /// Adds the receiving side's controls: the pipe server, `LOAD
+    /// CONFIGURATION`, and the incoming pipes in `SHOW PIPES`.
+    pub fn with_receiver(mut self, control: Arc<crate::control::Control>) -> Executor {
+        self.control = Some(control);
+        self
+    }
+
+    fn control(&self) -> SResult<&Arc<crate::control::Control>> {
+        self.control.as_ref().ok_or_else(|| {
+            StoreError::new(
+                status::UNSUPPORTED_OPERATION,
+                "the pipe server is not enabled on this node",
+            )
+        })
+    }
+
+    /// `rs` (SHOW PIPES) with a row per incoming pipe after the node's own
+    /// (`id`: only that one; none for `used_by`), in the columns `rs` has:
+    /// ID = the legacy pipe's name or the 1.2 sender's IP, Role =
+    /// `receiver`, Remote = the sender's IP, State RUNNING / STOP, the
+    /// sender's protocol as PipeConnector, the last error as
+    /// ExceptionMessage; counts unknown to a receiver are empty.
+    fn with_receiver_rows(&self, ctx: &Context, mut rs: ResultSet, id: Option<&str>) -> ResultSet {
+        let Some(c) = &self.control else { return rs };
+        for r in c.receiver().registry().rows() {
+            if id.is_some_and(|id| id != r.id) {
+                continue;
+            }
+            for (col, name) in rs.data.iter_mut().zip(&rs.columns) {
+                let v = match name.as_str() {
+                    "ID" => r.id.clone(),
+                    "CreationTime" => ctx.precision_ms_format(r.creation_time_ms),
+                    "State" => r.state.to_string(),
+                    "PipeConnector" => r.connector.clone(),
+                    "ExceptionMessage" => r.message.clone(),
+                    "Role" => "receiver".into(),
+                    "Remote" => r.remote.clone(),
+                    _ => String::new(),
+                };
+                col.push(Value::Text(v.into_bytes()));
+            }
+            rs.times.push(0);
+        }
+        rs
     }
 
     /// Adds the node's pipes and users (pipe and user statements need them).
@@ -591,6 +639,18 @@ impl Executor {
             Statement::DropPipeSink(_) => (Privilege::DROP_PIPE, vec![]),
             Statement::ShowPipeSinks(_) | Statement::ShowPipeSinkTypes => {
                 (Privilege::SHOW_PIPES, vec![])
+            }
+            Statement::ShowPipeServer => (Privilege::SHOW_PIPES, vec![]),
+            Statement::StartPipeServer
+            | Statement::StopPipeServer
+            | Statement::LoadConfiguration => {
+                if ctx.user == "root" || self.users.is_none() {
+                    return Ok(());
+                }
+                return Err(StoreError::new(
+                    status::NO_PERMISSION,
+                    "No permissions for this operation: only root may start or stop the pipe server or load the configuration",
+                ));
             }
             Statement::CreateUser { .. } => (Privilege::CREATE_USER, vec![]),
             Statement::DropUser(_) => (Privilege::DELETE_USER, vec![]),
@@ -857,11 +917,25 @@ impl Executor {
                 Ok(Outcome::Done(None))
             }
             Statement::ShowPipes { id, used_by } => {
-                let rows = self
-                    .pipes()?
-                    .show(id.as_deref(), used_by.as_deref())
-                    .map_err(pipe_err)?;
-                Ok(Outcome::Rows(self.pipe_rows(ctx, rows)))
+                let incoming = |id: &str| {
+                    self.control
+                        .as_ref()
+                        .is_some_and(|c| c.receiver().registry().rows().iter().any(|r| r.id == id))
+                };
+                let rows = match self.pipes()?.show(id.as_deref(), used_by.as_deref()) {
+                    Ok(rows) => rows,
+                    // SHOW PIPE of an incoming pipe only.
+                    Err(e) if id.as_deref().is_some_and(incoming) && used_by.is_none() => {
+                        drop(e);
+                        vec![]
+                    }
+                    Err(e) => return Err(pipe_err(e)),
+                };
+                let rs = self.pipe_rows(ctx, rows);
+                Ok(Outcome::Rows(match used_by {
+                    None => self.with_receiver_rows(ctx, rs, id.as_deref()),
+                    Some(_) => rs,
+                }))
             }
             Statement::ShowPipePlugins => {
                 let rows = replicator::plugin::PLUGINS
@@ -931,6 +1005,34 @@ impl Executor {
                     .create_sink_pipe(&id, &sink, start, &attributes)
                     .map_err(pipe_err)?;
                 Ok(Outcome::Done(None))
+            }
+            Statement::StartPipeServer => {
+                self.control()?.start_pipe_server()?;
+                Ok(Outcome::Done(None))
+            }
+            Statement::StopPipeServer => {
+                self.control()?.stop_pipe_server()?;
+                Ok(Outcome::Done(None))
+            }
+            Statement::ShowPipeServer => {
+                let on = self.control()?.pipe_server().enabled();
+                // IoTDB 0.14's column: `enable`, BOOLEAN.
+                Ok(Outcome::Rows(ResultSet {
+                    columns: vec!["enable".into()],
+                    types: vec![DataType::Boolean],
+                    ignore_timestamp: true,
+                    times: vec![0],
+                    data: vec![Column::Boolean(vec![on])],
+                    nulls: vec![None],
+                }))
+            }
+            Statement::LoadConfiguration => {
+                let rows = self.control()?.reload()?;
+                let rows = rows.into_iter().map(|r| r.to_vec()).collect();
+                Ok(Outcome::Rows(ResultSet::text(
+                    &["Key", "Value", "Effect"],
+                    rows,
+                )))
             }
             Statement::CreateUser { name, password } => {
                 self.user_admin()?

@@ -313,6 +313,15 @@ pub enum Statement {
         /// `WITH` attributes as written (`SyncDelOp`).
         attributes: Vec<(String, String)>,
     },
+    /// `START PIPESERVER` (seed 000).
+    StartPipeServer,
+    /// `STOP PIPESERVER`.
+    StopPipeServer,
+    /// `SHOW PIPESERVER` (also `SHOW PIPESERVER STATUS`, as IoTDB 0.14's
+    /// English document writes it).
+    ShowPipeServer,
+    /// `LOAD CONFIGURATION [ON LOCAL | ON CLUSTER]`.
+    LoadConfiguration,
     /// `CREATE USER name 'password'`.
     CreateUser {
         /// User name.
@@ -1269,6 +1278,13 @@ impl Parser {
                 self.fail("DATABASE, TIMESERIES, ALIGNED TIMESERIES, PIPE, PIPESINK or USER")
             }
             "start" | "stop" => {
+                if self.eat_kw("pipeserver") {
+                    return Ok(if first.eq_ignore_ascii_case("start") {
+                        Statement::StartPipeServer
+                    } else {
+                        Statement::StopPipeServer
+                    });
+                }
                 self.kw("pipe")?;
                 let id = self.ident("a pipe id")?;
                 Ok(if first.eq_ignore_ascii_case("start") {
@@ -1338,6 +1354,10 @@ impl Parser {
                     let name = self.opt_ident();
                     return Ok(Statement::ShowPipeSinks(name));
                 }
+                if self.eat_kw("pipeserver") {
+                    self.eat_kw("status");
+                    return Ok(Statement::ShowPipeServer);
+                }
                 if self.eat_kw("pipes") {
                     let mut used_by = None;
                     if self.eat_kw("where") {
@@ -1365,7 +1385,7 @@ impl Parser {
                     return Ok(Statement::ShowDevices(opt_path(self)?));
                 }
                 self.fail(
-                    "DATABASES, STORAGE GROUP, TIMESERIES, DEVICES, PIPES, PIPE, PIPEPLUGINS, PIPESINKS, PIPESINK or PIPESINKTYPE",
+                    "DATABASES, STORAGE GROUP, TIMESERIES, DEVICES, PIPES, PIPE, PIPEPLUGINS, PIPESINKS, PIPESINK, PIPESINKTYPE or PIPESERVER",
                 )
             }
             "count" => {
@@ -1489,6 +1509,13 @@ impl Parser {
                 })
             }
             "flush" => Ok(Statement::Flush),
+            "load" => {
+                self.kw("configuration")?;
+                if self.eat_kw("on") && !(self.eat_kw("local") || self.eat_kw("cluster")) {
+                    return self.fail("LOCAL or CLUSTER");
+                }
+                Ok(Statement::LoadConfiguration)
+            }
             _ => Err(ParseError {
                 code: status::SQL_PARSE_ERROR,
                 col,
@@ -1810,6 +1837,22 @@ mod tests {
             .unwrap_err()
             .message
             .contains("given twice"));
+    }
+
+    #[test]
+    fn pipe_server_and_load_configuration() {
+        for (sql, want) in [
+            ("START PIPESERVER", Statement::StartPipeServer),
+            ("stop pipeserver;", Statement::StopPipeServer),
+            ("SHOW PIPESERVER", Statement::ShowPipeServer),
+            ("show pipeserver status", Statement::ShowPipeServer),
+            ("load configuration", Statement::LoadConfiguration),
+            ("LOAD CONFIGURATION ON LOCAL", Statement::LoadConfiguration),
+        ] {
+            assert_eq!(parse(sql).unwrap(), want, "{sql}");
+        }
+        assert!(parse("load configuration on mars").is_err());
+        assert!(parse("start pipeserver now").is_err());
     }
 
     #[test]

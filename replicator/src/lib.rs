@@ -180,7 +180,8 @@ pub(crate) struct Shared {
     path: PathBuf,
     sinks_path: PathBuf,
     deletions: Arc<Deletions>,
-    settings: Settings,
+    /// Replaced by `LOAD CONFIGURATION` ([`PipeManager::update_settings`]).
+    settings: std::sync::RwLock<Settings>,
     handle: tokio::runtime::Handle,
     inner: Mutex<Inner>,
 }
@@ -312,7 +313,7 @@ impl PipeManager {
             path,
             sinks_path,
             deletions,
-            settings,
+            settings: std::sync::RwLock::new(settings),
             handle,
             inner: Mutex::new(Inner {
                 pipes,
@@ -337,6 +338,24 @@ impl PipeManager {
             mgr.shared.spawn(&mut inner, &id);
         }
         Ok(mgr)
+    }
+
+    /// Replaces the settings (`LOAD CONFIGURATION`): retries read them at
+    /// each failure; a new connector timeout applies to connectors made
+    /// from now on (a pipe's connector is remade when it is started and no
+    /// running pipe shares it).
+    pub fn update_settings(&self, settings: Settings) {
+        let s = &self.shared;
+        let timeout_changed = {
+            let mut cur = s.settings.write().expect("settings lock");
+            let changed = cur.timeout != settings.timeout;
+            *cur = settings;
+            changed
+        };
+        if timeout_changed {
+            let mut inner = s.inner.lock().expect("pipes lock");
+            inner.connectors.retain(|_, c| Arc::strong_count(c) > 1);
+        }
     }
 
     /// `CREATE PIPE`: validates the attributes (filling in defaults) and
@@ -372,7 +391,7 @@ impl PipeManager {
         };
         let bad = |m: String| PipeError::new(code, format!("Failed to create pipe {id}: {m}"));
         let s = &self.shared;
-        let ext = Extractor::configure(&mut extractor, s.settings.units_per_sec).map_err(bad)?;
+        let ext = Extractor::configure(&mut extractor, s.settings().units_per_sec).map_err(bad)?;
         plugin::processor(&mut processor).map_err(bad)?;
         ConnectorSpec::parse(&connector).map_err(bad)?;
         let mut inner = s.inner.lock().expect("pipes lock");
@@ -583,14 +602,15 @@ impl PipeManager {
             )));
         };
         let creation_time_ms = now_ms();
+        let settings = self.shared.settings();
         let env = ConnectorEnv {
-            precision: self.shared.settings.precision.clone(),
-            timeout: self.shared.settings.timeout.min(CREATE_CHECK_TIMEOUT),
+            precision: settings.precision.clone(),
+            timeout: settings.timeout.min(CREATE_CHECK_TIMEOUT),
             identity: Identity {
                 pipe_name: id.to_string(),
                 creation_time_ms,
             },
-            database_of: self.shared.settings.database_of.clone(),
+            database_of: settings.database_of.clone(),
         };
         let checked = std::thread::scope(|sc| {
             sc.spawn(|| {
@@ -903,18 +923,24 @@ impl Shared {
             return Ok(c.clone());
         }
         let spec = ConnectorSpec::parse(&meta.connector)?;
+        let settings = self.settings();
         let env = ConnectorEnv {
-            precision: self.settings.precision.clone(),
-            timeout: self.settings.timeout,
+            precision: settings.precision.clone(),
+            timeout: settings.timeout,
             identity: Identity {
                 pipe_name: meta.id.clone(),
                 creation_time_ms: meta.creation_time_ms,
             },
-            database_of: self.settings.database_of.clone(),
+            database_of: settings.database_of.clone(),
         };
         let c = Arc::new(tokio::sync::Mutex::new(Connector::new(spec, &env)));
         inner.connectors.insert(key, c.clone());
         Ok(c)
+    }
+
+    /// The settings now.
+    pub(crate) fn settings(&self) -> Settings {
+        self.settings.read().expect("settings lock").clone()
     }
 
     fn spawn(self: &Arc<Self>, inner: &mut Inner, id: &str) {

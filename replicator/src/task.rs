@@ -188,7 +188,7 @@ impl PipeTask {
         };
         let Ok(slot) = tx.reserve().await else { return };
         let log = &self.shared.log;
-        let settings = &self.shared.settings;
+        let settings = self.shared.settings();
         let mut ext_attrs = self.meta.extractor.clone();
         let mut ext = match Extractor::configure(&mut ext_attrs, settings.units_per_sec) {
             Ok(e) => e,
@@ -374,7 +374,7 @@ impl PipeTask {
         if events.is_empty() {
             return None;
         }
-        let settings = &self.shared.settings;
+        let settings = self.shared.settings();
         let mut attempt = 0;
         loop {
             let r = tokio::select! {

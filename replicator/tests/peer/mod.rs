@@ -3,7 +3,7 @@
 //! gets.
 //!
 //! Requests are decoded and answered by the real receiver code
-//! ([`receiver::handle`]); the [`Mode`] decides what happens around it:
+//! ([`receiver::Receiver::transfer`]); the [`Mode`] decides what happens around it:
 //! answer, refuse (the apply fails, the receiver answers an error status),
 //! apply and lose the reply, read and never answer, or stop reading.
 //!
@@ -113,6 +113,9 @@ struct Inner {
     floor: AtomicI64,
     seen: Mutex<Seen>,
     stop: AtomicBool,
+    /// The real receiving side (its file directory in `_dir`).
+    receiver: receiver::Receiver,
+    _dir: tempfile::TempDir,
 }
 
 /// A peer on a loopback port; stops its threads when dropped.
@@ -128,6 +131,7 @@ impl Peer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind peer");
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
+        let dir = tempfile::tempdir().expect("temp dir");
         let inner = Arc::new(Inner {
             listener,
             accept: Mutex::new(()),
@@ -136,6 +140,15 @@ impl Peer {
             floor: AtomicI64::new(i64::MIN),
             seen: Mutex::new(Seen::default()),
             stop: AtomicBool::new(false),
+            receiver: receiver::Receiver::open(receiver::ReceiverConfig {
+                precision: "ms".into(),
+                dir: dir.path().join("receiver"),
+                ip_white_list: Default::default(),
+                version: "1.1".into(),
+                max_file_size: 1 << 30,
+            })
+            .expect("receiver"),
+            _dir: dir,
         });
         let i = inner.clone();
         std::thread::spawn(move || {
@@ -373,7 +386,7 @@ fn handle(i: &Inner, c: &Conn, st: &mut ConnState, frame: &[u8]) -> bool {
         tablets: Mutex::new(Vec::new()),
         refuse: mode == Mode::Refuse,
     };
-    let (resp, _) = receiver::handle(req, &mut st.receiver, "ms", &collect);
+    let (resp, _) = i.receiver.transfer(&mut st.receiver, req, &collect);
     let out = reply(call.proto, &call.name, call.seq, &resp);
     if !handshake {
         let tablets = collect.tablets.into_inner().unwrap();
