@@ -20,6 +20,8 @@ def value(f):
     if f.get_data_type() is None:
         return None
     v = f.get_object_value(f.get_data_type())
+    if hasattr(v, "item"):  # numpy scalars
+        v = v.item()
     if isinstance(v, bytes):
         v = v.decode()
     if isinstance(v, float):

@@ -319,7 +319,9 @@ fn each_faq_situation_gives_its_message() {
     ok(&edge, "DROP PIPESINK demo");
     assert!(ok(&edge, "SHOW PIPESINKS").is_empty());
 
-    // A whitelist that does not hold the sender: the same 411, naming why.
+    // A whitelist that does not hold the sender: the same 411. The pipe
+    // server closes such a connection at once (the message says what to
+    // check); the client port answers the handshake with the reason.
     let (strict, strict_port) = cloud_node(&tmp.path().join("strict"), "127.0.0.2/32");
     start_pipe_server(&strict);
     ok(
@@ -329,7 +331,20 @@ fn each_faq_situation_gives_its_message() {
     let m = refused(&edge, "CREATE PIPE q TO s");
     assert!(
         m.starts_with(&format!("411: Create transport for pipe q error, because CREATE request connects to receiver 127.0.0.1:{strict_port} error."))
-            && m.contains("permission is not allowed"),
+            && m.contains("ip_white_list"),
+        "{m}"
+    );
+    ok(
+        &edge,
+        &format!(
+            "CREATE PIPESINK c AS IoTDB (ip='127.0.0.1', port={})",
+            strict.port
+        ),
+    );
+    let m = refused(&edge, "CREATE PIPE q TO c");
+    assert!(
+        m.starts_with(&format!("411: Create transport for pipe q error, because CREATE request connects to receiver 127.0.0.1:{} error.", strict.port))
+            && m.contains("permission is not allowed: the sender IP <127.0.0.1>"),
         "{m}"
     );
     edge.stop();
@@ -419,6 +434,50 @@ fn a_pipesink_pipe_survives_cuts_and_kill_9_of_either_side() {
         row[6].starts_with("WARN:") && row[6].contains("retry"),
         "retries show as WARN: {row:?}"
     );
+    edge.stop();
+    cloud.stop();
+}
+
+/// Version spoofing against a real receiver: a node claiming 1.1 (the
+/// default `legacy_receiver_version`) refuses a legacy connector sending
+/// "0.13", which stops after its retries with the receiver's words, and
+/// admits `connector.version`='1.1'; the data then arrives.
+#[test]
+fn a_receiver_claiming_1_1_refuses_0_13_and_admits_a_spoofed_1_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cloud, pipe_port) = cloud_node(&tmp.path().join("cloud"), "0.0.0.0/0");
+    start_pipe_server(&cloud);
+    let edge = edge_node(
+        &tmp.path().join("edge"),
+        &[
+            "max_number_of_sync_file_retry=2",
+            "pipe_connector_retry_interval_ms=20",
+        ],
+    );
+    ok(&edge, "insert into root.v.d(time, s) values (1, 1), (2, 2)");
+    let legacy = |version: &str| {
+        format!("WITH CONNECTOR ('connector'='iotdb-legacy-pipe-connector', 'connector.ip'='127.0.0.1', 'connector.port'='{pipe_port}', 'connector.version'='{version}')")
+    };
+    ok(&edge, &format!("CREATE PIPE old {}", legacy("0.13")));
+    ok(&edge, "START PIPE old");
+    let mut row = Vec::new();
+    assert!(
+        wait_until(WAIT, || {
+            row = pipe_row(&edge, "old");
+            row[2] == "STOPPED"
+        }),
+        "{row:?}"
+    );
+    assert!(
+        row[6].contains("version mismatch: the sender <0.13>, the receiver <1.1>"),
+        "{row:?}"
+    );
+    assert!(query(&cloud, "select ** from root.v").1.is_empty());
+    ok(&edge, "DROP PIPE old");
+    ok(&edge, &format!("CREATE PIPE new {}", legacy("1.1")));
+    ok(&edge, "START PIPE new");
+    let rows = assert_same(&edge, &cloud, "new", "select ** from root.v");
+    assert_eq!(rows.len(), 2);
     edge.stop();
     cloud.stop();
 }

@@ -284,7 +284,15 @@ impl Connector {
             session: 0,
             databases: HashSet::new(),
         }));
-        self.handshake(&mut c.get().stream, "").await?;
+        if let Err(e) = self.handshake(&mut c.get().stream, "").await {
+            if e.0.contains("connection failed") {
+                return Err(TransferError(format!(
+                    "{}; the receiver closed the connection: is its pipe server started, and does its ip_white_list admit this node's address?",
+                    e.0
+                )));
+            }
+            return Err(e);
+        }
         let req = TSOpenSessionReq {
             client_protocol: Some(2),
             zone_id: Some("+00:00".into()),
