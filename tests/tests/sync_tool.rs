@@ -78,19 +78,32 @@ fn pipe_row(node: &NodeProc, id: &str) -> Vec<String> {
 }
 
 /// Waits until `q` gives the same result on both nodes and the sender's
-/// pipe `id` has nothing left to send; returns the rows.
+/// pipe `id` has nothing left to send (polled through the Rust client),
+/// then compares once more through the official Python client; returns
+/// its rows.
 fn assert_same(edge: &NodeProc, cloud: &NodeProc, id: &str, q: &str) -> Vec<Value> {
+    let rust = |n: &NodeProc| {
+        let mut s = Session::open(&n.addr(), "root", "root").ok()?;
+        let r = s.execute(q).ok()?;
+        let _ = s.close();
+        r
+    };
     let mut last = None;
     let same = wait_until(WAIT, || {
-        let e = py(edge, &[q]).remove(0);
-        let c = py(cloud, &[q]).remove(0);
         let done = pipe_row(edge, id)[7] == "0";
-        let ok = e.get("error").is_none() && e == c && done;
+        let (e, c) = (rust(edge), rust(cloud));
+        let ok = done && e.is_some() && e == c;
         last = Some((e, c));
         ok
     });
     let (e, c) = last.expect("polled");
-    assert!(same, "{q} differs:\nedge:  {e}\ncloud: {c}");
+    assert!(same, "{q} differs:\nedge:  {e:?}\ncloud: {c:?}");
+    let e = py(edge, &[q]).remove(0);
+    let c = py(cloud, &[q]).remove(0);
+    assert!(
+        e.get("error").is_none() && e == c,
+        "{q} differs:\nedge:  {e}\ncloud: {c}"
+    );
     e["rows"].as_array().unwrap().clone()
 }
 
@@ -478,6 +491,69 @@ fn a_receiver_claiming_1_1_refuses_0_13_and_admits_a_spoofed_1_1() {
     ok(&edge, "START PIPE new");
     let rows = assert_same(&edge, &cloud, "new", "select ** from root.v");
     assert_eq!(rows.len(), 2);
+    edge.stop();
+    cloud.stop();
+}
+
+/// The message column: a PIPESINK pipe whose receiver is gone retries
+/// (`WARN: …` while it runs), gives up after `max_number_of_sync_file_retry`
+/// and shows `ERROR: …` in state STOP; `START PIPE` clears it and resumes
+/// from where it stopped.
+#[test]
+fn a_pipesink_pipe_that_gives_up_shows_error_then_resumes_on_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cloud_dir = tmp.path().join("cloud");
+    let (cloud, pipe_port) = cloud_node(&cloud_dir, "127.0.0.1/32");
+    start_pipe_server(&cloud);
+    let edge = edge_node(
+        &tmp.path().join("edge"),
+        &[
+            "max_number_of_sync_file_retry=3",
+            "pipe_connector_retry_interval_ms=20",
+            "pipe_connector_timeout_ms=2000",
+        ],
+    );
+    ok(
+        &edge,
+        &format!("CREATE PIPESINK far AS IoTDB (ip='127.0.0.1', port={pipe_port})"),
+    );
+    ok(&edge, "CREATE PIPE p TO far");
+    ok(&edge, "START PIPE p");
+    write_rows(&edge.addr(), "root.e.d", 0, 500);
+    assert_same(&edge, &cloud, "p", "select ** from root.e");
+    cloud.kill9();
+    write_rows(&edge.addr(), "root.e.d", 500, 500);
+    let mut row = Vec::new();
+    assert!(
+        wait_until(WAIT, || {
+            row = pipe_row(&edge, "p");
+            row[2] == "STOP"
+        }),
+        "the pipe did not give up: {row:?}"
+    );
+    assert!(
+        row[6].starts_with("ERROR: transfer failed 4 times (max_number_of_sync_file_retry = 3)"),
+        "{row:?}"
+    );
+    // Writes went on meanwhile; the receiver comes back (its pipe server
+    // too) and START PIPE resumes.
+    write_rows(&edge.addr(), "root.e.d", 1000, 500);
+    let cloud = NodeProc::start(
+        &cloud_dir,
+        &[
+            "--config",
+            cloud_dir.with_extension("properties").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        ok(&cloud, "SHOW PIPESERVER"),
+        [[Value::from(0), Value::from(true)]]
+    );
+    ok(&edge, "START PIPE p");
+    let rows = assert_same(&edge, &cloud, "p", "select ** from root.e");
+    assert_eq!(rows.len(), 1500);
+    let row = pipe_row(&edge, "p");
+    assert_eq!((row[2].as_str(), row[6].as_str()), ("RUNNING", ""));
     edge.stop();
     cloud.stop();
 }
