@@ -730,13 +730,12 @@ impl PipeManager {
             }
             let running = e.running.take();
             let key = instance_key(&e.meta);
-            let old = if e.meta.sink.is_some() {
-                let old = e.meta.clone();
+            let old = e.meta.clone();
+            let removed = if e.meta.sink.is_some() {
                 e.meta.state = PipeState::Dropped;
-                Some(old)
-            } else {
-                inner.pipes.remove(id);
                 None
+            } else {
+                inner.pipes.remove(id)
             };
             if !inner
                 .pipes
@@ -746,8 +745,16 @@ impl PipeManager {
                 inner.connectors.remove(&key);
             }
             if let Err(m) = s.save(&inner) {
-                if let (Some(old), Some(e)) = (old, inner.pipes.get_mut(id)) {
-                    e.meta = old;
+                // As it was on disk (stopped, since its task is stopped).
+                match removed {
+                    Some(e) => {
+                        inner.pipes.insert(id.to_string(), e);
+                    }
+                    None => {
+                        if let Some(e) = inner.pipes.get_mut(id) {
+                            e.meta = old;
+                        }
+                    }
                 }
                 // The task (if any) is stopped either way.
                 drop(inner);
