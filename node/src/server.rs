@@ -32,7 +32,10 @@
 //! same [`Service`] with the same limits, where legacy and 1.2 senders (and
 //! the session calls a legacy sender makes) are received. There
 //! `ip_white_list` is checked when a connection is accepted: a refused
-//! address is closed at once, with a log line naming it. `STOP PIPESERVER`
+//! address gets a log line naming it, its first request (up to 4 KiB, read
+//! within the connection timeout, nothing decoded but the method name) is
+//! answered with the 1108 refusal so the sender learns why, and the
+//! connection is closed; it is never served. `STOP PIPESERVER`
 //! is refused (328, the seed's message) while a sender's pipe runs into
 //! it, and otherwise closes the port and its connections. Whether it runs
 //! is kept in `<data_dir>/system/pipe_server` and restored when the node
@@ -271,9 +274,9 @@ async fn serve(
         };
         if pipe_server {
             let list = service.receiver().ip_white_list();
-            if !list.admits(peer.ip()) {
-                warn!(sender = %peer.ip().to_canonical(), ip_white_list = %list, "pipe server: closed a connection from outside ip_white_list");
-                drop(socket);
+            if let Err(status) = list.check(peer.ip()) {
+                warn!(sender = %peer.ip().to_canonical(), ip_white_list = %list, "pipe server: refused a connection from outside ip_white_list (its first request is answered with the refusal, then it is closed)");
+                tokio::spawn(refuse(socket, status, limits.timeout.get()));
                 continue;
             }
         }
@@ -344,6 +347,52 @@ async fn serve(
     drop(notify_tx);
     drop(done_tx);
     let _ = tokio::time::timeout(Duration::from_secs(10), done_rx.recv()).await;
+}
+
+/// The largest first request a refused connection's answer is read for:
+/// a handshake or a login is far smaller.
+const REFUSAL_FRAME: usize = 4 << 10;
+
+/// Answers the first request of a connection the pipe server refused with
+/// `status` (1108, naming the address and the list), so the sender learns
+/// why, then closes it. Nothing of the request is decoded beyond its
+/// method name; a first frame over [`REFUSAL_FRAME`] bytes, or none within
+/// `timeout`, just closes it.
+async fn refuse(mut socket: TcpStream, status: protocol::rpc::TSStatus, timeout: Duration) {
+    use protocol::message::{exception, reply, Call};
+    let answer = async {
+        let mut len = [0u8; 4];
+        socket.read_exact(&mut len).await.ok()?;
+        let n = i32::from_be_bytes(len);
+        if n <= 0 || n as usize > REFUSAL_FRAME {
+            return None;
+        }
+        let mut buf = vec![0u8; n as usize];
+        socket.read_exact(&mut buf).await.ok()?;
+        let (p, name, seq) = {
+            let call = Call::parse(&buf).ok()?;
+            (call.proto, call.name, call.seq)
+        };
+        let name = name.as_str();
+        let frame = match name {
+            "pipeTransfer" => reply(
+                p,
+                name,
+                seq,
+                &protocol::rpc::TPipeTransferResp { status, body: None },
+            ),
+            "handshake" | "sendFile" | "sendPipeData" => reply(p, name, seq, &status),
+            _ => exception(
+                p,
+                name,
+                seq,
+                thrift::ApplicationErrorKind::InternalError,
+                status.message.as_deref().unwrap_or_default(),
+            ),
+        };
+        socket.write_all(&frame).await.ok()
+    };
+    let _ = tokio::time::timeout(timeout, answer).await;
 }
 
 /// Why a connection stops reading.

@@ -128,8 +128,13 @@ pub fn load_without(
             )
         })?;
         let series = file.series(d).map_err(|e| load_error(name, e))?;
-        let aligned = series.iter().any(|s| s.data_type == TsType::Vector);
-        for s in series.iter().filter(|s| s.data_type != TsType::Vector) {
+        // An aligned device's time column: type VECTOR, or (TsFile 2.x's
+        // writer) an empty measurement name.
+        let time_column = |s: &protocol::tsfile::SeriesMeta| {
+            s.data_type == TsType::Vector || s.measurement.is_empty()
+        };
+        let aligned = series.iter().any(time_column);
+        for s in series.iter().filter(|s| !time_column(s)) {
             let m = measurement_name(&s.measurement).map_err(|e| {
                 (
                     status::VERIFY_METADATA_ERROR,

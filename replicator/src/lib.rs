@@ -805,6 +805,15 @@ impl PipeManager {
             }
         }
         let end = s.log.end_offset();
+        // Records the change log's disk bounds deleted before a pipe sent
+        // them: never silent (ExceptionMessage).
+        let lost: HashMap<String, wal::ConsumerState> = s
+            .log
+            .consumers()
+            .into_iter()
+            .filter(|c| !c.state.lost.is_empty())
+            .map(|c| (c.name, c.state))
+            .collect();
         Ok(inner
             .pipes
             .values()
@@ -830,8 +839,23 @@ impl PipeManager {
                     .log
                     .lag(committed.max(s.log.log_start()))
                     .map_or(0.0, |l| l.arrival_us as f64 / 1e6);
+                let mut meta = e.meta.clone();
+                if let Some(c) = lost.get(&consumer_name(&e.meta.id)) {
+                    let ranges: Vec<String> =
+                        c.lost.iter().map(|(a, b)| format!("[{a}, {b})")).collect();
+                    let note = format!(
+                        "{} record(s) lost from the change log before this pipe sent them (deleted by a disk bound, wal_throttle_threshold_in_byte or pipe_max_allowed_pinned_wal_size_in_byte, or damaged): offsets {}",
+                        c.lost_records(),
+                        ranges.join(" ")
+                    );
+                    meta.exception = if meta.exception.is_empty() {
+                        note
+                    } else {
+                        format!("{}; {note}", meta.exception)
+                    };
+                }
                 PipeRow {
-                    meta: e.meta.clone(),
+                    meta,
                     remaining_events: end - committed,
                     lag_seconds: lag,
                     remote,

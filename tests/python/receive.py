@@ -490,14 +490,22 @@ def legacy(port, path):
 
 
 def refused(port, source):
-    c = Client(port, source)
+    """A legacy handshake and a pipeTransfer handshake from `source`, each
+    on a connection of its own: their statuses, or how the connection
+    ended."""
+    out = {}
     try:
-        st = c.rpc.handshake(TSyncIdentityInfo(pipeName="p", createTime=1, version="1.1", database=""))
+        st = Client(port, source).rpc.handshake(
+            TSyncIdentityInfo(pipeName="p", createTime=1, version="1.1", database=""))
+        out["handshake"] = [st.code, st.message]
     except TTransport.TTransportException as e:
-        print("closed: %s" % e)
-        return
-    r = c.transfer(1, string("ms"))
-    print(json.dumps({"handshake": [st.code, st.message], "pipeTransfer": [r.status.code, r.status.message]}))
+        out["handshake"] = "closed: %s" % e
+    try:
+        r = Client(port, source).transfer(1, string("ms"))
+        out["pipeTransfer"] = [r.status.code, r.status.message]
+    except TTransport.TTransportException as e:
+        out["pipeTransfer"] = "closed: %s" % e
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

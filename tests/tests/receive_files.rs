@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use e2e::{read_frame, run_python, wait_until, workspace, NodeProc};
+use e2e::{config_file, read_frame, run_python, sql, wait_until, workspace, NodeProc, Tmpfs};
 use protocol::message::{call, read_reply, Proto};
 use protocol::pipe;
 use protocol::rpc::{TPipeTransferReq, TPipeTransferResp};
@@ -159,4 +159,106 @@ fn partial_files_go_with_a_dropped_connection_and_with_a_crash() {
         received_files(&data)
     );
     node.stop();
+}
+
+/// A node told to stop right after it announced its port stops gracefully
+/// (exit 0, the log closed cleanly), not killed by the signal: the
+/// handlers are installed before the announcement. Found by the test
+/// above, whose last start is followed at once by a stop.
+#[test]
+fn a_stop_right_after_the_start_is_graceful() {
+    let tmp = tempfile::tempdir().unwrap();
+    for i in 0..10 {
+        NodeProc::start(&tmp.path().join(format!("n{i}")), &[]).stop();
+    }
+}
+
+/// A real full disk (a 16 MiB tmpfs under the node's data directory):
+/// file pieces that do not fit are refused with 1804 naming the full disk,
+/// the partial file keeps its length, nothing panics, the node keeps
+/// serving, and once the connection is gone its space is back. Needs root
+/// (CI runs as root).
+#[test]
+fn a_full_disk_refuses_pieces_by_name_and_the_node_keeps_serving() {
+    let Some(fs) = Tmpfs::mount(16 << 20) else {
+        return;
+    };
+    let data = fs.path().join("node");
+    let cfg = config_file(
+        &tmp_config_dir().join("full"),
+        &["wal_file_size_threshold_in_byte=1048576"],
+    );
+    let node = NodeProc::start(&data, &[&cfg[0], &cfg[1]]);
+    let addr: SocketAddr = node.addr().parse().unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(
+        transfer(&mut s, pipe::HANDSHAKE, pipe::handshake_body("ms"))
+            .status
+            .code,
+        200
+    );
+    let piece = vec![0x5au8; 1 << 20];
+    let mut at = 0i64;
+    let refused = loop {
+        let r = transfer(
+            &mut s,
+            pipe::TRANSFER_FILE_PIECE,
+            pipe::file_piece_body("big.tsfile", at, &piece),
+        );
+        if r.status.code != 200 {
+            break r;
+        }
+        at += piece.len() as i64;
+        assert!(at < 64 << 20, "a 16 MiB disk took {at} bytes");
+    };
+    assert_eq!(refused.status.code, 1804, "{:?} at {at}", refused.status.message);
+    assert_eq!(refused.body, Some(pipe::file_piece_reply_body(-1)));
+    let m = refused.status.message.unwrap();
+    assert!(
+        m.contains("disk is full") && m.contains("big.tsfile"),
+        "{m}"
+    );
+    // The file is as long as the pieces that were written: the sender may
+    // resume there (an offset past it is answered with its length).
+    let r = transfer(
+        &mut s,
+        pipe::TRANSFER_FILE_PIECE,
+        pipe::file_piece_body("big.tsfile", at + 1, b"x"),
+    );
+    assert_eq!(
+        (r.status.code, r.body),
+        (1803, Some(pipe::file_piece_reply_body(at)))
+    );
+    // The node serves on; the connection gone, the space is back.
+    assert!(sql(&node.addr(), "show databases").is_some());
+    drop(s);
+    assert!(wait_until(Duration::from_secs(10), || received_files(
+        &data
+    )
+    .iter()
+    .all(|p| p.is_dir())));
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(
+        transfer(&mut s, pipe::HANDSHAKE, pipe::handshake_body("ms"))
+            .status
+            .code,
+        200
+    );
+    let r = transfer(
+        &mut s,
+        pipe::TRANSFER_FILE_PIECE,
+        pipe::file_piece_body("again.tsfile", 0, &piece),
+    );
+    assert_eq!(r.status.code, 200, "{:?}", r.status.message);
+    drop(s);
+    node.stop();
+}
+
+/// A directory for configuration files outside the test's tmpfs.
+fn tmp_config_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("receive-files-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
 }

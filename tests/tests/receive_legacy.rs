@@ -124,17 +124,30 @@ fn white_list_on_both_ports_and_load_configuration_changes_it_live() {
     let want = "permission is not allowed: the sender IP <127.0.0.2>, the white list of receiver <127.0.0.1/32>";
     assert_eq!(got["handshake"], serde_json::json!([1108, want]));
     assert_eq!(got["pipeTransfer"], serde_json::json!([1108, want]));
-    // On the pipe server's port it is closed at once, with a log line.
+    // On the pipe server's port it is refused when it connects: its first
+    // request gets the same answer, then it is closed; a log line names it.
     sql(&addr, "START PIPESERVER");
     let pport = pipe_port.to_string();
     let out = run_python("receive.py", &["refused", &pport, "127.0.0.2"], LIMIT);
-    assert!(out.starts_with("closed"), "{out}");
+    let got: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(got["handshake"], serde_json::json!([1108, want]));
+    assert_eq!(got["pipeTransfer"], serde_json::json!([1108, want]));
     assert!(
         node.log_text().lines().any(|l| l
-            .contains("closed a connection from outside ip_white_list")
+            .contains("pipe server: refused a connection from outside ip_white_list")
             && l.contains("sender=127.0.0.2")),
         "{}",
         node.log_text()
+    );
+    let pipe_addr: SocketAddr = format!("127.0.0.1:{pipe_port}").parse().unwrap();
+    let mut refused = connect_from(ip("127.0.0.2"), pipe_addr);
+    assert_eq!(handshake(&mut refused, "x", "1.1").code, 1108);
+    let mut rest = Vec::new();
+    use std::io::Read;
+    assert_eq!(
+        refused.read_to_end(&mut rest).unwrap(),
+        0,
+        "closed after its answer"
     );
 
     // LOAD CONFIGURATION: the new list applies at once; a key that needs a
@@ -168,8 +181,43 @@ fn white_list_on_both_ports_and_load_configuration_changes_it_live() {
         assert_eq!(got["handshake"], serde_json::json!([200, ""]), "port {p}");
         assert_eq!(got["pipeTransfer"][0], 200, "port {p}");
     }
-    // Nothing changed: no rows. A broken file changes nothing.
+    // Nothing changed: no rows.
     assert!(sql(&addr, "LOAD CONFIGURATION").unwrap().rows.is_empty());
+    // The claimed legacy version and the pipes' retries change live too.
+    let more = [
+        &lines[..],
+        &[
+            "legacy_receiver_version=0.13",
+            "max_number_of_sync_file_retry=10",
+        ],
+    ]
+    .concat();
+    std::fs::write(&cfg[1], more.join("\n")).unwrap();
+    let r = sql(&addr, "load configuration").unwrap();
+    let rows: Vec<Vec<String>> = r
+        .rows
+        .iter()
+        .map(|(_, v)| v.iter().map(text).collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ["legacy_receiver_version", "0.13", "applied"],
+            ["max_number_of_sync_file_retry", "10", "applied"],
+        ]
+    );
+    let client: SocketAddr = addr.parse().unwrap();
+    let mut s = connect_from(ip("127.0.0.2"), client);
+    let st = handshake(&mut s, "v", "1.1");
+    assert_eq!(
+        (st.code, st.message.unwrap()),
+        (
+            1108,
+            "version mismatch: the sender <1.1>, the receiver <0.13>".into()
+        )
+    );
+    assert_eq!(handshake(&mut s, "v", "0.13.5").code, 200);
+    // A broken file changes nothing.
     std::fs::write(&cfg[1], "ip_white_list=not-an-address\n").unwrap();
     let (code, m) = try_sql(&addr, "LOAD CONFIGURATION").unwrap_err();
     assert_eq!(code, 301);
@@ -177,8 +225,8 @@ fn white_list_on_both_ports_and_load_configuration_changes_it_live() {
         m.contains("nothing was changed") && m.contains("not-an-address"),
         "{m}"
     );
-    let out = run_python("receive.py", &["refused", &port, "127.0.0.2"], LIMIT);
-    assert!(out.contains("[200, \"\"]"), "{out}");
+    let mut s = connect_from(ip("127.0.0.2"), client);
+    assert_eq!(handshake(&mut s, "v", "0.13").code, 200);
     node.stop();
 }
 
