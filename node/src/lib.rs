@@ -117,6 +117,10 @@ impl Node {
             max_retry: config.max_sync_retry,
             retry_base: config.pipe_retry_interval,
             timeout: config.pipe_connector_timeout,
+            database_of: {
+                let st = store.clone();
+                replicator::plugin::DatabaseOf(Arc::new(move |path| st.database_of(path)))
+            },
             ..replicator::Settings::default()
         };
         let handle = tokio::runtime::Handle::try_current()

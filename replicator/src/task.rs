@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tracing::{debug, info, instrument, warn};
 
+use crate::deletions::DeletionRecord;
 use crate::meta::PipeMeta;
 use crate::plugin::{self, Connector, Extractor, PipeEvent};
 use crate::{consumer_name, Shared, Stats};
@@ -189,10 +190,11 @@ impl PipeTask {
         let log = &self.shared.log;
         let settings = self.shared.settings();
         let mut ext_attrs = self.meta.extractor.clone();
-        let ext = match Extractor::configure(&mut ext_attrs, settings.units_per_sec) {
+        let mut ext = match Extractor::configure(&mut ext_attrs, settings.units_per_sec) {
             Ok(e) => e,
             Err(m) => return slot.send(fail(m)),
         };
+        ext.deletions = self.meta.sync_deletions();
         let mut proc_attrs = self.meta.processor.clone();
         let mut processor = match plugin::processor(&mut proc_attrs) {
             Ok(p) => p,
@@ -212,8 +214,10 @@ impl PipeTask {
             offset = offset.max(self.meta.history_end);
         }
         if offset < log.log_start() {
-            warn!(offset, log_start = log.log_start(), "records before the log start were deleted by the disk bound; continuing at the log start");
-            offset = log.log_start();
+            let start = log.log_start();
+            warn!(offset, log_start = start, "records before the log start were deleted by the disk bound; continuing at the log start");
+            self.shared.warn(&self.meta.id, self.generation, &format!("change log records {offset}..{start} were deleted by the disk bound before this pipe sent them; they are lost"), true);
+            offset = start;
         }
         let mut reader = match log.reader(offset) {
             Ok(r) => r,
@@ -261,6 +265,23 @@ impl PipeTask {
                     }
                 }
             }
+            // The deletions the log holds now that the batch is read (and
+            // any in the batch that a writer logged around the index).
+            let mut deletions = self.shared.deletions.view();
+            let mut unindexed = false;
+            for rec in batches.iter().flat_map(|b| b.iter()) {
+                if rec.kind != protocol::event::KIND_TABLET && !deletions.has(rec.offset) {
+                    if let Ok(Some(d)) =
+                        DeletionRecord::of_record(rec.offset, rec.kind, rec.payload)
+                    {
+                        self.shared.deletions.observe(d);
+                        unindexed = true;
+                    }
+                }
+            }
+            if unindexed {
+                deletions = self.shared.deletions.view();
+            }
             let mut next = offset;
             let mut slot = Some(slot);
             'records: for b in &batches {
@@ -273,7 +294,13 @@ impl PipeTask {
                         next = rec.offset + 1;
                         continue;
                     }
-                    match ext.extract(rec.kind, b.share(rec.payload), history) {
+                    match ext.extract(
+                        rec.offset,
+                        rec.kind,
+                        b.share(rec.payload),
+                        history,
+                        &deletions,
+                    ) {
                         Ok(Some(ev)) => {
                             if let PipeEvent::Tablet(b) = &ev {
                                 size += b.len();
@@ -353,9 +380,16 @@ impl PipeTask {
             let r = tokio::select! {
                 biased;
                 _ = stop.wait_for(|s| *s) => return Some(Stop::Requested),
-                r = async { self.connector.lock().await.transfer(events).await } => r,
+                r = async {
+                    let mut c = self.connector.lock().await;
+                    let r = c.transfer(events).await;
+                    (r, c.take_notes())
+                } => r,
             };
-            match r {
+            for note in &r.1 {
+                self.shared.warn(&self.meta.id, self.generation, note, true);
+            }
+            match r.0 {
                 Ok(()) => {
                     events.clear();
                     return None;
@@ -370,6 +404,7 @@ impl PipeTask {
                     }
                     let wait = backoff(settings.retry_base, settings.retry_cap, attempt);
                     warn!(attempt, retry_in_ms = wait.as_millis() as u64, cause = %e, "transfer failed; retrying");
+                    self.shared.warn(&self.meta.id, self.generation, &format!("transfer failed, retry {attempt} of {} (max_number_of_sync_file_retry): {e}", settings.max_retry), false);
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = stop.wait_for(|s| *s) => return Some(Stop::Requested),

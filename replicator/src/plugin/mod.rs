@@ -1,6 +1,7 @@
 //! The built-in pipe plugins: `iotdb-extractor`, `do-nothing-processor`,
 //! and the connectors `iotdb-thrift-sync-connector` (alias
-//! `iotdb-thrift-connector`) and `do-nothing-connector`.
+//! `iotdb-thrift-connector`), `iotdb-legacy-pipe-connector` and
+//! `do-nothing-connector`.
 //!
 //! Attributes are validated at `CREATE PIPE`: unknown plugin names, unknown
 //! keys and bad values are errors naming the key.
@@ -20,7 +21,10 @@ pub mod connector;
 pub mod extractor;
 pub mod processor;
 
-pub use connector::{Connector, ConnectorSpec, TransferError, DEFAULT_BATCH_BYTES};
+pub use connector::{
+    Connector, ConnectorEnv, ConnectorSpec, DatabaseOf, Identity, TransferError,
+    DEFAULT_BATCH_BYTES,
+};
 pub use extractor::Extractor;
 pub use processor::{processor, DoNothingProcessor, Processor};
 
@@ -44,7 +48,7 @@ pub enum PipeEvent {
 
 /// Built-in plugins, as `SHOW PIPEPLUGINS` lists them: name and the Rust
 /// type that implements it.
-pub const PLUGINS: [(&str, &str); 5] = [
+pub const PLUGINS: [(&str, &str); 6] = [
     ("IOTDB-EXTRACTOR", "replicator::plugin::Extractor"),
     (
         "DO-NOTHING-PROCESSOR",
@@ -54,6 +58,10 @@ pub const PLUGINS: [(&str, &str); 5] = [
     ("IOTDB-THRIFT-CONNECTOR", "replicator::plugin::Connector"),
     (
         "IOTDB-THRIFT-SYNC-CONNECTOR",
+        "replicator::plugin::Connector",
+    ),
+    (
+        "IOTDB-LEGACY-PIPE-CONNECTOR",
         "replicator::plugin::Connector",
     ),
 ];

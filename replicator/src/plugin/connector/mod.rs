@@ -4,14 +4,80 @@
 //! - [`thrift_sync`]: `iotdb-thrift-sync-connector` (alias
 //!   `iotdb-thrift-connector`), IoTDB 1.2's `pipeTransfer`, one request in
 //!   flight.
+//! - [`legacy`]: `iotdb-legacy-pipe-connector` and the sync tool's
+//!   PIPESINK pipes, IoTDB 1.0/1.1's sync protocol.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use super::{check_keys, parse_bool};
+use super::{check_keys, parse_bool, PipeEvent};
 
+pub mod legacy;
 pub mod thrift_sync;
 
-pub use thrift_sync::Connector;
+pub use legacy::{DatabaseOf, Identity, LegacySpec};
+
+/// A live connector, of the protocol its spec names.
+#[derive(Debug)]
+pub enum Connector {
+    /// `pipeTransfer` (and `do-nothing-connector`).
+    ThriftSync(thrift_sync::Connector),
+    /// The legacy sync protocol.
+    Legacy(legacy::Connector),
+}
+
+/// What a connector needs from the node and the pipe that creates it.
+#[derive(Debug, Clone)]
+pub struct ConnectorEnv {
+    /// The node's timestamp precision, for `pipeTransfer` handshakes.
+    pub precision: String,
+    /// Connect and call timeout (`pipe_connector_timeout_ms`).
+    pub timeout: Duration,
+    /// The pipe, for legacy handshakes.
+    pub identity: Identity,
+    /// The node's databases, for legacy handshakes.
+    pub database_of: DatabaseOf,
+}
+
+impl Connector {
+    /// The live connector for `spec`.
+    pub fn new(spec: ConnectorSpec, env: &ConnectorEnv) -> Connector {
+        match spec {
+            ConnectorSpec::Legacy(l) => Connector::Legacy(legacy::Connector::new(
+                l,
+                env.identity.clone(),
+                env.timeout,
+                env.database_of.clone(),
+            )),
+            other => Connector::ThriftSync(thrift_sync::Connector::new(
+                other,
+                &env.precision,
+                env.timeout,
+            )),
+        }
+    }
+
+    /// Sends `events` and waits for the receiver's acknowledgement.
+    /// Cancel-safe (see each protocol's `transfer`).
+    ///
+    /// # Errors
+    /// Connection failures, timeouts and refusals, named.
+    pub async fn transfer(&mut self, events: &[PipeEvent]) -> Result<(), TransferError> {
+        match self {
+            Connector::ThriftSync(c) => c.transfer(events).await,
+            Connector::Legacy(c) => c.transfer(events).await,
+        }
+    }
+
+    /// What the transfers since the last call skipped (sentences for the
+    /// pipe's WARN message), taken.
+    pub fn take_notes(&mut self) -> Vec<String> {
+        match self {
+            Connector::ThriftSync(_) => Vec::new(),
+            Connector::Legacy(c) => c.take_notes(),
+        }
+    }
+}
 
 /// Why a transfer failed. Every failure is retried; the pipe stops after
 /// the retries run out.
@@ -34,6 +100,8 @@ pub enum ConnectorSpec {
         /// Most payload bytes per request.
         batch_bytes: usize,
     },
+    /// `iotdb-legacy-pipe-connector` (and sync-tool pipes).
+    Legacy(LegacySpec),
     /// `do-nothing-connector`.
     DoNothing,
 }
@@ -108,10 +176,39 @@ impl ConnectorSpec {
                 check_keys("connector", attrs, &["connector"])?;
                 Ok(ConnectorSpec::DoNothing)
             }
-            "iotdb-thrift-async-connector" | "iotdb-legacy-pipe-connector" | "websocket-connector" | "opc-ua-connector" => {
+            "iotdb-legacy-pipe-connector" => {
+                check_keys(
+                    "connector",
+                    attrs,
+                    &[
+                        "connector",
+                        "connector.ip",
+                        "connector.port",
+                        "connector.user",
+                        "connector.password",
+                        "connector.version",
+                    ],
+                )?;
+                let (Some(ip), Some(port)) = (attrs.get("connector.ip"), attrs.get("connector.port")) else {
+                    return Err("iotdb-legacy-pipe-connector needs 'connector.ip' and 'connector.port' (the receiver's client or pipe server port)".into());
+                };
+                let port: u16 = port.parse().ok().filter(|&p| p > 0).ok_or_else(|| format!("'connector.port'='{port}': not a port number"))?;
+                let version = attrs.get("connector.version").cloned().unwrap_or_else(|| legacy::DEFAULT_VERSION.into());
+                if version.trim().is_empty() {
+                    return Err("'connector.version' is empty; a receiver compares its major.minor (default 1.1)".into());
+                }
+                Ok(ConnectorSpec::Legacy(LegacySpec {
+                    ip: ip.clone(),
+                    port,
+                    user: attrs.get("connector.user").cloned().unwrap_or_else(|| "root".into()),
+                    password: attrs.get("connector.password").cloned().unwrap_or_else(|| "root".into()),
+                    version,
+                }))
+            }
+            "iotdb-thrift-async-connector" | "websocket-connector" | "opc-ua-connector" => {
                 Err(format!("connector plugin '{name}' is not supported by edgepipe yet; use iotdb-thrift-sync-connector"))
             }
-            other => Err(format!("unknown connector plugin '{other}'; built-in: iotdb-thrift-connector, iotdb-thrift-sync-connector, do-nothing-connector")),
+            other => Err(format!("unknown connector plugin '{other}'; built-in: iotdb-thrift-connector, iotdb-thrift-sync-connector, iotdb-legacy-pipe-connector, do-nothing-connector")),
         }
     }
 
@@ -119,7 +216,18 @@ impl ConnectorSpec {
     pub fn batch_bytes(&self) -> usize {
         match self {
             ConnectorSpec::ThriftSync { batch_bytes, .. } => *batch_bytes,
-            ConnectorSpec::DoNothing => DEFAULT_BATCH_BYTES,
+            ConnectorSpec::Legacy(_) | ConnectorSpec::DoNothing => DEFAULT_BATCH_BYTES,
+        }
+    }
+
+    /// The receivers it sends to, `ip:port` (SHOW PIPES' Remote column).
+    pub fn targets(&self) -> Vec<String> {
+        match self {
+            ConnectorSpec::ThriftSync { urls, .. } => {
+                urls.iter().map(|(h, p)| format!("{h}:{p}")).collect()
+            }
+            ConnectorSpec::Legacy(l) => vec![format!("{}:{}", l.ip, l.port)],
+            ConnectorSpec::DoNothing => Vec::new(),
         }
     }
 }
