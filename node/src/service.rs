@@ -367,6 +367,7 @@ impl Service {
 
     fn apply(&self) -> StoreApply<'_> {
         StoreApply {
+            exec: &self.exec,
             store: self.exec.store(),
             auto_create_schema: self.auto_create_schema,
         }
@@ -895,6 +896,9 @@ fn not_alive(proto: Proto, name: &str, seq: i32, e: receiver::legacy::NotAlive) 
 /// What received data does to the store: every write through the change
 /// log, in order.
 struct StoreApply<'a> {
+    /// Deletions go through the executor, so they reach the pipes'
+    /// deletion index (no pipe ships a point deleted before it read it).
+    exec: &'a Executor,
     store: &'a Arc<crate::store::Store>,
     auto_create_schema: bool,
 }
@@ -962,8 +966,15 @@ impl receiver::Apply for StoreApply<'_> {
                 )
             })?;
         }
-        let ev = Event::Delete { patterns, min, max };
-        self.store.write(ev).map(Some).map_err(code_of)
+        let ev = Event::Delete {
+            patterns: patterns.clone(),
+            min,
+            max,
+        };
+        self.exec
+            .log_deletion(patterns, min, max, || self.store.write(ev))
+            .map(Some)
+            .map_err(code_of)
     }
 
     fn create_database(&self, database: &str) -> Result<Option<u64>, (i32, String)> {
@@ -981,8 +992,11 @@ impl receiver::Apply for StoreApply<'_> {
             return Ok(None);
         }
         let name = database.to_string();
-        self.store
-            .write(Event::Schema(SchemaOp::DeleteDatabase(name.clone())))
+        let ev = Event::Schema(SchemaOp::DeleteDatabase(name.clone()));
+        self.exec
+            .log_deletion(vec![format!("{name}.**")], i64::MIN, i64::MAX, || {
+                self.store.write(ev)
+            })
             .map_err(code_of)?;
         self.store
             .write(Event::Schema(SchemaOp::CreateDatabase(name)))
