@@ -441,7 +441,8 @@ impl Log {
         self.shared.end.load(Ordering::Acquire)
     }
 
-    /// Every offset below this one is durable.
+    /// Every offset below this one is durable. For a read-only log, what
+    /// the checkpoint on disk vouches for (see [`Log::durability`]).
     pub fn durable_offset(&self) -> u64 {
         self.shared.durable.load(Ordering::Acquire)
     }
@@ -745,6 +746,12 @@ impl Shared {
             return Err(Error::Closed("closed"));
         }
         Ok(g)
+    }
+
+    /// The recovery-point checkpoint this process last wrote or, for a
+    /// read-only log, read.
+    pub(crate) fn last_checkpoint(&self) -> Option<Checkpoint> {
+        self.checkpoint.lock().expect("checkpoint lock").last
     }
 
     pub(crate) fn snapshot(&self) -> Arc<Vec<Arc<Segment>>> {

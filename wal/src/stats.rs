@@ -1,4 +1,5 @@
-//! Read-only views of a log's shape: segments and consumer lag.
+//! Read-only views of a log's shape: segments, consumer lag, and which
+//! offset the log can vouch is durable.
 
 use std::sync::atomic::Ordering;
 
@@ -15,7 +16,9 @@ pub struct SegmentInfo {
     pub next_offset: u64,
     /// Size of the file on disk (preallocated for the active segment).
     pub file_bytes: u64,
-    /// Bytes in use, segment header included.
+    /// Bytes in use, segment header included: the byte position where the
+    /// next batch goes. See [`SegmentInfo::record_bytes`] for the count
+    /// the tools report.
     pub data_bytes: u64,
     /// Arrival time of the first record (µs), `None` if empty.
     pub first_arrival_us: Option<i64>,
@@ -29,6 +32,41 @@ impl SegmentInfo {
     /// Number of records.
     pub fn records(&self) -> u64 {
         self.next_offset - self.base_offset
+    }
+
+    /// Bytes of record batches (batch headers included, the segment header
+    /// not): the same count as `wal verify`'s and [`Lag::bytes`].
+    pub fn record_bytes(&self) -> u64 {
+        self.data_bytes.saturating_sub(SEGMENT_HEADER_LEN as u64)
+    }
+}
+
+/// Which offset a log can vouch is durable (every record below it survives
+/// a crash or power cut), and on what grounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// This process writes the log: every offset below is fsynced.
+    Writer(u64),
+    /// Opened read-only after the writer closed cleanly: every record is
+    /// durable.
+    ClosedCleanly(u64),
+    /// Opened read-only while a writer runs, or after one stopped without a
+    /// clean close: durable as of the writer's last recovery-point
+    /// checkpoint (written about once a second while it writes). Records
+    /// after it may be durable too; a read-only look cannot tell. 0 when
+    /// there is no checkpoint.
+    RecoveryPoint(u64),
+}
+
+impl Durability {
+    /// The offset vouched for.
+    pub fn offset(&self) -> u64 {
+        match *self {
+            Durability::Writer(o) | Durability::ClosedCleanly(o) | Durability::RecoveryPoint(o) => {
+                o
+            }
+        }
     }
 }
 
@@ -45,6 +83,20 @@ pub struct Lag {
 }
 
 impl Log {
+    /// Which offset this log can vouch is durable: the writer's own durable
+    /// offset, or for a read-only log what the checkpoint on disk says.
+    pub fn durability(&self) -> Durability {
+        let shared = self.shared();
+        let durable = shared.durable.load(Ordering::Acquire);
+        if shared.writer.is_some() {
+            return Durability::Writer(durable);
+        }
+        match shared.last_checkpoint() {
+            Some(c) if c.clean => Durability::ClosedCleanly(durable),
+            _ => Durability::RecoveryPoint(durable),
+        }
+    }
+
     /// The segments, oldest first.
     pub fn segments(&self) -> Vec<SegmentInfo> {
         let some = |t: i64| (t != i64::MIN).then_some(t);
