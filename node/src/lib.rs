@@ -14,6 +14,8 @@
 //! - [`control`]: what `START`/`STOP`/`SHOW PIPESERVER` and `LOAD
 //!   CONFIGURATION` act on.
 //! - [`config`]: the node's configuration file (IoTDB key names).
+//! - [`metrics`]: what the node counts and the Prometheus endpoint
+//!   (`dn_metric_reporter_list=PROMETHEUS`).
 //! - [`client`]: a synchronous client of the same RPC (the CLI, tests).
 #![deny(missing_docs)]
 
@@ -23,6 +25,7 @@ pub mod config;
 pub mod control;
 pub use protocol::event;
 pub mod exec;
+pub mod metrics;
 pub mod query;
 pub mod server;
 pub mod service;
@@ -47,6 +50,10 @@ pub struct Node {
     /// The connection limits, shared by the client port and the pipe
     /// server (its timeout changes with `LOAD CONFIGURATION`).
     pub limits: server::Limits,
+    /// What a metrics scrape shows.
+    pub exporter: Arc<metrics::Exporter>,
+    /// The metrics endpoint's task, while it serves (ended by `close`).
+    metrics_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -176,6 +183,7 @@ impl Node {
             .with_auto_create_schema(config.auto_create_schema),
         );
         pipe_server.set_service(&service);
+        let exporter = Arc::new(metrics::Exporter::new(store.clone(), service.rpc_metrics()));
         Ok(Node {
             config,
             store,
@@ -183,7 +191,23 @@ impl Node {
             pipes,
             control,
             limits,
+            exporter,
+            metrics_task: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Serves the metrics endpoint on `listener` (see [`metrics::bind`])
+    /// until [`Node::close`]. Call it inside the node's runtime.
+    pub fn serve_metrics(&self, listener: tokio::net::TcpListener) {
+        let task = tokio::spawn(metrics::serve(listener, self.exporter.clone()));
+        let old = self
+            .metrics_task
+            .lock()
+            .expect("metrics task lock")
+            .replace(task);
+        if let Some(old) = old {
+            old.abort();
+        }
     }
 
     /// Serves the client RPC on `listener` until `shutdown` completes, and
@@ -229,6 +253,9 @@ impl Node {
     /// # Errors
     /// Flush or close failures; the next start recovers as after a crash.
     pub fn close(&self) -> Result<(), String> {
+        if let Some(t) = self.metrics_task.lock().expect("metrics task lock").take() {
+            t.abort();
+        }
         self.control.pipe_server().shutdown();
         self.pipes.shutdown();
         self.store.flush().map_err(|e| format!("flush: {e}"))?;

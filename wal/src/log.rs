@@ -129,6 +129,8 @@ pub(crate) struct Shared {
     sealing: Mutex<()>,
     /// Held for the writer's life: the exclusive lock on `LOCK`.
     _lock: Option<std::fs::File>,
+    /// How long data syncs take ([`Log::fsync_stats`]).
+    pub fsyncs: crate::stats::FsyncTimer,
 }
 
 /// A change log. Appends are serialised; any number of [`Reader`]s read and
@@ -264,6 +266,7 @@ impl Log {
             unflushed: Mutex::new(Vec::new()),
             sealing: Mutex::new(()),
             _lock: rec.lock,
+            fsyncs: Default::default(),
         };
         Log {
             shared: Arc::new(shared),
@@ -844,7 +847,7 @@ impl Shared {
             st.segment = seg.base_offset;
             st.pos = 0;
         }
-        seg.flush(st.pos, to)?;
+        self.fsyncs.time(|| seg.flush(st.pos, to))?;
         st.pos = to;
         self.set_durable(end);
         if st.last_checkpoint.elapsed() >= self.config.checkpoint_interval {
@@ -940,7 +943,10 @@ impl Shared {
         // then too (five fsyncs that would stall this append).
         let defer = self.config.fsync == FsyncPolicy::Never;
         if !defer {
-            old.persist(self.needs_sync(&old))?;
+            if self.needs_sync(&old) {
+                self.fsyncs.time(|| old.sync_data())?;
+            }
+            old.write_index_files()?;
         }
         let next = old.next_offset();
         let new = Arc::new(Segment::create(&self.dir, next, self.config.segment_bytes)?);
@@ -991,7 +997,7 @@ impl Shared {
             return Ok(());
         };
         for s in &pending {
-            s.sync_data()?;
+            self.fsyncs.time(|| s.sync_data())?;
             s.write_index_files()?;
         }
         let next = last.next_offset();

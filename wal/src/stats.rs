@@ -1,7 +1,8 @@
-//! Read-only views of a log's shape: segments, consumer lag, and which
-//! offset the log can vouch is durable.
+//! Read-only views of a log's shape: segments, consumer lag, which offset
+//! the log can vouch is durable, and how long its fsyncs take.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::format::SEGMENT_HEADER_LEN;
@@ -152,5 +153,105 @@ impl Log {
             bytes,
             arrival_us: (newest - arrival).max(0),
         })
+    }
+}
+
+/// Upper bounds (seconds) of the fsync latency buckets of [`FsyncStats`]:
+/// from well under one `fdatasync` of this machine (~0.2 ms) to a disk in
+/// trouble; anything slower falls in the last, unbounded bucket.
+pub const FSYNC_BUCKETS: [f64; 15] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5,
+];
+
+/// How long the log's data syncs took, as [`Log::fsync_stats`] reports
+/// them: the group commits that make appends durable (`msync` of the new
+/// bytes), and the `fdatasync` of a segment as it is sealed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FsyncStats {
+    /// Syncs recorded.
+    pub count: u64,
+    /// Their total duration, seconds.
+    pub sum_seconds: f64,
+    /// Syncs per bucket, not cumulative: `(upper bound in seconds, count)`,
+    /// one per [`FSYNC_BUCKETS`] entry, then `(f64::INFINITY, slower ones)`.
+    pub buckets: Vec<(f64, u64)>,
+}
+
+/// Records sync durations without a lock: one atomic add per bucket and
+/// sum, per sync (a group commit covers many appends).
+#[derive(Debug, Default)]
+pub(crate) struct FsyncTimer {
+    buckets: [AtomicU64; FSYNC_BUCKETS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl FsyncTimer {
+    /// Runs `sync`, recording how long it took (whether it failed or not).
+    pub(crate) fn time<T>(&self, sync: impl FnOnce() -> T) -> T {
+        let start = Instant::now();
+        let r = sync();
+        self.record(start.elapsed());
+        r
+    }
+
+    fn record(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = FSYNC_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(FSYNC_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(
+            d.as_nanos().min(u128::from(u64::MAX)) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn snapshot(&self) -> FsyncStats {
+        let buckets: Vec<(f64, u64)> = FSYNC_BUCKETS
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .zip(&self.buckets)
+            .map(|(b, n)| (b, n.load(Ordering::Relaxed)))
+            .collect();
+        FsyncStats {
+            count: buckets.iter().map(|b| b.1).sum(),
+            sum_seconds: self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            buckets,
+        }
+    }
+}
+
+impl Log {
+    /// How long this process's data syncs of the log took so far (nothing
+    /// for a read-only log, or under the `never` policy until a sealed
+    /// segment is flushed).
+    pub fn fsync_stats(&self) -> FsyncStats {
+        self.shared().fsyncs.snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fsync_durations_fall_in_their_buckets() {
+        let t = FsyncTimer::default();
+        t.record(Duration::from_micros(30));
+        t.record(Duration::from_micros(200));
+        t.record(Duration::from_millis(1));
+        t.record(Duration::from_secs(10));
+        let s = t.snapshot();
+        assert_eq!(s.count, 4);
+        assert!((s.sum_seconds - 10.00123).abs() < 1e-9, "{}", s.sum_seconds);
+        let count = |bound: f64| s.buckets.iter().find(|b| b.0 == bound).unwrap().1;
+        assert_eq!(count(0.00005), 1);
+        assert_eq!(count(0.00025), 1);
+        assert_eq!(count(0.001), 1, "a bound is inclusive (le)");
+        assert_eq!(count(f64::INFINITY), 1);
+        assert_eq!(s.buckets.len(), FSYNC_BUCKETS.len() + 1);
     }
 }

@@ -141,6 +141,9 @@ struct Inner {
     damaged: Vec<(u64, String)>,
     /// The change-log offset of the last checkpoint written or loaded.
     checkpointed: u64,
+    /// When that checkpoint was written (the file's time when loaded; the
+    /// open's time when there is none).
+    checkpointed_at: Option<std::time::SystemTime>,
 }
 
 /// Settings of the store.
@@ -178,6 +181,8 @@ pub struct Store {
     /// Serialises validate → log append → apply, so the log order is the
     /// apply order.
     write_lock: Mutex<()>,
+    /// Points ingested and flushes, for the metrics.
+    counters: Arc<crate::metrics::StoreCounters>,
 }
 
 impl std::fmt::Debug for Store {
@@ -354,6 +359,11 @@ impl Store {
             }
         }
         inner.checkpointed = applied;
+        inner.checkpointed_at = Some(
+            std::fs::metadata(dir.join(checkpoint::CHECKPOINT))
+                .and_then(|m| m.modified())
+                .unwrap_or_else(|_| std::time::SystemTime::now()),
+        );
         // Chunk files not in the checkpoint were written by a flush that did
         // not finish: the log still holds their events.
         let known: BTreeSet<u64> = inner
@@ -374,6 +384,7 @@ impl Store {
             inner: Arc::new(RwLock::new(inner)),
             flush_state: Arc::default(),
             write_lock: Mutex::new(()),
+            counters: Arc::default(),
         };
         store
             .log
@@ -503,6 +514,11 @@ impl Store {
             apply(&mut inner, &self.config, &ev, false)?;
             inner.mem_points
         };
+        if let Event::Tablet(t) = &ev {
+            self.counters
+                .points_ingested
+                .fetch_add(t.points() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         // Past the log's hard bound only the store's checkpoint can free
         // space: flush early.
         if points >= self.config.flush_points || (points > 0 && self.log.checkpoint_wanted()) {
@@ -554,5 +570,37 @@ impl Store {
     /// Points held in memtables (not yet flushed).
     pub fn memtable_points(&self) -> usize {
         self.inner.read().expect("store lock").mem_points
+    }
+
+    /// Bytes the memtables hold (their vectors' capacity), frozen ones
+    /// being flushed included. Walks every series: for a scrape, not for a
+    /// hot path.
+    pub fn memtable_bytes(&self) -> u64 {
+        let inner = self.inner.read().expect("store lock");
+        inner
+            .series
+            .values()
+            .map(|s| {
+                s.mem.heap_bytes()
+                    + s.frozen.as_ref().map_or(0, |f| {
+                        memtable::column_bytes(&f.values) + 8 * f.times.capacity()
+                    })
+            })
+            .sum::<usize>() as u64
+    }
+
+    /// When the last checkpoint was written (or, before the first, when the
+    /// store opened).
+    pub fn checkpointed_at(&self) -> std::time::SystemTime {
+        self.inner
+            .read()
+            .expect("store lock")
+            .checkpointed_at
+            .unwrap_or(std::time::UNIX_EPOCH)
+    }
+
+    /// Points ingested and flushes, counted as they happen.
+    pub fn counters(&self) -> &crate::metrics::StoreCounters {
+        &self.counters
     }
 }

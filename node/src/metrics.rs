@@ -1,0 +1,681 @@
+//! The node's metrics, served in Prometheus' text format when the
+//! configuration asks for it as IoTDB's does (`dn_metric_reporter_list=
+//! PROMETHEUS`, `dn_metric_prometheus_reporter_port`, default 9091): `GET
+//! http://rpc_address:PORT/metrics`.
+//!
+//! # What is measured, and what it costs
+//! - **On the hot paths**, only what must be counted as it happens: one
+//!   histogram observation per RPC (`edgepipe_rpc_duration_seconds`, by
+//!   method), an atomic add per connection opened or closed, per write
+//!   request (points ingested, in the store), per fsync (in the change
+//!   log) and per flush. Nothing is recorded per point or per record.
+//! - **At scrape time**, everything that is state rather than events is read
+//!   where it lives: the change log's offsets, size and segments, the
+//!   memtables, the store's checkpoint, the pipes, and the process (resident
+//!   memory from `/proc/self/status`, open files from `/proc/self/fd`).
+//!
+//! Names follow Prometheus' conventions: an `edgepipe_` prefix, base units
+//! in the name (`_seconds`, `_bytes`), `_total` on counters, and the
+//! standard `process_*` names for the process. The endpoint speaks
+//! Prometheus' text format 0.0.4, or OpenMetrics when the scraper asks for
+//! it (`Accept: application/openmetrics-text`), as Prometheus does.
+//!
+//! The metrics themselves come from [`prometheus_client`], the Prometheus
+//! project's Rust client; the HTTP side is a minimal `GET /metrics` handler
+//! on the node's tokio runtime (bounded: a few scrapes at once, a small
+//! request, a timeout), not a web framework.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Registry, Unit};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, info, warn};
+
+use crate::config::NodeConfig;
+use crate::store::Store;
+
+/// IoTDB's default `dn_metric_prometheus_reporter_port` (IoTDB 1.2's
+/// `MetricConfig`).
+pub const DEFAULT_PROMETHEUS_PORT: u16 = 9091;
+/// Upper bounds (seconds) of the RPC latency buckets: from a cached query
+/// answered in well under a millisecond to a large pipe batch.
+pub const RPC_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+/// Scrapes answered at once; more connections wait in the listen backlog.
+const MAX_SCRAPES: usize = 4;
+/// The largest request head read (request line and headers).
+const MAX_REQUEST: usize = 8 << 10;
+/// How long a scrape may take from connect to the last byte written.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// IoTDB's `dn_metric_level`. edgepipe has one set of metrics (about what
+/// IoTDB puts at its IMPORTANT level): `Off` serves none, every other level
+/// serves them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetricLevel {
+    /// No metrics: the endpoint is not opened.
+    Off,
+    /// IoTDB's default.
+    #[default]
+    Core,
+    /// IoTDB's recommended level.
+    Important,
+    /// More detail in IoTDB.
+    Normal,
+    /// Everything in IoTDB.
+    All,
+}
+
+impl std::str::FromStr for MetricLevel {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Ok(match s.to_ascii_uppercase().as_str() {
+            "OFF" => MetricLevel::Off,
+            "CORE" => MetricLevel::Core,
+            "IMPORTANT" => MetricLevel::Important,
+            "NORMAL" => MetricLevel::Normal,
+            "ALL" => MetricLevel::All,
+            _ => return Err(()),
+        })
+    }
+}
+
+/// The client RPC methods the node serves, sorted: the values of the
+/// `method` label of `edgepipe_rpc_duration_seconds` (a fixed set, so a
+/// client cannot grow the label's cardinality).
+pub const METHODS: [&str; 24] = [
+    "closeOperation",
+    "closeSession",
+    "executeQueryStatement",
+    "executeQueryStatementV2",
+    "executeStatement",
+    "executeStatementV2",
+    "executeUpdateStatement",
+    "executeUpdateStatementV2",
+    "fetchResults",
+    "fetchResultsV2",
+    "getTimeZone",
+    "handshake",
+    "insertRecord",
+    "insertRecords",
+    "insertRecordsOfOneDevice",
+    "insertStringRecord",
+    "insertTablet",
+    "insertTablets",
+    "openSession",
+    "pipeTransfer",
+    "requestStatementId",
+    "sendFile",
+    "sendPipeData",
+    "setTimeZone",
+];
+
+/// What the RPC front counts as it serves: the latency of each call, by
+/// method, and the connections open. Shared by the client port and the
+/// pipe server.
+#[derive(Debug)]
+pub struct RpcMetrics {
+    family: RpcFamily,
+    /// Each method's histogram, taken from `family` at its first call so
+    /// that later calls touch no lock but the histogram's own.
+    by_method: [OnceLock<Histogram>; METHODS.len()],
+    connections: Gauge,
+}
+
+/// `edgepipe_rpc_duration_seconds`: a histogram per `method` label.
+type RpcFamily = Family<[(&'static str, &'static str); 1], Histogram, fn() -> Histogram>;
+
+fn rpc_histogram() -> Histogram {
+    Histogram::new(RPC_BUCKETS)
+}
+
+impl Default for RpcMetrics {
+    fn default() -> Self {
+        RpcMetrics {
+            family: Family::new_with_constructor(rpc_histogram),
+            by_method: std::array::from_fn(|_| OnceLock::new()),
+            connections: Gauge::default(),
+        }
+    }
+}
+
+impl RpcMetrics {
+    /// Records one call of `method` that took `took` (from its frame read
+    /// to its reply ready). Names outside [`METHODS`] are not recorded.
+    pub fn observe(&self, method: &str, took: Duration) {
+        let Ok(i) = METHODS.binary_search(&method) else {
+            return;
+        };
+        self.by_method[i]
+            .get_or_init(|| self.family.get_or_create(&[("method", METHODS[i])]).clone())
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts a connection as open until the returned guard drops.
+    pub fn connection(self: &Arc<Self>) -> ConnectionGuard {
+        self.connections.inc();
+        ConnectionGuard(self.clone())
+    }
+
+    /// Connections open now.
+    pub fn connections(&self) -> i64 {
+        self.connections.get()
+    }
+}
+
+/// An open connection, counted in `edgepipe_rpc_connections` while it
+/// lives.
+#[derive(Debug)]
+pub struct ConnectionGuard(Arc<RpcMetrics>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.connections.dec();
+    }
+}
+
+/// Counters of the store's write path and flushes, bumped once per write
+/// request and per flush.
+#[derive(Debug, Default)]
+pub struct StoreCounters {
+    /// Points (non-null values) written to the store: client inserts and
+    /// what pipes delivered, once each, when accepted (replay at start not
+    /// counted).
+    pub points_ingested: AtomicU64,
+    /// Flushes that wrote their chunk file and checkpoint.
+    pub flushes: AtomicU64,
+    /// Flushes that failed (retried by themselves).
+    pub flush_failures: AtomicU64,
+}
+
+/// A histogram whose buckets were counted elsewhere (the change log's
+/// fsyncs), encoded as it is.
+struct ConstHistogram<'a> {
+    sum: f64,
+    count: u64,
+    /// Per bucket, not cumulative.
+    buckets: &'a [(f64, u64)],
+}
+
+impl TypedMetric for ConstHistogram<'_> {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for ConstHistogram<'_> {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// Encodes one unlabelled metric.
+fn one(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    metric: &dyn EncodeMetricDyn,
+) -> Result<(), std::fmt::Error> {
+    let m = enc.encode_descriptor(name, help, unit, metric.kind())?;
+    metric.encode_into(m)
+}
+
+/// [`EncodeMetric`] as a trait object without the `Box` the crate's
+/// blanket impl asks for.
+trait EncodeMetricDyn {
+    fn kind(&self) -> MetricType;
+    fn encode_into(&self, m: MetricEncoder) -> Result<(), std::fmt::Error>;
+}
+
+impl<T: EncodeMetric> EncodeMetricDyn for T {
+    fn kind(&self) -> MetricType {
+        self.metric_type()
+    }
+
+    fn encode_into(&self, m: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.encode(m)
+    }
+}
+
+/// Reads state at scrape time: the change log, the store, the process.
+#[derive(Debug)]
+struct NodeCollector {
+    store: Arc<Store>,
+}
+
+impl Collector for NodeCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let e = &mut enc;
+        let log = self.store.log();
+        let segments = log.segments();
+        one(
+            e,
+            "edgepipe_log_start_offset",
+            "First offset still in the node's change log (older ones went to retention).",
+            None,
+            &ConstGauge::new(log.log_start()),
+        )?;
+        one(
+            e,
+            "edgepipe_log_end_offset",
+            "One past the last record appended to the change log (the log end offset).",
+            None,
+            &ConstGauge::new(log.end_offset()),
+        )?;
+        one(
+            e,
+            "edgepipe_log_durable_offset",
+            "Every change-log offset below this is durable (fsynced).",
+            None,
+            &ConstGauge::new(log.durable_offset()),
+        )?;
+        one(
+            e,
+            "edgepipe_log_disk",
+            "Bytes of change-log segment files on disk (preallocated).",
+            Some(&Unit::Bytes),
+            &ConstGauge::new(log.disk_bytes()),
+        )?;
+        one(
+            e,
+            "edgepipe_log_segments",
+            "Change-log segment files.",
+            None,
+            &ConstGauge::new(segments.len() as u64),
+        )?;
+        let fsync = log.fsync_stats();
+        one(
+            e,
+            "edgepipe_log_fsync_duration",
+            "Data syncs of the change log: group commits and segments sealed.",
+            Some(&Unit::Seconds),
+            &ConstHistogram {
+                sum: fsync.sum_seconds,
+                count: fsync.count,
+                buckets: &fsync.buckets,
+            },
+        )?;
+        let c = self.store.counters();
+        one(
+            e,
+            "edgepipe_points_ingested",
+            "Points (non-null values) the node accepted: client writes and what pipes delivered.",
+            None,
+            &ConstCounter::new(c.points_ingested.load(Ordering::Relaxed)),
+        )?;
+        one(
+            e,
+            "edgepipe_store_flushes",
+            "Memtable flushes that wrote a chunk file and a checkpoint.",
+            None,
+            &ConstCounter::new(c.flushes.load(Ordering::Relaxed)),
+        )?;
+        one(
+            e,
+            "edgepipe_store_flush_failures",
+            "Flushes that failed (the memtables and the change log keep the points; retried).",
+            None,
+            &ConstCounter::new(c.flush_failures.load(Ordering::Relaxed)),
+        )?;
+        one(
+            e,
+            "edgepipe_memtable",
+            "Bytes held by the store's memtables, frozen ones being flushed included.",
+            Some(&Unit::Bytes),
+            &ConstGauge::new(self.store.memtable_bytes()),
+        )?;
+        let age = SystemTime::now()
+            .duration_since(self.store.checkpointed_at())
+            .unwrap_or_default();
+        one(
+            e,
+            "edgepipe_store_checkpoint_age",
+            "Time since the store's last checkpoint (what a restart replays the change log from).",
+            Some(&Unit::Seconds),
+            &ConstGauge::new(age.as_secs_f64()),
+        )?;
+        if let Some(rss) = process::resident_bytes() {
+            one(
+                e,
+                "process_resident_memory",
+                "Resident memory size in bytes.",
+                Some(&Unit::Bytes),
+                &ConstGauge::new(rss),
+            )?;
+        }
+        if let Some(fds) = process::open_fds() {
+            one(
+                e,
+                "process_open_fds",
+                "Number of open file descriptors.",
+                None,
+                &ConstGauge::new(fds),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The process' figures, read from `/proc/self` (Linux).
+mod process {
+    /// `VmRSS` of `/proc/self/status`, in bytes.
+    pub(super) fn resident_bytes() -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        parse_rss(&status)
+    }
+
+    /// Entries of `/proc/self/fd` (the listing's own descriptor included,
+    /// as Prometheus' clients count it).
+    pub(super) fn open_fds() -> Option<u64> {
+        Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
+    }
+
+    pub(super) fn parse_rss(status: &str) -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let mut parts = line["VmRSS:".len()..].split_whitespace();
+        let n: u64 = parts.next()?.parse().ok()?;
+        match parts.next() {
+            Some("kB") | None => Some(n * 1024),
+            _ => None,
+        }
+    }
+}
+
+/// Everything a scrape shows: the registry of the node's metrics.
+pub struct Exporter {
+    registry: Registry,
+}
+
+impl std::fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exporter").finish_non_exhaustive()
+    }
+}
+
+impl Exporter {
+    /// The metrics of a node: its store (and change log), its RPC front.
+    pub fn new(store: Arc<Store>, rpc: &RpcMetrics) -> Exporter {
+        let mut registry = Registry::default();
+        registry.register_with_unit(
+            "edgepipe_rpc_duration",
+            "Client RPC calls, from the request read to the reply ready, by method",
+            Unit::Seconds,
+            rpc.family.clone(),
+        );
+        registry.register(
+            "edgepipe_rpc_connections",
+            "Connections open on the client port and the pipe server",
+            rpc.connections.clone(),
+        );
+        registry.register_collector(Box::new(NodeCollector { store }));
+        Exporter { registry }
+    }
+
+    /// One scrape: OpenMetrics text (`openmetrics`) or Prometheus' text
+    /// format 0.0.4.
+    pub fn render(&self, openmetrics: bool) -> String {
+        let mut out = String::with_capacity(16 << 10);
+        let r = if openmetrics {
+            prometheus_client::encoding::text::encode(&mut out, &self.registry)
+        } else {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        };
+        if let Err(e) = r {
+            // Writing to a String does not fail; a metric that cannot be
+            // encoded is a bug, reported rather than served half.
+            out.clear();
+            let _ = writeln!(out, "# encoding the metrics failed: {e}");
+        }
+        out
+    }
+}
+
+/// Binds the metrics endpoint when the configuration enables it
+/// (`dn_metric_reporter_list` names PROMETHEUS and `dn_metric_level` is not
+/// OFF): `rpc_address:dn_metric_prometheus_reporter_port`. `None` when it
+/// is off.
+///
+/// # Errors
+/// The port cannot be bound, naming the address and the key.
+pub async fn bind(config: &NodeConfig) -> Result<Option<TcpListener>, String> {
+    if !config.metric_prometheus || config.metric_level == MetricLevel::Off {
+        return Ok(None);
+    }
+    let addr = format!("{}:{}", config.rpc_address, config.metric_prometheus_port);
+    let l = TcpListener::bind(&addr).await.map_err(|e| {
+        format!("cannot serve metrics on {addr}: {e} (dn_metric_prometheus_reporter_port)")
+    })?;
+    if let Ok(a) = l.local_addr() {
+        info!(addr = %a, "metrics endpoint listening (GET /metrics)");
+    }
+    Ok(Some(l))
+}
+
+/// Answers scrapes on `listener` until the task is aborted.
+pub async fn serve(listener: TcpListener, exporter: Arc<Exporter>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPES));
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(cause = %e, "metrics endpoint: accept failed; retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let exporter = exporter.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(SCRAPE_TIMEOUT, answer(socket, &exporter)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => debug!(%peer, cause = %e, "metrics endpoint: scrape failed"),
+                Err(_) => debug!(%peer, "metrics endpoint: scrape timed out"),
+            }
+        });
+    }
+}
+
+/// What a request asked for.
+#[derive(Debug, PartialEq, Eq)]
+enum Ask {
+    /// `GET /metrics` (or `HEAD`), OpenMetrics wanted or not.
+    Metrics { openmetrics: bool, head: bool },
+    /// Anything else: the status line and a message.
+    Refuse(&'static str, &'static str),
+}
+
+/// Reads an HTTP/1.x request head (request line and headers).
+fn parse_request(head: &str) -> Ask {
+    let mut lines = head.split("\r\n").flat_map(|l| l.split('\n'));
+    let request = lines.next().unwrap_or_default();
+    let mut parts = request.split_whitespace();
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Ask::Refuse("400 Bad Request", "not an HTTP request\n");
+    };
+    if !version.starts_with("HTTP/1.") {
+        return Ask::Refuse("400 Bad Request", "only HTTP/1.x is served\n");
+    }
+    let head_only = match method {
+        "GET" => false,
+        "HEAD" => true,
+        _ => return Ask::Refuse("405 Method Not Allowed", "only GET /metrics is served\n"),
+    };
+    let path = target.split(['?', '#']).next().unwrap_or_default();
+    if path != "/metrics" {
+        return Ask::Refuse("404 Not Found", "edgepipe serves its metrics at /metrics\n");
+    }
+    let openmetrics = lines.any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("accept")
+                && v.to_ascii_lowercase()
+                    .contains("application/openmetrics-text")
+        })
+    });
+    Ask::Metrics {
+        openmetrics,
+        head: head_only,
+    }
+}
+
+async fn answer(mut socket: TcpStream, exporter: &Arc<Exporter>) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let head = loop {
+        let n = socket.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = find_end_of_head(&buf) {
+            break String::from_utf8_lossy(&buf[..end]).into_owned();
+        }
+        if buf.len() > MAX_REQUEST {
+            return respond(
+                &mut socket,
+                "431 Request Header Fields Too Large",
+                "text/plain; charset=utf-8",
+                b"request head over 8 KiB\n",
+                false,
+            )
+            .await;
+        }
+    };
+    match parse_request(&head) {
+        Ask::Refuse(status, message) => {
+            respond(
+                &mut socket,
+                status,
+                "text/plain; charset=utf-8",
+                message.as_bytes(),
+                false,
+            )
+            .await
+        }
+        Ask::Metrics { openmetrics, head } => {
+            let ex = exporter.clone();
+            let body = tokio::task::spawn_blocking(move || ex.render(openmetrics))
+                .await
+                .map_err(std::io::Error::other)?;
+            let content_type = if openmetrics {
+                "application/openmetrics-text; version=1.0.0; charset=utf-8"
+            } else {
+                "text/plain; version=0.0.4; charset=utf-8"
+            };
+            respond(&mut socket, "200 OK", content_type, body.as_bytes(), head).await
+        }
+    }
+}
+
+fn find_end_of_head(buf: &[u8]) -> Option<usize> {
+    buf.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .or_else(|| buf.windows(2).position(|w| w == b"\n\n"))
+}
+
+async fn respond(
+    socket: &mut TcpStream,
+    status: &str,
+    content_type: &str,
+    body: &[u8],
+    head_only: bool,
+) -> std::io::Result<()> {
+    let header = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    socket.write_all(header.as_bytes()).await?;
+    if !head_only {
+        socket.write_all(body).await?;
+    }
+    socket.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_read_as_http() {
+        assert_eq!(
+            parse_request("GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text; version=1.0.0,text/plain;q=0.5\r\n"),
+            Ask::Metrics { openmetrics: true, head: false }
+        );
+        assert_eq!(
+            parse_request("GET /metrics?x=1 HTTP/1.0\r\n"),
+            Ask::Metrics {
+                openmetrics: false,
+                head: false
+            }
+        );
+        assert!(
+            matches!(parse_request("GET / HTTP/1.1\r\n"), Ask::Refuse(s, _) if s.starts_with("404"))
+        );
+        assert!(
+            matches!(parse_request("POST /metrics HTTP/1.1\r\n"), Ask::Refuse(s, _) if s.starts_with("405"))
+        );
+        assert!(
+            matches!(parse_request("\u{16}\u{3}\u{1}"), Ask::Refuse(s, _) if s.starts_with("400"))
+        );
+        assert!(
+            matches!(parse_request("GET /metrics SPDY/3\r\n"), Ask::Refuse(s, _) if s.starts_with("400"))
+        );
+    }
+
+    #[test]
+    fn resident_memory_is_read_in_bytes() {
+        let status = "Name:\tedgepipe\nVmPeak:\t  10 kB\nVmRSS:\t   2048 kB\nThreads:\t4\n";
+        assert_eq!(process::parse_rss(status), Some(2048 * 1024));
+        assert_eq!(process::parse_rss("Name: x\n"), None);
+        assert!(process::resident_bytes().is_some_and(|b| b > 0));
+        assert!(process::open_fds().is_some_and(|n| n >= 3));
+    }
+
+    #[test]
+    fn methods_are_sorted_and_recorded_once_each() {
+        assert!(METHODS.windows(2).all(|w| w[0] < w[1]));
+        let m = RpcMetrics::default();
+        m.observe("insertTablet", Duration::from_millis(2));
+        m.observe("insertTablet", Duration::from_millis(3));
+        m.observe("noSuchMethod", Duration::from_millis(3));
+        let mut r = Registry::default();
+        r.register_with_unit(
+            "edgepipe_rpc_duration",
+            "x",
+            Unit::Seconds,
+            m.family.clone(),
+        );
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &r).unwrap();
+        assert!(
+            out.contains("edgepipe_rpc_duration_seconds_count{method=\"insertTablet\"} 2"),
+            "{out}"
+        );
+        assert!(!out.contains("noSuchMethod"), "{out}");
+        let m = Arc::new(m);
+        let g = m.connection();
+        assert_eq!(m.connections(), 1);
+        drop(g);
+        assert_eq!(m.connections(), 0);
+    }
+}
