@@ -1,0 +1,269 @@
+//! The metrics endpoint of a real `edgepipe server` (issue 10): turned on
+//! with IoTDB's keys, scraped while a pipe runs to a second real node, and
+//! parsed by the Prometheus project's own Python parsers (Prometheus text
+//! 0.0.4 and OpenMetrics). Between two scrapes the node's and the pipe's
+//! counters move with the data written.
+//!
+//! Needs the pinned Python venv (`EDGEPIPE_PYTHON`, or `.venv` built from
+//! `tests/python/requirements.txt`, which pins `prometheus_client`).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use e2e::{everything, run_python, sql, wait_until, write_config, NodeProc};
+use node::client::Session;
+use protocol::tablet::{Column, Tablet};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// One scrape, as `tests/python/metrics.py` parsed it.
+struct Scrape {
+    /// Family name → type, from the Prometheus text parser.
+    families: BTreeMap<String, String>,
+    /// Family name → type, from the OpenMetrics parser.
+    openmetrics: BTreeMap<String, String>,
+    /// `(sample name, labels, value)`.
+    samples: Vec<(String, BTreeMap<String, String>, f64)>,
+    content_types: Vec<String>,
+}
+
+impl Scrape {
+    fn take(port: u16) -> Scrape {
+        let out = run_python(
+            "metrics.py",
+            &[&format!("http://127.0.0.1:{port}/metrics")],
+            Duration::from_secs(60),
+        );
+        let v: serde_json::Value = serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("metrics.py printed no JSON ({e}): {out}"));
+        let types = |k: &str| {
+            v[k].as_object()
+                .expect("families")
+                .iter()
+                .map(|(n, t)| (n.clone(), t.as_str().expect("type").to_string()))
+                .collect()
+        };
+        Scrape {
+            families: types("families"),
+            openmetrics: types("openmetrics"),
+            samples: v["samples"]
+                .as_array()
+                .expect("samples")
+                .iter()
+                .map(|s| {
+                    let labels = s[1]
+                        .as_object()
+                        .expect("labels")
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().expect("label").to_string()))
+                        .collect();
+                    (
+                        s[0].as_str().expect("name").to_string(),
+                        labels,
+                        s[2].as_f64().expect("value"),
+                    )
+                })
+                .collect(),
+            content_types: v["content_types"]
+                .as_array()
+                .expect("content types")
+                .iter()
+                .map(|t| t.as_str().unwrap_or_default().to_string())
+                .collect(),
+        }
+    }
+
+    /// The value of the sample `name` whose labels include `labels`.
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.samples
+            .iter()
+            .find(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|s| s.2)
+    }
+
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels).unwrap_or_else(|| {
+            panic!(
+                "no sample {name}{labels:?}; the scrape has: {:?}",
+                self.samples.iter().map(|s| &s.0).collect::<Vec<_>>()
+            )
+        })
+    }
+}
+
+/// Writes `n` rows of two DOUBLE columns to `device` from time `from`, as
+/// tablets of 100 rows.
+fn write_rows(addr: &str, device: &str, from: i64, n: i64) {
+    let mut s = Session::open(addr, "root", "root").unwrap();
+    for base in (from..from + n).step_by(100) {
+        let end = (base + 100).min(from + n);
+        let t = Tablet {
+            device: device.into(),
+            measurements: vec!["x".into(), "y".into()],
+            columns: vec![
+                Column::Double((base..end).map(|i| i as f64).collect()),
+                Column::Double((base..end).map(|i| i as f64 * 2.0).collect()),
+            ],
+            nulls: vec![None, None],
+            times: (base..end).collect(),
+            aligned: false,
+        };
+        s.insert_tablet(&t).unwrap();
+    }
+    s.close().unwrap();
+}
+
+/// Waits until the cloud holds what the edge holds.
+fn synced(edge: &NodeProc, cloud: &NodeProc) {
+    assert!(
+        wait_until(WAIT, || {
+            let e = everything(&edge.addr());
+            e.is_some() && e == everything(&cloud.addr())
+        }),
+        "the cloud did not catch up within {WAIT:?}"
+    );
+}
+
+/// A raw HTTP request to the endpoint; returns the whole answer.
+fn http(port: u16, request: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn metrics_are_scraped_while_a_pipe_runs_and_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = NodeProc::start(&dir.path().join("cloud"), &[]);
+    assert_eq!(cloud.metrics_port, None, "no endpoint unless configured");
+    let cfg = write_config(
+        &dir.path().join("edge.properties"),
+        &[
+            ("dn_metric_reporter_list", "PROMETHEUS"),
+            ("dn_metric_prometheus_reporter_port", "0"),
+            ("dn_metric_level", "IMPORTANT"),
+        ],
+    );
+    let edge = NodeProc::start(
+        &dir.path().join("edge"),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let port = edge
+        .metrics_port
+        .expect("the edge prints its metrics address");
+
+    write_rows(&edge.addr(), "root.m.d", 0, 1000);
+    sql(
+        &edge.addr(),
+        &format!("CREATE PIPE p WITH CONNECTOR ('connector'='iotdb-thrift-connector', 'connector.ip'='127.0.0.1', 'connector.port'='{}')", cloud.port),
+    );
+    sql(&edge.addr(), "START PIPE p");
+    synced(&edge, &cloud);
+
+    // A session stays open across the scrape: one connection at least.
+    let held = Session::open(&edge.addr(), "root", "root").unwrap();
+    let first = Scrape::take(port);
+    assert!(
+        first.content_types[0].starts_with("text/plain; version=0.0.4"),
+        "{:?}",
+        first.content_types
+    );
+    assert!(
+        first.content_types[1].starts_with("application/openmetrics-text"),
+        "{:?}",
+        first.content_types
+    );
+    for (family, kind) in [
+        ("edgepipe_log_start_offset", "gauge"),
+        ("edgepipe_log_end_offset", "gauge"),
+        ("edgepipe_log_durable_offset", "gauge"),
+        ("edgepipe_log_disk_bytes", "gauge"),
+        ("edgepipe_log_segments", "gauge"),
+        ("edgepipe_log_fsync_duration_seconds", "histogram"),
+        ("edgepipe_points_ingested", "counter"),
+        ("edgepipe_rpc_duration_seconds", "histogram"),
+        ("edgepipe_rpc_connections", "gauge"),
+        ("edgepipe_memtable_bytes", "gauge"),
+        ("edgepipe_store_flushes", "counter"),
+        ("edgepipe_store_flush_failures", "counter"),
+        ("edgepipe_store_checkpoint_age_seconds", "gauge"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_open_fds", "gauge"),
+    ] {
+        assert_eq!(
+            first.families.get(family).map(String::as_str),
+            Some(kind),
+            "{family} in {:?}",
+            first.families
+        );
+        assert_eq!(
+            first.openmetrics.get(family).map(String::as_str),
+            Some(kind),
+            "{family} (OpenMetrics) in {:?}",
+            first.openmetrics
+        );
+    }
+    assert_eq!(first.value("edgepipe_points_ingested_total", &[]), 2000.0);
+    assert!(first.value("edgepipe_rpc_connections", &[]) >= 1.0);
+    assert!(first.value("process_resident_memory_bytes", &[]) > 1e6);
+    assert!(first.value("process_open_fds", &[]) >= 3.0);
+    assert!(first.value("edgepipe_log_segments", &[]) >= 1.0);
+    assert!(first.value("edgepipe_log_fsync_duration_seconds_count", &[]) >= 1.0);
+    assert!(
+        first.value("edgepipe_log_end_offset", &[])
+            >= first.value("edgepipe_log_durable_offset", &[])
+    );
+    assert_eq!(
+        first.value(
+            "edgepipe_rpc_duration_seconds_count",
+            &[("method", "insertTablet")]
+        ),
+        10.0,
+        "one observation per insertTablet call"
+    );
+    drop(held);
+
+    // More writes: the node's counters move with them.
+    write_rows(&edge.addr(), "root.m.d", 1000, 500);
+    synced(&edge, &cloud);
+    let second = Scrape::take(port);
+    assert_eq!(second.value("edgepipe_points_ingested_total", &[]), 3000.0);
+    assert_eq!(
+        second.value(
+            "edgepipe_rpc_duration_seconds_count",
+            &[("method", "insertTablet")]
+        ),
+        15.0
+    );
+    for moved in [
+        "edgepipe_log_end_offset",
+        "edgepipe_log_durable_offset",
+        "edgepipe_log_fsync_duration_seconds_count",
+    ] {
+        assert!(
+            second.value(moved, &[]) > first.value(moved, &[]),
+            "{moved}: {} then {}",
+            first.value(moved, &[]),
+            second.value(moved, &[])
+        );
+    }
+
+    // Only GET /metrics is served; anything else gets a clear answer.
+    let other = http(port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+    assert!(other.contains("/metrics"), "{other}");
+    let junk = http(port, "\u{16}\u{3}\u{1}\u{2}\r\n\r\n");
+    assert!(junk.starts_with("HTTP/1.1 400"), "{junk}");
+
+    edge.stop();
+    cloud.stop();
+}
