@@ -323,12 +323,11 @@ fn a_request_stuck_in_a_full_socket_is_reset_not_sent_after_drop() {
     mgr.create("p", BTreeMap::new(), BTreeMap::new(), connector(peer.port))
         .unwrap();
     // The peer answers the handshake, then stops reading.
-    peer.set_mode(Mode::Silent);
+    peer.set_mode(Mode::DeafAfterHandshake);
     mgr.start("p").unwrap();
     wait_for(Duration::from_secs(10), "the handshake", || {
         peer.received().bytes > 0
     });
-    peer.set_mode(Mode::Deaf);
     // Wait until the request fills the peer's receive queue and stops
     // growing: the sender is blocked in its write.
     let mut last = 0;

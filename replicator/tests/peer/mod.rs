@@ -48,6 +48,8 @@ pub enum Mode {
     /// Accepts connections and reads nothing (the sender's writes block
     /// once the socket buffers fill).
     Deaf,
+    /// Answers the next handshake, then turns `Deaf`.
+    DeafAfterHandshake,
 }
 
 /// One transfer request as the peer read it.
@@ -408,6 +410,10 @@ fn handle(i: &Inner, c: &Conn, st: &mut ConnState, frame: &[u8]) -> bool {
         }
         Mode::LoseReply => false,
         Mode::Silent if handshake => (&c.stream).write_all(&out).is_ok(),
-        Mode::Silent | Mode::Mute | Mode::Deaf => true,
+        Mode::DeafAfterHandshake if handshake => {
+            *i.mode.lock().unwrap() = Mode::Deaf;
+            (&c.stream).write_all(&out).is_ok()
+        }
+        Mode::Silent | Mode::Mute | Mode::Deaf | Mode::DeafAfterHandshake => true,
     }
 }
