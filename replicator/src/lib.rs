@@ -43,16 +43,19 @@
 
 pub mod meta;
 pub mod plugin;
+mod progress;
 mod task;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use meta::{PipeMeta, PipeState};
-use plugin::{Connector, ConnectorSpec, Extractor};
+use plugin::connector::thrift_async::{PoolSize, Selectors};
+use plugin::{AsyncConnector, Connector, ConnectorSpec, Extractor};
+pub use progress::{Stats, SHOW_SCAN_BYTES};
 use tracing::{info, warn};
 
 /// IoTDB's PIPE_ERROR.
@@ -103,6 +106,16 @@ pub struct Settings {
     pub timeout: Duration,
     /// Most records in one batch.
     pub batch_records: usize,
+    /// Threads driving the async connectors' sockets
+    /// (`pipe_async_connector_selector_number`).
+    pub async_selectors: usize,
+    /// Idle connections an async connector keeps per target node
+    /// (`pipe_async_connector_core_client_number`).
+    pub async_core_clients: usize,
+    /// Connections (requests in flight) of an async connector per target
+    /// node, and so the lanes of a pipe per target node
+    /// (`pipe_async_connector_max_client_number`).
+    pub async_max_clients: usize,
 }
 
 impl Default for Settings {
@@ -115,15 +128,11 @@ impl Default for Settings {
             retry_cap: Duration::from_secs(30),
             timeout: Duration::from_secs(900),
             batch_records: 4096,
+            async_selectors: 1,
+            async_core_clients: 8,
+            async_max_clients: 16,
         }
     }
-}
-
-/// Progress of a pipe, for SHOW PIPES.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// The committed offset.
-    pub committed: AtomicU64,
 }
 
 /// How long STOP / DROP wait for a task to wind down (it abandons its
@@ -133,6 +142,7 @@ const STOP_GRACE: Duration = Duration::from_millis(500);
 
 struct Running {
     stop: tokio::sync::watch::Sender<bool>,
+    stats: Arc<Stats>,
     handle: tokio::task::JoinHandle<()>,
     generation: u64,
     /// The task's ledger writes; closed once the task is gone.
@@ -145,11 +155,24 @@ struct Entry {
     running: Option<Running>,
 }
 
+/// A live connector as the pipes using it share it.
+#[derive(Clone)]
+pub(crate) enum Live {
+    /// One request at a time, in order: the sync thrift and do-nothing
+    /// connectors (a pipe waits for the connector while another pipe
+    /// sharing it transfers).
+    Serial(Arc<tokio::sync::Mutex<Connector>>),
+    /// Several requests in flight over a pool: the async thrift connector.
+    Lanes(Arc<AsyncConnector>),
+}
+
 struct Inner {
     pipes: BTreeMap<String, Entry>,
     /// Shared connectors by their attribute key.
-    connectors: HashMap<String, Arc<tokio::sync::Mutex<Connector>>>,
+    connectors: HashMap<String, Live>,
     generation: u64,
+    /// The async connectors' selector threads, started with the first one.
+    selectors: Option<Selectors>,
 }
 
 pub(crate) struct Shared {
@@ -160,14 +183,20 @@ pub(crate) struct Shared {
     inner: Mutex<Inner>,
 }
 
-/// One row of SHOW PIPES.
+/// One row of SHOW PIPES (the figures are explained in the `progress`
+/// module: `replicator/src/progress.rs`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PipeRow {
-    /// The definition and state.
+    /// The definition and state. While the pipe runs and retries a failed
+    /// transfer, `exception` is the last failure (`retry 3 of 5: …`),
+    /// empty again once a transfer succeeded.
     pub meta: PipeMeta,
-    /// Change-log records not yet acknowledged by the receiver.
+    /// Events the pipe will still send: read and not yet acknowledged, or
+    /// in the log past what it read, up to where it stops reading; records
+    /// its extractor leaves out are not counted.
     pub remaining_events: u64,
-    /// Arrival-time lag of the committed offset behind the log end, seconds.
+    /// Wall-clock age, in seconds, of the oldest record the pipe has not
+    /// had acknowledged and will send; 0 when nothing remains.
     pub lag_seconds: f64,
 }
 
@@ -211,11 +240,9 @@ impl PipeManager {
         let metas = meta::load(&path).map_err(|e| PipeError::new(PIPE_ERROR, e))?;
         let mut pipes = BTreeMap::new();
         for m in metas {
-            let stats = Arc::new(Stats::default());
-            stats.committed.store(
+            let stats = Arc::new(Stats::new(
                 log.committed(&consumer_name(&m.id)).unwrap_or(0),
-                Ordering::Relaxed,
-            );
+            ));
             pipes.insert(
                 m.id.clone(),
                 Entry {
@@ -234,6 +261,7 @@ impl PipeManager {
                 pipes,
                 connectors: HashMap::new(),
                 generation: 0,
+                selectors: None,
             }),
         });
         let mgr = PipeManager { shared };
@@ -301,8 +329,7 @@ impl PipeManager {
             exception: String::new(),
             history_end,
         };
-        let stats = Arc::new(Stats::default());
-        stats.committed.store(start, Ordering::Relaxed);
+        let stats = Arc::new(Stats::new(start));
         inner.pipes.insert(
             id.to_string(),
             Entry {
@@ -439,8 +466,9 @@ impl PipeManager {
                 ));
             }
         }
-        let end = s.log.end_offset();
-        Ok(inner
+        // The figures are worked out without the manager's lock: counting
+        // what lies ahead may read the log (see `progress`).
+        let picked: Vec<(PipeMeta, Arc<Stats>)> = inner
             .pipes
             .values()
             .filter(|e| id.is_none_or(|i| e.meta.id == i))
@@ -448,16 +476,22 @@ impl PipeManager {
                 key.as_ref()
                     .is_none_or(|k| &connector_key(&e.meta.connector) == k)
             })
-            .map(|e| {
-                let committed = e.stats.committed.load(Ordering::Relaxed).min(end);
-                let lag = s
-                    .log
-                    .lag(committed.max(s.log.log_start()))
-                    .map_or(0.0, |l| l.arrival_us as f64 / 1e6);
+            .map(|e| (e.meta.clone(), e.stats.clone()))
+            .collect();
+        drop(inner);
+        Ok(picked
+            .into_iter()
+            .map(|(mut meta, stats)| {
+                let f = stats.figures(&s.log, &meta, s.settings.units_per_sec);
+                if meta.exception.is_empty() && meta.state == PipeState::Running {
+                    if let Some(m) = f.retry {
+                        meta.exception = m;
+                    }
+                }
                 PipeRow {
-                    meta: e.meta.clone(),
-                    remaining_events: end - committed,
-                    lag_seconds: lag,
+                    meta,
+                    remaining_events: f.remaining,
+                    lag_seconds: f.lag_seconds,
                 }
             })
             .collect())
@@ -505,6 +539,7 @@ impl Shared {
                 let _ = handle.await;
             }
         }
+        let stats = r.stats.clone();
         match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
                 tokio::task::block_in_place(|| h.block_on(wind_down(&mut handle)))
@@ -518,25 +553,54 @@ impl Shared {
             Err(_) => self.handle.block_on(wind_down(&mut handle)),
         }
         task::CommitGate::close(&r.gate);
+        // A task that ended on its own said so already; an aborted one did
+        // not.
+        stats.stopped(stats.committed.load(Ordering::Relaxed));
     }
 
     fn connector_for(
         &self,
         inner: &mut Inner,
         attrs: &BTreeMap<String, String>,
-    ) -> Result<Arc<tokio::sync::Mutex<Connector>>, String> {
+    ) -> Result<Live, String> {
         let key = connector_key(attrs);
         if let Some(c) = inner.connectors.get(&key) {
             return Ok(c.clone());
         }
         let spec = ConnectorSpec::parse(attrs)?;
-        let c = Arc::new(tokio::sync::Mutex::new(Connector::new(
-            spec,
-            &self.settings.precision,
-            self.settings.timeout,
-        )));
-        inner.connectors.insert(key, c.clone());
-        Ok(c)
+        let st = &self.settings;
+        let live = match spec {
+            ConnectorSpec::ThriftAsync { .. } => {
+                let selectors = match &inner.selectors {
+                    Some(s) => s.handle(),
+                    None => {
+                        let s = Selectors::start(st.async_selectors).map_err(|e| {
+                            format!("cannot start the async connector's selector threads: {e}")
+                        })?;
+                        let h = s.handle();
+                        inner.selectors = Some(s);
+                        h
+                    }
+                };
+                Live::Lanes(Arc::new(AsyncConnector::new(
+                    spec,
+                    &st.precision,
+                    st.timeout,
+                    PoolSize {
+                        core: st.async_core_clients,
+                        max: st.async_max_clients,
+                    },
+                    selectors,
+                )))
+            }
+            spec => Live::Serial(Arc::new(tokio::sync::Mutex::new(Connector::new(
+                spec,
+                &st.precision,
+                st.timeout,
+            )))),
+        };
+        inner.connectors.insert(key, live.clone());
+        Ok(live)
     }
 
     fn spawn(self: &Arc<Self>, inner: &mut Inner, id: &str) {
@@ -573,6 +637,7 @@ impl Shared {
         };
         e.running = Some(Running {
             stop,
+            stats: e.stats.clone(),
             handle,
             generation,
             gate,

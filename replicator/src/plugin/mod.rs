@@ -1,6 +1,7 @@
 //! The built-in pipe plugins: `iotdb-extractor`, `do-nothing-processor`,
 //! and the connectors `iotdb-thrift-sync-connector` (alias
-//! `iotdb-thrift-connector`) and `do-nothing-connector`.
+//! `iotdb-thrift-connector`), `iotdb-thrift-async-connector`,
+//! `iotdb-legacy-pipe-connector` and `do-nothing-connector`.
 //!
 //! Attributes are validated at `CREATE PIPE`: unknown plugin names, unknown
 //! keys and bad values are errors naming the key.
@@ -20,7 +21,9 @@ pub mod connector;
 pub mod extractor;
 pub mod processor;
 
-pub use connector::{Connector, ConnectorSpec, TransferError, DEFAULT_BATCH_BYTES};
+pub use connector::{
+    AsyncConnector, Batching, Connector, ConnectorSpec, TransferError, DEFAULT_BATCH_BYTES,
+};
 pub use extractor::Extractor;
 pub use processor::{processor, DoNothingProcessor, Processor};
 
@@ -43,8 +46,11 @@ pub enum PipeEvent {
 }
 
 /// Built-in plugins, as `SHOW PIPEPLUGINS` lists them: name and the Rust
-/// type that implements it.
-pub const PLUGINS: [(&str, &str); 5] = [
+/// type that implements it. These are the IoTDB 1.2 presets edgepipe
+/// implements (IoTDB's list also has WEBSOCKET-CONNECTOR and
+/// OPC-UA-CONNECTOR, which edgepipe does not: CREATE PIPE names them in a
+/// clear error instead of listing what cannot be used).
+pub const PLUGINS: [(&str, &str); 7] = [
     ("IOTDB-EXTRACTOR", "replicator::plugin::Extractor"),
     (
         "DO-NOTHING-PROCESSOR",
@@ -55,6 +61,14 @@ pub const PLUGINS: [(&str, &str); 5] = [
     (
         "IOTDB-THRIFT-SYNC-CONNECTOR",
         "replicator::plugin::Connector",
+    ),
+    (
+        "IOTDB-THRIFT-ASYNC-CONNECTOR",
+        "replicator::plugin::AsyncConnector",
+    ),
+    (
+        "IOTDB-LEGACY-PIPE-CONNECTOR",
+        "replicator::plugin::connector::legacy",
     ),
 ];
 
