@@ -8,16 +8,26 @@
 //! acknowledged everything before it. After a crash, restart or network
 //! fault the pipe resumes from its committed offset: delivery is
 //! at-least-once. Offsets are committed at most every 100 ms (each commit
-//! fsyncs), so a fault sends again at most the batch in flight (up to
-//! `connector.batch.size-bytes` of tablets) plus what was acknowledged in
-//! the last 100 ms.
+//! fsyncs), so a fault sends again at most what was above the
+//! acknowledged offset (with `iotdb-thrift-sync-connector`, the batch in
+//! flight: up to `connector.batch.size-bytes` of tablets; with
+//! `iotdb-thrift-async-connector`, its window: up to 1.25 times that, see
+//! `task.rs`) plus what was acknowledged in the last 100 ms.
 //!
 //! - History is what arrived before the pipe was created (log offsets below
 //!   the log end at `CREATE PIPE`); realtime is the rest. Reading the log in
 //!   order sends history first.
 //! - Ingestion never waits for a pipe: pipes only read the log.
 //! - Pipes whose connector attributes are identical share one connector
-//!   (one connection), each keeping its own offset.
+//!   (the sync one: one connection; the async one: its pool), each keeping
+//!   its own offset.
+//! - `iotdb-thrift-async-connector` keeps several requests in flight (one
+//!   per lane; a device's tablets always take the same lane, so the
+//!   receiver applies each series' writes in log order and ends with the
+//!   edge's values), over pooled connections driven by selector threads.
+//! - SHOW PIPES says how a pipe is doing (`progress.rs`): the events it
+//!   will still send, the age of the oldest one not acknowledged, and the
+//!   failure it is retrying after.
 //! - Failures are retried with capped, jittered exponential backoff, up to
 //!   `max_number_of_sync_file_retry` times per batch; then the pipe goes
 //!   STOPPED with the error as its exception message, and `START PIPE`

@@ -27,11 +27,14 @@
 //! # Duplicates
 //! At-least-once: a record reaches the receiver more than once only after a
 //! fault, and then at most once more per fault: a failed attempt is sent
-//! again (the request: up to `connector.batch.size-bytes`), and a stop,
-//! crash or exhausted retry resends everything above the committed offset:
-//! what was in flight or queued (serial: up to two batches; lanes: the
-//! in-flight window, at most `connector.batch.size-bytes` plus a quarter of
-//! it) plus what was acknowledged within the last [`COMMIT_INTERVAL`].
+//! again (its request: up to `connector.batch.size-bytes`), and a stop,
+//! crash or exhausted retry sends again everything above the committed
+//! offset that had gone out: serial, the batch in flight (up to
+//! `connector.batch.size-bytes`, plus one tablet); lanes, the window (what
+//! was handed to the lanes from the acknowledged offset on: the lanes take
+//! no new batch once it holds `connector.batch.size-bytes`, so it holds
+//! less than that plus one batch of a quarter of it); in both cases plus
+//! what was acknowledged within the last [`COMMIT_INTERVAL`].
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -312,12 +315,16 @@ impl PipeTask {
         }
     }
 
-    /// The async transfer over lanes (see the module doc). Memory: the
-    /// lanes take a new batch from the producer (a quarter of
-    /// `connector.batch.size-bytes`) while they hold less than
-    /// `connector.batch.size-bytes`, and the producer holds one more, so at
-    /// most 1.5 times that is held, less than the serial transfer's two
-    /// batches.
+    /// The async transfer over lanes (see the module doc).
+    ///
+    /// The *window* is what was handed to the lanes from the acknowledged
+    /// offset on, acknowledged or not. The lanes take a new batch from the
+    /// producer (a quarter of `connector.batch.size-bytes`) only while the
+    /// window holds less than `connector.batch.size-bytes`, so a lane stuck
+    /// on its request holds the others back once the window is full: what
+    /// a fault sends again is bounded by the window, and memory by the
+    /// window plus the producer's batch (1.5 times the size, less than the
+    /// serial transfer's two batches).
     async fn lanes_loop(
         &self,
         conn: &Arc<AsyncConnector>,
@@ -328,8 +335,10 @@ impl PipeTask {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Prepared>(1);
         let mut producer = std::pin::pin!(self.produce(tx, 4));
         let mut lanes: Vec<Lane> = (0..conn.lanes()).map(|_| Lane::default()).collect();
-        // Bytes of the tablets in the lanes.
-        let mut held = 0usize;
+        // The batches handed to the lanes that the acknowledged offset has
+        // not passed: (offset after it, its tablet bytes), and their sum.
+        let mut window: VecDeque<(u64, usize)> = VecDeque::new();
+        let mut window_bytes = 0usize;
         // The offset after the last batch handed to the lanes.
         let mut handed: Option<u64> = None;
         let mut failure: Option<String> = None;
@@ -367,7 +376,7 @@ impl PipeTask {
                     }
                 };
             }
-            let admit = failure.is_none() && !producer_done && held < budget;
+            let admit = failure.is_none() && !producer_done && window_bytes < budget;
             enum Woke {
                 Stop,
                 Lane(usize, LaneWoke),
@@ -391,14 +400,17 @@ impl PipeTask {
                 Woke::Batch(None) => producer_done = true,
                 Woke::Batch(Some(p)) => {
                     let n = lanes.len();
+                    let mut bytes = 0;
                     for (ev, offset) in p.events.into_iter().zip(p.offsets) {
                         // The thrift connectors send tablets only.
                         if let PipeEvent::Tablet(tablet) = ev {
-                            held += tablet.len();
+                            bytes += tablet.len();
                             let lane = &mut lanes[lane_of(&tablet, n)];
                             lane.queue.push_back(Item { offset, tablet });
                         }
                     }
+                    window.push_back((p.next, bytes));
+                    window_bytes += bytes;
                     handed = Some(p.next);
                     failure = p.failure;
                 }
@@ -411,10 +423,6 @@ impl PipeTask {
                     let lane = &mut lanes[i];
                     let f = lane.flight.as_mut().expect("in flight");
                     let sent = sent.unwrap_or(f.sent).clamp(f.sent, f.items.len());
-                    held -= f.items[f.sent..sent]
-                        .iter()
-                        .map(|i| i.tablet.len())
-                        .sum::<usize>();
                     acked_events = (sent - f.sent) as u64;
                     f.sent = sent;
                     match result {
@@ -454,6 +462,9 @@ impl PipeTask {
                 .chain(handed)
                 .min();
             if let Some(pending) = pending {
+                while window.front().is_some_and(|w| w.0 <= pending) {
+                    window_bytes -= window.pop_front().expect("front").1;
+                }
                 self.stats.acked(pending, acked_events);
                 if pending > self.pending.load(Ordering::Relaxed) {
                     self.note(pending);

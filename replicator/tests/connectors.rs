@@ -331,3 +331,75 @@ fn an_idle_connection_the_receiver_closed_is_replaced_without_a_retry() {
         n.mgr.shutdown();
     }
 }
+
+/// Duplicates stay bounded with requests out of order: a lane stuck on its
+/// request holds the others back once the window (what was handed to the
+/// lanes from the acknowledged offset on) reaches
+/// `connector.batch.size-bytes`, so a fault then sends again at most that
+/// window, not everything the other lanes delivered meanwhile.
+#[test]
+fn a_stuck_lane_holds_the_others_back_so_a_fault_resends_a_bounded_window() {
+    let n = node(Settings {
+        async_max_clients: 8,
+        ..Settings::default()
+    });
+    let peer = Peer::start(Mode::Answer);
+    // The first record's device is held; the others are answered.
+    peer.hold_device("root.k.d0");
+    let size = 4096;
+    n.mgr
+        .create(
+            "p",
+            BTreeMap::new(),
+            BTreeMap::new(),
+            connector(
+                ASYNC,
+                peer.port,
+                &[("connector.batch.size-bytes", &size.to_string())],
+            ),
+        )
+        .unwrap();
+    n.mgr.start("p").unwrap();
+    append(&n.log, "root.k.d0", 0);
+    for id in 1..400 {
+        append(&n.log, &format!("root.k.d{}", 1 + id % 7), id);
+    }
+    let tablet = {
+        let t = Tablet {
+            device: "root.k.d1".into(),
+            measurements: vec!["s".into(), "id".into()],
+            columns: vec![Column::Double(vec![1.0]), Column::Int64(vec![1])],
+            nulls: vec![None, None],
+            times: vec![1],
+            aligned: false,
+        };
+        t.serialize_v12().len()
+    };
+    // The window: the size, plus the batch that crossed it (a quarter of
+    // the size, rounded up to 1 KiB, plus one tablet).
+    let bound = (size + size / 4 + 2 * tablet) / tablet;
+    std::thread::sleep(Duration::from_millis(500));
+    let ahead = peer.seen(|s| s.acked.len());
+    assert!(ahead > 0, "the other lanes went on");
+    assert!(
+        ahead <= bound,
+        "{ahead} records delivered past the stuck one (window bound {bound})"
+    );
+    assert_eq!(n.committed(), 0, "nothing passes the stuck record");
+    // A fault: STOP abandons the stuck request; START resends from 0.
+    n.mgr.stop("p").unwrap();
+    peer.stop_holding();
+    n.mgr.start("p").unwrap();
+    wait_for(Duration::from_secs(10), "everything committed", || {
+        n.committed() == 400
+    });
+    peer.seen(|s| {
+        let twice = s.held.values().filter(|&&h| h > 1).count();
+        assert!(
+            twice <= bound + 1,
+            "{twice} records applied twice (window bound {bound} + the stuck one)"
+        );
+        assert_eq!(s.held.len(), 400);
+    });
+    n.mgr.shutdown();
+}

@@ -135,6 +135,9 @@ struct Inner {
     stop: AtomicBool,
     /// Answer tablet batches 1801, as IoTDB 1.2.0.
     no_batches: AtomicBool,
+    /// In `Answer` mode, requests carrying this device are held as in
+    /// `Hold`.
+    hold_device: Mutex<Option<String>>,
     /// Held requests (by index in `Seen::requests`) released so far.
     released: Mutex<BTreeSet<usize>>,
     released_cv: std::sync::Condvar,
@@ -162,6 +165,7 @@ impl Peer {
             seen: Mutex::new(Seen::default()),
             stop: AtomicBool::new(false),
             no_batches: AtomicBool::new(false),
+            hold_device: Mutex::new(None),
             released: Mutex::new(BTreeSet::new()),
             released_cv: std::sync::Condvar::new(),
         });
@@ -199,6 +203,18 @@ impl Peer {
         for c in self.inner.conns.lock().unwrap().iter() {
             let _ = c.stream.shutdown(Shutdown::Both);
         }
+    }
+
+    /// In `Answer` mode, holds (as `Hold` does) every request carrying a
+    /// tablet of `device`.
+    pub fn hold_device(&self, device: &str) {
+        *self.inner.hold_device.lock().unwrap() = Some(device.into());
+    }
+
+    /// Holds no device any more (requests already held stay held until
+    /// released or their connection closes).
+    pub fn stop_holding(&self) {
+        *self.inner.hold_device.lock().unwrap() = None;
     }
 
     /// Lets the held reply of request `k` (index in [`Seen::requests`]) go.
@@ -428,7 +444,7 @@ impl Apply for Collect {
 
 /// Handles one frame; false to close the connection (a lost reply).
 fn handle(i: &Inner, c: &Conn, st: &mut ConnState, frame: &[u8]) -> bool {
-    let mode = *i.mode.lock().unwrap();
+    let mut mode = *i.mode.lock().unwrap();
     let mut call = Call::parse(frame).expect("a thrift call");
     assert_eq!(call.name, "pipeTransfer");
     let req: TPipeTransferReq = call.arg().expect("decodes").expect("an argument");
@@ -459,6 +475,13 @@ fn handle(i: &Inner, c: &Conn, st: &mut ConnState, frame: &[u8]) -> bool {
     );
     let code = resp.status.code;
     let out = reply(call.proto, &call.name, call.seq, &resp);
+    if mode == Mode::Answer {
+        if let Some(d) = &*i.hold_device.lock().unwrap() {
+            if collect.tablets.lock().unwrap().iter().any(|t| &t.0 == d) {
+                mode = Mode::Hold;
+            }
+        }
+    }
     let mut index = None;
     if !handshake {
         let tablets = collect.tablets.into_inner().unwrap();
