@@ -66,6 +66,10 @@ fn assert_same(edge: &NodeProc, cloud: &NodeProc) {
     );
 }
 
+/// A proxied connection: client side, target side, and whether it was
+/// swallowed.
+type Conn = (TcpStream, TcpStream, Arc<AtomicBool>);
+
 /// A proxy that forwards until [`Blackhole::swallow`], then forwards
 /// nothing more and closes nothing, on its open connections and on new
 /// ones, until [`Blackhole::restore`]: then the swallowed connections are
@@ -76,7 +80,7 @@ struct Blackhole {
     on: Arc<AtomicBool>,
     /// Connections (client side, target side) and whether each was
     /// swallowed.
-    conns: Arc<Mutex<Vec<(TcpStream, TcpStream, Arc<AtomicBool>)>>>,
+    conns: Arc<Mutex<Vec<Conn>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -87,7 +91,7 @@ impl Blackhole {
         let port = l.local_addr().expect("addr").port();
         let on = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
-        let conns: Arc<Mutex<Vec<(TcpStream, TcpStream, Arc<AtomicBool>)>>> = Arc::default();
+        let conns: Arc<Mutex<Vec<Conn>>> = Arc::default();
         let (on2, stop2, conns2) = (on.clone(), stop.clone(), conns.clone());
         std::thread::spawn(move || {
             while !stop2.load(Ordering::Relaxed) {
