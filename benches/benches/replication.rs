@@ -4,7 +4,15 @@
 //! ```text
 //! cargo build --release && cargo bench -p benches --bench replication
 //! EDGEPIPE_BENCH_POINTS=20000000 cargo bench -p benches --bench replication   # smaller backfill
+//! EDGEPIPE_BENCH_CONNECTOR=async EDGEPIPE_BENCH_ONLY=backfill cargo bench -p benches --bench replication
+//! EDGEPIPE_BENCH_SHAPE=devices EDGEPIPE_BENCH_CONNECTOR=both EDGEPIPE_BENCH_ONLY=backfill cargo bench -p benches --bench replication
 //! ```
+//!
+//! `EDGEPIPE_BENCH_CONNECTOR` = `sync` (default: `iotdb-thrift-connector`),
+//! `async` (`iotdb-thrift-async-connector`) or `both`;
+//! `EDGEPIPE_BENCH_SHAPE` = `large` (default: 8 devices, 5,000-row tablets)
+//! or `devices` (1,000 devices, 10-row tablets; 20 M points unless
+//! `EDGEPIPE_BENCH_POINTS` says otherwise).
 //!
 //! - Backfill: the edge holds N points (10 DOUBLE columns) before the pipe
 //!   is created; time from START PIPE until the cloud acknowledged all of
@@ -117,8 +125,10 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Writes `points` points (10 columns) with 8 concurrent clients.
-fn fill(addr: &str, points: u64) {
+/// Writes `points` points (10 columns) with 8 concurrent clients: each to
+/// its own device in 5,000-row tablets, or (`devices`) each to 125 devices
+/// in turn in 10-row tablets.
+fn fill(addr: &str, points: u64, devices: bool) {
     let rows = points / 10;
     let per = rows / 8;
     let hs: Vec<_> = (0..8)
@@ -126,6 +136,17 @@ fn fill(addr: &str, points: u64) {
             let addr = addr.to_string();
             std::thread::spawn(move || {
                 let mut s = Session::open(&addr, "root", "root").unwrap();
+                if devices {
+                    let per_dev = per as i64 / 125;
+                    for from in (0..per_dev).step_by(10) {
+                        for d in 0..125 {
+                            let dev = format!("root.bf.d{}", c * 125 + d);
+                            s.insert_tablet(&tablet(&dev, from, 10.min(per_dev - from), 10))
+                                .unwrap();
+                        }
+                    }
+                    return;
+                }
                 let dev = format!("root.bf.d{c}");
                 for from in (0..per as i64).step_by(5000) {
                     s.insert_tablet(&tablet(&dev, from, 5000.min(per as i64 - from), 10))
@@ -140,16 +161,16 @@ fn fill(addr: &str, points: u64) {
 }
 
 /// Points/s, edge-log bytes/s and the CPU steal (ms) while the pipe ran.
-fn backfill(points: u64, fsync: &str) -> (f64, f64, Option<u64>) {
+fn backfill(points: u64, fsync: &str, plugin: &str, devices: bool) -> (f64, f64, Option<u64>) {
     let tmp = tempfile::Builder::new()
         .prefix("bench-repl")
         .tempdir_in(".")
         .unwrap();
     let edge = Proc::start(&tmp.path().join("edge"), 0, fsync);
     let cloud = Proc::start(&tmp.path().join("cloud"), 0, fsync);
-    fill(&edge.addr(), points);
+    fill(&edge.addr(), points, devices);
     let log_bytes: u64 = walkdir_size(&tmp.path().join("edge/wal"));
-    exec(&edge.addr(), &format!("create pipe p WITH CONNECTOR ('connector'='iotdb-thrift-connector', 'connector.ip'='127.0.0.1', 'connector.port'='{}')", cloud.port));
+    exec(&edge.addr(), &format!("create pipe p WITH CONNECTOR ('connector'='{plugin}', 'connector.ip'='127.0.0.1', 'connector.port'='{}')", cloud.port));
     let steal = cpu_steal_ms();
     let t = Instant::now();
     exec(&edge.addr(), "start pipe p");
@@ -159,7 +180,8 @@ fn backfill(points: u64, fsync: &str) -> (f64, f64, Option<u64>) {
     let secs = t.elapsed().as_secs_f64();
     let steal = cpu_steal_ms().zip(steal).map(|(b, a)| b - a);
     let got = exec(&cloud.addr(), "count timeseries").unwrap();
-    assert_eq!(got.rows[0].1[0].as_ref().unwrap().to_string(), "80");
+    let series = if devices { "10000" } else { "80" };
+    assert_eq!(got.rows[0].1[0].as_ref().unwrap().to_string(), series);
     edge.stop();
     cloud.stop();
     (points as f64 / secs, log_bytes as f64 / secs, steal)
@@ -302,10 +324,21 @@ fn cpu_steal_ms() -> Option<u64> {
 }
 
 fn main() {
+    let devices = std::env::var("EDGEPIPE_BENCH_SHAPE").is_ok_and(|s| s == "devices");
     let points: u64 = std::env::var("EDGEPIPE_BENCH_POINTS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(100_000_000);
+        .unwrap_or(if devices { 20_000_000 } else { 100_000_000 });
+    let plugins: &[&str] = match std::env::var("EDGEPIPE_BENCH_CONNECTOR").as_deref() {
+        Ok("async") => &["iotdb-thrift-async-connector"],
+        Ok("both") => &["iotdb-thrift-connector", "iotdb-thrift-async-connector"],
+        _ => &["iotdb-thrift-connector"],
+    };
+    let shape = if devices {
+        "1,000 devices × 10-row tablets"
+    } else {
+        "8 devices × 5,000-row tablets"
+    };
     // EDGEPIPE_BENCH_ONLY=backfill|lag|rss runs one part.
     let only = std::env::var("EDGEPIPE_BENCH_ONLY").unwrap_or_default();
     let run = |part: &str| only.is_empty() || only == part;
@@ -328,9 +361,12 @@ fn main() {
         if !with(fsync) {
             continue;
         }
-        let (pps, bps, steal) = backfill(points, fsync);
-        let steal = steal.map_or("unknown".into(), |ms| format!("{ms} ms"));
-        println!("| backfill {}M points edge → cloud, {name} (CPU steal while the pipe ran: {steal}) | {:.2} M points/s ({:.0} MB/s of edge log) | {target} |", points / 1_000_000, pps / 1e6, bps / 1e6);
+        for plugin in plugins {
+            let (pps, bps, steal) = backfill(points, fsync, plugin, devices);
+            let steal = steal.map_or("unknown".into(), |ms| format!("{ms} ms"));
+            let target = if devices { "≥ 10 M points/s" } else { target };
+            println!("| backfill {}M points edge → cloud, {shape}, {plugin}, {name} (CPU steal while the pipe ran: {steal}) | {:.2} M points/s ({:.0} MB/s of edge log) | {target} |", points / 1_000_000, pps / 1e6, bps / 1e6);
+        }
     }
     for (fsync, name, target) in [
         ("ASYNC", "default fsync (10 ms group commit)", "p99 ≤ 15 ms"),
