@@ -3,7 +3,7 @@
 //!
 //! # The pool
 //! Each target node (`connector.ip:port`, `connector.node-urls`) has a pool
-//! of handshaken [`Client`]s: at most
+//! of handshaken clients (`thrift_sync::Client`): at most
 //! `pipe_async_connector_max_client_number` (default 16) open at once, of
 //! which up to `pipe_async_connector_core_client_number` (default 8) are
 //! kept open while idle. Requests go to the nodes in turn (the next node
@@ -12,7 +12,7 @@
 //! [`Selectors`]), as IoTDB's selector threads drive its async clients, so
 //! a pipe task only hands requests out and collects replies. An idle
 //! connection the receiver closed meanwhile is noticed before use and
-//! replaced, without a failure (see [`Client::closed_by_peer`]).
+//! replaced, without a failure (see `Client::closed_by_peer`).
 //!
 //! # What the pipe task guarantees around it (see `task.rs`)
 //! - The committed offset advances only over a contiguous acknowledged
@@ -278,7 +278,7 @@ pub fn lane_of(tablet: &[u8], lanes: usize) -> usize {
 }
 
 /// A request in flight on the selector threads. Dropping it abandons the
-/// request (the task is aborted: its connection is reset, see [`Client`]);
+/// request (the task is aborted: its connection is reset, see `thrift_sync::Client`);
 /// [`Request::cancel`] also waits until that happened.
 pub struct Request {
     handle: Option<tokio::task::JoinHandle<(usize, Result<(), TransferError>)>>,

@@ -1,5 +1,5 @@
 //! `iotdb-thrift-sync-connector`: IoTDB 1.2's `pipeTransfer` over one
-//! connection, one request in flight, in order; and the thrift [`Client`]
+//! connection, one request in flight, in order; and the thrift `Client`
 //! that both thrift connectors speak through.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -236,7 +236,7 @@ pub(crate) fn tablets(events: &[PipeEvent]) -> Vec<&[u8]> {
 }
 
 /// A live connector: for the thrift one, a connection to the first node
-/// URL that answers, handshaken, reused until it fails (a [`Client`]).
+/// URL that answers, handshaken, reused until it fails (a `Client`).
 pub struct Connector {
     spec: ConnectorSpec,
     precision: String,
@@ -283,7 +283,7 @@ impl Connector {
     /// acknowledgement; `*sent` advances over the events acknowledged (all
     /// of them on success; with single-tablet requests, those answered
     /// before a failure, so a retry does not send them again). Deletions
-    /// are not sent (see [`tablets`]).
+    /// are not sent (IoTDB 1.2's `pipeTransfer` has no request for them).
     ///
     /// An idle connection that the receiver closed meanwhile (it closes
     /// connections that never log in after `dn_connection_timeout_ms`) is
