@@ -77,6 +77,7 @@ fn ingest_rust(clients: usize, tablets_per_client: usize) -> (f64, Duration) {
         .store
         .read("root.bench.d0.s9", i64::MIN, i64::MAX)
         .unwrap()
+        .unwrap()
         .times
         .len();
     assert_eq!(got, tablets_per_client * 1000);
@@ -156,7 +157,12 @@ fn query_bench() -> (Duration, Duration, Duration, usize) {
         rpc.push(t0.elapsed());
         rows = r.rows.len();
         let t0 = Instant::now();
-        let p = node.node.store.read("root.q.d.v", from, to - 1).unwrap();
+        let p = node
+            .node
+            .store
+            .read("root.q.d.v", from, to - 1)
+            .unwrap()
+            .unwrap();
         direct.push(t0.elapsed());
         assert_eq!(p.times.len(), 3600);
     }

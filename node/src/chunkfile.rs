@@ -4,7 +4,7 @@
 //! search on the times.
 //!
 //! ```text
-//! [8]  magic "EPCHUNK1"
+//! [8]  magic "EPCHUNK2" ("EPCHUNK1": format 1, no data checksums)
 //! per series (8-byte aligned):
 //!   count × i64 LE            times, strictly increasing
 //!   values                    BOOLEAN u8, INT32 i32, INT64 i64, FLOAT f32,
@@ -12,27 +12,41 @@
 //!                             into the bytes that follow
 //! index: per series
 //!   u16 path length, path, u8 type, u64 times offset, u32 count,
-//!   u64 values offset, u64 values length, i64 min time, i64 max time
+//!   u64 values offset, u64 values length, i64 min time, i64 max time,
+//!   u32 crc32 of the times bytes, u32 crc32 of the values bytes (format 2)
 //! footer (24 bytes): u64 index offset, u32 index length, u32 crc32 of the
 //!   index, [8] magic "EPCHUNKE"
 //! ```
 //! The file is written under a temporary name, fsynced and renamed, so a
-//! reader never sees half a file.
+//! reader never sees half a file. Do not add, remove, retype or reorder
+//! fields: write a new format (magic) and keep reading the old one.
+//!
+//! # Design constraints
+//! - Opening checks the index: its CRC, and every offset, count and length
+//!   against the file with checked arithmetic. A file that passes cannot
+//!   make a read index outside the mapping, whatever its bytes.
+//! - A chunk's data is checked the first time it is read ([`ChunkFile::check`]:
+//!   both CRCs, times strictly increasing between its min and max, text
+//!   offsets in order and inside the chunk) and the outcome is kept: a
+//!   query pays the CRC once per chunk per process, never per point.
+//!   Damage is an error naming the file and the series, never a wrong value.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use memmap2::Mmap;
 use protocol::tablet::Column;
 use protocol::types::DataType;
 
-const MAGIC: &[u8; 8] = b"EPCHUNK1";
+const MAGIC_V1: &[u8; 8] = b"EPCHUNK1";
+const MAGIC: &[u8; 8] = b"EPCHUNK2";
 const END_MAGIC: &[u8; 8] = b"EPCHUNKE";
+const FOOTER_LEN: usize = 24;
 
 /// Where one series' points sit in a chunk file.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ChunkMeta {
     /// The series path.
     pub path: String,
@@ -47,6 +61,10 @@ pub struct ChunkMeta {
     pub min: i64,
     /// Largest time.
     pub max: i64,
+    /// CRCs of the times and values bytes (format 2).
+    crcs: Option<(u32, u32)>,
+    /// What [`ChunkFile::check`] found: `None` intact, else why not.
+    checked: OnceLock<Option<String>>,
 }
 
 /// An open, mapped chunk file.
@@ -74,16 +92,23 @@ pub fn file_name(dir: &Path, seq: u64) -> PathBuf {
 }
 
 /// A file being written, with its position (so offsets need no buffer of
-/// the whole file).
+/// the whole file) and a CRC of the bytes since [`Out::start_crc`].
 struct Out {
     w: std::io::BufWriter<File>,
     pos: usize,
+    crc: crc32fast::Hasher,
 }
 
 impl Out {
     fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
         self.pos += b.len();
+        self.crc.update(b);
         self.w.write_all(b)
+    }
+
+    /// Starts a CRC at the current position; returns the last one.
+    fn start_crc(&mut self) -> u32 {
+        std::mem::take(&mut self.crc).finalize()
     }
 
     /// Writes fixed-width values as little-endian bytes, a block at a time.
@@ -113,15 +138,39 @@ impl Out {
 /// file in memory). Durable when this returns.
 ///
 /// # Errors
-/// I/O errors, as strings naming the file.
-pub fn write(dir: &Path, seq: u64, series: &[(&str, &[i64], &Column)]) -> Result<PathBuf, String> {
+/// I/O errors (of the kind the OS gave: a full disk is
+/// `ErrorKind::StorageFull`), with messages naming the file. The temporary
+/// file is removed on failure: a full disk must not be left fuller.
+pub fn write(
+    dir: &Path,
+    seq: u64,
+    series: &[(&str, &[i64], &Column)],
+) -> Result<PathBuf, std::io::Error> {
     let path = file_name(dir, seq);
     let tmp = path.with_extension("chunks.tmp");
-    let io = |op: &str, e: std::io::Error| format!("{}: {op}: {e}", tmp.display());
-    let f = File::create(&tmp).map_err(|e| io("create", e))?;
+    let r = write_tmp(&tmp, series).and_then(|()| {
+        std::fs::rename(&tmp, &path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: rename: {e}", path.display())))
+    });
+    if let Err(e) = r {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("{}: fsync directory: {e}", dir.display()))
+    })?;
+    Ok(path)
+}
+
+fn write_tmp(tmp: &Path, series: &[(&str, &[i64], &Column)]) -> Result<(), std::io::Error> {
+    let io = |op: &str, e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("{}: {op}: {e}", tmp.display()))
+    };
+    let f = File::create(tmp).map_err(|e| io("create", e))?;
     let mut out = Out {
         w: std::io::BufWriter::with_capacity(1 << 20, f),
         pos: 0,
+        crc: crc32fast::Hasher::new(),
     };
     let mut index = Vec::new();
     let body = (|| -> std::io::Result<()> {
@@ -129,7 +178,9 @@ pub fn write(dir: &Path, seq: u64, series: &[(&str, &[i64], &Column)]) -> Result
         for &(path, times, values) in series {
             out.pad8()?;
             let times_off = out.pos;
+            out.start_crc();
             out.put_le(times, i64::to_le_bytes)?;
+            let times_crc = out.start_crc();
             let values_off = out.pos;
             match values {
                 Column::Boolean(v) => out.put_le(v, |b| [u8::from(b)])?,
@@ -151,6 +202,7 @@ pub fn write(dir: &Path, seq: u64, series: &[(&str, &[i64], &Column)]) -> Result
                     }
                 }
             }
+            let values_crc = out.start_crc();
             let values_len = out.pos - values_off;
             index.extend_from_slice(&(path.len() as u16).to_le_bytes());
             index.extend_from_slice(path.as_bytes());
@@ -161,6 +213,8 @@ pub fn write(dir: &Path, seq: u64, series: &[(&str, &[i64], &Column)]) -> Result
             index.extend_from_slice(&(values_len as u64).to_le_bytes());
             index.extend_from_slice(&times.first().copied().unwrap_or(0).to_le_bytes());
             index.extend_from_slice(&times.last().copied().unwrap_or(0).to_le_bytes());
+            index.extend_from_slice(&times_crc.to_le_bytes());
+            index.extend_from_slice(&values_crc.to_le_bytes());
         }
         let index_off = out.pos;
         out.put(&index)?;
@@ -174,17 +228,88 @@ pub fn write(dir: &Path, seq: u64, series: &[(&str, &[i64], &Column)]) -> Result
         .w
         .into_inner()
         .map_err(|e| io("write", e.into_error()))?;
-    f.sync_all().map_err(|e| io("fsync", e))?;
-    drop(f);
-    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: rename: {e}", path.display()))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| format!("{}: fsync directory: {e}", dir.display()))?;
-    Ok(path)
+    f.sync_all().map_err(|e| io("fsync", e))
 }
 
 fn le_u64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8"))
+}
+
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4"))
+}
+
+/// Reads the entries of an index whose CRC has been checked, checking
+/// every offset, count and length against the data region `[8, data_end)`
+/// with checked arithmetic. `v2`: entries carry data CRCs.
+fn parse_index(
+    index: &[u8],
+    data_end: usize,
+    v2: bool,
+    bad: &dyn Fn(&str) -> String,
+) -> Result<Vec<ChunkMeta>, String> {
+    let fixed = 1 + 8 + 4 + 8 + 8 + 8 + 8 + if v2 { 8 } else { 0 };
+    let mut chunks = Vec::new();
+    let mut at = 0usize;
+    while at < index.len() {
+        let short = || bad("index entry cut short");
+        let n = index
+            .get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+            .ok_or_else(short)?;
+        at += 2;
+        let e = index.get(at..at + n + fixed).ok_or_else(short)?;
+        let p = String::from_utf8(e[..n].to_vec()).map_err(|_| bad("series path is not UTF-8"))?;
+        let e = &e[n..];
+        at += n + fixed;
+        let data_type = DataType::from_id(i32::from(e[0])).map_err(|m| bad(&m))?;
+        let u = |x: u64| usize::try_from(x).ok();
+        let times_off = u(le_u64(e, 1));
+        let count = le_u32(e, 9) as usize;
+        let values_off = u(le_u64(e, 13));
+        let values_len = u(le_u64(e, 21));
+        let min = le_u64(e, 29) as i64;
+        let max = le_u64(e, 37) as i64;
+        let crcs = v2.then(|| (le_u32(e, 45), le_u32(e, 49)));
+        let width = match data_type {
+            DataType::Boolean => Some(1usize),
+            DataType::Int32 | DataType::Float => Some(4),
+            DataType::Int64 | DataType::Double => Some(8),
+            DataType::Text => None,
+        };
+        let ok = (|| {
+            let (times_off, values_off, values_len) = (times_off?, values_off?, values_len?);
+            let times_end = times_off.checked_add(count.checked_mul(8)?)?;
+            let values_end = values_off.checked_add(values_len)?;
+            let len_ok = match width {
+                Some(w) => w.checked_mul(count)? == values_len,
+                None => count.checked_add(1)?.checked_mul(4)? <= values_len,
+            };
+            Some(
+                times_off >= MAGIC.len()
+                    && times_end == values_off
+                    && values_end <= data_end
+                    && len_ok
+                    && (count == 0 || min <= max),
+            )
+        })();
+        if ok != Some(true) {
+            return Err(bad(&format!("index entry of {p} is out of range")));
+        }
+        chunks.push(ChunkMeta {
+            path: p,
+            data_type,
+            times_off: times_off.expect("checked"),
+            count,
+            values_off: values_off.expect("checked"),
+            values_len: values_len.expect("checked"),
+            min,
+            max,
+            crcs,
+            checked: OnceLock::new(),
+        });
+    }
+    Ok(chunks)
 }
 
 impl ChunkFile {
@@ -201,70 +326,26 @@ impl ChunkFile {
         // change log's writer lock); nothing truncates a mapped file.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| bad(&format!("mmap: {e}")))?;
         let b = &map[..];
-        if b.len() < 32 || &b[..8] != MAGIC || &b[b.len() - 8..] != END_MAGIC {
-            return Err(bad("not a complete chunk file (bad magic)"));
+        if b.len() < MAGIC.len() + FOOTER_LEN || &b[b.len() - 8..] != END_MAGIC {
+            return Err(bad("not a complete chunk file (bad magic; cut short?)"));
         }
-        let f = b.len() - 24;
-        let index_off = le_u64(b, f) as usize;
-        let index_len = u32::from_le_bytes(b[f + 8..f + 12].try_into().expect("4")) as usize;
-        let crc = u32::from_le_bytes(b[f + 12..f + 16].try_into().expect("4"));
-        if index_off.checked_add(index_len) != Some(f) {
+        let v2 = match &b[..8] {
+            m if m == MAGIC => true,
+            m if m == MAGIC_V1 => false,
+            _ => return Err(bad("not a chunk file (bad magic)")),
+        };
+        let f = b.len() - FOOTER_LEN;
+        let index_off = usize::try_from(le_u64(b, f)).unwrap_or(usize::MAX);
+        let index_len = le_u32(b, f + 8) as usize;
+        let crc = le_u32(b, f + 12);
+        if index_off.checked_add(index_len) != Some(f) || index_off < MAGIC.len() {
             return Err(bad("index offsets do not match the file length"));
         }
         let index = &b[index_off..f];
         if crc32fast::hash(index) != crc {
             return Err(bad("index crc mismatch"));
         }
-        let mut chunks = Vec::new();
-        let mut at = 0;
-        while at < index.len() {
-            let need = |at: usize, n: usize| {
-                if at + n <= index.len() {
-                    Ok(())
-                } else {
-                    Err(bad("index entry cut short"))
-                }
-            };
-            need(at, 2)?;
-            let n = u16::from_le_bytes(index[at..at + 2].try_into().expect("2")) as usize;
-            at += 2;
-            need(at, n + 1 + 8 + 4 + 8 + 8 + 16)?;
-            let p = String::from_utf8(index[at..at + n].to_vec())
-                .map_err(|_| bad("series path is not UTF-8"))?;
-            at += n;
-            let data_type = DataType::from_id(i32::from(index[at])).map_err(|e| bad(&e))?;
-            at += 1;
-            let times_off = le_u64(index, at) as usize;
-            let count = u32::from_le_bytes(index[at + 8..at + 12].try_into().expect("4")) as usize;
-            let values_off = le_u64(index, at + 12) as usize;
-            let values_len = le_u64(index, at + 20) as usize;
-            let min = le_u64(index, at + 28) as i64;
-            let max = le_u64(index, at + 36) as i64;
-            at += 44;
-            let width = match data_type {
-                DataType::Boolean => Some(1),
-                DataType::Int32 | DataType::Float => Some(4),
-                DataType::Int64 | DataType::Double => Some(8),
-                DataType::Text => None,
-            };
-            let ok = times_off + count * 8 == values_off
-                && values_off + values_len <= index_off
-                && width.is_none_or(|w| w * count == values_len)
-                && (width.is_some() || values_len >= (count + 1) * 4);
-            if !ok {
-                return Err(bad(&format!("index entry of {p} is out of range")));
-            }
-            chunks.push(ChunkMeta {
-                path: p,
-                data_type,
-                times_off,
-                count,
-                values_off,
-                values_len,
-                min,
-                max,
-            });
-        }
+        let chunks = parse_index(index, index_off, v2, &bad)?;
         Ok(Arc::new(ChunkFile {
             seq,
             path: path.to_path_buf(),
@@ -273,19 +354,88 @@ impl ChunkFile {
         }))
     }
 
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the file carries data checksums (format 2).
+    pub fn has_data_crcs(&self) -> bool {
+        self.chunks.iter().all(|c| c.crcs.is_some())
+    }
+
+    /// Checks `c`'s data before its first read: the CRCs of its times and
+    /// values, times strictly increasing from its min to its max, text
+    /// offsets in order and inside the chunk. The outcome is kept, so this
+    /// costs one pass per chunk per process.
+    ///
+    /// # Errors
+    /// Damage, naming the file and the series.
+    pub fn check(&self, c: &ChunkMeta) -> Result<(), String> {
+        match c.checked.get_or_init(|| self.verify(c)) {
+            None => Ok(()),
+            Some(why) => Err(format!(
+                "{}: the data of {} is damaged ({why}); restore the file from a backup (`edgepipe store verify` lists every damaged file)",
+                self.path.display(),
+                c.path
+            )),
+        }
+    }
+
+    /// What is wrong with `c`'s data, if anything.
+    fn verify(&self, c: &ChunkMeta) -> Option<String> {
+        let times = &self.map[c.times_off..c.values_off];
+        let values = &self.map[c.values_off..c.values_off + c.values_len];
+        if let Some((tc, vc)) = c.crcs {
+            if crc32fast::hash(times) != tc {
+                return Some("crc mismatch in its times".into());
+            }
+            if crc32fast::hash(values) != vc {
+                return Some("crc mismatch in its values".into());
+            }
+        }
+        let mut prev: Option<i64> = None;
+        for t in times.chunks_exact(8).map(|b| le_u64(b, 0) as i64) {
+            if prev.is_some_and(|p| p >= t) {
+                return Some("times out of order".into());
+            }
+            prev = Some(t);
+        }
+        if c.count > 0 && (le_u64(times, 0) as i64 != c.min || prev != Some(c.max)) {
+            return Some("times disagree with the index".into());
+        }
+        if c.data_type == DataType::Text {
+            let data_len = c.values_len - (c.count + 1) * 4;
+            let mut last = 0u32;
+            for i in 0..=c.count {
+                let o = le_u32(values, i * 4);
+                if o < last || o as usize > data_len {
+                    return Some("text offsets out of range".into());
+                }
+                last = o;
+            }
+            if last as usize != data_len {
+                return Some("text offsets do not end with the data".into());
+            }
+        }
+        None
+    }
+
     /// The time of point `i` of `c`.
     pub fn time(&self, c: &ChunkMeta, i: usize) -> i64 {
         le_u64(&self.map, c.times_off + i * 8) as i64
     }
 
-    /// The index range of `c`'s points with times in `[lo, hi]`.
+    /// The index range of `c`'s points with times in `[lo, hi]`. Call
+    /// [`ChunkFile::check`] first.
     pub fn range(&self, c: &ChunkMeta, lo: i64, hi: i64) -> std::ops::Range<usize> {
         let first = partition(c.count, |i| self.time(c, i) < lo);
         let end = partition(c.count, |i| self.time(c, i) <= hi);
         first..end.max(first)
     }
 
-    /// Appends points `r` of `c` to `times` and `out`.
+    /// Appends points `r` of `c` to `times` and `out`. Call
+    /// [`ChunkFile::check`] first.
     pub fn read(
         &self,
         c: &ChunkMeta,
@@ -300,22 +450,12 @@ impl ChunkFile {
         let v = &b[c.values_off..c.values_off + c.values_len];
         match out {
             Column::Boolean(o) => o.extend(v[r].iter().map(|&x| x != 0)),
-            Column::Int32(o) => {
-                o.extend(r.map(|i| i32::from_le_bytes(v[i * 4..i * 4 + 4].try_into().expect("4"))))
-            }
-            Column::Int64(o) => {
-                o.extend(r.map(|i| i64::from_le_bytes(v[i * 8..i * 8 + 8].try_into().expect("8"))))
-            }
-            Column::Float(o) => {
-                o.extend(r.map(|i| f32::from_le_bytes(v[i * 4..i * 4 + 4].try_into().expect("4"))))
-            }
-            Column::Double(o) => {
-                o.extend(r.map(|i| f64::from_le_bytes(v[i * 8..i * 8 + 8].try_into().expect("8"))))
-            }
+            Column::Int32(o) => o.extend(r.map(|i| le_u32(v, i * 4) as i32)),
+            Column::Int64(o) => o.extend(r.map(|i| le_u64(v, i * 8) as i64)),
+            Column::Float(o) => o.extend(r.map(|i| f32::from_bits(le_u32(v, i * 4)))),
+            Column::Double(o) => o.extend(r.map(|i| f64::from_bits(le_u64(v, i * 8)))),
             Column::Text(o) => {
-                let offs = |i: usize| {
-                    u32::from_le_bytes(v[i * 4..i * 4 + 4].try_into().expect("4")) as usize
-                };
+                let offs = |i: usize| le_u32(v, i * 4) as usize;
                 let data = &v[(c.count + 1) * 4..];
                 for i in r {
                     let (s, e) = (offs(i), offs(i + 1));
@@ -324,6 +464,57 @@ impl ChunkFile {
             }
         }
     }
+}
+
+/// One problem [`verify_file`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file.
+    pub path: PathBuf,
+    /// The series whose data is damaged; `None` when the file as a whole
+    /// is (its index or footer).
+    pub series: Option<String>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Checks a chunk file completely: footer, index, and every chunk's data
+/// (CRCs, order, text offsets). Returns the series it holds and the
+/// problems found.
+pub fn verify_file(path: &Path) -> (usize, Vec<Problem>) {
+    let f = match ChunkFile::open(path, 0) {
+        Ok(f) => f,
+        Err(reason) => {
+            return (
+                0,
+                vec![Problem {
+                    path: path.to_path_buf(),
+                    series: None,
+                    reason,
+                }],
+            )
+        }
+    };
+    let mut problems = Vec::new();
+    if !f.has_data_crcs() {
+        problems.push(Problem {
+            path: path.to_path_buf(),
+            series: None,
+            reason:
+                "format 1 (written before data checksums): only its index and order are checked"
+                    .into(),
+        });
+    }
+    for c in &f.chunks {
+        if let Some(reason) = f.verify(c) {
+            problems.push(Problem {
+                path: path.to_path_buf(),
+                series: Some(c.path.clone()),
+                reason,
+            });
+        }
+    }
+    (f.chunks.len(), problems)
 }
 
 /// The first index in `0..n` where `pred` is false (`pred` true then false).
@@ -344,9 +535,7 @@ fn partition(n: usize, pred: impl Fn(usize) -> bool) -> usize {
 mod tests {
     use super::*;
 
-    #[test]
-    fn write_open_read_ranges() {
-        let dir = tempfile::tempdir().unwrap();
+    fn sample(dir: &Path) -> PathBuf {
         let series = [
             (
                 "root.a.d.x".to_string(),
@@ -368,10 +557,18 @@ mod tests {
             .iter()
             .map(|(p, t, v)| (p.as_str(), &t[..], v))
             .collect();
-        let p = write(dir.path(), 3, &refs).unwrap();
+        write(dir, 3, &refs).unwrap()
+    }
+
+    #[test]
+    fn write_open_read_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = sample(dir.path());
         let f = ChunkFile::open(&p, 3).unwrap();
+        assert!(f.has_data_crcs());
         assert_eq!(f.chunks.len(), 3);
         let c = &f.chunks[0];
+        f.check(c).unwrap();
         assert_eq!((c.min, c.max, c.count), (1, 9, 3));
         assert_eq!(f.range(c, 2, 9), 1..3);
         assert_eq!(f.range(c, 10, 20), 3..3);
@@ -380,9 +577,11 @@ mod tests {
         f.read(c, f.range(c, 2, 9), &mut t, &mut v);
         assert_eq!((t, v), (vec![5, 9], Column::Double(vec![5.5, 9.5])));
         let c = &f.chunks[1];
+        f.check(c).unwrap();
         let (mut t, mut v) = (Vec::new(), Column::Text(vec![]));
         f.read(c, 0..2, &mut t, &mut v);
         assert_eq!(v, Column::Text(vec![b"hi".to_vec(), vec![]]));
+        assert_eq!(verify_file(&p), (3, vec![]));
         // Damage to the index is caught.
         let mut bytes = std::fs::read(&p).unwrap();
         let n = bytes.len();
@@ -390,5 +589,96 @@ mod tests {
         let q = dir.path().join("bad.chunks");
         std::fs::write(&q, bytes).unwrap();
         assert!(ChunkFile::open(&q, 4).unwrap_err().contains("crc mismatch"));
+    }
+
+    /// Issue 7, finding 3: any flipped byte of a chunk's data is an error
+    /// naming the file and the series at its first read, never a value.
+    #[test]
+    fn every_flipped_data_byte_is_an_error_naming_file_and_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = sample(dir.path());
+        let good = std::fs::read(&p).unwrap();
+        let f = ChunkFile::open(&p, 3).unwrap();
+        let data: Vec<(usize, usize, String)> = f
+            .chunks
+            .iter()
+            .map(|c| (c.times_off, c.values_off + c.values_len, c.path.clone()))
+            .collect();
+        drop(f);
+        for (start, end, series) in data {
+            for at in start..end {
+                let mut b = good.clone();
+                b[at] ^= 0x10;
+                let q = dir.path().join("flip.chunks");
+                std::fs::write(&q, &b).unwrap();
+                let f = ChunkFile::open(&q, 3).unwrap();
+                let c = f.chunks.iter().find(|c| c.path == series).unwrap();
+                let e = f.check(c).unwrap_err();
+                assert!(
+                    e.contains("flip.chunks") && e.contains(&series) && e.contains("damaged"),
+                    "{e}"
+                );
+                // It stays an error.
+                assert!(f.check(c).is_err());
+                let (_, problems) = verify_file(&q);
+                assert_eq!(problems.len(), 1, "byte {at}");
+                assert_eq!(problems[0].series.as_deref(), Some(series.as_str()));
+            }
+        }
+    }
+
+    /// Issue 13: a file whose index has a valid CRC but absurd values (a
+    /// count whose byte size overflows, offsets past the file) is refused
+    /// at open, naming the file: no panic at query time.
+    #[test]
+    fn absurd_index_values_with_a_valid_crc_are_refused_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = sample(dir.path());
+        let good = std::fs::read(&p).unwrap();
+        let n = good.len();
+        let index_off = le_u64(&good, n - FOOTER_LEN) as usize;
+        // Offsets inside the first index entry ("root.a.d.x": 10 bytes).
+        let entry = index_off + 2 + 10;
+        let cases: [(usize, Vec<u8>); 6] = [
+            (entry + 9, u32::MAX.to_le_bytes().to_vec()), // count
+            (entry + 1, (u64::MAX - 7).to_le_bytes().to_vec()), // times offset
+            (entry + 13, (u64::MAX / 2).to_le_bytes().to_vec()), // values offset
+            (entry + 21, (u64::MAX - 3).to_le_bytes().to_vec()), // values length
+            (entry + 1, 0u64.to_le_bytes().to_vec()),     // times over the magic
+            (entry + 29, i64::MAX.to_le_bytes().to_vec()), // min > max
+        ];
+        for (at, bytes) in cases {
+            let mut b = good.clone();
+            b[at..at + bytes.len()].copy_from_slice(&bytes);
+            let crc = crc32fast::hash(&b[index_off..n - FOOTER_LEN]);
+            b[n - 12..n - 8].copy_from_slice(&crc.to_le_bytes());
+            let q = dir.path().join("absurd.chunks");
+            std::fs::write(&q, &b).unwrap();
+            let e = ChunkFile::open(&q, 3).unwrap_err();
+            assert!(
+                e.contains("absurd.chunks") && e.contains("out of range"),
+                "{e}"
+            );
+        }
+        // The footer's own index offset, absurd.
+        let mut b = good.clone();
+        b[n - FOOTER_LEN..n - FOOTER_LEN + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        let q = dir.path().join("absurd.chunks");
+        std::fs::write(&q, &b).unwrap();
+        assert!(ChunkFile::open(&q, 3)
+            .unwrap_err()
+            .contains("do not match the file length"));
+    }
+
+    #[test]
+    fn a_truncated_file_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = sample(dir.path());
+        let good = std::fs::read(&p).unwrap();
+        for cut in [0, 8, 31, good.len() / 2, good.len() - 1] {
+            std::fs::write(&p, &good[..cut]).unwrap();
+            let e = ChunkFile::open(&p, 3).unwrap_err();
+            assert!(e.contains("00000000000000000003.chunks"), "{e}");
+        }
     }
 }

@@ -109,7 +109,9 @@ impl Session {
         };
         let req = TSOpenSessionReq {
             client_protocol: Some(2),
-            zone_id: Some("+00:00".into()),
+            // The local zone, as IoTDB's clients send it: SQL times written
+            // without an offset are read in it.
+            zone_id: Some(chrono::Local::now().offset().to_string()),
             username: Some(user.into()),
             password: Some(password.into()),
             configuration: Some(
@@ -169,7 +171,9 @@ impl Session {
         let resp: TSExecuteStatementResp = self.call("executeStatementV2", &req)?;
         check(&resp.status)?;
         let columns = resp.columns.unwrap_or_default();
-        if columns.is_empty() {
+        // A statement without rows has no query id; a query that matched
+        // no series has one (and prints as an empty table).
+        if columns.is_empty() && resp.query_id.is_none() {
             return Ok(None);
         }
         let mut rows = Vec::new();

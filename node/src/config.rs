@@ -77,6 +77,31 @@ pub struct NodeConfig {
     pub pipe_server_port: u16,
     /// `memtable_flush_points` (edgepipe's): flush after this many points.
     pub flush_points: usize,
+    /// `wal_file_size_threshold_in_byte` (IoTDB's key): the size of a
+    /// change-log segment file; the log rolls to a new one when full, and
+    /// retention deletes whole segments. Default 64 MiB. Minimum 4 KiB.
+    pub wal_segment_bytes: u64,
+    /// `pipe_max_allowed_pinned_wal_size_in_byte`: the most change log kept
+    /// only for pipes (what the store has checkpointed, a stopped or slow
+    /// pipe has not sent). Past it the oldest segments are deleted and the
+    /// pipes that had not sent them show the lost range in SHOW PIPES.
+    /// Default 8 GiB. Minimum one segment.
+    pub wal_max_pinned_bytes: u64,
+    /// `wal_throttle_threshold_in_byte` (IoTDB 1.2 also reads
+    /// `iot_consensus_throttle_threshold_in_byte`): hard bound on the
+    /// change log's size on disk. Past it pipes lose their oldest unsent
+    /// records even below the pinned bound (recorded and shown), and the
+    /// store checkpoints early; what the store has not checkpointed is
+    /// never deleted. Writes never wait for a pipe. Default 10 GiB.
+    /// Minimum two segments, and at least the pinned bound.
+    pub wal_max_disk_bytes: u64,
+    /// `wal_recovery_mode` (edgepipe's): what a start does with a damaged
+    /// change log past the store's checkpoint: `tolerate-tail-corruption`
+    /// (default: a torn tail is cut, other damage refuses the start),
+    /// `absolute-consistency`, or `tolerate-any-corruption` (cut at the
+    /// first damaged record, dropping what follows). Damage below the
+    /// store's checkpoint never stops a start.
+    pub wal_recovery_mode: wal::RecoveryMode,
 }
 
 impl Default for NodeConfig {
@@ -103,9 +128,20 @@ impl Default for NodeConfig {
             ip_white_list: receiver::whitelist::IpWhiteList::default(),
             pipe_server_port: 6670,
             flush_points: crate::store::DEFAULT_FLUSH_POINTS,
+            wal_segment_bytes: wal::DEFAULT_SEGMENT_BYTES,
+            wal_max_pinned_bytes: DEFAULT_WAL_MAX_PINNED_BYTES,
+            wal_max_disk_bytes: DEFAULT_WAL_MAX_DISK_BYTES,
+            wal_recovery_mode: wal::RecoveryMode::default(),
         }
     }
 }
+
+/// Default of `pipe_max_allowed_pinned_wal_size_in_byte`: 8 GiB, days of a
+/// typical edge box's data for a pipe whose link is down.
+pub const DEFAULT_WAL_MAX_PINNED_BYTES: u64 = 8 << 30;
+/// Default of `wal_throttle_threshold_in_byte`: 10 GiB, the pinned bound
+/// plus room for what the store has not checkpointed.
+pub const DEFAULT_WAL_MAX_DISK_BYTES: u64 = 10 << 30;
 
 fn parse_num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
     v.parse()
@@ -234,9 +270,50 @@ impl NodeConfig {
                     return Err(format!("{key}={v}: must be at least 1"));
                 }
             }
+            "wal_file_size_threshold_in_byte" => {
+                let n: u64 = parse_num(key, v)?;
+                if !(4096..=u64::from(u32::MAX)).contains(&n) {
+                    return Err(format!("{key}={v}: must be between 4096 and {}", u32::MAX));
+                }
+                self.wal_segment_bytes = n;
+            }
+            "pipe_max_allowed_pinned_wal_size_in_byte" => {
+                self.wal_max_pinned_bytes = parse_num(key, v)?;
+            }
+            "wal_throttle_threshold_in_byte" | "iot_consensus_throttle_threshold_in_byte" => {
+                self.wal_max_disk_bytes = parse_num(key, v)?;
+            }
+            "wal_recovery_mode" => {
+                self.wal_recovery_mode = v.to_ascii_lowercase().parse().map_err(|_| {
+                    format!("{key}={v}: expected tolerate-tail-corruption, absolute-consistency or tolerate-any-corruption")
+                })?;
+            }
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// Checks settings against each other (each key alone is checked by
+    /// [`NodeConfig::set`]).
+    ///
+    /// # Errors
+    /// A contradiction, naming the keys.
+    pub fn validate(&self) -> Result<(), String> {
+        let seg = self.wal_segment_bytes;
+        if self.wal_max_pinned_bytes < seg {
+            return Err(format!(
+                "pipe_max_allowed_pinned_wal_size_in_byte={} must hold at least one segment (wal_file_size_threshold_in_byte={seg})",
+                self.wal_max_pinned_bytes
+            ));
+        }
+        if self.wal_max_disk_bytes < 2 * seg || self.wal_max_disk_bytes < self.wal_max_pinned_bytes
+        {
+            return Err(format!(
+                "wal_throttle_threshold_in_byte={} must hold at least two segments (wal_file_size_threshold_in_byte={seg}) and the pinned bound (pipe_max_allowed_pinned_wal_size_in_byte={})",
+                self.wal_max_disk_bytes, self.wal_max_pinned_bytes
+            ));
+        }
+        Ok(())
     }
 
     /// Reads a properties file over the defaults. Lines are `key=value`;
@@ -255,7 +332,7 @@ impl NodeConfig {
             }
             let Some((k, v)) = line.split_once('=') else {
                 return Err(format!(
-                    "{}:{}: expected key=value, found {line:?}",
+                    "{}:{}: expected key=value, found '{line}'",
                     path.display(),
                     i + 1
                 ));
@@ -269,6 +346,8 @@ impl NodeConfig {
                 Err(e) => return Err(format!("{}:{}: {e}", path.display(), i + 1)),
             }
         }
+        c.validate()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(c)
     }
 }
@@ -353,5 +432,38 @@ mod tests {
         assert!(NodeConfig::load(&p)
             .unwrap_err()
             .contains("expected key=value"));
+    }
+
+    #[test]
+    fn change_log_bounds_and_recovery_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("iotdb.properties");
+        std::fs::write(&p, "wal_file_size_threshold_in_byte=1048576\npipe_max_allowed_pinned_wal_size_in_byte=4194304\niot_consensus_throttle_threshold_in_byte=8388608\nwal_recovery_mode=tolerate-any-corruption\n").unwrap();
+        let c = NodeConfig::load(&p).unwrap();
+        assert_eq!(c.wal_segment_bytes, 1 << 20);
+        assert_eq!(c.wal_max_pinned_bytes, 4 << 20);
+        assert_eq!(c.wal_max_disk_bytes, 8 << 20);
+        assert_eq!(
+            c.wal_recovery_mode,
+            wal::RecoveryMode::TolerateAnyCorruption
+        );
+        std::fs::write(
+            &p,
+            "wal_file_size_threshold_in_byte=1048576\nwal_throttle_threshold_in_byte=1048576\n",
+        )
+        .unwrap();
+        let e = NodeConfig::load(&p).unwrap_err();
+        assert!(
+            e.contains("wal_throttle_threshold_in_byte=1048576 must hold at least two segments"),
+            "{e}"
+        );
+        std::fs::write(&p, "wal_recovery_mode=sometimes\n").unwrap();
+        assert!(NodeConfig::load(&p)
+            .unwrap_err()
+            .contains("wal_recovery_mode=sometimes: expected"));
+        std::fs::write(&p, "wal_file_size_threshold_in_byte=10\n").unwrap();
+        assert!(NodeConfig::load(&p)
+            .unwrap_err()
+            .contains("wal_file_size_threshold_in_byte=10: must be between"));
     }
 }

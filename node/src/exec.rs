@@ -1,4 +1,4 @@
-//! Runs parsed statements against the store.
+//! Runs parsed statements against the store (SELECT in [`crate::query`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -17,8 +17,9 @@ use crate::users::{Privilege, UserError, Users};
 /// SELECT's columns × FROM paths, a DELETE's or DROP DATABASE's paths):
 /// each is one pass over every series.
 pub const MAX_PATTERNS: usize = 1024;
-/// Most points a query may read from the store before it is refused (it
-/// holds them all in memory at once).
+/// Most points a raw query may read from the store before it is refused
+/// (it holds them all in memory at once). Aggregations read a series a
+/// part at a time and have no such bound.
 pub const MAX_QUERY_POINTS: usize = 8 << 20;
 /// Most values (rows × series, after LIMIT/OFFSET) a query may return.
 pub const MAX_RESULT_VALUES: usize = 8 << 20;
@@ -262,11 +263,37 @@ fn pipe_err(e: replicator::PipeError) -> StoreError {
     StoreError::new(e.code, e.message)
 }
 
-fn to_time(ctx: &Context, t: &TimeLit) -> SResult<i64> {
+/// A time value in the node's precision.
+///
+/// # Errors
+/// A datetime that does not parse; a shift by natural months or one that
+/// overflows.
+pub(crate) fn to_time(ctx: &Context, t: &TimeLit) -> SResult<i64> {
     match t {
         TimeLit::Int(i) => Ok(*i),
         TimeLit::Now => Ok(ctx.precision.now()),
         TimeLit::DateTime(s) => parse_datetime(ctx, s),
+        TimeLit::Shifted(base, shifts) => {
+            let mut v = to_time(ctx, base)?;
+            for (neg, d) in shifts {
+                let by = crate::query::window::duration_units(ctx.precision, d)?;
+                v = if *neg {
+                    v.checked_sub(by)
+                } else {
+                    v.checked_add(by)
+                }
+                .ok_or_else(|| {
+                    StoreError::new(
+                        status::SEMANTIC_ERROR,
+                        format!(
+                            "the time {} {d} is out of range",
+                            if *neg { "-" } else { "+" }
+                        ),
+                    )
+                })?;
+            }
+            Ok(v)
+        }
     }
 }
 
@@ -308,7 +335,7 @@ pub fn parse_datetime(ctx: &Context, s: &str) -> SResult<i64> {
 }
 
 /// The inclusive range `[lo, hi]` a filter allows.
-fn range(ctx: &Context, f: &TimeFilter) -> SResult<(i64, i64)> {
+pub(crate) fn range(ctx: &Context, f: &TimeFilter) -> SResult<(i64, i64)> {
     let mut lo = i64::MIN;
     let mut hi = i64::MAX;
     for (t, inc) in &f.lower {
@@ -529,14 +556,15 @@ impl Executor {
                 bounded(paths)?;
                 (Privilege::DELETE_TIMESERIES, paths.clone())
             }
-            Statement::Select { select, from, .. } => {
-                let n = select.len().saturating_mul(from.len());
+            Statement::Select(q) => {
+                let n = q.columns.len().saturating_mul(q.from.len());
                 if n > MAX_PATTERNS {
                     return Err(too_many_patterns(n));
                 }
-                let paths = from
+                let paths = q
+                    .from
                     .iter()
-                    .flat_map(|f| select.iter().map(move |sel| f.join(sel)))
+                    .flat_map(|f| q.columns.iter().map(move |c| f.join(c.path())))
                     .collect();
                 (Privilege::READ_TIMESERIES, paths)
             }
@@ -770,16 +798,7 @@ impl Executor {
                     max,
                 })?)))
             }
-            Statement::Select {
-                select,
-                from,
-                filter,
-                desc,
-                limit,
-                offset,
-            } => Ok(Outcome::Rows(
-                self.select(ctx, &select, &from, &filter, desc, limit, offset)?,
-            )),
+            Statement::Select(q) => Ok(Outcome::Rows(crate::query::run(s, ctx, &q)?)),
             Statement::Flush => {
                 s.flush()?;
                 Ok(Outcome::Done(None))
@@ -880,105 +899,6 @@ impl Executor {
                 Ok(Outcome::Rows(result))
             }
         }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn select(
-        &self,
-        ctx: &Context,
-        select: &[Path],
-        from: &[Path],
-        filter: &TimeFilter,
-        desc: bool,
-        limit: Option<u64>,
-        offset: u64,
-    ) -> SResult<ResultSet> {
-        let (lo, hi) = range(ctx, filter)?;
-        let mut series: Vec<(String, DataType)> = Vec::new();
-        let mut seen = BTreeSet::new();
-        for sel in select {
-            for f in from {
-                let pat = f.join(sel);
-                for (p, info) in self.store.series_matching(&[pat]) {
-                    if seen.insert(p.clone()) {
-                        series.push((p, info.data_type));
-                    }
-                }
-            }
-        }
-        let mut parts = Vec::with_capacity(series.len());
-        if lo <= hi {
-            let mut read = 0usize;
-            for (p, t) in &series {
-                let pts = self.store.read(p, lo, hi).unwrap_or(store::Points {
-                    times: vec![],
-                    values: Column::with_capacity(*t, 0),
-                });
-                read = read.saturating_add(pts.times.len());
-                if read > MAX_QUERY_POINTS {
-                    return Err(StoreError::new(
-                        status::SEMANTIC_ERROR,
-                        format!("the query reads more than {MAX_QUERY_POINTS} points ({} series); narrow the time range or select fewer series", series.len()),
-                    ));
-                }
-                parts.push(pts);
-            }
-        } else {
-            for (_, t) in &series {
-                parts.push(store::Points {
-                    times: vec![],
-                    values: Column::with_capacity(*t, 0),
-                });
-            }
-        }
-        let mut times: Vec<i64> = parts.iter().flat_map(|p| p.times.iter().copied()).collect();
-        times.sort_unstable();
-        times.dedup();
-        if desc {
-            times.reverse();
-        }
-        // LIMIT and OFFSET may be as large as u64 allows: clamp, never wrap.
-        let clamp = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-        let start = clamp(offset).min(times.len());
-        let end = limit.map_or(times.len(), |l| {
-            start.saturating_add(clamp(l)).min(times.len())
-        });
-        if (end - start).saturating_mul(series.len()) > MAX_RESULT_VALUES {
-            return Err(StoreError::new(
-                status::SEMANTIC_ERROR,
-                format!(
-                    "the query would return {} rows × {} series, more than {MAX_RESULT_VALUES} values; add LIMIT, narrow the time range or select fewer series",
-                    end - start,
-                    series.len()
-                ),
-            ));
-        }
-        let times = times[start..end].to_vec();
-        let mut data = Vec::with_capacity(parts.len());
-        let mut nulls = Vec::with_capacity(parts.len());
-        for (pts, (_, t)) in parts.iter().zip(&series) {
-            let mut col = Column::with_capacity(*t, times.len());
-            let mut nl = vec![false; times.len()];
-            for (r, tm) in times.iter().enumerate() {
-                match pts.times.binary_search(tm) {
-                    Ok(i) => col.push(pts.values.get(i)),
-                    Err(_) => {
-                        nl[r] = true;
-                        col.push(Value::placeholder(*t));
-                    }
-                }
-            }
-            data.push(col);
-            nulls.push(nl.iter().any(|&x| x).then_some(nl));
-        }
-        Ok(ResultSet {
-            columns: series.iter().map(|s| s.0.clone()).collect(),
-            types: series.iter().map(|s| s.1).collect(),
-            ignore_timestamp: false,
-            times,
-            data,
-            nulls,
-        })
     }
 }
 
@@ -1126,7 +1046,12 @@ mod tests {
             .execute(&ctx, "insert into root.sg.d(time, s) values (1, 'x')")
             .unwrap_err();
         assert_eq!(err.code, status::DATA_TYPE_MISMATCH);
-        assert!(err.message.contains("root.sg.d.s is INT32"), "{err}");
+        assert!(
+            err.message.contains(
+                "data type of root.sg.d.s is not consistent, registered type INT32, inserting type TEXT, timestamp 1, value x"
+            ),
+            "{err}"
+        );
         let err = e
             .execute(&ctx, "create timeseries root.sg.d.s with datatype=INT32")
             .unwrap_err();
@@ -1225,7 +1150,18 @@ mod tests {
             "insert into root.sg.d(time, s) values (1, 1), (2, 2), (3, 3)",
         )
         .unwrap();
-        let max = u64::MAX;
+        // IoTDB 1.2 takes row counts up to 2⁶³ - 1 and refuses more.
+        let err = e
+            .execute(&ctx, &format!("select s from root.sg.d limit {}", u64::MAX))
+            .unwrap_err();
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (
+                status::SEMANTIC_ERROR,
+                "Out of range. LIMIT <N>: N should be Int64."
+            )
+        );
+        let max = i64::MAX;
         let r = rows(
             e.execute(
                 &ctx,

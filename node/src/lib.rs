@@ -5,6 +5,8 @@
 //! - [`event`]: what the node writes to its change log.
 //! - [`store`] and [`chunkfile`]: the durable, queryable time-series store.
 //! - [`exec`]: runs statements against the store, producing results.
+//! - [`query`]: SELECT: raw rows, aggregations with GROUP BY time
+//!   windows, last points, ALIGN BY DEVICE.
 //! - [`service`]: the IoTDB client RPC (sessions, statements, inserts,
 //!   paged results) over framed thrift.
 //! - [`server`]: the TCP listener, connection tasks and graceful shutdown.
@@ -17,6 +19,7 @@ pub mod client;
 pub mod config;
 pub use protocol::event;
 pub mod exec;
+pub mod query;
 pub mod server;
 pub mod service;
 pub mod sql;
@@ -45,20 +48,45 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// A change-log error at start, with the node's way out.
+fn change_log_error(e: wal::Error) -> String {
+    match &e {
+        wal::Error::Corruption { path, offset, .. } => format!(
+            "change log: {e}. The damage is past what the store has checkpointed: records from offset {offset} on were acknowledged but exist only there. To start anyway without them, set wal_recovery_mode=tolerate-any-corruption in the configuration file; or restore {} from a backup",
+            path.display()
+        ),
+        _ => format!("change log: {e}"),
+    }
+}
+
 impl Node {
     /// Opens the change log (`DATA/wal`) and the store (`DATA/store`),
-    /// recovering both.
+    /// recovering both. The store's checkpoint is the truth up to its
+    /// offset: damage to the log below it never stops the start.
     ///
     /// # Errors
-    /// A locked, damaged or unreadable data directory, with the reason.
+    /// A locked, damaged or unreadable data directory, with the reason and
+    /// what to do about it.
     pub fn open(config: config::NodeConfig) -> Result<Node, String> {
+        config.validate()?;
         let dir = &config.data_dir;
+        // Read before the log opens: damage to what the store has applied
+        // must not keep the log from opening. (A store whose checkpoints
+        // are both damaged is the store's to report, below.)
+        let floor = store::recovery_floor(&dir.join("store")).unwrap_or(None);
         let wal_config = wal::Config {
             fsync: config.fsync,
+            segment_bytes: config.wal_segment_bytes,
+            recovery_mode: config.wal_recovery_mode,
+            recovery_floor: floor,
+            // Segments go once the store has checkpointed them and every
+            // pipe has committed past them, or when a bound forces it.
+            retention_bytes: Some(0),
+            max_pinned_bytes: Some(config.wal_max_pinned_bytes),
+            max_disk_bytes: Some(config.wal_max_disk_bytes),
             ..wal::Config::default()
         };
-        let log =
-            wal::Log::open(dir.join("wal"), wal_config).map_err(|e| format!("change log: {e}"))?;
+        let log = wal::Log::open(dir.join("wal"), wal_config).map_err(change_log_error)?;
         let store_config = store::StoreConfig {
             auto_create_schema: config.auto_create_schema,
             default_database_level: config.default_database_level,

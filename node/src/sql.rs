@@ -177,6 +177,243 @@ pub enum TimeLit {
     Now,
     /// An ISO 8601 datetime as written.
     DateTime(String),
+    /// A datetime or `now()` plus or minus durations (`now() - 1d`), as
+    /// IoTDB's `dateExpression`: `(negative, duration)` pairs in order.
+    Shifted(Box<TimeLit>, Vec<(bool, Duration)>),
+}
+
+/// A unit of a duration literal (`1h30m`, `2ms`), as IoTDB 1.2 spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationUnit {
+    /// `y`: 365 days.
+    Year,
+    /// `mo`: a natural month.
+    Month,
+    /// `w`: 7 days.
+    Week,
+    /// `d`.
+    Day,
+    /// `h`.
+    Hour,
+    /// `m`.
+    Minute,
+    /// `s`.
+    Second,
+    /// `ms`.
+    Milli,
+    /// `us`.
+    Micro,
+    /// `ns`.
+    Nano,
+}
+
+impl DurationUnit {
+    fn parse(s: &str) -> Option<DurationUnit> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "y" => DurationUnit::Year,
+            "mo" => DurationUnit::Month,
+            "w" => DurationUnit::Week,
+            "d" => DurationUnit::Day,
+            "h" => DurationUnit::Hour,
+            "m" => DurationUnit::Minute,
+            "s" => DurationUnit::Second,
+            "ms" => DurationUnit::Milli,
+            "us" => DurationUnit::Micro,
+            "ns" => DurationUnit::Nano,
+            _ => return None,
+        })
+    }
+}
+
+/// A duration literal (IoTDB's `DURATION_LITERAL`): amounts with units,
+/// such as `1h30m` or `500ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Duration(pub Vec<(u64, DurationUnit)>);
+
+impl Duration {
+    /// Parses `1h30m`-style text (amounts each followed by a unit of one
+    /// or two letters: y, mo, w, d, h, m, s, ms, us, ns).
+    pub fn parse(text: &str) -> Option<Duration> {
+        let b = text.as_bytes();
+        let mut parts = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            let start = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            let amount: u64 = text[start..i].parse().ok()?;
+            let ustart = i;
+            while i < b.len() && b[i].is_ascii_alphabetic() && i - ustart < 2 {
+                i += 1;
+            }
+            // `1m2s`: a one-letter unit is followed by a digit; `1ms`: two.
+            let mut unit = DurationUnit::parse(&text[ustart..i]);
+            if unit.is_none() && i - ustart == 2 {
+                i -= 1;
+                unit = DurationUnit::parse(&text[ustart..i]);
+            }
+            parts.push((amount, unit?));
+        }
+        (!parts.is_empty()).then_some(Duration(parts))
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, u) in &self.0 {
+            let unit = match u {
+                DurationUnit::Year => "y",
+                DurationUnit::Month => "mo",
+                DurationUnit::Week => "w",
+                DurationUnit::Day => "d",
+                DurationUnit::Hour => "h",
+                DurationUnit::Minute => "m",
+                DurationUnit::Second => "s",
+                DurationUnit::Milli => "ms",
+                DurationUnit::Micro => "us",
+                DurationUnit::Nano => "ns",
+            };
+            write!(f, "{n}{unit}")?;
+        }
+        Ok(())
+    }
+}
+
+/// An aggregation function: the IoTDB 1.2 built-ins edgepipe computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Aggregation {
+    /// `count`: points (INT64).
+    Count,
+    /// `sum`: of a numeric series (DOUBLE).
+    Sum,
+    /// `avg`: of a numeric series (DOUBLE).
+    Avg,
+    /// `min_value`: of a numeric series (its type).
+    MinValue,
+    /// `max_value`: of a numeric series (its type).
+    MaxValue,
+    /// `first_value`: the value at the earliest time (its type).
+    FirstValue,
+    /// `last_value`: the value at the latest time (its type).
+    LastValue,
+    /// `min_time`: the earliest time (INT64).
+    MinTime,
+    /// `max_time`: the latest time (INT64).
+    MaxTime,
+}
+
+impl Aggregation {
+    /// Every aggregation, in the order of the list above.
+    pub const ALL: [Aggregation; 9] = [
+        Aggregation::Count,
+        Aggregation::Sum,
+        Aggregation::Avg,
+        Aggregation::MinValue,
+        Aggregation::MaxValue,
+        Aggregation::FirstValue,
+        Aggregation::LastValue,
+        Aggregation::MinTime,
+        Aggregation::MaxTime,
+    ];
+
+    /// The name as IoTDB prints it in a column header (lower case).
+    pub fn name(self) -> &'static str {
+        match self {
+            Aggregation::Count => "count",
+            Aggregation::Sum => "sum",
+            Aggregation::Avg => "avg",
+            Aggregation::MinValue => "min_value",
+            Aggregation::MaxValue => "max_value",
+            Aggregation::FirstValue => "first_value",
+            Aggregation::LastValue => "last_value",
+            Aggregation::MinTime => "min_time",
+            Aggregation::MaxTime => "max_time",
+        }
+    }
+
+    /// The aggregation named `name` (any case).
+    pub fn from_name(name: &str) -> Option<Aggregation> {
+        Aggregation::ALL
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(name))
+    }
+}
+
+/// One column of a SELECT: a series pattern, or an aggregation of one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResultColumn {
+    /// A path (suffix of the FROM paths): raw values.
+    Path(Path),
+    /// `agg(path)`.
+    Aggregate(Aggregation, Path),
+}
+
+impl ResultColumn {
+    /// The path (pattern) the column reads.
+    pub fn path(&self) -> &Path {
+        match self {
+            ResultColumn::Path(p) | ResultColumn::Aggregate(_, p) => p,
+        }
+    }
+}
+
+/// What ORDER BY sorts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    /// `TIME`.
+    Time,
+    /// `TIMESERIES` (last queries).
+    Timeseries,
+    /// `DEVICE` (ALIGN BY DEVICE).
+    Device,
+}
+
+/// `GROUP BY ([start, end), interval[, step])`, or `(start, end]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupByTime {
+    /// The first window's start.
+    pub start: TimeLit,
+    /// The end of the range.
+    pub end: TimeLit,
+    /// `[start, end)` (true) or `(start, end]` (false).
+    pub left_closed: bool,
+    /// Each window's length.
+    pub interval: Duration,
+    /// The distance between window starts (the interval when absent).
+    pub step: Option<Duration>,
+}
+
+/// A SELECT statement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Select {
+    /// `SELECT LAST ...`.
+    pub last: bool,
+    /// The result columns, as written.
+    pub columns: Vec<ResultColumn>,
+    /// Prefix paths.
+    pub from: Vec<Path>,
+    /// The time filter.
+    pub filter: TimeFilter,
+    /// `GROUP BY ([t1, t2), interval[, step])`.
+    pub group_by: Option<GroupByTime>,
+    /// `ORDER BY key [ASC|DESC], ...`: `(key, descending)`.
+    pub order_by: Vec<(SortKey, bool)>,
+    /// `LIMIT n`.
+    pub limit: Option<u64>,
+    /// `OFFSET m`.
+    pub offset: u64,
+    /// `ALIGN BY DEVICE`.
+    pub align_by_device: bool,
+}
+
+impl Select {
+    /// Whether rows come in descending time order (`ORDER BY TIME DESC`).
+    pub fn time_desc(&self) -> bool {
+        self.order_by
+            .iter()
+            .any(|(k, desc)| *k == SortKey::Time && *desc)
+    }
 }
 
 /// An inclusive time range; `None` bounds are open.
@@ -243,21 +480,9 @@ pub enum Statement {
         /// The time filter.
         filter: TimeFilter,
     },
-    /// `SELECT ... FROM ... [WHERE time ...] [ORDER BY time DESC] [LIMIT n [OFFSET m]]`.
-    Select {
-        /// Suffix paths (`**`, `*`, `s0`, ...).
-        select: Vec<Path>,
-        /// Prefix paths.
-        from: Vec<Path>,
-        /// The time filter.
-        filter: TimeFilter,
-        /// `ORDER BY time DESC`.
-        desc: bool,
-        /// `LIMIT n`.
-        limit: Option<u64>,
-        /// `OFFSET m`.
-        offset: u64,
-    },
+    /// `SELECT [LAST] ... FROM ... [WHERE time ...] [GROUP BY (...)]
+    /// [ORDER BY ...] [LIMIT n] [OFFSET m] [ALIGN BY DEVICE]`.
+    Select(Box<Select>),
     /// `FLUSH`.
     Flush,
     /// `CREATE PIPE id [WITH EXTRACTOR (...)] [WITH PROCESSOR (...)] WITH CONNECTOR (...)`.
@@ -550,6 +775,8 @@ fn tokenize(sql: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
                     ',' => ",",
                     '(' => "(",
                     ')' => ")",
+                    '[' => "[",
+                    ']' => "]",
                     '=' => "=",
                     '>' => ">",
                     '<' => "<",
@@ -820,18 +1047,68 @@ impl Parser {
         Ok(lit)
     }
 
+    /// A time value: an integer, or a datetime or `now()` optionally
+    /// shifted by durations (`now() - 1d`, IoTDB's `dateExpression`).
     fn time_lit(&mut self) -> PResult<TimeLit> {
+        let base = self.time_base()?;
+        if matches!(base, TimeLit::Int(_)) {
+            return Ok(base);
+        }
+        let mut shifts = Vec::new();
+        loop {
+            let neg = match self.peek() {
+                Some(Tok::Sym("+")) => false,
+                Some(Tok::Sym("-")) => true,
+                _ => break,
+            };
+            // Only a duration makes it a date expression.
+            let Some((Tok::Word(w), _)) = self.toks.get(self.at + 1) else {
+                break;
+            };
+            let Some(d) = Duration::parse(w) else {
+                break;
+            };
+            self.at += 2;
+            shifts.push((neg, d));
+        }
+        Ok(if shifts.is_empty() {
+            base
+        } else {
+            TimeLit::Shifted(Box::new(base), shifts)
+        })
+    }
+
+    /// A duration literal such as `1h30m`.
+    fn duration(&mut self) -> PResult<Duration> {
+        let d = match self.peek() {
+            Some(Tok::Word(w)) => Duration::parse(w),
+            _ => None,
+        };
+        match d {
+            Some(d) => {
+                self.at += 1;
+                Ok(d)
+            }
+            None => {
+                self.fail("a duration such as 1ms, 10s, 1h30m (units y, w, d, h, m, s, ms, us, ns)")
+            }
+        }
+    }
+
+    fn time_base(&mut self) -> PResult<TimeLit> {
         let neg = self.eat_sym("-");
         match self.peek().cloned() {
             Some(Tok::Number(n)) => {
                 let col = self.col();
                 self.at += 1;
-                let v: i64 = n.parse().map_err(|_| ParseError {
+                // The sign is part of the number: -9223372036854775808 fits.
+                let text = if neg { format!("-{n}") } else { n };
+                let v: i64 = text.parse().map_err(|_| ParseError {
                     code: status::SQL_PARSE_ERROR,
                     col,
-                    message: format!("time {n} is not an integer"),
+                    message: format!("time {text} is not a 64-bit integer"),
                 })?;
-                Ok(TimeLit::Int(if neg { -v } else { v }))
+                Ok(TimeLit::Int(v))
             }
             Some(Tok::DateTime(d)) | Some(Tok::Quoted(d)) if !neg => {
                 self.at += 1;
@@ -982,6 +1259,222 @@ impl Parser {
         } else {
             Ok(Vec::new())
         }
+    }
+
+    /// The row count of LIMIT (`limit`) or OFFSET, with IoTDB 1.2's checks
+    /// and words (`ASTVisitor.parseLimitClause`, `parseOffsetClause`): a
+    /// 64-bit signed integer, LIMIT above 0.
+    fn row_count(&mut self, limit: bool) -> PResult<u64> {
+        let col = self.col();
+        let semantic = |message: &str| ParseError {
+            code: status::SEMANTIC_ERROR,
+            col,
+            message: message.into(),
+        };
+        let Some(Tok::Number(n)) = self.peek().cloned() else {
+            return self.fail("a row count");
+        };
+        self.at += 1;
+        let Ok(v) = n.parse::<i64>() else {
+            return Err(if n.bytes().all(|b| b.is_ascii_digit()) {
+                semantic(if limit {
+                    "Out of range. LIMIT <N>: N should be Int64."
+                } else {
+                    "Out of range. OFFSET <OFFSETValue>: OFFSETValue should be Int64."
+                })
+            } else {
+                ParseError::at(col, format!("{n} is not a row count"))
+            });
+        };
+        if limit && v == 0 {
+            return Err(semantic("LIMIT <N>: N should be greater than 0."));
+        }
+        Ok(v as u64)
+    }
+
+    /// One result column: a path, or `function(path)`.
+    fn result_column(&mut self) -> PResult<ResultColumn> {
+        let col = self.col();
+        let call = matches!(
+            (self.peek(), self.toks.get(self.at + 1)),
+            (Some(Tok::Word(_)), Some((Tok::Sym("("), _)))
+        );
+        if !call {
+            return Ok(ResultColumn::Path(self.path()?));
+        }
+        let Some(Tok::Word(name)) = self.peek().cloned() else {
+            return self.fail("a function name");
+        };
+        let Some(agg) = Aggregation::from_name(&name) else {
+            let supported: Vec<&str> = Aggregation::ALL.iter().map(|a| a.name()).collect();
+            return Err(ParseError {
+                code: status::SEMANTIC_ERROR,
+                col,
+                message: format!(
+                    "function {name} is not supported; the aggregations are {}",
+                    supported.join(", ")
+                ),
+            });
+        };
+        self.at += 2;
+        let path = self.path()?;
+        self.sym(")")?;
+        Ok(ResultColumn::Aggregate(agg, path))
+    }
+
+    /// `[` or `(` time `,` time `)` or `]` of GROUP BY: `[t1, t2)` or
+    /// `(t1, t2]`.
+    fn group_by_range(&mut self) -> PResult<(TimeLit, TimeLit, bool)> {
+        let left_closed = if self.eat_sym("[") {
+            true
+        } else {
+            self.sym("(")?;
+            false
+        };
+        let start = self.time_lit()?;
+        self.sym(",")?;
+        let end = self.time_lit()?;
+        self.sym(if left_closed { ")" } else { "]" })?;
+        Ok((start, end, left_closed))
+    }
+
+    /// `GROUP BY [TIME] ([t1, t2), interval[, step])`, after GROUP BY.
+    fn group_by(&mut self) -> PResult<GroupByTime> {
+        let col = self.col();
+        for other in [
+            "level",
+            "tags",
+            "variation",
+            "condition",
+            "session",
+            "count",
+        ] {
+            if self.is_kw(other) {
+                return Err(ParseError {
+                    code: status::SEMANTIC_ERROR,
+                    col,
+                    message: format!(
+                        "GROUP BY {} is not supported; group by time windows: GROUP BY ([t1, t2), interval[, step])",
+                        other.to_uppercase()
+                    ),
+                });
+            }
+        }
+        self.eat_kw("time");
+        self.sym("(")?;
+        let range = if matches!(self.peek(), Some(Tok::Sym("[" | "("))) {
+            let r = self.group_by_range()?;
+            self.sym(",")?;
+            Some(r)
+        } else {
+            None
+        };
+        let interval = self.duration()?;
+        let step = if self.eat_sym(",") {
+            Some(self.duration()?)
+        } else {
+            None
+        };
+        self.sym(")")?;
+        let Some((start, end, left_closed)) = range else {
+            // IoTDB 1.2's words (AnalyzeVisitor.analyzeGroupByTime).
+            return Err(ParseError {
+                code: status::SEMANTIC_ERROR,
+                col,
+                message: "The query time range should be specified in the GROUP BY TIME clause."
+                    .into(),
+            });
+        };
+        Ok(GroupByTime {
+            start,
+            end,
+            left_closed,
+            interval,
+            step,
+        })
+    }
+
+    /// The rest of a SELECT, after the SELECT keyword.
+    fn select(&mut self) -> PResult<Select> {
+        // LAST is the keyword unless it is the selected path itself.
+        let last = self.is_kw("last")
+            && !matches!(self.toks.get(self.at + 1), Some((Tok::Sym("." | ","), _)))
+            && !matches!(self.toks.get(self.at + 1), Some((Tok::Word(w), _)) if w.eq_ignore_ascii_case("from"));
+        if last {
+            self.at += 1;
+        }
+        let mut columns = vec![self.result_column()?];
+        while self.eat_sym(",") {
+            columns.push(self.result_column()?);
+        }
+        self.kw("from")?;
+        let from = self.paths()?;
+        let filter = self.where_time()?;
+        let group_by = if self.eat_kw("group") {
+            self.kw("by")?;
+            Some(self.group_by()?)
+        } else {
+            None
+        };
+        let mut order_by = Vec::new();
+        if self.eat_kw("order") {
+            self.kw("by")?;
+            loop {
+                let key = if self.eat_kw("time") || self.eat_kw("timestamp") {
+                    SortKey::Time
+                } else if self.eat_kw("timeseries") {
+                    SortKey::Timeseries
+                } else if self.eat_kw("device") {
+                    SortKey::Device
+                } else {
+                    return self
+                        .fail("TIME, TIMESERIES or DEVICE (ordering by values is not supported)");
+                };
+                let desc = if self.eat_kw("desc") {
+                    true
+                } else {
+                    self.eat_kw("asc");
+                    false
+                };
+                if order_by.iter().any(|(k, _)| *k == key) {
+                    return Err(ParseError::at(self.col(), "a sort key is given twice"));
+                }
+                order_by.push((key, desc));
+                if !self.eat_sym(",") {
+                    break;
+                }
+            }
+        }
+        let (mut limit, mut offset) = (None, None);
+        loop {
+            if limit.is_none() && self.eat_kw("limit") {
+                limit = Some(self.row_count(true)?);
+            } else if offset.is_none() && self.eat_kw("offset") {
+                offset = Some(self.row_count(false)?);
+            } else {
+                break;
+            }
+        }
+        let mut align_by_device = false;
+        if self.eat_kw("align") {
+            self.kw("by")?;
+            if self.eat_kw("device") {
+                align_by_device = true;
+            } else if !self.eat_kw("time") {
+                return self.fail("DEVICE or TIME");
+            }
+        }
+        Ok(Select {
+            last,
+            columns,
+            from,
+            filter,
+            group_by,
+            order_by,
+            limit,
+            offset: offset.unwrap_or(0),
+            align_by_device,
+        })
     }
 
     fn statement(&mut self) -> PResult<Statement> {
@@ -1168,10 +1661,16 @@ impl Parser {
                     return Ok(Statement::ShowPipes { id: None, used_by });
                 }
                 if self.eat_kw("pipe") {
-                    return Ok(Statement::ShowPipes {
-                        id: Some(self.ident("a pipe id")?),
-                        used_by: None,
-                    });
+                    // `SHOW PIPE` without a name is `SHOW PIPES` (seed 000).
+                    let id = if matches!(
+                        self.peek(),
+                        Some(Tok::Word(_) | Tok::Backquoted(_) | Tok::Number(_))
+                    ) {
+                        Some(self.ident("a pipe id")?)
+                    } else {
+                        None
+                    };
+                    return Ok(Statement::ShowPipes { id, used_by: None });
                 }
                 if self.eat_kw("databases") {
                     return Ok(Statement::ShowDatabases(opt_path(self)?));
@@ -1242,70 +1741,7 @@ impl Parser {
                     rows,
                 })
             }
-            "select" => {
-                let mut select = Vec::new();
-                loop {
-                    let scol = self.col();
-                    if matches!(self.peek(), Some(Tok::Word(w)) if self.toks.get(self.at + 1).is_some_and(|t| t.0 == Tok::Sym("(")) && !w.is_empty())
-                    {
-                        return Err(ParseError {
-                            code: status::SQL_PARSE_ERROR,
-                            col: scol,
-                            message: "functions and aggregations in SELECT are not supported"
-                                .into(),
-                        });
-                    }
-                    select.push(self.path()?);
-                    if !self.eat_sym(",") {
-                        break;
-                    }
-                }
-                self.kw("from")?;
-                let from = self.paths()?;
-                let filter = self.where_time()?;
-                let mut desc = false;
-                if self.eat_kw("order") {
-                    self.kw("by")?;
-                    if !(self.eat_kw("time") || self.eat_kw("timestamp")) {
-                        return self.fail("TIME (only ORDER BY TIME is supported)");
-                    }
-                    if self.eat_kw("desc") {
-                        desc = true;
-                    } else {
-                        self.eat_kw("asc");
-                    }
-                }
-                let mut limit = None;
-                let mut offset = 0;
-                let count = |p: &mut Parser| -> PResult<u64> {
-                    let c = p.col();
-                    match p.peek().cloned() {
-                        Some(Tok::Number(n)) => {
-                            p.at += 1;
-                            n.parse().map_err(|_| ParseError {
-                                code: status::SQL_PARSE_ERROR,
-                                col: c,
-                                message: format!("{n} is not a row count"),
-                            })
-                        }
-                        _ => p.fail("a row count"),
-                    }
-                };
-                if self.eat_kw("limit") {
-                    limit = Some(count(self)?);
-                }
-                if self.eat_kw("offset") {
-                    offset = count(self)?;
-                }
-                Ok(Statement::Select {
-                    select,
-                    from,
-                    filter,
-                    desc,
-                    limit,
-                    offset,
-                })
-            }
+            "select" => Ok(Statement::Select(Box::new(self.select()?))),
             "flush" => Ok(Statement::Flush),
             _ => Err(ParseError {
                 code: status::SQL_PARSE_ERROR,
@@ -1456,7 +1892,7 @@ mod tests {
         );
         assert_eq!(parse("flush;").unwrap(), Statement::Flush);
         assert!(
-            matches!(parse("select ** from root.vehicle").unwrap(), Statement::Select { select, from, .. } if select == vec![path("**")] && from == vec![path("root.vehicle")])
+            matches!(parse("select ** from root.vehicle").unwrap(), Statement::Select(q) if q.columns == vec![ResultColumn::Path(path("**"))] && q.from == vec![path("root.vehicle")])
         );
     }
 
@@ -1527,18 +1963,139 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match parse("SELECT s0, * FROM root.vehicle.d0, root.aligned.1TS WHERE time > 5 ORDER BY TIME DESC LIMIT 10 OFFSET 2").unwrap() {
-            Statement::Select { select, from, filter, desc, limit, offset } => {
-                assert_eq!(select, vec![path("s0"), path("*")]);
-                assert_eq!(from, vec![path("root.vehicle.d0"), path("root.aligned.1TS")]);
-                assert_eq!(filter.lower, vec![(TimeLit::Int(5), false)]);
-                assert!(desc);
-                assert_eq!((limit, offset), (Some(10), 2));
+            Statement::Select(q) => {
+                assert_eq!(q.columns, vec![ResultColumn::Path(path("s0")), ResultColumn::Path(path("*"))]);
+                assert_eq!(q.from, vec![path("root.vehicle.d0"), path("root.aligned.1TS")]);
+                assert_eq!(q.filter.lower, vec![(TimeLit::Int(5), false)]);
+                assert!(q.time_desc());
+                assert_eq!((q.limit, q.offset), (Some(10), 2));
+                assert!(!q.last && !q.align_by_device && q.group_by.is_none());
             }
             other => panic!("{other:?}"),
         }
         assert!(
-            matches!(parse("select ** from root where time between 1 and 2").unwrap(), Statement::Select { filter, .. } if filter.lower.len() == 1 && filter.upper.len() == 1)
+            matches!(parse("select ** from root where time between 1 and 2").unwrap(), Statement::Select(q) if q.filter.lower.len() == 1 && q.filter.upper.len() == 1)
         );
+    }
+
+    fn select(sql: &str) -> Select {
+        match parse(sql).unwrap_or_else(|e| panic!("{sql}: {e}")) {
+            Statement::Select(q) => *q,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn aggregations_group_by_last_and_align_by_device() {
+        use Aggregation as A;
+        let q = select("SELECT COUNT(*), sum(s0), Min_Value(d0.s0), count(**) FROM root.vehicle");
+        assert_eq!(
+            q.columns,
+            [
+                ResultColumn::Aggregate(A::Count, path("*")),
+                ResultColumn::Aggregate(A::Sum, path("s0")),
+                ResultColumn::Aggregate(A::MinValue, path("d0.s0")),
+                ResultColumn::Aggregate(A::Count, path("**")),
+            ]
+        );
+        for a in Aggregation::ALL {
+            let q = select(&format!(
+                "select {}(s) from root.sg.d",
+                a.name().to_uppercase()
+            ));
+            assert_eq!(q.columns, [ResultColumn::Aggregate(a, path("s"))]);
+        }
+        // GROUP BY ([t1, t2), interval[, step]) and (t1, t2].
+        let q = select("select count(s) from root.sg.d where time >= 10 group by ([0, 100), 10ms) order by time desc limit 3 offset 1");
+        let g = q.group_by.clone().unwrap();
+        assert_eq!(
+            (g.start, g.end, g.left_closed),
+            (TimeLit::Int(0), TimeLit::Int(100), true)
+        );
+        assert_eq!(g.interval, Duration(vec![(10, DurationUnit::Milli)]));
+        assert_eq!(g.step, None);
+        assert!(q.time_desc());
+        assert_eq!((q.limit, q.offset), (Some(3), 1));
+        let g = select("select avg(s) from root.sg.d group by time((2022-01-01T00:00:00, 2022-01-02T00:00:00], 1h30m, 1d)").group_by.unwrap();
+        assert!(!g.left_closed);
+        assert_eq!(g.start, TimeLit::DateTime("2022-01-01T00:00:00".into()));
+        assert_eq!(
+            g.interval,
+            Duration(vec![(1, DurationUnit::Hour), (30, DurationUnit::Minute)])
+        );
+        assert_eq!(g.step, Some(Duration(vec![(1, DurationUnit::Day)])));
+        let e = parse("select count(s) from root.sg.d group by (1ms)").unwrap_err();
+        assert_eq!(e.code, status::SEMANTIC_ERROR);
+        assert_eq!(
+            e.message,
+            "The query time range should be specified in the GROUP BY TIME clause."
+        );
+        assert!(parse("select count(s) from root.sg.d group by ([0, 10], 1ms)").is_err());
+        assert!(
+            parse("select count(s) from root.sg.d group by ([0, 10), 10)")
+                .unwrap_err()
+                .message
+                .contains("a duration")
+        );
+        assert!(parse("select count(s) from root.sg.d group by level = 1")
+            .unwrap_err()
+            .message
+            .contains("GROUP BY LEVEL is not supported"));
+        // LIMIT and OFFSET as IoTDB checks them.
+        let e = parse("select s from root.sg.d limit 0").unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (
+                status::SEMANTIC_ERROR,
+                "LIMIT <N>: N should be greater than 0."
+            )
+        );
+        let e = parse("select s from root.sg.d limit 9223372036854775808").unwrap_err();
+        assert_eq!(e.message, "Out of range. LIMIT <N>: N should be Int64.");
+        let e = parse("select s from root.sg.d offset 18446744073709551615").unwrap_err();
+        assert_eq!(
+            e.message,
+            "Out of range. OFFSET <OFFSETValue>: OFFSETValue should be Int64."
+        );
+        assert!(parse("select s from root.sg.d limit 1.5").is_err());
+        // Offset before limit, as IoTDB's grammar allows.
+        let q = select("select s from root.sg.d offset 2 limit 5");
+        assert_eq!((q.limit, q.offset), (Some(5), 2));
+        // LAST; `last` as a measurement is still a path.
+        let q = select(
+            "select last s0, * from root.sg.d where time >= now() - 1d order by timeseries desc",
+        );
+        assert!(q.last);
+        assert_eq!(q.order_by, [(SortKey::Timeseries, true)]);
+        assert!(
+            matches!(&q.filter.lower[0].0, TimeLit::Shifted(b, s) if **b == TimeLit::Now && s == &[(true, Duration(vec![(1, DurationUnit::Day)]))])
+        );
+        assert!(select("select last * from root.**").last);
+        let q = select("select last from root.sg.d");
+        assert!(!q.last && q.columns == [ResultColumn::Path(path("last"))]);
+        assert!(!select("select last, s from root.sg.d").last);
+        // ALIGN BY DEVICE / TIME.
+        let q = select(
+            "select count(s0), * from root.** order by device desc, time asc align by device",
+        );
+        assert!(q.align_by_device);
+        assert_eq!(
+            q.order_by,
+            [(SortKey::Device, true), (SortKey::Time, false)]
+        );
+        assert!(!select("select * from root.sg.d align by time").align_by_device);
+        assert!(parse("select * from root.sg.d align by value").is_err());
+        assert!(parse("select * from root.sg.d order by time, time").is_err());
+        assert!(parse("select * from root.sg.d order by s1").is_err());
+        // The whole 64-bit range is writable (−2⁶³ was "not an integer").
+        let q = select("select count(s) from root.sg.d where time >= -9223372036854775808 and time <= 9223372036854775807");
+        assert_eq!(q.filter.lower[0].0, TimeLit::Int(i64::MIN));
+        assert_eq!(q.filter.upper[0].0, TimeLit::Int(i64::MAX));
+        assert!(parse("select s from root.sg.d where time > -9223372036854775809").is_err());
+        // Date expressions in WHERE and in GROUP BY ranges.
+        let q =
+            select("select count(s) from root.sg.d where time > 2022-01-01T00:00:00 + 1h - 30m");
+        assert!(matches!(&q.filter.lower[0].0, TimeLit::Shifted(_, s) if s.len() == 2));
     }
 
     #[test]
@@ -1582,6 +2139,16 @@ mod tests {
                 used_by: None
             }
         );
+        // Seed 000: SHOW PIPE without a name is SHOW PIPES.
+        for sql in ["show pipe", "SHOW PIPE;"] {
+            assert_eq!(
+                parse(sql).unwrap(),
+                Statement::ShowPipes {
+                    id: None,
+                    used_by: None
+                }
+            );
+        }
         assert_eq!(
             parse("show pipe p").unwrap(),
             Statement::ShowPipes {
@@ -1655,10 +2222,9 @@ mod tests {
         assert!(e.message.contains("only filters on time"), "{e}");
         let e = parse("insert into root.sg.d(time, a) values (1, 'x)").unwrap_err();
         assert!(e.message.contains("unterminated string"), "{e}");
-        assert!(parse("select count(s0) from root.sg.d")
-            .unwrap_err()
-            .message
-            .contains("not supported"));
+        let e = parse("select extreme(s0) from root.sg.d").unwrap_err();
+        assert_eq!(e.code, status::SEMANTIC_ERROR);
+        assert!(e.message.contains("function extreme is not supported; the aggregations are count, sum, avg, min_value, max_value, first_value, last_value, min_time, max_time"), "{e}");
         assert!(parse("flush extra")
             .unwrap_err()
             .message
@@ -1735,10 +2301,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match parse("select `a.b` from root.sg.`x.y`").unwrap() {
-            Statement::Select { select, from, .. } => {
-                assert_eq!(select[0].0, [Node::Name("`a.b`".into())]);
-                assert_eq!(from[0].to_string(), "root.sg.`x.y`");
-                assert!(from[0].join(&select[0]).matches_path("root.sg.`x.y`.`a.b`"));
+            Statement::Select(q) => {
+                assert_eq!(q.columns[0].path().0, [Node::Name("`a.b`".into())]);
+                assert_eq!(q.from[0].to_string(), "root.sg.`x.y`");
+                assert!(q.from[0]
+                    .join(q.columns[0].path())
+                    .matches_path("root.sg.`x.y`.`a.b`"));
             }
             other => panic!("{other:?}"),
         }

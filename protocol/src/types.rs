@@ -177,6 +177,9 @@ pub mod status {
     pub const PATH_NOT_EXIST: i32 = 508;
     /// The path is not a valid path.
     pub const ILLEGAL_PATH: i32 = 509;
+    /// The disk is full: a write could not be made durable and was refused
+    /// (IoTDB's `DISK_SPACE_INSUFFICIENT`, "Disk space is insufficient").
+    pub const DISK_SPACE_INSUFFICIENT: i32 = 611;
     /// A value does not match its series' type.
     pub const DATA_TYPE_MISMATCH: i32 = 614;
     /// The SQL does not parse.

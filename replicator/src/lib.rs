@@ -489,6 +489,15 @@ impl PipeManager {
             .map(|e| (e.meta.clone(), e.stats.clone()))
             .collect();
         drop(inner);
+        // Records the change log's disk bounds deleted before a pipe sent
+        // them: never silent (ExceptionMessage).
+        let lost: HashMap<String, wal::ConsumerState> = s
+            .log
+            .consumers()
+            .into_iter()
+            .filter(|c| !c.state.lost.is_empty())
+            .map(|c| (c.name, c.state))
+            .collect();
         Ok(picked
             .into_iter()
             .map(|(mut meta, stats)| {
@@ -497,6 +506,20 @@ impl PipeManager {
                     if let Some(m) = f.retry {
                         meta.exception = m;
                     }
+                }
+                if let Some(c) = lost.get(&consumer_name(&meta.id)) {
+                    let ranges: Vec<String> =
+                        c.lost.iter().map(|(a, b)| format!("[{a}, {b})")).collect();
+                    let note = format!(
+                        "{} record(s) lost from the change log before this pipe sent them (deleted by a disk bound, wal_throttle_threshold_in_byte or pipe_max_allowed_pinned_wal_size_in_byte, or damaged): offsets {}",
+                        c.lost_records(),
+                        ranges.join(" ")
+                    );
+                    meta.exception = if meta.exception.is_empty() {
+                        note
+                    } else {
+                        format!("{}; {note}", meta.exception)
+                    };
                 }
                 PipeRow {
                     meta,

@@ -336,7 +336,8 @@ fn stuck_in_a_full_socket(plugin: &str) {
     // The async connector hands its lanes a quarter of the size at a time:
     // its first request is then 16 MiB too.
     c.insert("connector.batch.size-bytes".into(), (64 << 20).to_string());
-    mgr.create("p", BTreeMap::new(), BTreeMap::new(), c).unwrap();
+    mgr.create("p", BTreeMap::new(), BTreeMap::new(), c)
+        .unwrap();
     // The peer answers the handshake, then stops reading.
     peer.set_mode(Mode::DeafAfterHandshake);
     mgr.start("p").unwrap();

@@ -622,3 +622,142 @@ pub fn read_frame(s: &mut std::net::TcpStream) -> Vec<u8> {
     s.read_exact(&mut buf).expect("the reply's bytes");
     buf
 }
+
+impl NodeProc {
+    /// Starts a server like [`NodeProc::start`], but returns its log instead
+    /// of panicking when it does not start: it exits (a refused data
+    /// directory), or does not listen within 30 s.
+    pub fn try_start(data_dir: &Path, extra: &[&str]) -> Result<NodeProc, String> {
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let log = data_dir.with_extension("log");
+        let _ = std::fs::remove_file(&log);
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(edgepipe_bin());
+        cmd.args(["server", "--rpc-address", "127.0.0.1", "--data-dir"])
+            .arg(data_dir);
+        if !extra.contains(&"--rpc-port") {
+            cmd.args(["--rpc-port", "0"]);
+        }
+        let mut child = cmd
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn edgepipe server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("edgepipe server listening on ") {
+                    let _ = tx.send(addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()));
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Some(port)) => Ok(NodeProc {
+                child: Some(child),
+                port,
+                data_dir: data_dir.to_path_buf(),
+                log,
+            }),
+            _ => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                Err(format!(
+                    "server did not start ({status:?}); its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ))
+            }
+        }
+    }
+}
+
+/// Writes a configuration file of `key=value` lines; returns its path, for
+/// `edgepipe server --config`.
+pub fn write_config(path: &Path, settings: &[(&str, &str)]) -> PathBuf {
+    let text: String = settings.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    std::fs::write(path, text).expect("write config");
+    path.to_path_buf()
+}
+
+/// Whether tests that need root must run (CI sets
+/// `EDGEPIPE_REQUIRE_ROOT_TESTS=1`; `CI=1` or `CI=true` too): then a test
+/// that cannot mount fails instead of saying it did not run.
+pub fn root_tests_required() -> bool {
+    std::env::var("EDGEPIPE_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1")
+        || std::env::var("CI").is_ok_and(|v| v == "1" || v == "true")
+}
+
+/// A small tmpfs mounted for one test (a real full disk), unmounted on drop.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `bytes` on a fresh directory. Without the right
+    /// to mount (not root) it prints that the test did not run and returns
+    /// `None`, unless [`root_tests_required`], where it panics.
+    pub fn mount(bytes: u64) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        let why = match out {
+            Ok(o) if o.status.success() => return Some(Tmpfs { dir }),
+            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+            Err(e) => e.to_string(),
+        };
+        let msg = format!(
+            "could not mount a {bytes}-byte tmpfs on {} ({why}): this test needs root",
+            dir.path().display()
+        );
+        if root_tests_required() {
+            panic!("{msg}, and EDGEPIPE_REQUIRE_ROOT_TESTS=1 (or CI=1) says it must run");
+        }
+        eprintln!("NOT RUN: {msg}");
+        None
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Bytes free on the filesystem holding `path`.
+pub fn free_bytes(path: &Path) -> u64 {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: statvfs writes into the zeroed struct we own and reads the
+    // NUL-terminated path.
+    unsafe {
+        let mut s: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut s) != 0 {
+            return 0;
+        }
+        s.f_bavail as u64 * s.f_frsize as u64
+    }
+}
+
+/// Bytes the files directly in `dir` take on disk (allocated blocks).
+pub fn disk_use(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.blocks() * 512)
+                .sum()
+        })
+        .unwrap_or(0)
+}

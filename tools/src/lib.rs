@@ -4,7 +4,8 @@
 //! # Exit codes
 //! - 0: success.
 //! - 1: the command ran and found a problem (`wal verify` on a damaged log,
-//!   `tsfile dump` on a damaged file).
+//!   `tsfile dump` on a damaged file, `store verify` on a damaged data
+//!   directory).
 //! - 2: the command could not run (bad arguments, unreadable directory).
 #![deny(missing_docs)]
 
@@ -16,6 +17,7 @@ use clap::{Parser, Subcommand};
 pub mod cli;
 mod demo;
 pub mod server;
+mod storecmd;
 mod table;
 mod time;
 mod top;
@@ -47,6 +49,13 @@ pub enum Cmd {
         /// The inspection to run.
         #[command(subcommand)]
         cmd: tsfilecmd::TsFileCmd,
+    },
+    /// Check a node's data directory offline (read-only: safe beside a
+    /// running node).
+    Store {
+        /// The check to run.
+        #[command(subcommand)]
+        cmd: storecmd::StoreCmd,
     },
     /// Run a node: the IoTDB client RPC on rpc_port (default 6667), the
     /// change log and the store under the data directory. Writes.
@@ -83,6 +92,7 @@ pub fn execute(opt: Opt, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     match opt.cmd {
         Cmd::Wal { cmd } => walcmd::execute(cmd, out),
         Cmd::Tsfile { cmd } => tsfilecmd::execute(cmd, out),
+        Cmd::Store { cmd } => storecmd::execute(cmd, out),
         Cmd::Server(o) => server::run(o).map(|_| Outcome::Ok),
         Cmd::Cli(o) => cli::run(o, out),
         Cmd::Demo(o) => demo::run(o, out),

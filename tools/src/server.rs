@@ -46,19 +46,28 @@ impl ServerOpt {
     }
 }
 
-async fn shutdown_signal() {
+/// The shutdown signal: SIGTERM or Ctrl-C. The handlers are installed when
+/// this is called, not when the future is first polled, so a signal that
+/// arrives after the node announced it listens is never lost (the default
+/// action would kill the process without a clean close).
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("install SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 
@@ -76,14 +85,26 @@ pub fn run(opt: ServerOpt) -> anyhow::Result<()> {
     rt.block_on(async move {
         let addr = format!("{}:{}", config.rpc_address, config.rpc_port);
         let data_dir = config.data_dir.clone();
-        let node = node::Node::open(config)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
+        // Bind first: a node that cannot listen (the port is taken) must not
+        // leave a new data directory behind. Connections that arrive before
+        // the node is open wait in the listen backlog.
         let listener = node::server::bind(&addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
+        let existed = data_dir.exists();
+        let node = match node::Node::open(config) {
+            Ok(n) => n,
+            Err(e) => {
+                if !existed {
+                    let _ = std::fs::remove_dir_all(&data_dir);
+                }
+                return Err(anyhow::Error::msg(e))
+                    .with_context(|| format!("cannot open data directory {}", data_dir.display()));
+            }
+        };
+        let shutdown = shutdown_signal().context("cannot install the SIGTERM/SIGINT handlers")?;
         println!("edgepipe server listening on {}", listener.local_addr()?);
-        node.serve(listener, shutdown_signal()).await;
+        node.serve(listener, shutdown).await;
         tracing::info!("shutting down");
         node.close().map_err(anyhow::Error::msg)?;
         tracing::info!("stopped cleanly");

@@ -202,7 +202,8 @@ fn verify_finds_damage_and_exits_1() {
 
     // Flip a payload byte of record 5 (each record is 37 + 5 bytes here).
     let seg = dir.path().join("00000000000000000000.log");
-    let mut b = std::fs::read(&seg).unwrap();
+    let intact = std::fs::read(&seg).unwrap();
+    let mut b = intact.clone();
     let pos = 16 + 5 * 42;
     b[pos + 38] ^= 0x20;
     std::fs::write(&seg, b).unwrap();
@@ -221,14 +222,94 @@ fn verify_finds_damage_and_exits_1() {
     assert_eq!(v["problems"][0]["offset"], 5);
     assert_eq!(v["problems"][0]["position"], pos);
 
-    // A deleted index is reported too.
+    // A deleted index, in an otherwise intact log, is damage too: exit 1,
+    // with a DAMAGED line naming the missing file.
+    std::fs::write(&seg, intact).unwrap();
+    let o = edgepipe(&["wal", "verify", d]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     std::fs::remove_file(dir.path().join("00000000000000000000.timeindex")).unwrap();
     let o = edgepipe(&["wal", "verify", d]);
+    let s = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{s}");
     assert!(
-        stdout(&o).contains(".index: ") || stdout(&o).contains("timeindex"),
-        "{}",
-        stdout(&o)
+        s.lines().any(|l| l.starts_with("DAMAGED:")
+            && l.contains("00000000000000000000.timeindex")
+            && l.contains("No such file")),
+        "{s}"
     );
+    assert!(!s.contains("ok: every record"), "{s}");
+}
+
+/// `edgepipe store verify DATA_DIR` checks a node's data directory:
+/// checkpoints, every chunk file byte for byte, and the change log; it
+/// names each damaged file (and series) and exits 1.
+#[test]
+fn store_verify_names_damaged_chunk_files_and_series() {
+    use node::event::Event;
+    use protocol::tablet::{Column, Tablet};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    {
+        let cfg = Config {
+            segment_bytes: 1 << 20,
+            ..config()
+        };
+        let log = std::sync::Arc::new(Log::open(data.join("wal"), cfg).unwrap());
+        let s = node::store::Store::open(
+            &data.join("store"),
+            log.clone(),
+            node::store::StoreConfig::default(),
+        )
+        .unwrap();
+        for (dev, base) in [("root.sg.a", 1.0), ("root.sg.b", 2.0)] {
+            s.write(Event::Tablet(Tablet {
+                device: dev.into(),
+                measurements: vec!["x".into()],
+                nulls: vec![None],
+                columns: vec![Column::Double(vec![base; 500])],
+                times: (0..500).collect(),
+                aligned: false,
+            }))
+            .unwrap();
+        }
+        s.flush().unwrap();
+        log.close().unwrap();
+    }
+    let d = data.to_str().unwrap();
+    let o = edgepipe(&["store", "verify", d]);
+    let s = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{s}{}", stderr(&o));
+    assert!(
+        s.contains("checked 1 chunk file(s), 2 series chunk(s)"),
+        "{s}"
+    );
+    assert!(
+        s.contains("ok: every checkpoint, chunk and record is intact"),
+        "{s}"
+    );
+    // 16 bytes flipped in the middle of the file: root.sg.a.x's values.
+    let file = data.join("store/00000000000000000001.chunks");
+    let mut b = std::fs::read(&file).unwrap();
+    for x in &mut b[6000..6016] {
+        *x ^= 0xff;
+    }
+    std::fs::write(&file, b).unwrap();
+    let o = edgepipe(&["store", "verify", d]);
+    let s = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{s}");
+    assert!(
+        s.lines().any(|l| l.starts_with("DAMAGED:")
+            && l.contains("00000000000000000001.chunks")
+            && l.contains("root.sg.a.x")
+            && l.contains("crc mismatch")),
+        "{s}"
+    );
+    let o = edgepipe(&["store", "verify", d, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["store"]["problems"][0]["series"], "root.sg.a.x");
+    let o = edgepipe(&["store", "verify", "/nonexistent/edgepipe"]);
+    assert_eq!(o.status.code(), Some(2));
 }
 
 #[test]

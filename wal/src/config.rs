@@ -130,8 +130,26 @@ pub struct Config {
     pub retention_age: Option<Duration>,
     /// Hard bound on the log's size on disk: past it, the oldest sealed
     /// segments go even if a consumer still needs them, and the loss is
-    /// recorded per consumer. Default: none.
+    /// recorded per consumer. Never past a protected consumer
+    /// ([`Log::set_protected`](crate::Log::set_protected)): then the log
+    /// asks for a checkpoint instead
+    /// ([`Log::checkpoint_wanted`](crate::Log::checkpoint_wanted)).
+    /// Default: none. Minimum: two segments.
     pub max_disk_bytes: Option<u64>,
+    /// Bound on the bytes of sealed segments kept only for unprotected
+    /// consumers (pipes), once every protected consumer is past them: past
+    /// it, the oldest go and the loss is recorded per consumer, as under
+    /// `max_disk_bytes`. Bounds what a stopped or slow consumer pins.
+    /// Default: none. Minimum: one segment.
+    pub max_pinned_bytes: Option<u64>,
+    /// Offsets below this are held elsewhere (the node's store has
+    /// checkpointed them): damage to them never makes recovery refuse. A
+    /// damaged segment wholly below it goes, with every segment before it;
+    /// damage in the last segment below it ends the log there (the caller
+    /// fills the rest, [`Log::fill_gap`](crate::Log::fill_gap)). Batches at
+    /// or past it are CRC-checked at every open, even below the recovery
+    /// point: they are what the caller is about to read. Default: none.
+    pub recovery_floor: Option<u64>,
     /// Batches at least this long are written into the segment file with
     /// `pwritev` instead of being copied into the mapping: a copy into the
     /// mapping faults every fresh page in, and the kernel zero-fills each
@@ -153,6 +171,8 @@ impl Default for Config {
             retention_bytes: None,
             retention_age: None,
             max_disk_bytes: None,
+            max_pinned_bytes: None,
+            recovery_floor: None,
             direct_write_bytes: DEFAULT_DIRECT_WRITE_BYTES,
         }
     }
@@ -189,6 +209,14 @@ impl Config {
             if max < 2 * self.segment_bytes {
                 return bad(format!(
                     "max-disk-bytes {max} must hold at least two segments of {} bytes",
+                    self.segment_bytes
+                ));
+            }
+        }
+        if let Some(max) = self.max_pinned_bytes {
+            if max < self.segment_bytes {
+                return bad(format!(
+                    "max-pinned-bytes {max} must hold at least one segment of {} bytes",
                     self.segment_bytes
                 ));
             }

@@ -63,7 +63,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
             }
         }
         let seg = Segment::open(&path, base, false)?;
-        let scan = recovery::scan(&seg, 0, DEFAULT_INDEX_INTERVAL_BYTES, prev_arrival);
+        let scan = recovery::scan(&seg, 0, 0, DEFAULT_INDEX_INTERVAL_BYTES, prev_arrival);
         report.records += scan.meta.next_offset - base;
         report.bytes += scan.meta.data_len.saturating_sub(SEGMENT_HEADER_LEN as u64);
         if let Some(d) = &scan.damage {

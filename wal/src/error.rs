@@ -97,6 +97,13 @@ impl Error {
         }
     }
 
+    /// True when the disk (or the user's quota) is full: the call may
+    /// succeed once space is freed. Callers report it as such (IoTDB's
+    /// `DISK_SPACE_INSUFFICIENT`).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, Error::Io { cause, .. } if is_disk_full(cause))
+    }
+
     /// A stable short code for metrics and scripts.
     pub fn error_code(&self) -> &'static str {
         match self {
@@ -117,6 +124,14 @@ impl Error {
             cause,
         }
     }
+}
+
+/// True for the I/O errors of a full disk or quota (`ENOSPC`, `EDQUOT`).
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// The change log's result type.

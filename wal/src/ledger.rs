@@ -27,6 +27,36 @@ pub struct ConsumerState {
     pub lost: Vec<(u64, u64)>,
 }
 
+/// Most loss ranges kept per consumer: older ones merge into one.
+pub const MAX_LOST_RANGES: usize = 64;
+
+impl ConsumerState {
+    /// Records that `[from, to)` was lost, merging it with the last range
+    /// when they touch, and keeping at most [`MAX_LOST_RANGES`] ranges.
+    pub fn record_loss(&mut self, from: u64, to: u64) {
+        if from >= to {
+            return;
+        }
+        match self.lost.last_mut() {
+            Some(last) if last.1 >= from && last.0 <= to => {
+                last.0 = last.0.min(from);
+                last.1 = last.1.max(to);
+            }
+            _ => self.lost.push((from, to)),
+        }
+        if self.lost.len() > MAX_LOST_RANGES {
+            let (a, _) = self.lost[0];
+            let (_, b) = self.lost[1];
+            self.lost.splice(0..2, [(a, b)]);
+        }
+    }
+
+    /// Records lost in all.
+    pub fn lost_records(&self) -> u64 {
+        self.lost.iter().map(|(a, b)| b - a).sum()
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Ledger {
     path: PathBuf,
@@ -49,8 +79,9 @@ impl Ledger {
         Ok(Ledger { path, consumers })
     }
 
+    #[track_caller]
     pub(crate) fn save(&self) -> Result<()> {
-        crate::fsutil::write_atomic(&self.path, &encode(&self.consumers))
+        crate::fsutil::write_atomic(&self.path, &encode(&self.consumers), "consumer ledger")
     }
 
     /// The lowest committed offset, or `None` without consumers.

@@ -18,9 +18,16 @@
 //!   and damage is handled as the [`RecoveryMode`] says, never silently.
 //! - [`Reader`]s start at an offset or an arrival time and tail the end,
 //!   woken asynchronously when records arrive.
-//! - Named consumers (one per pipe) commit offsets durably; retention never
-//!   deletes what a consumer still needs unless the hard disk bound forces
-//!   it, and then the loss is recorded.
+//! - Named consumers (one per pipe, one for the node's store) commit
+//!   offsets durably; retention never deletes what a consumer still needs
+//!   unless a disk bound forces it, and then the loss is recorded; never
+//!   what a protected consumer (the store) still needs.
+//! - A full disk refuses an append with an error
+//!   ([`Error::is_disk_full`]) and leaves nothing behind: appends resume
+//!   when space returns.
+//! - The [`powerloss`] module can record what survives a power cut after
+//!   every sync the log makes: dormant (one atomic load per sync) until a
+//!   test watches a directory.
 //! - One writer process per directory (a lock file); [`Log::open_read_only`]
 //!   works beside it.
 //!
@@ -59,6 +66,7 @@ pub mod format;
 mod fsutil;
 mod ledger;
 mod log;
+pub mod powerloss;
 mod reader;
 mod recovery;
 mod segment;
@@ -71,8 +79,8 @@ pub use config::{
     Config, FsyncPolicy, RecoveryMode, DEFAULT_FSYNC_INTERVAL, DEFAULT_INDEX_INTERVAL_BYTES,
     DEFAULT_SEGMENT_BYTES,
 };
-pub use error::{Error, Result};
-pub use ledger::ConsumerState;
+pub use error::{is_disk_full, Error, Result};
+pub use ledger::{ConsumerState, MAX_LOST_RANGES};
 pub use log::{ConsumerInfo, Deleted, Log};
 pub use reader::{Reader, Record, RecordBatch};
 pub use segment::{background_priority, background_priority_of, idle_priority, thread_id};

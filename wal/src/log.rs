@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Config, FsyncPolicy};
 use crate::error::{Error, Result};
-use crate::format::{self, batch_len, Checkpoint, CHECKPOINT_FILE, SEGMENT_HEADER_LEN};
+use crate::format::{self, batch_len, Checkpoint, CHECKPOINT_FILE};
 use crate::ledger::{ConsumerState, Ledger, MAX_CONSUMER_NAME};
 use crate::reader::Reader;
 use crate::segment::{IndexCursor, Segment};
@@ -94,6 +94,17 @@ pub(crate) struct Shared {
     sync: Mutex<SyncState>,
     checkpoint: Mutex<CheckpointState>,
     pub ledger: Mutex<Ledger>,
+    /// Consumers retention never deletes past, whatever the disk bounds
+    /// say (the node's store: what it has not checkpointed exists only
+    /// here). In memory: each run protects its consumers again.
+    protected: Mutex<std::collections::BTreeSet<String>>,
+    /// One past the last offset a forced deletion (a disk bound) removed:
+    /// a reader left below the log start by one moves on (the loss is in
+    /// the ledger).
+    pub forced_upto: AtomicU64,
+    /// The log is past `max-disk-bytes` and only protected consumers hold
+    /// it: they should checkpoint (see [`Log::checkpoint_wanted`]).
+    checkpoint_wanted: AtomicBool,
     /// Wakes tailing readers.
     pub appended: tokio::sync::Notify,
     /// How many readers are about to sleep on `appended`.
@@ -112,6 +123,10 @@ pub(crate) struct Shared {
     flusher: Mutex<Option<JoinHandle<()>>>,
     /// Sealed segments not yet flushed (`never` policy), oldest first.
     unflushed: Mutex<Vec<Arc<Segment>>>,
+    /// Held while sealed segments are flushed: the flusher thread and a
+    /// writer's `sync` must not write the same index files at once (they
+    /// share a temporary file name).
+    sealing: Mutex<()>,
     /// Held for the writer's life: the exclusive lock on `LOCK`.
     _lock: Option<std::fs::File>,
 }
@@ -137,6 +152,10 @@ impl std::fmt::Debug for Log {
 
 /// What recovery hands to the log it opened.
 pub(crate) struct Recovered {
+    /// The recovery point on disk, if it could be read.
+    pub checkpoint: Option<Checkpoint>,
+    /// Whether that recovery point must be replaced before appending.
+    pub checkpoint_stale: bool,
     pub segments: Vec<Arc<Segment>>,
     pub log_start: u64,
     pub durable: u64,
@@ -156,11 +175,16 @@ impl Log {
     pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Log> {
         config.validate()?;
         let rec = crate::recovery::recover(dir.as_ref(), &config)?;
+        let stale = rec.checkpoint_stale;
         let log = Log::from_recovered(dir.as_ref(), config, rec, false);
-        // From now on a crash is an unclean stop.
-        let active = log.shared.snapshot().last().expect("a segment").clone();
-        let rp = (active.next_offset(), active.base_offset, active.data_len());
-        log.shared.write_checkpoint(false, Some(rp))?;
+        if stale {
+            // The recovery point on disk is missing, or claims records or a
+            // log start that recovery did not keep (a lossy recovery): new
+            // records must not be taken for those.
+            let active = log.shared.snapshot().last().expect("a segment").clone();
+            let rp = (active.next_offset(), active.base_offset, active.data_len());
+            log.shared.write_checkpoint(false, Some(rp), true)?;
+        }
         if let FsyncPolicy::Interval(every) = log.shared.config.fsync {
             log.spawn_flusher(every);
         } else {
@@ -213,13 +237,20 @@ impl Log {
                 pos: active.data_len(),
                 last_checkpoint: Instant::now(),
             }),
-            // Recovery decides the new recovery point: the one on disk may
-            // claim records a crash took.
+            // Recovery decides the recovery point: the one on disk when it
+            // still holds, else none (and `open` writes a new one).
             checkpoint: Mutex::new(CheckpointState {
-                last: None,
+                last: if rec.checkpoint_stale {
+                    None
+                } else {
+                    rec.checkpoint
+                },
                 arrival_floor: rec.last_arrival,
             }),
             ledger: Mutex::new(rec.ledger),
+            protected: Mutex::default(),
+            forced_upto: AtomicU64::new(0),
+            checkpoint_wanted: AtomicBool::new(false),
             appended: tokio::sync::Notify::new(),
             waiting: AtomicUsize::new(0),
             durable_cv: Condvar::new(),
@@ -231,6 +262,7 @@ impl Log {
             stop_cv: Condvar::new(),
             flusher: Mutex::new(None),
             unflushed: Mutex::new(Vec::new()),
+            sealing: Mutex::new(()),
             _lock: rec.lock,
         };
         Log {
@@ -496,7 +528,9 @@ impl Log {
             )));
         };
         let old = c.committed;
-        c.committed = offset;
+        // Below the log start nothing is left to read: a consumer that
+        // lost records to a disk bound may still acknowledge older ones.
+        c.committed = offset.max(self.log_start());
         if let Err(e) = ledger.save() {
             if let Some(c) = ledger.consumers.get_mut(name) {
                 c.committed = old;
@@ -531,6 +565,75 @@ impl Log {
         Ok(true)
     }
 
+    /// Protects consumer `name` (or lifts the protection): retention never
+    /// deletes a segment it still needs, not even when `max-disk-bytes` or
+    /// `max-pinned-bytes` would force it. For a consumer whose unread
+    /// records exist nowhere else (the node's store before it
+    /// checkpoints). In memory only: protect it again after each open.
+    pub fn set_protected(&self, name: &str, protected: bool) {
+        let mut p = self.shared.protected.lock().expect("protected lock");
+        if protected {
+            p.insert(name.to_string());
+        } else {
+            p.remove(name);
+        }
+    }
+
+    /// True when the log is past `max-disk-bytes` and only protected
+    /// consumers keep it there: they should checkpoint and commit, so that
+    /// retention can free space. Set by retention.
+    pub fn checkpoint_wanted(&self) -> bool {
+        self.shared.checkpoint_wanted.load(Ordering::Acquire)
+    }
+
+    /// Moves the log end up to `to` with empty records of `kind`: records
+    /// `[end, to)` were lost from the log (recovery dropped them), but
+    /// consumer `holder` had handled them already and holds their effect
+    /// (the node's store, whose checkpoint is past the log end). Offsets
+    /// stay dense and are never handed out twice. `holder` is committed at
+    /// `to`; every other consumer gets the range recorded as lost. Does
+    /// nothing when the log already reaches `to`.
+    ///
+    /// # Errors
+    /// As [`Log::append_batch`]; an unknown `holder`; I/O errors writing
+    /// the ledger.
+    pub fn fill_gap(&self, to: u64, kind: u8, holder: &str) -> Result<()> {
+        let from = self.end_offset();
+        if to <= from {
+            return Ok(());
+        }
+        if self.committed(holder).is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "consumer {holder:?} is not registered; register it first"
+            )));
+        }
+        let per = ((self.shared.config.max_batch_bytes() as usize - format::BATCH_HEADER_LEN)
+            / format::RECORD_HEADER_LEN)
+            .clamp(1, 1 << 16);
+        let empty: Vec<(u8, &[u8])> = vec![(kind, &[][..]); per];
+        let mut at = from;
+        while at < to {
+            let n = (to - at).min(per as u64) as usize;
+            self.append_batch(&empty[..n])?;
+            at += n as u64;
+        }
+        let mut ledger = self.shared.ledger.lock().expect("ledger lock");
+        for (name, c) in ledger.consumers.iter_mut() {
+            if name == holder {
+                c.committed = c.committed.max(to);
+            } else {
+                warn!(consumer = %name, from, to, "records lost from the change log; this consumer will not see them");
+                c.record_loss(from, to);
+            }
+        }
+        ledger.save()?;
+        warn!(
+            from,
+            to, holder, "filled a gap in the change log with empty records"
+        );
+        Ok(())
+    }
+
     /// Every consumer with its committed offset and losses.
     pub fn consumers(&self) -> Vec<ConsumerInfo> {
         let ledger = self.shared.ledger.lock().expect("ledger lock");
@@ -545,9 +648,11 @@ impl Log {
     }
 
     /// Deletes old sealed segments as the retention settings say, never one
-    /// a registered consumer still needs unless `max-disk-bytes` forces it
-    /// (then the loss is recorded in the ledger first). Runs at every roll
-    /// and every checkpoint interval; call it to run it now.
+    /// a registered consumer still needs unless `max-disk-bytes` or
+    /// `max-pinned-bytes` forces it (then the loss is recorded in the ledger
+    /// first, and the consumer moves to the new log start), and never one a
+    /// protected consumer still needs. Runs at every roll and every
+    /// checkpoint interval; call it to run it now.
     ///
     /// # Errors
     /// I/O errors writing the ledger or checkpoint, or unlinking.
@@ -582,12 +687,12 @@ impl Log {
         s.closed.store(true, Ordering::Release);
         let result = (|| {
             s.flush_sealed()?;
-            w.active.persist(true)?;
+            w.active.persist(s.needs_sync(&w.active))?;
             let end = s.end.load(Ordering::Acquire);
             s.set_durable(end);
             let rp = (end, w.active.base_offset, w.active.data_len());
             drop(w);
-            s.write_checkpoint(true, Some(rp))
+            s.write_checkpoint(true, Some(rp), false)
         })();
         s.appended.notify_waiters();
         s.durable_notify.notify_waiters();
@@ -677,6 +782,12 @@ impl Shared {
         }
     }
 
+    /// Whether `seg` holds bytes not yet synced: records past the durable
+    /// offset, or (empty) a header no sync has covered yet.
+    fn needs_sync(&self, seg: &Segment) -> bool {
+        seg.is_empty() || self.durable.load(Ordering::Acquire) < seg.next_offset()
+    }
+
     /// Asks the flusher for a group commit now: the waiting writer and every
     /// writer arriving while it runs are made durable by one sync.
     fn want_sync(&self) {
@@ -732,15 +843,24 @@ impl Shared {
         if st.last_checkpoint.elapsed() >= self.config.checkpoint_interval {
             st.last_checkpoint = Instant::now();
             drop(st);
-            self.write_checkpoint(false, Some((end, seg.base_offset, to)))?;
+            self.write_checkpoint(false, Some((end, seg.base_offset, to)), false)?;
         }
         Ok(())
     }
 
     /// Writes the recovery-point checkpoint. `rp` is `(offset, segment base,
     /// byte position)` of a durable point; `None` keeps the previous one (a
-    /// change of log start). The recovery point never moves back.
-    pub(crate) fn write_checkpoint(&self, clean: bool, rp: Option<(u64, u64, u64)>) -> Result<()> {
+    /// change of log start). The recovery point never moves back. An
+    /// unchanged checkpoint is not written again, unless `names`: the
+    /// caller created segments whose names this write (its directory sync)
+    /// must make durable.
+    #[track_caller]
+    pub(crate) fn write_checkpoint(
+        &self,
+        clean: bool,
+        rp: Option<(u64, u64, u64)>,
+        names: bool,
+    ) -> Result<()> {
         let mut ck = self.checkpoint.lock().expect("checkpoint lock");
         let prev = ck.last;
         let keep = prev.map(|c| (c.recovery_offset, c.segment_base, c.position));
@@ -767,15 +887,26 @@ impl Shared {
             position,
             last_arrival_us,
         };
-        if prev == Some(c) {
+        if prev == Some(c) && !names {
             return Ok(());
         }
-        crate::fsutil::write_atomic(&self.dir.join(CHECKPOINT_FILE), &c.encode())?;
+        crate::fsutil::write_atomic(
+            &self.dir.join(CHECKPOINT_FILE),
+            &c.encode(),
+            "recovery point",
+        )?;
         ck.last = Some(c);
         Ok(())
     }
 
     /// Seals the active segment and starts a new one at the log end.
+    ///
+    /// Nothing is published until the roll is on disk: the sealed
+    /// segment's data and index files, the new segment, and a recovery
+    /// point at the end of the sealed segment (writing it syncs the
+    /// directory, which makes the new segment's name durable too). If any
+    /// step fails (a full disk), the new file is removed, the old segment
+    /// stays active, and the next append tries again.
     fn roll(&self, w: &mut WriterState) -> Result<()> {
         let old = w.active.clone();
         if old.is_empty() {
@@ -791,7 +922,7 @@ impl Shared {
                 *segs = Arc::new(v);
                 fresh
             };
-            crate::fsutil::sync_dir(&self.dir)?;
+            crate::fsutil::sync_dir(&self.dir, "replaced segment")?;
             w.active = fresh;
             w.cursor = IndexCursor::default();
             return Ok(());
@@ -802,12 +933,17 @@ impl Shared {
         // then too (five fsyncs that would stall this append).
         let defer = self.config.fsync == FsyncPolicy::Never;
         if !defer {
-            old.persist(true)?;
+            old.persist(self.needs_sync(&old))?;
         }
         let next = old.next_offset();
         let new = Arc::new(Segment::create(&self.dir, next, self.config.segment_bytes)?);
         if !defer {
-            crate::fsutil::sync_dir(&self.dir)?;
+            let rp = (next, old.base_offset, old.data_len());
+            if let Err(e) = self.write_checkpoint(false, Some(rp), true) {
+                drop(new);
+                let _ = Segment::remove_files(&self.dir, next);
+                return Err(e);
+            }
         }
         {
             let mut segs = self.segments.write().expect("segments lock");
@@ -829,15 +965,20 @@ impl Shared {
             self.unflushed.lock().expect("unflushed lock").push(old);
         } else {
             self.set_durable(next);
-            self.write_checkpoint(false, Some((next, next, SEGMENT_HEADER_LEN as u64)))?;
         }
-        self.enforce_retention(w)?;
+        // Retention frees space; its failure must not refuse the append.
+        if let Err(e) = self.enforce_retention(w) {
+            warn!(cause = %e, "retention failed; retrying at the next roll");
+        }
         Ok(())
     }
 
     /// Flushes sealed segments whose flush the `never` policy deferred, then
-    /// moves the durable offset and the recovery point past them.
+    /// moves the durable offset and the recovery point past them (writing
+    /// the recovery point syncs the directory: the names of the segments
+    /// created by those rolls become durable with it).
     fn flush_sealed(&self) -> Result<()> {
+        let _sealing = self.sealing.lock().expect("sealing lock");
         let pending = self.unflushed.lock().expect("unflushed lock").clone();
         let Some(last) = pending.last() else {
             return Ok(());
@@ -846,36 +987,61 @@ impl Shared {
             s.sync_data()?;
             s.write_index_files()?;
         }
-        // The segments created by those rolls.
-        crate::fsutil::sync_dir(&self.dir)?;
         let next = last.next_offset();
+        self.write_checkpoint(false, Some((next, last.base_offset, last.data_len())), true)?;
         self.unflushed
             .lock()
             .expect("unflushed lock")
             .retain(|s| s.base_offset > last.base_offset);
         self.set_durable(next);
-        self.write_checkpoint(false, Some((next, next, SEGMENT_HEADER_LEN as u64)))
+        Ok(())
     }
 
+    /// Deletes what retention allows, oldest sealed segment first; see
+    /// [`Log::enforce_retention`].
     fn enforce_retention(&self, _w: &mut WriterState) -> Result<Vec<Deleted>> {
         let c = &self.config;
-        if c.retention_bytes.is_none() && c.retention_age.is_none() && c.max_disk_bytes.is_none() {
+        if c.retention_bytes.is_none()
+            && c.retention_age.is_none()
+            && c.max_disk_bytes.is_none()
+            && c.max_pinned_bytes.is_none()
+        {
             return Ok(vec![]);
         }
         let segs = self.snapshot();
         let mut ledger = self.ledger.lock().expect("ledger lock");
+        let protected = self.protected.lock().expect("protected lock").clone();
         let min_committed = ledger.min_committed();
+        let min_protected = ledger
+            .consumers
+            .iter()
+            .filter(|(n, _)| protected.contains(*n))
+            .map(|(_, s)| s.committed)
+            .min();
+        let sealed = &segs[..segs.len() - 1];
         let mut total: u64 = segs.iter().map(|s| s.capacity()).sum();
+        // Bytes held only for unprotected consumers (pipes): sealed
+        // segments every protected consumer (the store) is past.
+        let behind_protected = |s: &Segment| min_protected.is_none_or(|m| s.next_offset() <= m);
+        let mut pinned: u64 = sealed
+            .iter()
+            .take_while(|s| behind_protected(s))
+            .map(|s| s.capacity())
+            .sum();
         let cutoff = c
             .retention_age
             .map(|a| now_us().saturating_sub(a.as_micros() as i64));
         let mut deleted = Vec::new();
-        // Only a prefix of sealed segments may go; the active one stays.
-        for seg in &segs[..segs.len() - 1] {
+        for seg in sealed {
+            if !behind_protected(seg) {
+                // Never past what a protected consumer still needs.
+                break;
+            }
             let over_size = c.retention_bytes.is_some_and(|b| total > b);
             let too_old = cutoff.is_some_and(|t| seg.last_arrival() < t);
             let consumed = min_committed.is_none_or(|m| seg.next_offset() <= m);
-            let forced = c.max_disk_bytes.is_some_and(|m| total > m);
+            let forced = c.max_disk_bytes.is_some_and(|m| total > m)
+                || c.max_pinned_bytes.is_some_and(|m| pinned > m);
             if (over_size || too_old) && consumed {
                 deleted.push(Deleted {
                     base_offset: seg.base_offset,
@@ -892,7 +1058,14 @@ impl Shared {
                 break;
             }
             total -= seg.capacity();
+            pinned -= seg.capacity();
         }
+        // Past the hard bound with nothing more to delete: a protected
+        // consumer holds the log; it should checkpoint.
+        self.checkpoint_wanted.store(
+            c.max_disk_bytes.is_some_and(|m| total > m),
+            Ordering::Release,
+        );
         let Some(last) = deleted.last() else {
             return Ok(deleted);
         };
@@ -907,9 +1080,9 @@ impl Shared {
                     consumer = %name,
                     from,
                     to = new_start,
-                    "max-disk-bytes forced deletion of records this consumer had not read"
+                    "the disk bound forced deletion of records this consumer had not read"
                 );
-                cs.lost.push((from, new_start));
+                cs.record_loss(from, new_start);
                 cs.committed = new_start;
                 changed = true;
             }
@@ -918,12 +1091,18 @@ impl Shared {
             ledger.save()?;
         }
         drop(ledger);
+        if deleted.iter().any(|d| d.forced) {
+            self.forced_upto.fetch_max(new_start, Ordering::AcqRel);
+        }
         self.log_start.store(new_start, Ordering::Release);
-        self.write_checkpoint(false, None)?;
+        self.write_checkpoint(false, None, false)?;
         {
             let mut s = self.segments.write().expect("segments lock");
             *s = Arc::new(segs[deleted.len()..].to_vec());
         }
+        // The unlinks need no directory sync: if a power cut undoes one,
+        // recovery deletes the segment again (it lies below the log start
+        // just recorded).
         for d in &deleted {
             Segment::remove_files(&self.dir, d.base_offset)?;
             info!(
@@ -933,7 +1112,6 @@ impl Shared {
                 "retention deleted segment"
             );
         }
-        crate::fsutil::sync_dir(&self.dir)?;
         Ok(deleted)
     }
 

@@ -152,7 +152,10 @@ impl Reader {
             }
             let (seg, pos) = match self.at.take() {
                 Some(at) => at,
-                None => self.locate()?,
+                None => {
+                    self.skip_forced_loss();
+                    self.locate()?
+                }
             };
             let len = seg.data_len();
             if pos >= len {
@@ -227,6 +230,22 @@ impl Reader {
                 }
                 notified.await;
             }
+        }
+    }
+
+    /// Moves the reader to the log start when a disk bound deleted the
+    /// records at its position (`max-disk-bytes`, `max-pinned-bytes`): the
+    /// loss is recorded in the ledger for the consumers that had not read
+    /// them, and the reader goes on with what is left.
+    fn skip_forced_loss(&mut self) {
+        let start = self.shared.log_start.load(Ordering::Acquire);
+        if self.next < start && self.next < self.shared.forced_upto.load(Ordering::Acquire) {
+            tracing::warn!(
+                from = self.next,
+                to = start,
+                "a disk bound deleted records before this reader read them; moving on to the log start"
+            );
+            self.next = start;
         }
     }
 

@@ -62,9 +62,16 @@ pub(crate) struct Scan {
     pub damage: Option<Damage>,
 }
 
-/// Walks the batches of `seg`: headers only below `walk_until`, full checks
-/// from there on. Stops at the end of the data or the first damage.
-pub(crate) fn scan(seg: &Segment, walk_until: u64, interval: u32, prev_arrival: i64) -> Scan {
+/// Walks the batches of `seg`: headers only below byte `walk_until` (for
+/// batches wholly below offset `check_from`), full checks for the rest.
+/// Stops at the end of the data or the first damage.
+pub(crate) fn scan(
+    seg: &Segment,
+    walk_until: u64,
+    check_from: u64,
+    interval: u32,
+    prev_arrival: i64,
+) -> Scan {
     let raw = seg.raw();
     let mut index = SparseIndex::default();
     let mut meta = SegmentMeta {
@@ -92,7 +99,10 @@ pub(crate) fn scan(seg: &Segment, walk_until: u64, interval: u32, prev_arrival: 
     let found = loop {
         let b = &raw[pos as usize..];
         let res = if pos < walk_until {
-            format::parse_batch_header(b)
+            match format::parse_batch_header(b) {
+                Ok(h) if h.next_offset() > check_from => format::check_batch(b),
+                other => other,
+            }
         } else {
             format::check_batch(b)
         };
@@ -288,6 +298,15 @@ fn mode_name(m: RecoveryMode) -> &'static str {
     }
 }
 
+/// Whether any intact batch of this segment's offsets lies anywhere in it.
+fn holds_intact_records(seg: &Segment) -> bool {
+    let raw = seg.raw();
+    let base = seg.base_offset;
+    raw.len() >= SEGMENT_HEADER_LEN + BATCH_HEADER_LEN
+        && (format::check_batch(&raw[SEGMENT_HEADER_LEN..]).is_ok_and(|h| h.base_offset >= base)
+            || intact_batch_after(raw, SEGMENT_HEADER_LEN as u64, base))
+}
+
 /// Opens `dir` for writing and recovers it.
 pub(crate) fn recover(dir: &Path, config: &Config) -> Result<Recovered> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create directory", e))?;
@@ -296,6 +315,11 @@ pub(crate) fn recover(dir: &Path, config: &Config) -> Result<Recovered> {
     let mut ledger = Ledger::load(dir)?;
     let ckpt = read_checkpoint(dir)?;
     let mode = config.recovery_mode;
+    let floor = config.recovery_floor;
+    // Offsets below the floor are held elsewhere: a range ending at or
+    // below it, or damage starting below it, never refuses an open.
+    let ends_below = |end: u64| floor.is_some_and(|f| end <= f);
+    let damaged_below = |offset: u64| floor.is_some_and(|f| offset < f);
     let mut bases = list_segments(dir)?;
     let ck_start = ckpt.map_or(0, |c| c.log_start);
 
@@ -317,14 +341,19 @@ pub(crate) fn recover(dir: &Path, config: &Config) -> Result<Recovered> {
             let msg = format!(
                 "every segment file is missing, but the recovery point says offsets [{ck_start}, {start}) were durable"
             );
-            if mode != RecoveryMode::TolerateAnyCorruption {
+            if mode != RecoveryMode::TolerateAnyCorruption && !ends_below(start) {
                 return Err(refuse(dir, ck_start, 0, format!("{msg}; open with recovery mode tolerate-any-corruption to start empty at {start}")));
             }
             warn!(dir = %dir.display(), "{msg}; starting empty");
         }
         let seg = Segment::create(dir, start, config.segment_bytes)?;
-        crate::fsutil::sync_dir(dir)?;
+        // The recovery point `Log::open` writes next names this segment's
+        // header; writing it syncs the directory, which makes the
+        // segment's name durable too.
+        seg.flush(0, SEGMENT_HEADER_LEN as u64)?;
         return Ok(Recovered {
+            checkpoint: ckpt,
+            checkpoint_stale: true,
             segments: vec![Arc::new(seg)],
             log_start: start,
             durable: start,
@@ -338,10 +367,13 @@ pub(crate) fn recover(dir: &Path, config: &Config) -> Result<Recovered> {
             "segments holding offsets [{ck_start}, {}) are missing",
             bases[0]
         );
-        if mode != RecoveryMode::TolerateAnyCorruption {
+        if ends_below(bases[0]) {
+            warn!(dir = %dir.display(), "{msg}; they are below the recovery floor (held elsewhere); the log now starts at {}", bases[0]);
+        } else if mode != RecoveryMode::TolerateAnyCorruption {
             return Err(refuse(dir, ck_start, 0, format!("{msg}; restore them, or open with recovery mode tolerate-any-corruption to start at {}", bases[0])));
+        } else {
+            warn!(dir = %dir.display(), "{msg}; the log now starts at {}", bases[0]);
         }
-        warn!(dir = %dir.display(), "{msg}; the log now starts at {}", bases[0]);
     }
 
     let clean = ckpt.is_some_and(|c| c.clean);
@@ -351,7 +383,8 @@ pub(crate) fn recover(dir: &Path, config: &Config) -> Result<Recovered> {
             if !bases.is_empty() {
                 warn!(dir = %dir.display(), "no recovery point; verifying every segment");
             }
-            (bases[0], SEGMENT_HEADER_LEN as u64)
+            // Nothing is recorded as durable: verify it all.
+            (bases[0], 0)
         }
     };
     if !clean {
@@ -361,22 +394,68 @@ pub(crate) fn recover(dir: &Path, config: &Config) -> Result<Recovered> {
     let n = bases.len();
     let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(n);
     let mut prev_arrival = i64::MIN;
-    for (i, &base) in bases.iter().enumerate() {
+    let check_from = floor.unwrap_or(u64::MAX);
+    // Drops `segments` and their files: they lie below the recovery floor
+    // and are damaged, or do not lead to the segment at `to`.
+    let drop_front = |segments: &mut Vec<Arc<Segment>>,
+                      more: &[u64],
+                      to: u64,
+                      why: &str|
+     -> Result<()> {
+        let gone: Vec<u64> = segments
+            .drain(..)
+            .map(|s| s.base_offset)
+            .chain(more.iter().copied())
+            .collect();
+        warn!(dir = %dir.display(), segments = ?gone, log_start = to, "{why}: below the recovery floor (held elsewhere), so the log now starts at {to}");
+        for b in gone {
+            Segment::remove_files(dir, b)?;
+        }
+        Ok(())
+    };
+    // Whether any segment from `bases[j]` on holds an intact record.
+    let tail_holds_records = |j: usize| -> Result<bool> {
+        for &b in &bases[j.min(n)..] {
+            let p = FileName::build(dir, b, FileKind::Log);
+            if holds_intact_records(&Segment::open(&p, b, false)?) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    };
+    let mut files_changed = false;
+    let mut i = 0;
+    while i < n {
+        let base = bases[i];
         let path = FileName::build(dir, base, FileKind::Log);
         let is_last = i + 1 == n;
         if let Some(prev) = segments.last() {
             if prev.next_offset() != base {
-                // A gap or overlap between segments: the later ones cannot
-                // be kept without breaking density.
                 let reason = format!(
                     "segment starts at {base} but the previous one ends at {}",
                     prev.next_offset()
                 );
-                if mode != RecoveryMode::TolerateAnyCorruption {
-                    return Err(refuse(&path, prev.next_offset(), 0, format!("{reason}; open with recovery mode tolerate-any-corruption to drop it and what follows")));
+                if !tail_holds_records(i)? {
+                    // Segments whose names were synced but not their data
+                    // (a crash, or a roll a full disk cut short): nothing
+                    // in them was durable.
+                    drop_segments(
+                        dir,
+                        &bases[i..],
+                        &format!("{reason}, and no intact record is in it or after it"),
+                    )?;
+                    break;
                 }
-                drop_segments(dir, &bases[i..], &reason)?;
-                break;
+                if ends_below(base) {
+                    drop_front(&mut segments, &[], base, &reason)?;
+                } else if mode != RecoveryMode::TolerateAnyCorruption {
+                    // A gap or overlap: the later segments cannot be kept
+                    // without breaking density.
+                    return Err(refuse(&path, prev.next_offset(), 0, format!("{reason}; open with recovery mode tolerate-any-corruption to drop it and what follows")));
+                } else {
+                    drop_segments(dir, &bases[i..], &reason)?;
+                    break;
+                }
             }
         }
         let seg = Segment::open(&path, base, true)?;
@@ -388,6 +467,7 @@ pub(crate) fn recover(dir: &Path, config: &Config) -> Result<Recovered> {
         };
         let trust_index = base < rp_seg || (clean && base == rp_seg);
         let mut walk_until = if base == rp_seg { rp_pos } else { 0 };
+        let mut index_ok = false;
         if trust_index {
             match seg.load_index_files() {
                 Ok((meta, ix))
@@ -396,23 +476,41 @@ pub(crate) fn recover(dir: &Path, config: &Config) -> Result<Recovered> {
                             c.recovery_offset == meta.next_offset && c.position == meta.data_len
                         }) =>
                 {
-                    seg.restore(&meta, ix);
-                    prev_arrival = prev_arrival.max(meta.last_arrival_us);
-                    segments.push(Arc::new(seg));
-                    continue;
+                    if meta.next_offset <= check_from {
+                        seg.restore(&meta, ix);
+                        prev_arrival = prev_arrival.max(meta.last_arrival_us);
+                        segments.push(Arc::new(seg));
+                        i += 1;
+                        continue;
+                    }
+                    // It holds records at or past the floor, which the
+                    // caller reads next: check those.
+                    index_ok = true;
+                    walk_until = u64::MAX;
                 }
-                Ok(_) => warn!(
-                    segment = base,
-                    "index files disagree with the recovery point; rebuilding"
-                ),
-                Err(reason) => warn!(
-                    segment = base,
-                    reason, "index files missing or damaged; rebuilding by a full scan"
-                ),
+                Ok(_) => {
+                    warn!(
+                        segment = base,
+                        "index files disagree with the recovery point; rebuilding"
+                    );
+                    walk_until = 0;
+                }
+                Err(reason) => {
+                    warn!(
+                        segment = base,
+                        reason, "index files missing or damaged; rebuilding by a full scan"
+                    );
+                    walk_until = 0;
+                }
             }
-            walk_until = 0;
         }
-        let s = scan(&seg, walk_until, config.index_interval_bytes, prev_arrival);
+        let s = scan(
+            &seg,
+            walk_until,
+            check_from,
+            config.index_interval_bytes,
+            prev_arrival,
+        );
         let damage = s.damage.clone().or_else(|| {
             (s.meta.data_len < durable_until && durable_until != u64::MAX).then(|| Damage {
                 position: s.meta.data_len,
@@ -424,25 +522,59 @@ pub(crate) fn recover(dir: &Path, config: &Config) -> Result<Recovered> {
             })
         });
         let Some(d) = damage else {
+            // A sealed segment that was scanned: its index files may be
+            // bad, or never written (under `never` they are written by the
+            // flusher, after the roll). Replace them unless they match.
+            let rewrite = !is_last
+                && !index_ok
+                && seg.load_index_files().map_or(true, |(meta, ix)| {
+                    meta != s.meta || ix.offsets != s.index.offsets || ix.times != s.index.times
+                });
             seg.restore(&s.meta, s.index);
-            if !is_last {
-                // A sealed segment that was scanned: its index files were
-                // bad, or were never written (under `never` they are written
-                // by the flusher, after the roll). Replace them.
+            if rewrite {
                 seg.write_index_files()?;
             }
             prev_arrival = prev_arrival.max(s.meta.last_arrival_us);
             segments.push(Arc::new(seg));
+            i += 1;
             continue;
         };
-        let torn = is_last && !intact_batch_after(seg.raw(), d.position, d.offset);
+        if !is_last && ends_below(bases[i + 1]) {
+            // Damage in a segment the caller no longer needs: drop it and
+            // everything before it; the log goes on from the next one.
+            drop(seg);
+            drop_front(
+                &mut segments,
+                &[base],
+                bases[i + 1],
+                &format!(
+                    "{}: {} at offset {}, byte {}",
+                    path.display(),
+                    d.reason,
+                    d.offset,
+                    d.position
+                ),
+            )?;
+            i += 1;
+            continue;
+        }
+        // A torn tail: no intact batch after the damage, in this segment or
+        // a later one (under `never` a crash can leave later segments
+        // whose names were synced but not their data).
+        let torn =
+            !intact_batch_after(seg.raw(), d.position, d.offset) && !tail_holds_records(i + 1)?;
+        let floor_tail = is_last
+            && damaged_below(d.offset)
+            && !intact_batch_after(seg.raw(), d.position, check_from);
         let durable_lost = d.position < durable_until;
-        let allowed = match mode {
-            RecoveryMode::AbsoluteConsistency => torn && !durable_lost,
-            RecoveryMode::TolerateTailCorruption => torn,
-            RecoveryMode::TolerateAnyCorruption => true,
-        };
-        let what = match (torn, durable_lost) {
+        let allowed = floor_tail
+            || match mode {
+                RecoveryMode::AbsoluteConsistency => torn && !durable_lost,
+                RecoveryMode::TolerateTailCorruption => torn,
+                RecoveryMode::TolerateAnyCorruption => true,
+            };
+        let what = match (torn || floor_tail, durable_lost) {
+            _ if floor_tail => "damage below the recovery floor (held elsewhere)",
             (true, false) => "torn tail",
             (true, true) => "torn tail inside data recorded as durable",
             (false, _) => "damage before the tail (intact records follow)",
@@ -462,9 +594,13 @@ pub(crate) fn recover(dir: &Path, config: &Config) -> Result<Recovered> {
         }
         let (bytes, records) = dropped(seg.raw(), d.position);
         let seg = if d.position == 0 {
-            // Not even a segment header: start the segment afresh.
+            // Not even a segment header: start the segment afresh (and
+            // make its name durable: appends to it will be).
             drop(seg);
             Segment::remove_files(dir, base)?;
+            // Its name becomes durable with the recovery point `Log::open`
+            // writes next.
+            files_changed = true;
             Segment::create(dir, base, config.segment_bytes)?
         } else {
             seg.zero_range(d.position, d.position + bytes)?;
@@ -509,7 +645,7 @@ pub(crate) fn recover(dir: &Path, config: &Config) -> Result<Recovered> {
             last.persist(true)?;
         }
         let seg = Segment::create(dir, base_of_fresh(&segments, &bases), config.segment_bytes)?;
-        crate::fsutil::sync_dir(dir)?;
+        files_changed = true;
         segments.push(Arc::new(seg));
     }
     for s in &segments[..segments.len() - 1] {
@@ -517,12 +653,25 @@ pub(crate) fn recover(dir: &Path, config: &Config) -> Result<Recovered> {
     }
     let active = segments.last().expect("a segment");
     // What recovery read came from the page cache; make it durable so the
-    // recovery point can move to the end.
+    // recovery point can move to the end: the active segment, and sealed
+    // ones past the recovery point (under `never` their flush was still
+    // pending when the writer stopped).
+    for s in &segments[..segments.len() - 1] {
+        if s.base_offset >= rp_seg {
+            s.sync_data()?;
+        }
+    }
     active.flush(0, active.data_len())?;
     let log_start = segments[0].base_offset.max(ck_start);
     let end = active.next_offset();
-    clamp_consumers(&mut ledger, end)?;
+    clamp_consumers(&mut ledger, log_start, end)?;
+    // A new recovery point also syncs the directory: segments recovery
+    // made afresh get durable names with it.
+    let checkpoint_stale =
+        files_changed || ckpt.is_none_or(|c| c.recovery_offset > end || c.log_start != log_start);
     Ok(Recovered {
+        checkpoint: ckpt,
+        checkpoint_stale,
         log_start,
         durable: end,
         last_arrival: prev_arrival.max(ckpt.map_or(i64::MIN, |c| c.last_arrival_us)),
@@ -535,10 +684,22 @@ pub(crate) fn recover(dir: &Path, config: &Config) -> Result<Recovered> {
 /// Consumers whose committed offset is past the recovered end read records
 /// that were lost before they became durable; those offsets will be handed
 /// out again, so the consumers must read from the end, or they would skip
-/// the new records.
-fn clamp_consumers(ledger: &mut Ledger, end: u64) -> Result<()> {
+/// the new records. Consumers behind the log start lost what recovery
+/// dropped below the floor: that is recorded, and they move to the start.
+fn clamp_consumers(ledger: &mut Ledger, log_start: u64, end: u64) -> Result<()> {
     let mut changed = false;
     for (name, c) in ledger.consumers.iter_mut() {
+        if c.committed < log_start {
+            warn!(
+                consumer = %name,
+                from = c.committed,
+                to = log_start,
+                "recovery dropped records this consumer had not read"
+            );
+            c.record_loss(c.committed, log_start);
+            c.committed = log_start;
+            changed = true;
+        }
         if c.committed > end {
             warn!(
                 consumer = %name,
@@ -562,13 +723,15 @@ fn base_of_fresh(segments: &[Arc<Segment>], bases: &[u64]) -> u64 {
     segments.last().map_or(bases[0], |s| s.next_offset())
 }
 
+/// Deletes segments recovery will not keep. No directory sync: if a power
+/// cut undoes an unlink, the next recovery deletes the segment again.
 fn drop_segments(dir: &Path, bases: &[u64], why: &str) -> Result<()> {
     for &b in bases {
         let len = std::fs::metadata(FileName::build(dir, b, FileKind::Log)).map_or(0, |m| m.len());
         warn!(segment = b, bytes = len, "deleting segment: {why}");
         Segment::remove_files(dir, b)?;
     }
-    crate::fsutil::sync_dir(dir)
+    Ok(())
 }
 
 /// Opens `dir` read-only: no lock, no repair. Segments load their index
@@ -606,7 +769,7 @@ pub(crate) fn open_read_only(dir: &Path) -> Result<Recovered> {
                 continue;
             }
         }
-        let s = scan(&seg, 0, DEFAULT_INDEX_INTERVAL_BYTES, prev_arrival);
+        let s = scan(&seg, 0, 0, DEFAULT_INDEX_INTERVAL_BYTES, prev_arrival);
         seg.restore(&s.meta, s.index);
         prev_arrival = prev_arrival.max(s.meta.last_arrival_us);
         let damaged = s.damage.is_some();
@@ -630,6 +793,8 @@ pub(crate) fn open_read_only(dir: &Path) -> Result<Recovered> {
         None => 0,
     };
     Ok(Recovered {
+        checkpoint: ckpt,
+        checkpoint_stale: false,
         log_start: segments[0].base_offset.max(ckpt.map_or(0, |c| c.log_start)),
         durable,
         last_arrival: prev_arrival,

@@ -229,7 +229,12 @@ fn preallocate(file: &File, path: &Path, len: u64) -> Result<()> {
 }
 
 impl Segment {
-    /// Creates a new, empty, preallocated segment file.
+    /// Creates a new, empty, preallocated segment file. The file is not
+    /// durable (nor its directory entry) until synced.
+    ///
+    /// # Errors
+    /// I/O errors, a full disk among them (the preallocation fails); the
+    /// file is then removed again, so that a later attempt starts afresh.
     pub(crate) fn create(dir: &Path, base_offset: u64, capacity: u64) -> Result<Segment> {
         let path = FileName::build(dir, base_offset, FileKind::Log);
         let file = OpenOptions::new()
@@ -238,15 +243,22 @@ impl Segment {
             .create_new(true)
             .open(&path)
             .map_err(|e| Error::io(&path, "create segment", e))?;
-        preallocate(&file, &path, capacity)?;
-        let seg = Segment::map(path, file, base_offset, true)?;
-        // Through the file, not the mapping: a first touch of the mapping
-        // makes the kernel zero-fill megabytes of the preallocated extent
-        // at once (3 ms), on the append that rolled.
-        seg.write_parts_at(0, &[&format::segment_header()])?;
-        seg.data_len
-            .store(SEGMENT_HEADER_LEN as u64, Ordering::Release);
-        Ok(seg)
+        crate::powerloss::created(&path, &file);
+        let made = (|| {
+            preallocate(&file, &path, capacity)?;
+            let seg = Segment::map(path.clone(), file, base_offset, true)?;
+            // Through the file, not the mapping: a first touch of the
+            // mapping makes the kernel zero-fill megabytes of the
+            // preallocated extent at once (3 ms), on the append that rolled.
+            seg.write_parts_at(0, &[&format::segment_header()])?;
+            seg.data_len
+                .store(SEGMENT_HEADER_LEN as u64, Ordering::Release);
+            Ok(seg)
+        })();
+        if made.is_err() {
+            let _ = std::fs::remove_file(&path);
+        }
+        made
     }
 
     /// Maps an existing segment file. Its bookkeeping is empty until
@@ -433,6 +445,7 @@ impl Segment {
 
     /// Zeroes the bytes `[from, to)` and makes it durable: recovery's
     /// truncation of a damaged tail, before the segment is shared.
+    #[track_caller]
     pub(crate) fn zero_range(&self, from: u64, to: u64) -> Result<()> {
         let to = to.min(self.capacity());
         if from >= to {
@@ -445,13 +458,16 @@ impl Segment {
     }
 
     /// Forces `[from, to)` of the mapping to disk.
+    #[track_caller]
     pub(crate) fn flush(&self, from: u64, to: u64) -> Result<()> {
         if to <= from {
             return Ok(());
         }
         self.map
             .flush_range(from as usize, (to - from) as usize)
-            .map_err(|e| Error::io(&self.path, "msync", e))
+            .map_err(|e| Error::io(&self.path, "msync", e))?;
+        crate::powerloss::range_synced(&self.file, &self.path, from, to, "segment", "msync");
+        Ok(())
     }
 
     pub(crate) fn data_len(&self) -> u64 {
@@ -545,6 +561,7 @@ impl Segment {
     /// beside the writer) fault on pages past the new end. With `flush` false
     /// (the `never` policy) call [`Segment::sync_data`] before treating the
     /// data as durable.
+    #[track_caller]
     pub(crate) fn persist(&self, flush: bool) -> Result<()> {
         if flush {
             self.sync_data()?;
@@ -552,15 +569,21 @@ impl Segment {
         self.write_index_files()
     }
 
-    /// Forces the segment's data and size to disk.
+    /// Forces the segment's data and size to disk: one `fdatasync`, which
+    /// also writes the pages dirtied through the shared mapping (Linux
+    /// keeps one page cache for both). Called only while no one appends to
+    /// the segment (sealed, or under the writer lock).
+    #[track_caller]
     pub(crate) fn sync_data(&self) -> Result<()> {
-        self.flush(0, self.data_len())?;
         self.file
-            .sync_all()
-            .map_err(|e| Error::io(&self.path, "fsync", e))
+            .sync_data()
+            .map_err(|e| Error::io(&self.path, "fdatasync", e))?;
+        crate::powerloss::file_synced(&self.file, &self.path, "segment", "fdatasync");
+        Ok(())
     }
 
     /// Writes `.index` and `.timeindex` atomically.
+    #[track_caller]
     pub(crate) fn write_index_files(&self) -> Result<()> {
         let meta = self.meta();
         let dir = self.path.parent().unwrap_or(Path::new("."));
@@ -580,10 +603,12 @@ impl Segment {
         crate::fsutil::write_atomic(
             &FileName::build(dir, self.base_offset, FileKind::OffsetIndex),
             &offsets,
+            "offset index",
         )?;
         crate::fsutil::write_atomic(
             &FileName::build(dir, self.base_offset, FileKind::TimeIndex),
             &times,
+            "time index",
         )
     }
 
@@ -680,15 +705,10 @@ impl Segment {
         Ok((meta, index))
     }
 
-    /// Deletes the segment's files.
+    /// Deletes the segment's files (durable once the directory is synced).
     pub(crate) fn remove_files(dir: &Path, base_offset: u64) -> Result<()> {
         for kind in [FileKind::OffsetIndex, FileKind::TimeIndex, FileKind::Log] {
-            let p = FileName::build(dir, base_offset, kind);
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(p, "unlink", e)),
-            }
+            crate::fsutil::remove(&FileName::build(dir, base_offset, kind))?;
         }
         Ok(())
     }

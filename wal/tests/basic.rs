@@ -3,6 +3,7 @@
 
 mod util;
 
+use std::future::Future;
 use std::time::Duration;
 
 use util::{assert_prefix, fill, payload, read_all, small};
@@ -202,16 +203,28 @@ async fn tailing_readers_wake_on_append() {
         }
     }
     writer.join().unwrap();
-    // A reader waiting at the end is released by close.
+    // A reader at the end waits: its first poll is pending (no record, no
+    // error); then an append wakes it, and later close releases it.
     let mut r = log.reader(400).unwrap();
-    let waiting = tokio::spawn(async move { r.next().await });
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    log.close().unwrap();
-    let res = tokio::time::timeout(Duration::from_secs(5), waiting)
+    let mut next = Box::pin(r.next());
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(
+        next.as_mut().poll(&mut cx).is_pending(),
+        "a reader at the log end returned instead of waiting"
+    );
+    log.append(0, &payload(400)).unwrap();
+    let b = tokio::time::timeout(Duration::from_secs(5), next)
         .await
-        .unwrap()
+        .expect("woken by the append")
         .unwrap();
-    assert!(matches!(res, Err(Error::Closed(_))));
+    assert_eq!(b.first_offset(), 400);
+    let mut next = Box::pin(r.next());
+    assert!(next.as_mut().poll(&mut cx).is_pending());
+    log.close().unwrap();
+    let res = tokio::time::timeout(Duration::from_secs(5), next)
+        .await
+        .expect("released by close");
+    assert!(matches!(res, Err(Error::Closed(_))), "{res:?}");
 }
 
 #[test]
@@ -534,4 +547,173 @@ fn a_segment_of_another_format_version_is_refused_untouched() {
         assert!(e.to_string().contains("segment format version 9"), "{e}");
     }
     assert_eq!(std::fs::read(&seg).unwrap(), b, "left untouched");
+}
+
+/// Issue 7, finding 2: retention under load with the node's consumers.
+/// The protected consumer (the store) is never passed, whatever the
+/// bounds; a stopped pipe pins at most `max_pinned_bytes`, and what it
+/// loses is recorded as one contiguous range; past the hard bound with only
+/// the store holding the log, the log asks for a checkpoint.
+#[test]
+fn disk_bounds_spare_the_protected_consumer_and_record_what_a_pipe_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        retention_bytes: Some(0),
+        max_pinned_bytes: Some(4 * 4096),
+        max_disk_bytes: Some(10 * 4096),
+        ..small(4096)
+    };
+    let log = Log::open(dir.path(), cfg.clone()).unwrap();
+    log.register_consumer("store", 0).unwrap();
+    log.set_protected("store", true);
+    log.register_consumer("pipe/stopped", 0).unwrap();
+    let mut peak = 0;
+    for round in 0..40u64 {
+        fill(&log, round * 100, (round + 1) * 100);
+        // The store checkpoints every round, a little behind the end.
+        log.commit("store", round * 100 + 50).unwrap();
+        log.enforce_retention().unwrap();
+        peak = peak.max(log.disk_bytes());
+    }
+    assert!(peak <= 10 * 4096, "disk bytes peaked at {peak}");
+    // The stopped pipe lost the oldest records, recorded as one range, and
+    // was moved to the log start; the store lost nothing.
+    let pipe = log
+        .consumers()
+        .into_iter()
+        .find(|c| c.name == "pipe/stopped")
+        .unwrap();
+    let start = log.log_start();
+    assert!(start > 0);
+    assert_eq!(pipe.state.lost, vec![(0, start)]);
+    assert_eq!(pipe.state.committed, start);
+    let store = log
+        .consumers()
+        .into_iter()
+        .find(|c| c.name == "store")
+        .unwrap();
+    assert!(store.state.lost.is_empty());
+    assert!(store.state.committed >= start);
+    // Only what is past the store was deleted: the log start never passes it.
+    assert!(start <= log.committed("store").unwrap());
+    assert!(!log.checkpoint_wanted());
+
+    // The store stops checkpointing: the log grows past the hard bound (it
+    // cannot delete what only the store holds) and asks for a checkpoint.
+    let held = log.committed("store").unwrap();
+    fill(&log, 4000, 5000);
+    log.enforce_retention().unwrap();
+    assert!(log.log_start() <= held);
+    assert!(log.disk_bytes() > 10 * 4096);
+    assert!(log.checkpoint_wanted());
+    log.commit("store", 5000).unwrap();
+    log.enforce_retention().unwrap();
+    assert!(log.disk_bytes() <= 10 * 4096, "{}", log.disk_bytes());
+    assert!(!log.checkpoint_wanted());
+    // The losses survive a restart.
+    log.abandon();
+    let log = Log::open(dir.path(), cfg).unwrap();
+    let pipe = log
+        .consumers()
+        .into_iter()
+        .find(|c| c.name == "pipe/stopped")
+        .unwrap();
+    assert_eq!(pipe.state.lost.len(), 1);
+    assert_eq!(pipe.state.lost[0].0, 0);
+}
+
+/// A reader whose records a disk bound deleted moves on to the log start
+/// (the loss is in the ledger), and a late commit below the start is
+/// clamped to it.
+#[test]
+fn readers_and_commits_left_behind_by_a_disk_bound_move_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        max_pinned_bytes: Some(4 * 4096),
+        ..small(4096)
+    };
+    let log = Log::open(dir.path(), cfg).unwrap();
+    log.register_consumer("pipe/slow", 0).unwrap();
+    fill(&log, 0, 50);
+    let mut r = log.reader(0).unwrap();
+    let first = r.try_next().unwrap().unwrap();
+    assert_eq!(first.first_offset(), 0);
+    fill(&log, 50, 600);
+    log.enforce_retention().unwrap();
+    let start = log.log_start();
+    assert!(start > 100);
+    // The reader finishes the segment it holds, then jumps to the start.
+    let mut seen = vec![0u64];
+    while let Some(b) = r.try_next().unwrap() {
+        seen.extend(b.iter().map(|x| x.offset));
+    }
+    let jump = seen.windows(2).position(|w| w[1] != w[0] + 1).unwrap();
+    assert_eq!(seen[jump + 1], start);
+    assert_eq!(*seen.last().unwrap(), 599);
+    // The pipe acknowledges what it read before the jump: clamped.
+    log.commit("pipe/slow", seen[jump] + 1).unwrap();
+    assert_eq!(log.committed("pipe/slow"), Some(start));
+}
+
+/// Issue 7, finding 1, at the log: on a full disk (a 1 MiB tmpfs) a roll
+/// cannot preallocate its segment. The append is refused with a disk-full
+/// error, no file is left behind (no half-made segment to block the next
+/// roll with "File exists"), everything appended before stays readable,
+/// appends succeed again once space returns, without a restart, and the
+/// log reopens.
+#[test]
+fn a_full_disk_refuses_appends_and_they_resume_when_space_returns() {
+    let Some(fs) = util::tmpfs(1 << 20) else {
+        return;
+    };
+    let ballast = fs.path().join("ballast");
+    std::fs::write(&ballast, vec![1u8; 256 << 10]).unwrap();
+    let dir = fs.path().join("wal");
+    let cfg = Config {
+        segment_bytes: 64 << 10,
+        fsync: FsyncPolicy::Always,
+        ..Config::default()
+    };
+    let log = Log::open(&dir, cfg.clone()).unwrap();
+    let rec = |o: u64| -> Vec<u8> { (0..1000).map(|i| (o as usize * 7 + i) as u8).collect() };
+    let mut n = 0u64;
+    let err = loop {
+        match log.append(1, &rec(n)) {
+            Ok(o) => {
+                assert_eq!(o, n);
+                n += 1;
+            }
+            Err(e) => break e,
+        }
+        assert!(n < 10_000, "the disk never filled");
+    };
+    assert!(err.is_disk_full(), "{err}");
+    assert!(err.to_string().contains("No space left"), "{err}");
+    let stray: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|f| f.ends_with(".tmp") || f == &format!("{n:020}.log"))
+        .collect();
+    assert!(stray.is_empty(), "left behind: {stray:?}");
+    // Refused again while the disk is full, and nothing lost.
+    assert!(log.append(1, &rec(n)).unwrap_err().is_disk_full());
+    let check = |log: &Log, upto: u64| {
+        let (recs, e) = read_all(log);
+        assert!(e.is_none());
+        assert_eq!(recs.len() as u64, upto);
+        for (o, _, p) in recs {
+            assert_eq!(p, rec(o), "record {o}");
+        }
+    };
+    check(&log, n);
+    // Space returns: appends go on in the same process.
+    std::fs::remove_file(&ballast).unwrap();
+    for o in n..n + 150 {
+        assert_eq!(log.append(1, &rec(o)).unwrap(), o);
+    }
+    check(&log, n + 150);
+    log.close().unwrap();
+    drop(log);
+    let log = Log::open(&dir, cfg).unwrap();
+    check(&log, n + 150);
 }

@@ -321,3 +321,153 @@ fn a_missing_middle_segment_is_refused() {
     .unwrap();
     assert_prefix(&log, victim);
 }
+
+fn floor_cfg(floor: u64) -> Config {
+    Config {
+        recovery_floor: Some(floor),
+        ..small(4096)
+    }
+}
+
+fn seg_path(dir: &Path, base: u64) -> std::path::PathBuf {
+    dir.join(format!("{base:020}.log"))
+}
+
+/// Issue 7, finding 4: a segment cut short below the recovery floor (what
+/// the store has checkpointed) no longer stops an open; the caller fills
+/// the gap, keeping offsets dense, and the loss is recorded for the other
+/// consumers.
+#[test]
+fn a_truncated_segment_below_the_floor_opens_and_the_gap_is_filled() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small(4096)).unwrap();
+    log.register_consumer("store", 0).unwrap();
+    log.register_consumer("pipe/p", 0).unwrap();
+    fill(&log, 0, 200);
+    log.commit("store", 200).unwrap();
+    let last = log.segments().last().unwrap().clone();
+    log.close().unwrap();
+    drop(log);
+    // Cut the last segment in the middle of its data.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(seg_path(dir.path(), last.base_offset))
+        .unwrap();
+    f.set_len(last.data_bytes / 2).unwrap();
+    drop(f);
+    // Without the floor: the tail that was durable is truncated (the default
+    // tolerates a torn tail) and the log ends below 200.
+    let log = Log::open(dir.path(), floor_cfg(200)).unwrap();
+    let end = log.end_offset();
+    assert!(end < 200 && end > last.base_offset, "end {end}");
+    log.fill_gap(200, 0, "store").unwrap();
+    assert_eq!(log.end_offset(), 200);
+    assert_eq!(log.committed("store"), Some(200));
+    let pipe = log
+        .consumers()
+        .into_iter()
+        .find(|c| c.name == "pipe/p")
+        .unwrap();
+    assert_eq!(pipe.state.lost, vec![(end, 200)]);
+    let (recs, err) = read_all(&log);
+    assert!(err.is_none());
+    assert_eq!(recs.len(), 200);
+    assert!(recs[end as usize..]
+        .iter()
+        .all(|(_, k, p)| *k == 0 && p.is_empty()));
+    assert_eq!(log.append(1, b"after").unwrap(), 200);
+    log.close().unwrap();
+    drop(log);
+    let log = Log::open(dir.path(), floor_cfg(200)).unwrap();
+    assert_eq!(log.end_offset(), 201);
+}
+
+/// Damage before the tail, in a segment wholly below the floor: the open
+/// drops it and every segment before it, and goes on; at or past the
+/// floor the same damage is refused with the way out named.
+#[test]
+fn damage_below_the_floor_never_refuses_an_open() {
+    let setup = || {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), small(4096)).unwrap();
+        log.register_consumer("pipe/p", 0).unwrap();
+        fill(&log, 0, 300);
+        let segs = log.segments();
+        assert!(segs.len() >= 5);
+        log.abandon();
+        // No recovery point: the open verifies every segment.
+        std::fs::remove_file(dir.path().join("recovery-point")).unwrap();
+        let p = seg_path(dir.path(), segs[1].base_offset);
+        let mut b = std::fs::read(&p).unwrap();
+        b[100] ^= 0x40;
+        std::fs::write(&p, b).unwrap();
+        (dir, segs)
+    };
+    let (dir, segs) = setup();
+    let e = Log::open(dir.path(), small(4096)).unwrap_err();
+    assert!(
+        e.to_string().contains("tolerate-any-corruption"),
+        "names the way out: {e}"
+    );
+    let e = Log::open(dir.path(), floor_cfg(segs[2].base_offset - 1)).unwrap_err();
+    assert!(e.is_corruption(), "past the floor it is refused: {e}");
+    let log = Log::open(dir.path(), floor_cfg(segs[2].base_offset)).unwrap();
+    assert_eq!(log.log_start(), segs[2].base_offset);
+    assert_eq!(log.end_offset(), 300);
+    let (recs, err) = read_all(&log);
+    assert!(err.is_none());
+    assert_eq!(recs.first().unwrap().0, segs[2].base_offset);
+    assert!(recs.iter().all(|(o, _, p)| *p == util::payload(*o)));
+    // The pipe that had not read them knows.
+    let pipe = &log.consumers()[0];
+    assert_eq!(pipe.state.committed, segs[2].base_offset);
+    assert_eq!(pipe.state.lost, vec![(0, segs[2].base_offset)]);
+}
+
+/// Records at or past the floor are CRC-checked at every open, even below
+/// the recovery point and after a clean close: the caller reads them next,
+/// and must hear of damage before it starts.
+#[test]
+fn the_floor_is_verified_even_after_a_clean_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small(1 << 16)).unwrap();
+    fill(&log, 0, 100);
+    log.close().unwrap();
+    drop(log);
+    let p = seg_path(dir.path(), 0);
+    let mut b = std::fs::read(&p).unwrap();
+    let (start, _) = batch_ranges(100)[90];
+    b[start as usize + 40] ^= 1;
+    std::fs::write(&p, b).unwrap();
+    // A clean open trusts the index files and finds nothing.
+    let log = Log::open(dir.path(), small(1 << 16)).unwrap();
+    assert_eq!(log.end_offset(), 100);
+    log.close().unwrap();
+    drop(log);
+    let e = Log::open(dir.path(), floor_cfg(50)).unwrap_err();
+    assert!(
+        e.is_corruption() && e.to_string().contains("offset 90"),
+        "{e}"
+    );
+}
+
+/// A roll that a full disk or a crash cut short left an empty segment
+/// file behind while appends went on in the segment before it ("segment
+/// starts at 60 but the previous one ends at 61"): it holds no record, so
+/// the open deletes it.
+#[test]
+fn an_empty_segment_left_by_a_failed_roll_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small(1 << 16)).unwrap();
+    fill(&log, 0, 60);
+    log.close().unwrap();
+    drop(log);
+    std::fs::write(seg_path(dir.path(), 58), b"").unwrap();
+    std::fs::write(seg_path(dir.path(), 70), vec![0u8; 4096]).unwrap();
+    let log = Log::open(dir.path(), small(1 << 16)).unwrap();
+    assert_prefix(&log, 60);
+    assert!(!seg_path(dir.path(), 58).exists());
+    assert!(!seg_path(dir.path(), 70).exists());
+    fill(&log, 60, 80);
+    assert_prefix(&log, 80);
+}

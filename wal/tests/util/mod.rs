@@ -68,3 +68,63 @@ pub fn last_segment(dir: &Path) -> std::path::PathBuf {
     v.sort();
     v.pop().expect("a segment")
 }
+
+/// A small tmpfs mounted for one test (a real full disk), unmounted on drop.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let c = std::ffi::CString::new(self.dir.path().as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: umount2 reads the NUL-terminated path only.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// Whether tests that need root must run (CI sets this): then a failed
+/// mount fails the test instead of skipping it.
+pub fn root_tests_required() -> bool {
+    std::env::var("EDGEPIPE_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1")
+        || std::env::var("CI").is_ok_and(|v| v == "1" || v == "true")
+}
+
+/// Mounts a tmpfs of `bytes` on a fresh directory. Without the right to
+/// mount (not root) it says so and returns `None`, unless
+/// [`root_tests_required`], where it panics.
+pub fn tmpfs(bytes: u64) -> Option<Tmpfs> {
+    let dir = tempfile::tempdir().unwrap();
+    let target = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).unwrap();
+    let opts = std::ffi::CString::new(format!("size={bytes}")).unwrap();
+    // SAFETY: every pointer is a NUL-terminated string that outlives the
+    // call; mount reads them only.
+    let rc = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            target.as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            opts.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        let msg = format!(
+            "could not mount a {bytes}-byte tmpfs on {} ({e}): this test needs root",
+            dir.path().display()
+        );
+        if root_tests_required() {
+            panic!("{msg}, and EDGEPIPE_REQUIRE_ROOT_TESTS=1 (or CI=1) says it must run");
+        }
+        eprintln!("NOT RUN: {msg}");
+        return None;
+    }
+    Some(Tmpfs { dir })
+}

@@ -1,0 +1,332 @@
+//! Validating events against the schema and applying them to the
+//! in-memory state.
+
+use std::collections::BTreeSet;
+
+use protocol::types::status;
+
+use super::memtable::Mem;
+use super::{
+    encoding_name, split, Inner, SResult, Series, SeriesInfo, StoreConfig, StoreError, Tombstone,
+};
+use crate::event::{Event, SchemaOp};
+use crate::sql::Path;
+
+/// The database of `path`: the one of the databases that prefixes it.
+pub(super) fn db_of(inner: &Inner, path: &str) -> Option<String> {
+    inner
+        .databases
+        .iter()
+        .find(|d| {
+            path == d.as_str()
+                || (path.starts_with(d.as_str()) && path.as_bytes().get(d.len()) == Some(&b'.'))
+        })
+        .cloned()
+}
+
+fn auto_database(config: &StoreConfig, path: &str) -> Option<String> {
+    let nodes = split(path);
+    let level = config.default_database_level.max(1);
+    (nodes.len() > level + 1).then(|| nodes[..=level].join("."))
+}
+
+fn check_series_path(path: &str) -> SResult<()> {
+    let nodes = split(path);
+    if nodes.len() < 3 || nodes[0] != "root" || nodes.iter().any(|n| n.is_empty()) {
+        return Err(StoreError::new(status::ILLEGAL_PATH, format!("{path} is not a valid series path: a series needs root, a database and a measurement, e.g. root.sg.d.s")));
+    }
+    Ok(())
+}
+
+/// Checks an event against the schema without changing anything.
+pub(super) fn validate(inner: &Inner, config: &StoreConfig, ev: &Event) -> SResult<()> {
+    match ev {
+        Event::Tablet(t) => {
+            if t.measurements.is_empty() {
+                return Err(StoreError::new(
+                    status::ILLEGAL_PARAMETER,
+                    format!("insert into {}: no measurements", t.device),
+                ));
+            }
+            let mut seen = BTreeSet::new();
+            for (m, c) in t.measurements.iter().zip(&t.columns) {
+                if !seen.insert(m) {
+                    return Err(StoreError::new(
+                        status::ILLEGAL_PARAMETER,
+                        format!("insert into {}: measurement {m} appears twice", t.device),
+                    ));
+                }
+                let path = format!("{}.{m}", t.device);
+                check_series_path(&path)?;
+                match inner.series.get(&path) {
+                    Some(s) if s.info.data_type != c.data_type() => {
+                        return Err(StoreError::new(
+                            status::DATA_TYPE_MISMATCH,
+                            format!(
+                                "data type of {path} is not consistent, registered type {}, inserting type {}",
+                                s.info.data_type,
+                                c.data_type()
+                            ),
+                        ))
+                    }
+                    Some(s) if s.info.aligned != t.aligned => {
+                        return Err(StoreError::new(
+                            status::METADATA_ERROR,
+                            format!(
+                                "device {} is {}aligned, but this insert is {}aligned",
+                                t.device,
+                                if s.info.aligned { "" } else { "not " },
+                                if t.aligned { "" } else { "not " }
+                            ),
+                        ))
+                    }
+                    Some(_) => {}
+                    None if !config.auto_create_schema => {
+                        return Err(StoreError::new(status::PATH_NOT_EXIST, format!("series {path} does not exist and automatic schema creation is off (enable_auto_create_schema=false); create it first")));
+                    }
+                    None => {
+                        if db_of(inner, &path).is_none() && auto_database(config, &path).is_none() {
+                            return Err(StoreError::new(status::DATABASE_NOT_EXIST, format!("no database for {path} and it is too short to make one at level {}", config.default_database_level)));
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        Event::Delete { .. } => Ok(()),
+        Event::Schema(SchemaOp::CreateDatabase(p)) => {
+            let nodes = split(p);
+            if nodes.len() < 2 || nodes[0] != "root" {
+                return Err(StoreError::new(
+                    status::ILLEGAL_PATH,
+                    format!("{p} is not a valid database path, e.g. root.sg"),
+                ));
+            }
+            if inner.databases.contains(p) {
+                return Err(StoreError::new(
+                    status::DATABASE_ALREADY_EXISTS,
+                    format!("{p} has already been created as database"),
+                ));
+            }
+            if let Some(d) = inner
+                .databases
+                .iter()
+                .find(|d| p.starts_with(&format!("{d}.")) || d.starts_with(&format!("{p}.")))
+            {
+                return Err(StoreError::new(
+                    status::DATABASE_ALREADY_EXISTS,
+                    format!("{p} overlaps the existing database {d}"),
+                ));
+            }
+            Ok(())
+        }
+        Event::Schema(SchemaOp::DeleteDatabase(p)) => {
+            if !inner.databases.contains(p) {
+                return Err(StoreError::new(
+                    status::DATABASE_NOT_EXIST,
+                    format!("database {p} does not exist"),
+                ));
+            }
+            Ok(())
+        }
+        Event::Schema(SchemaOp::CreateTimeseries { path, aligned, .. }) => {
+            check_series_path(path)?;
+            if inner.series.contains_key(path) {
+                return Err(StoreError::new(
+                    status::TIMESERIES_ALREADY_EXIST,
+                    format!("timeseries {path} already exists"),
+                ));
+            }
+            let device = &path[..path.rfind('.').expect("checked path")];
+            if let Some((_, s)) =
+                inner
+                    .series
+                    .range(format!("{device}.")..)
+                    .next()
+                    .filter(|(p, _)| {
+                        p.starts_with(&format!("{device}.")) && !p[device.len() + 1..].contains('.')
+                    })
+            {
+                if s.info.aligned != *aligned {
+                    return Err(StoreError::new(
+                        status::METADATA_ERROR,
+                        format!(
+                            "device {device} already has {}aligned series",
+                            if s.info.aligned { "" } else { "non-" }
+                        ),
+                    ));
+                }
+            }
+            if db_of(inner, path).is_none() && auto_database(config, path).is_none() {
+                return Err(StoreError::new(
+                    status::DATABASE_NOT_EXIST,
+                    format!("no database for {path}"),
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn ensure_database(inner: &mut Inner, config: &StoreConfig, path: &str) {
+    if db_of(inner, path).is_none() {
+        if let Some(db) = auto_database(config, path) {
+            inner.databases.insert(db);
+        }
+    }
+}
+
+/// Applies an event to the in-memory state.
+pub(super) fn apply(
+    inner: &mut Inner,
+    config: &StoreConfig,
+    ev: &Event,
+    check: bool,
+) -> SResult<()> {
+    match ev {
+        Event::Tablet(t) => {
+            if check {
+                validate(inner, config, ev)?;
+            }
+            for (ci, (m, c)) in t.measurements.iter().zip(&t.columns).enumerate() {
+                let path = format!("{}.{m}", t.device);
+                if !inner.series.contains_key(&path) {
+                    ensure_database(inner, config, &path);
+                    let info = SeriesInfo {
+                        data_type: c.data_type(),
+                        encoding: encoding_name(c.data_type().default_encoding()).to_string(),
+                        compressor: "LZ4".into(),
+                        aligned: t.aligned,
+                    };
+                    inner.series.insert(
+                        path.clone(),
+                        Series {
+                            mem: Mem::new(info.data_type),
+                            info,
+                            frozen: None,
+                            chunks: Vec::new(),
+                        },
+                    );
+                }
+                let s = inner.series.get_mut(&path).expect("just ensured");
+                let before = s.mem.times.len();
+                let last = s.mem.times.last().copied();
+                let added = match &t.nulls[ci] {
+                    // No nulls: whole slices.
+                    None => {
+                        s.mem.times.extend_from_slice(&t.times);
+                        s.mem.values.extend_from(c);
+                        t.rows()
+                    }
+                    Some(nulls) => {
+                        let rows: Vec<usize> = (0..t.rows()).filter(|&r| !nulls[r]).collect();
+                        s.mem.times.extend(rows.iter().map(|&r| t.times[r]));
+                        s.mem.values.extend_rows(c, rows.iter().copied());
+                        rows.len()
+                    }
+                };
+                let new = &s.mem.times[before..];
+                let in_order = new.windows(2).all(|w| w[0] < w[1])
+                    && match (last, new.first()) {
+                        (Some(l), Some(&f)) => l < f,
+                        _ => true,
+                    };
+                if !in_order {
+                    s.mem.sorted = false;
+                }
+                inner.mem_points += added;
+            }
+            Ok(())
+        }
+        Event::Delete { patterns, min, max } => {
+            let pats: Vec<Path> = patterns
+                .iter()
+                .filter_map(|p| crate::sql::parse_path(p).ok())
+                .collect();
+            let upto = inner.next_seq.saturating_sub(1);
+            let mut tombs = Vec::new();
+            for (path, s) in inner.series.iter_mut() {
+                if !pats.iter().any(|p| p.matches(&split(path))) {
+                    continue;
+                }
+                let keep: Vec<usize> = (0..s.mem.times.len())
+                    .filter(|&i| s.mem.times[i] < *min || s.mem.times[i] > *max)
+                    .collect();
+                if keep.len() != s.mem.times.len() {
+                    inner.mem_points -= s.mem.times.len() - keep.len();
+                    s.mem.times = keep.iter().map(|&i| s.mem.times[i]).collect();
+                    s.mem.values = s.mem.values.gather(&keep);
+                }
+                if !s.chunks.is_empty() || s.frozen.is_some() {
+                    tombs.push(Tombstone {
+                        path: path.clone(),
+                        min: *min,
+                        max: *max,
+                        upto_seq: upto,
+                    });
+                }
+            }
+            inner.tombstones.extend(tombs);
+            Ok(())
+        }
+        Event::Schema(op) => {
+            if check {
+                validate(inner, config, ev)?;
+            }
+            match op {
+                SchemaOp::CreateDatabase(p) => {
+                    inner.databases.insert(p.clone());
+                }
+                SchemaOp::DeleteDatabase(p) => {
+                    inner.databases.remove(p);
+                    let prefix = format!("{p}.");
+                    let gone: Vec<String> = inner
+                        .series
+                        .keys()
+                        .filter(|k| k.starts_with(&prefix))
+                        .cloned()
+                        .collect();
+                    let upto = inner.next_seq.saturating_sub(1);
+                    for k in gone {
+                        if let Some(s) = inner.series.remove(&k) {
+                            inner.mem_points -= s.mem.times.len();
+                            if !s.chunks.is_empty() || s.frozen.is_some() {
+                                inner.tombstones.push(Tombstone {
+                                    path: k,
+                                    min: i64::MIN,
+                                    max: i64::MAX,
+                                    upto_seq: upto,
+                                });
+                            }
+                        }
+                    }
+                }
+                SchemaOp::CreateTimeseries {
+                    path,
+                    data_type,
+                    encoding,
+                    compressor,
+                    aligned,
+                } => {
+                    ensure_database(inner, config, path);
+                    let info = SeriesInfo {
+                        data_type: *data_type,
+                        encoding: encoding.clone(),
+                        compressor: compressor.clone(),
+                        aligned: *aligned,
+                    };
+                    inner.series.insert(
+                        path.clone(),
+                        Series {
+                            mem: Mem::new(*data_type),
+                            info,
+                            frozen: None,
+                            chunks: Vec::new(),
+                        },
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
