@@ -168,9 +168,13 @@ fn backfill(points: u64, fsync: &str, plugin: &str, devices: bool) -> (f64, f64,
         .unwrap();
     let edge = Proc::start(&tmp.path().join("edge"), 0, fsync);
     let cloud = Proc::start(&tmp.path().join("cloud"), 0, fsync);
+    // Created (STOPPED) before the fill, so its consumer keeps the whole
+    // backlog in the change log: the node drops segments the store has
+    // checkpointed and no pipe needs, so a pipe created after the fill
+    // would find only the tail of it there.
+    exec(&edge.addr(), &format!("create pipe p WITH CONNECTOR ('connector'='{plugin}', 'connector.ip'='127.0.0.1', 'connector.port'='{}')", cloud.port));
     fill(&edge.addr(), points, devices);
     let log_bytes: u64 = walkdir_size(&tmp.path().join("edge/wal"));
-    exec(&edge.addr(), &format!("create pipe p WITH CONNECTOR ('connector'='{plugin}', 'connector.ip'='127.0.0.1', 'connector.port'='{}')", cloud.port));
     let steal = cpu_steal_ms();
     let t = Instant::now();
     exec(&edge.addr(), "start pipe p");
@@ -182,6 +186,8 @@ fn backfill(points: u64, fsync: &str, plugin: &str, devices: bool) -> (f64, f64,
     let got = exec(&cloud.addr(), "count timeseries").unwrap();
     let series = if devices { "10000" } else { "80" };
     assert_eq!(got.rows[0].1[0].as_ref().unwrap().to_string(), series);
+    let count = |a: &str| exec(a, "select count(s0) from root.bf.d0").map(|r| r.rows);
+    assert_eq!(count(&cloud.addr()), count(&edge.addr()), "the cloud got all of it");
     edge.stop();
     cloud.stop();
     (points as f64 / secs, log_bytes as f64 / secs, steal)
