@@ -15,8 +15,10 @@
 //! `EDGEPIPE_BENCH_POINTS` says otherwise).
 //!
 //! - Backfill: the edge holds N points (10 DOUBLE columns) before the pipe
-//!   is created; time from START PIPE until the cloud acknowledged all of
-//!   it, with both logs at the default fsync policy and with fsync off.
+//!   starts (it is created, STOPPED, before they are written, so its
+//!   consumer keeps them in the change log); time from START PIPE until the
+//!   cloud acknowledged all of it, with both logs at the default fsync
+//!   policy and with fsync off.
 //! - Realtime lag at 1 M points/s: a writer sends a 10,000-point tablet to
 //!   the edge every 10 ms; another thread polls the cloud for each tablet;
 //!   lag = cloud queryable − edge acknowledged.
@@ -187,7 +189,11 @@ fn backfill(points: u64, fsync: &str, plugin: &str, devices: bool) -> (f64, f64,
     let series = if devices { "10000" } else { "80" };
     assert_eq!(got.rows[0].1[0].as_ref().unwrap().to_string(), series);
     let count = |a: &str| exec(a, "select count(s0) from root.bf.d0").map(|r| r.rows);
-    assert_eq!(count(&cloud.addr()), count(&edge.addr()), "the cloud got all of it");
+    assert_eq!(
+        count(&cloud.addr()),
+        count(&edge.addr()),
+        "the cloud got all of it"
+    );
     edge.stop();
     cloud.stop();
     (points as f64 / secs, log_bytes as f64 / secs, steal)
