@@ -2,6 +2,7 @@
 //! IoTDB's key names where IoTDB has one. Unknown keys are warned about;
 //! bad values are rejected naming the key.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -75,6 +76,16 @@ pub struct NodeConfig {
     pub ip_white_list: receiver::whitelist::IpWhiteList,
     /// `pipe_server_port`: the legacy pipe server's port. Default 6670.
     pub pipe_server_port: u16,
+    /// `legacy_receiver_version` (edgepipe's): the IoTDB version this node
+    /// claims to a legacy (1.0/1.1 sync) sender, whose handshake is refused
+    /// unless its version has the same `major.minor`. Default `1.1`.
+    pub legacy_receiver_version: String,
+    /// `pipe_receiver_max_file_size` (edgepipe's): the most bytes one
+    /// sender connection may hold in files it is sending (a 1.2 file being
+    /// pieced together, a legacy sender's `.tsfile`, `.resource` and
+    /// `.mods`). Default 4 GiB (IoTDB 1.2 compacts TsFiles to at most about
+    /// 2 GiB). Minimum 1024.
+    pub pipe_receiver_max_file_size: u64,
     /// `memtable_flush_points` (edgepipe's): flush after this many points.
     pub flush_points: usize,
     /// `wal_file_size_threshold_in_byte` (IoTDB's key): the size of a
@@ -102,6 +113,9 @@ pub struct NodeConfig {
     /// first damaged record, dropping what follows). Damage below the
     /// store's checkpoint never stops a start.
     pub wal_recovery_mode: wal::RecoveryMode,
+    /// The file this configuration was read from (not a key): what `LOAD
+    /// CONFIGURATION` reads again. `None` for the defaults.
+    pub file: Option<PathBuf>,
 }
 
 impl Default for NodeConfig {
@@ -127,11 +141,14 @@ impl Default for NodeConfig {
             pipe_async_max_clients: 16,
             ip_white_list: receiver::whitelist::IpWhiteList::default(),
             pipe_server_port: 6670,
+            legacy_receiver_version: "1.1".into(),
+            pipe_receiver_max_file_size: 4 << 30,
             flush_points: crate::store::DEFAULT_FLUSH_POINTS,
             wal_segment_bytes: wal::DEFAULT_SEGMENT_BYTES,
             wal_max_pinned_bytes: DEFAULT_WAL_MAX_PINNED_BYTES,
             wal_max_disk_bytes: DEFAULT_WAL_MAX_DISK_BYTES,
             wal_recovery_mode: wal::RecoveryMode::default(),
+            file: None,
         }
     }
 }
@@ -264,6 +281,21 @@ impl NodeConfig {
                 self.ip_white_list = v.parse().map_err(|e| format!("{key}={v}: {e}"))?
             }
             "pipe_server_port" => self.pipe_server_port = parse_num(key, v)?,
+            "legacy_receiver_version" => {
+                if protocol::legacy::major_minor(v).is_none() {
+                    return Err(format!(
+                        "{key}={v}: expected an IoTDB version such as 1.1 (major.minor)"
+                    ));
+                }
+                self.legacy_receiver_version = v.to_string();
+            }
+            "pipe_receiver_max_file_size" => {
+                let n: u64 = parse_num(key, v)?;
+                if n < 1024 {
+                    return Err(format!("{key}={v}: must be at least 1024"));
+                }
+                self.pipe_receiver_max_file_size = n;
+            }
             "memtable_flush_points" => {
                 self.flush_points = parse_num(key, v)?;
                 if self.flush_points == 0 {
@@ -323,8 +355,19 @@ impl NodeConfig {
     /// An unreadable file, a line without `=`, or a bad value (naming the
     /// file, line and key).
     pub fn load(path: &Path) -> Result<NodeConfig, String> {
+        Ok(NodeConfig::load_entries(path)?.0)
+    }
+
+    /// [`NodeConfig::load`], also returning the keys the file sets (each
+    /// under its first name in [`ALIASES`]) with their values as written:
+    /// what `LOAD CONFIGURATION` compares to tell what changed.
+    ///
+    /// # Errors
+    /// As [`NodeConfig::load`].
+    pub fn load_entries(path: &Path) -> Result<(NodeConfig, BTreeMap<String, String>), String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut c = NodeConfig::default();
+        let mut entries = BTreeMap::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
@@ -339,7 +382,9 @@ impl NodeConfig {
             };
             let k = k.trim();
             match c.set(k, v) {
-                Ok(true) => {}
+                Ok(true) => {
+                    entries.insert(canonical_key(k).to_string(), v.trim().to_string());
+                }
                 Ok(false) => {
                     warn!(file = %path.display(), line = i + 1, key = k, "unknown configuration key; ignored")
                 }
@@ -348,8 +393,35 @@ impl NodeConfig {
         }
         c.validate()
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(c)
+        c.file = Some(path.to_path_buf());
+        Ok((c, entries))
     }
+}
+
+/// Keys with several names (IoTDB's over the versions): the first of each
+/// group is the one `LOAD CONFIGURATION` reports.
+pub const ALIASES: &[&[&str]] = &[
+    &["rpc_address", "dn_rpc_address"],
+    &["rpc_port", "dn_rpc_port"],
+    &["default_storage_group_level", "default_database_level"],
+    &["thrift_max_frame_size", "dn_thrift_max_frame_size"],
+    &[
+        "rpc_max_concurrent_client_num",
+        "dn_rpc_max_concurrent_client_num",
+    ],
+    &["dn_connection_timeout_ms", "connection_timeout_ms"],
+    &[
+        "wal_throttle_threshold_in_byte",
+        "iot_consensus_throttle_threshold_in_byte",
+    ],
+];
+
+/// The name `key` is reported under (see [`ALIASES`]).
+pub fn canonical_key(key: &str) -> &str {
+    ALIASES
+        .iter()
+        .find(|g| g.contains(&key))
+        .map_or(key, |g| g[0])
 }
 
 #[cfg(test)]
@@ -428,6 +500,26 @@ mod tests {
         assert!(NodeConfig::load(&p)
             .unwrap_err()
             .contains("pipe_async_connector_max_client_number=0: must be between 1 and 1024"));
+        std::fs::write(
+            &p,
+            "legacy_receiver_version=1.1.2\npipe_receiver_max_file_size=2048\nconnection_timeout_ms=5\n",
+        )
+        .unwrap();
+        let (c, entries) = NodeConfig::load_entries(&p).unwrap();
+        assert_eq!(c.legacy_receiver_version, "1.1.2");
+        assert_eq!(c.pipe_receiver_max_file_size, 2048);
+        assert_eq!(c.file.as_deref(), Some(p.as_path()));
+        assert_eq!(
+            entries.get("dn_connection_timeout_ms").map(String::as_str),
+            Some("5")
+        );
+        for (bad, want) in [
+            ("legacy_receiver_version=1", "expected an IoTDB version"),
+            ("pipe_receiver_max_file_size=10", "must be at least 1024"),
+        ] {
+            std::fs::write(&p, bad).unwrap();
+            assert!(NodeConfig::load(&p).unwrap_err().contains(want), "{bad}");
+        }
         std::fs::write(&p, "just words\n").unwrap();
         assert!(NodeConfig::load(&p)
             .unwrap_err()

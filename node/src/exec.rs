@@ -251,12 +251,29 @@ pub enum Outcome {
     Rows(ResultSet),
 }
 
+/// The columns of SHOW PIPES / SHOW PIPE (all TEXT): IoTDB 1.2's first,
+/// then the sync tool's role (`sender` / `receiver`) and remote.
+pub const PIPE_COLUMNS: [&str; 11] = [
+    "ID",
+    "CreationTime",
+    "State",
+    "PipeExtractor",
+    "PipeProcessor",
+    "PipeConnector",
+    "ExceptionMessage",
+    "RemainingEventCount",
+    "LagSeconds",
+    "Role",
+    "Remote",
+];
+
 /// Runs statements against a store (and the node's pipes and users).
 #[derive(Debug, Clone)]
 pub struct Executor {
     store: Arc<Store>,
     pipes: Option<Arc<replicator::PipeManager>>,
     users: Option<Arc<Users>>,
+    control: Option<Arc<crate::control::Control>>,
 }
 
 fn pipe_err(e: replicator::PipeError) -> StoreError {
@@ -360,7 +377,54 @@ impl Executor {
             store,
             pipes: None,
             users: None,
+            control: None,
         }
+    }
+
+    /// Adds the receiving side's controls: the pipe server, `LOAD
+    /// CONFIGURATION`, and the incoming pipes in `SHOW PIPES`.
+    pub fn with_receiver(mut self, control: Arc<crate::control::Control>) -> Executor {
+        self.control = Some(control);
+        self
+    }
+
+    fn control(&self) -> SResult<&Arc<crate::control::Control>> {
+        self.control.as_ref().ok_or_else(|| {
+            StoreError::new(
+                status::UNSUPPORTED_OPERATION,
+                "the pipe server is not enabled on this node",
+            )
+        })
+    }
+
+    /// `rs` (SHOW PIPES) with a row per incoming pipe after the node's own
+    /// (`id`: only that one; none for `used_by`), in the columns `rs` has:
+    /// ID = the legacy pipe's name or the 1.2 sender's IP, Role =
+    /// `receiver`, Remote = the sender's IP, State RUNNING / STOP, the
+    /// sender's protocol as PipeConnector, the last error as
+    /// ExceptionMessage; counts unknown to a receiver are empty.
+    fn with_receiver_rows(&self, ctx: &Context, mut rs: ResultSet, id: Option<&str>) -> ResultSet {
+        let Some(c) = &self.control else { return rs };
+        for r in c.receiver().registry().rows() {
+            if id.is_some_and(|id| id != r.id) {
+                continue;
+            }
+            for (col, name) in rs.data.iter_mut().zip(&rs.columns) {
+                let v = match name.as_str() {
+                    "ID" => r.id.clone(),
+                    "CreationTime" => ctx.precision_ms_format(r.creation_time_ms),
+                    "State" => r.state.to_string(),
+                    "PipeConnector" => r.connector.clone(),
+                    "ExceptionMessage" => r.message.clone(),
+                    "Role" => "receiver".into(),
+                    "Remote" => r.remote.clone(),
+                    _ => String::new(),
+                };
+                col.push(Value::Text(v.into_bytes()));
+            }
+            rs.times.push(0);
+        }
+        rs
     }
 
     /// Adds the node's pipes and users (pipe and user statements need them).
@@ -443,6 +507,26 @@ impl Executor {
         Ok(())
     }
 
+    /// Logs a deletion with `append` through the pipes' deletion index
+    /// (so no pipe ships a point deleted before it read it; see
+    /// `replicator::deletions`). Every path that logs a deletion (a delete,
+    /// a delete database) goes through here.
+    ///
+    /// # Errors
+    /// `append`'s.
+    pub fn log_deletion(
+        &self,
+        patterns: Vec<String>,
+        min: i64,
+        max: i64,
+        append: impl FnOnce() -> SResult<u64>,
+    ) -> SResult<u64> {
+        match &self.pipes {
+            Some(p) => p.deletions().record(patterns, min, max, append),
+            None => append(),
+        }
+    }
+
     fn pipes(&self) -> SResult<&Arc<replicator::PipeManager>> {
         self.pipes.as_ref().ok_or_else(|| {
             StoreError::new(
@@ -461,6 +545,11 @@ impl Executor {
         })
     }
 
+    /// SHOW PIPES rows of the pipes this node sends: IoTDB 1.2's columns
+    /// first, then Role (`sender`) and Remote (the connector's targets, or
+    /// a sync-tool pipe's PipeSink). State and ExceptionMessage are in each
+    /// pipe's own vocabulary (a sync-tool pipe: RUNNING / STOP / DROP,
+    /// `WARN: …` / `ERROR: …`).
     fn pipe_rows(&self, ctx: &Context, rows: Vec<replicator::PipeRow>) -> ResultSet {
         let render =
             |a: &std::collections::BTreeMap<String, String>| replicator::meta::render_attrs(a);
@@ -470,30 +559,19 @@ impl Executor {
                 vec![
                     r.meta.id.clone(),
                     ctx.precision_ms_format(r.meta.creation_time_ms),
-                    r.meta.state.name().to_string(),
+                    r.meta.state_name().to_string(),
                     render(&r.meta.extractor),
                     render(&r.meta.processor),
                     render(&r.meta.connector),
                     r.meta.exception.clone(),
                     r.remaining_events.to_string(),
                     format!("{:.3}", r.lag_seconds),
+                    "sender".to_string(),
+                    r.remote,
                 ]
             })
             .collect();
-        ResultSet::text(
-            &[
-                "ID",
-                "CreationTime",
-                "State",
-                "PipeExtractor",
-                "PipeProcessor",
-                "PipeConnector",
-                "ExceptionMessage",
-                "RemainingEventCount",
-                "LagSeconds",
-            ],
-            body,
-        )
+        ResultSet::text(&PIPE_COLUMNS, body)
     }
 
     /// The store.
@@ -583,6 +661,25 @@ impl Executor {
             Statement::DropPipe(_) => (Privilege::DROP_PIPE, vec![]),
             Statement::ShowPipes { .. } => (Privilege::SHOW_PIPES, vec![]),
             Statement::ShowPipePlugins => (Privilege::SHOW_PIPEPLUGINS, vec![]),
+            Statement::CreatePipeSink { .. } | Statement::CreateSinkPipe { .. } => {
+                (Privilege::CREATE_PIPE, vec![])
+            }
+            Statement::DropPipeSink(_) => (Privilege::DROP_PIPE, vec![]),
+            Statement::ShowPipeSinks(_) | Statement::ShowPipeSinkTypes => {
+                (Privilege::SHOW_PIPES, vec![])
+            }
+            Statement::ShowPipeServer => (Privilege::SHOW_PIPES, vec![]),
+            Statement::StartPipeServer
+            | Statement::StopPipeServer
+            | Statement::LoadConfiguration => {
+                if ctx.user == "root" || self.users.is_none() {
+                    return Ok(());
+                }
+                return Err(StoreError::new(
+                    status::NO_PERMISSION,
+                    "No permissions for this operation: only root may start or stop the pipe server or load the configuration",
+                ));
+            }
             Statement::CreateUser { .. } => (Privilege::CREATE_USER, vec![]),
             Statement::DropUser(_) => (Privilege::DELETE_USER, vec![]),
             Statement::Privileges { grant, paths, .. } => (
@@ -646,7 +743,13 @@ impl Executor {
                         ));
                     }
                     for d in dbs {
-                        last = Some(s.write(Event::Schema(SchemaOp::DeleteDatabase(d)))?);
+                        let ev = Event::Schema(SchemaOp::DeleteDatabase(d.clone()));
+                        last = Some(self.log_deletion(
+                            vec![format!("{d}.**")],
+                            i64::MIN,
+                            i64::MAX,
+                            || s.write(ev),
+                        )?);
                     }
                 }
                 Ok(Outcome::Done(last))
@@ -791,12 +894,18 @@ impl Executor {
                 if min > max {
                     return Ok(Outcome::Done(None));
                 }
-                let patterns = paths.iter().map(|p| p.to_string()).collect();
-                Ok(Outcome::Done(Some(s.write(Event::Delete {
+                let patterns: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+                let ev = Event::Delete {
+                    patterns: patterns.clone(),
+                    min,
+                    max,
+                };
+                Ok(Outcome::Done(Some(self.log_deletion(
                     patterns,
                     min,
                     max,
-                })?)))
+                    || s.write(ev),
+                )?)))
             }
             Statement::Select(q) => Ok(Outcome::Rows(crate::query::run(s, ctx, &q)?)),
             Statement::Flush => {
@@ -827,11 +936,25 @@ impl Executor {
                 Ok(Outcome::Done(None))
             }
             Statement::ShowPipes { id, used_by } => {
-                let rows = self
-                    .pipes()?
-                    .show(id.as_deref(), used_by.as_deref())
-                    .map_err(pipe_err)?;
-                Ok(Outcome::Rows(self.pipe_rows(ctx, rows)))
+                let incoming = |id: &str| {
+                    self.control
+                        .as_ref()
+                        .is_some_and(|c| c.receiver().registry().rows().iter().any(|r| r.id == id))
+                };
+                let rows = match self.pipes()?.show(id.as_deref(), used_by.as_deref()) {
+                    Ok(rows) => rows,
+                    // SHOW PIPE of an incoming pipe only.
+                    Err(e) if id.as_deref().is_some_and(incoming) && used_by.is_none() => {
+                        drop(e);
+                        vec![]
+                    }
+                    Err(e) => return Err(pipe_err(e)),
+                };
+                let rs = self.pipe_rows(ctx, rows);
+                Ok(Outcome::Rows(match used_by {
+                    None => self.with_receiver_rows(ctx, rs, id.as_deref()),
+                    Some(_) => rs,
+                }))
             }
             Statement::ShowPipePlugins => {
                 let rows = replicator::plugin::PLUGINS
@@ -847,6 +970,86 @@ impl Executor {
                     .collect();
                 Ok(Outcome::Rows(ResultSet::text(
                     &["PluginName", "PluginType", "ClassName", "PluginJar"],
+                    rows,
+                )))
+            }
+            Statement::CreatePipeSink {
+                name,
+                sink_type,
+                attributes,
+            } => {
+                self.pipes()?
+                    .create_pipesink(&name, &sink_type, &attributes)
+                    .map_err(pipe_err)?;
+                Ok(Outcome::Done(None))
+            }
+            Statement::DropPipeSink(name) => {
+                self.pipes()?.drop_pipesink(&name).map_err(pipe_err)?;
+                Ok(Outcome::Done(None))
+            }
+            Statement::ShowPipeSinks(name) => {
+                let rows = self
+                    .pipes()?
+                    .pipesinks(name.as_deref())
+                    .into_iter()
+                    .map(|k| vec![k.name.clone(), k.sink_type.clone(), k.attributes()])
+                    .collect();
+                Ok(Outcome::Rows(ResultSet::text(
+                    &["name", "type", "attributes"],
+                    rows,
+                )))
+            }
+            Statement::ShowPipeSinkTypes => Ok(Outcome::Rows(ResultSet::text(
+                &["type"],
+                replicator::pipesink::PIPESINK_TYPES
+                    .iter()
+                    .map(|t| vec![t.to_string()])
+                    .collect(),
+            ))),
+            Statement::CreateSinkPipe {
+                id,
+                sink,
+                start,
+                attributes,
+            } => {
+                let start = match start {
+                    Some((t, inclusive)) => {
+                        let v = to_time(ctx, &t)?;
+                        Some(if inclusive { v } else { v.saturating_add(1) })
+                    }
+                    None => None,
+                };
+                let pipes = self.pipes()?;
+                pipes
+                    .create_sink_pipe(&id, &sink, start, &attributes)
+                    .map_err(pipe_err)?;
+                Ok(Outcome::Done(None))
+            }
+            Statement::StartPipeServer => {
+                self.control()?.start_pipe_server()?;
+                Ok(Outcome::Done(None))
+            }
+            Statement::StopPipeServer => {
+                self.control()?.stop_pipe_server()?;
+                Ok(Outcome::Done(None))
+            }
+            Statement::ShowPipeServer => {
+                let on = self.control()?.pipe_server().enabled();
+                // IoTDB 0.14's column: `enable`, BOOLEAN.
+                Ok(Outcome::Rows(ResultSet {
+                    columns: vec!["enable".into()],
+                    types: vec![DataType::Boolean],
+                    ignore_timestamp: true,
+                    times: vec![0],
+                    data: vec![Column::Boolean(vec![on])],
+                    nulls: vec![None],
+                }))
+            }
+            Statement::LoadConfiguration => {
+                let rows = self.control()?.reload()?;
+                let rows = rows.into_iter().map(|r| r.to_vec()).collect();
+                Ok(Outcome::Rows(ResultSet::text(
+                    &["Key", "Value", "Effect"],
                     rows,
                 )))
             }
@@ -1352,5 +1555,116 @@ mod tests {
         t[0].measurements[0] = "a.b".into();
         let err = e.admit_tablets("root", &mut t).unwrap_err();
         assert_eq!(err.code, status::ILLEGAL_PATH);
+    }
+
+    /// The sync tool's PipeSink statements, SHOW PIPESINKTYPE, and the
+    /// refusals of CREATE PIPE … TO that need no receiver (seed 000; the
+    /// FAQ's "Create transport … error" included).
+    #[test]
+    fn sync_tool_statements_and_their_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let open = |dir: &std::path::Path| {
+            let e = exec(dir);
+            let pipes = Arc::new(
+                replicator::PipeManager::open(
+                    e.store().log().clone(),
+                    &dir.join("system"),
+                    replicator::Settings::default(),
+                    rt.handle().clone(),
+                )
+                .unwrap(),
+            );
+            let users = Arc::new(Users::open(&dir.join("system"), "root").unwrap());
+            e.with_pipes(pipes, users)
+        };
+        let e = open(dir.path());
+        let ctx = utc();
+        let text = |e: &Executor, q: &str| -> Vec<Vec<String>> {
+            let r = rows(e.execute(&ctx, q).unwrap());
+            (0..r.rows())
+                .map(|i| {
+                    (0..r.columns.len())
+                        .map(|c| r.value(i, c).map(|v| v.to_string()).unwrap_or_default())
+                        .collect()
+                })
+                .collect()
+        };
+        let refused = |e: &Executor, q: &str| {
+            let err = e.execute(&ctx, q).unwrap_err();
+            assert_eq!(err.code, 411, "{q}: {err}");
+            err.message
+        };
+        let r = rows(e.execute(&ctx, "SHOW PIPESINKTYPE").unwrap());
+        assert_eq!(r.columns, ["type"]);
+        assert_eq!(text(&e, "SHOW PIPESINKTYPE"), [["IoTDB"]]);
+        e.execute(&ctx, "CREATE PIPESINK demo AS IoTDB").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        e.execute(
+            &ctx,
+            &format!("CREATE PIPESINK closed AS IoTDB (IP='127.0.0.1', Port={port})"),
+        )
+        .unwrap();
+        let r = rows(e.execute(&ctx, "SHOW PIPESINKS").unwrap());
+        assert_eq!(r.columns, ["name", "type", "attributes"]);
+        assert_eq!(
+            text(&e, "SHOW PIPESINKS"),
+            [
+                vec![
+                    "closed".to_string(),
+                    "IoTDB".into(),
+                    format!("ip='127.0.0.1',port={port}")
+                ],
+                vec![
+                    "demo".into(),
+                    "IoTDB".into(),
+                    "ip='127.0.0.1',port=6670".into()
+                ],
+            ]
+        );
+        assert_eq!(text(&e, "SHOW PIPESINK demo").len(), 1);
+        assert!(text(&e, "SHOW PIPESINK nothing").is_empty());
+        assert!(refused(&e, "CREATE PIPESINK demo AS IoTDB")
+            .contains("There is a pipeSink named demo in IoTDB, please drop it."));
+        assert!(refused(&e, "CREATE PIPESINK x AS IoTDB (host='h')")
+            .starts_with("There is No attribute host in IoTDB pipeSink."));
+        assert!(refused(&e, "CREATE PIPESINK x AS IoTDB (port='p')").contains("port=p"));
+        assert!(refused(&e, "CREATE PIPESINK x AS Kafka")
+            .contains("Do not support pipeSink type Kafka"));
+        // CREATE PIPE … TO: the FAQ's message when nothing answers, and no
+        // pipe is created.
+        let m = refused(&e, "CREATE PIPE mypipe TO closed");
+        assert!(
+            m.starts_with(&format!("Create transport for pipe mypipe error, because CREATE request connects to receiver 127.0.0.1:{port} error.")),
+            "{m}"
+        );
+        assert!(m.contains("connect"), "the cause is named: {m}");
+        assert_eq!(rows(e.execute(&ctx, "SHOW PIPES").unwrap()).rows(), 0);
+        assert!(refused(&e, "CREATE PIPE p TO nothing").contains("Can not find pipeSink nothing."));
+        assert!(refused(&e, "CREATE PIPE p TO demo WITH Batch=1")
+            .starts_with("Can not recognition attribute Batch"));
+        assert!(
+            refused(&e, "CREATE PIPE p TO demo WITH SyncDelOp=maybe").contains("SyncDelOp=maybe")
+        );
+        assert!(refused(&e, "DROP PIPESINK nothing").contains("PipeSink nothing is not exist."));
+        // SHOW PIPES' columns: 1.2's first, then the sync tool's.
+        let r = rows(e.execute(&ctx, "SHOW PIPES").unwrap());
+        assert_eq!(r.columns, PIPE_COLUMNS);
+        e.execute(&ctx, "DROP PIPESINK closed").unwrap();
+        drop(e);
+        // PipeSinks persist.
+        let e = open(dir.path());
+        assert_eq!(
+            text(&e, "SHOW PIPESINKS"),
+            [[
+                "demo".to_string(),
+                "IoTDB".into(),
+                "ip='127.0.0.1',port=6670".into()
+            ]]
+        );
     }
 }

@@ -9,7 +9,10 @@
 //!   windows, last points, ALIGN BY DEVICE.
 //! - [`service`]: the IoTDB client RPC (sessions, statements, inserts,
 //!   paged results) over framed thrift.
-//! - [`server`]: the TCP listener, connection tasks and graceful shutdown.
+//! - [`server`]: the TCP listener, connection tasks and graceful shutdown;
+//!   the pipe server (`START PIPESERVER`).
+//! - [`control`]: what `START`/`STOP`/`SHOW PIPESERVER` and `LOAD
+//!   CONFIGURATION` act on.
 //! - [`config`]: the node's configuration file (IoTDB key names).
 //! - [`client`]: a synchronous client of the same RPC (the CLI, tests).
 #![deny(missing_docs)]
@@ -17,6 +20,7 @@
 pub mod chunkfile;
 pub mod client;
 pub mod config;
+pub mod control;
 pub use protocol::event;
 pub mod exec;
 pub mod query;
@@ -38,6 +42,11 @@ pub struct Node {
     pub service: Arc<service::Service>,
     /// The pipes.
     pub pipes: Arc<replicator::PipeManager>,
+    /// The receiving side's controls (pipe server, `LOAD CONFIGURATION`).
+    pub control: Arc<control::Control>,
+    /// The connection limits, shared by the client port and the pipe
+    /// server (its timeout changes with `LOAD CONFIGURATION`).
+    pub limits: server::Limits,
 }
 
 impl std::fmt::Debug for Node {
@@ -111,40 +120,111 @@ impl Node {
             async_selectors: config.pipe_async_selectors,
             async_core_clients: config.pipe_async_core_clients,
             async_max_clients: config.pipe_async_max_clients,
+            database_of: {
+                let st = store.clone();
+                replicator::plugin::DatabaseOf(Arc::new(move |path| st.database_of(path)))
+            },
             ..replicator::Settings::default()
         };
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| "Node::open must run inside a tokio runtime".to_string())?;
         let pipes = Arc::new(
-            replicator::PipeManager::open(store.log().clone(), &system, settings, handle)
-                .map_err(|e| format!("pipes: {e}"))?,
+            replicator::PipeManager::open(
+                store.log().clone(),
+                &system,
+                settings.clone(),
+                handle.clone(),
+            )
+            .map_err(|e| format!("pipes: {e}"))?,
         );
-        let exec = exec::Executor::new(store.clone()).with_pipes(pipes.clone(), users);
+        // Files a crash left half-received are deleted here.
+        let receiver = Arc::new(receiver::Receiver::open(receiver::ReceiverConfig {
+            precision: config.precision.name().to_string(),
+            dir: system.join("pipe").join("receiver"),
+            ip_white_list: config.ip_white_list.clone(),
+            version: config.legacy_receiver_version.clone(),
+            max_file_size: config.pipe_receiver_max_file_size,
+        })?);
+        let limits = server::Limits::from_config(&config);
+        let pipe_server = Arc::new(server::PipeServer::new(
+            &config,
+            limits.clone(),
+            &system,
+            handle,
+        ));
+        // What the file set, to tell what LOAD CONFIGURATION changes.
+        let entries = match &config.file {
+            Some(p) => config::NodeConfig::load_entries(p)?.1,
+            None => Default::default(),
+        };
+        let control = Arc::new(control::Control::new(
+            receiver.clone(),
+            pipe_server.clone(),
+            pipes.clone(),
+            settings,
+            limits.clone(),
+            config.file.clone(),
+            entries,
+        ));
+        let exec = exec::Executor::new(store.clone())
+            .with_pipes(pipes.clone(), users)
+            .with_receiver(control.clone());
         let service = Arc::new(
-            service::Service::new(exec, config.precision, config.root_password.clone())
-                .with_ip_white_list(config.ip_white_list.clone()),
+            service::Service::new(
+                exec,
+                config.precision,
+                config.root_password.clone(),
+                receiver,
+            )
+            .with_auto_create_schema(config.auto_create_schema),
         );
+        pipe_server.set_service(&service);
         Ok(Node {
             config,
             store,
             service,
             pipes,
+            control,
+            limits,
         })
     }
 
-    /// Serves the client RPC on `listener` until `shutdown` completes.
+    /// Serves the client RPC on `listener` until `shutdown` completes, and
+    /// the pipe server if it ran when the node last stopped (a port that
+    /// cannot be bound is logged, and the node serves without it).
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future,
     ) {
+        self.restore_pipe_server();
+        let pipe_server = self.control.pipe_server();
         server::run(
             listener,
             self.service.clone(),
-            server::Limits::from_config(&self.config),
+            self.limits.clone(),
             shutdown,
         )
         .await;
+        let ps = pipe_server.clone();
+        let _ = tokio::task::spawn_blocking(move || ps.shutdown()).await;
+    }
+
+    /// Starts the pipe server if it ran when the node last stopped (as IoTDB
+    /// 0.14's receiver did); a port that cannot be bound is logged, and the
+    /// node serves without it. Nothing happens when it runs already.
+    pub fn restore_pipe_server(&self) {
+        let pipe_server = self.control.pipe_server();
+        if pipe_server.was_enabled() && !pipe_server.enabled() {
+            match pipe_server.start() {
+                Ok(addr) => {
+                    tracing::info!(%addr, "pipe server restored: it ran when the node stopped")
+                }
+                Err(e) => {
+                    tracing::error!(cause = %e, "the pipe server ran when the node stopped but cannot start now; START PIPESERVER once the port is free")
+                }
+            }
+        }
     }
 
     /// Flushes the store and closes the change log cleanly.
@@ -152,6 +232,7 @@ impl Node {
     /// # Errors
     /// Flush or close failures; the next start recovers as after a crash.
     pub fn close(&self) -> Result<(), String> {
+        self.control.pipe_server().shutdown();
         self.pipes.shutdown();
         self.store.flush().map_err(|e| format!("flush: {e}"))?;
         self.store

@@ -25,6 +25,21 @@
 //! - A frame whose length is not positive or exceeds `thrift_max_frame_size`,
 //!   or whose payload is not thrift, closes that connection with a logged
 //!   reason; other connections are untouched.
+//!
+//! # The pipe server
+//! [`PipeServer`] is seed 000's `START PIPESERVER` / `STOP PIPESERVER`: a
+//! second listener on `pipe_server_port` (default 6670) serving the very
+//! same [`Service`] with the same limits, where legacy and 1.2 senders (and
+//! the session calls a legacy sender makes) are received. There
+//! `ip_white_list` is checked when a connection is accepted: a refused
+//! address gets a log line naming it, its first request (up to 4 KiB, read
+//! within the connection timeout, nothing decoded but the method name) is
+//! answered with the 1108 refusal so the sender learns why, and the
+//! connection is closed; it is never served. `STOP PIPESERVER`
+//! is refused (328, the seed's message) while a sender's pipe runs into
+//! it, and otherwise closes the port and its connections. Whether it runs
+//! is kept in `<data_dir>/system/pipe_server` and restored when the node
+//! starts, as IoTDB 0.14's receiver restored it from its sync directory.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -64,8 +79,10 @@ pub struct Limits {
     pub max_frame: usize,
     /// Connections served at once (`rpc_max_concurrent_client_num`).
     pub max_connections: usize,
-    /// The connection timeout (`dn_connection_timeout_ms`).
-    pub timeout: Duration,
+    /// The connection timeout (`dn_connection_timeout_ms`), shared by the
+    /// clones of these limits and changeable while they serve (`LOAD
+    /// CONFIGURATION`).
+    pub timeout: Timeout,
     /// Bytes of frames being received at once, beyond each connection's
     /// first [`SMALL_FRAME`] (`rpc_max_frame_bytes_in_flight`).
     pub max_frame_bytes_in_flight: usize,
@@ -77,7 +94,7 @@ impl Limits {
         Limits {
             max_frame: c.max_frame_size,
             max_connections: c.max_connections,
-            timeout: c.connection_timeout,
+            timeout: Timeout::new(c.connection_timeout),
             max_frame_bytes_in_flight: c.max_frame_bytes_in_flight,
         }
     }
@@ -85,7 +102,30 @@ impl Limits {
     /// How long `bytes` may take to move: the timeout plus one second per
     /// [`MIN_FRAME_RATE`] bytes.
     fn allowance(&self, bytes: usize) -> Duration {
-        self.timeout + Duration::from_secs_f64(bytes as f64 / MIN_FRAME_RATE as f64)
+        self.timeout.get() + Duration::from_secs_f64(bytes as f64 / MIN_FRAME_RATE as f64)
+    }
+}
+
+/// A duration the server reads at each use, which `LOAD CONFIGURATION`
+/// replaces for every connection (clones share it).
+#[derive(Debug, Clone)]
+pub struct Timeout(Arc<AtomicU64>);
+
+impl Timeout {
+    /// A timeout of `d` (at least 1 ms).
+    pub fn new(d: Duration) -> Timeout {
+        Timeout(Arc::new(AtomicU64::new((d.as_millis() as u64).max(1))))
+    }
+
+    /// The timeout now.
+    pub fn get(&self) -> Duration {
+        Duration::from_millis(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Replaces it, for every connection from its next wait on.
+    pub fn set(&self, d: Duration) {
+        self.0
+            .store((d.as_millis() as u64).max(1), Ordering::Relaxed);
     }
 }
 
@@ -185,6 +225,19 @@ pub async fn run(
     limits: Limits,
     shutdown: impl Future,
 ) {
+    serve(listener, service, limits, shutdown, false).await;
+}
+
+/// [`run`] for the client port (`pipe_server` false) or the pipe server's
+/// port, where `ip_white_list` is checked at accept. The listener is closed
+/// as soon as `shutdown` completes.
+async fn serve(
+    listener: TcpListener,
+    service: Arc<Service>,
+    limits: Limits,
+    shutdown: impl Future,
+    pipe_server: bool,
+) {
     let mut limits = limits;
     let most = limits.max_frame_bytes_in_flight.saturating_add(SMALL_FRAME);
     if limits.max_frame > most {
@@ -204,6 +257,9 @@ pub async fn run(
     let (notify_tx, _) = broadcast::channel::<()>(1);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let limit = Arc::new(Semaphore::new(limits.max_connections));
+    // Refused connections being answered at once (the rest are closed
+    // without an answer).
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     let mut next_id = 0u64;
     tokio::pin!(shutdown);
     'accept: loop {
@@ -219,6 +275,20 @@ pub async fn run(
                 continue;
             }
         };
+        if pipe_server {
+            let list = service.receiver().ip_white_list();
+            if let Err(status) = list.check(peer.ip()) {
+                warn!(sender = %peer.ip().to_canonical(), ip_white_list = %list, "pipe server: refused a connection from outside ip_white_list (its first request is answered with the refusal, then it is closed)");
+                if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                    let timeout = limits.timeout.get();
+                    tokio::spawn(async move {
+                        refuse(socket, status, timeout).await;
+                        drop(permit);
+                    });
+                }
+                continue;
+            }
+        }
         let permit = match limit.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => loop {
@@ -266,6 +336,7 @@ pub async fn run(
                 let mut c = Conn {
                     socket,
                     peer,
+                    pipe_server,
                     limits: &limits,
                     budget: &budget,
                     registry: &registry,
@@ -279,9 +350,61 @@ pub async fn run(
             .instrument(tracing::info_span!("conn", %peer)),
         );
     }
+    // The port is free as soon as the loop ends (a STOP PIPESERVER can be
+    // followed by a START at once).
+    drop(listener);
     drop(notify_tx);
     drop(done_tx);
     let _ = tokio::time::timeout(Duration::from_secs(10), done_rx.recv()).await;
+}
+
+/// The largest first request a refused connection's answer is read for:
+/// a handshake or a login is far smaller.
+const REFUSAL_FRAME: usize = 4 << 10;
+/// The most refused connections the pipe server answers at once; more are
+/// closed without an answer, so refused peers cannot hold many sockets.
+const MAX_REFUSALS: usize = 64;
+
+/// Answers the first request of a connection the pipe server refused with
+/// `status` (1108, naming the address and the list), so the sender learns
+/// why, then closes it. Nothing of the request is decoded beyond its
+/// method name; a first frame over [`REFUSAL_FRAME`] bytes, or none within
+/// `timeout`, just closes it.
+async fn refuse(mut socket: TcpStream, status: protocol::rpc::TSStatus, timeout: Duration) {
+    use protocol::message::{exception, reply, Call};
+    let answer = async {
+        let mut len = [0u8; 4];
+        socket.read_exact(&mut len).await.ok()?;
+        let n = i32::from_be_bytes(len);
+        if n <= 0 || n as usize > REFUSAL_FRAME {
+            return None;
+        }
+        let mut buf = vec![0u8; n as usize];
+        socket.read_exact(&mut buf).await.ok()?;
+        let (p, name, seq) = {
+            let call = Call::parse(&buf).ok()?;
+            (call.proto, call.name, call.seq)
+        };
+        let name = name.as_str();
+        let frame = match name {
+            "pipeTransfer" => reply(
+                p,
+                name,
+                seq,
+                &protocol::rpc::TPipeTransferResp { status, body: None },
+            ),
+            "handshake" | "sendFile" | "sendPipeData" => reply(p, name, seq, &status),
+            _ => exception(
+                p,
+                name,
+                seq,
+                thrift::ApplicationErrorKind::InternalError,
+                status.message.as_deref().unwrap_or_default(),
+            ),
+        };
+        socket.write_all(&frame).await.ok()
+    };
+    let _ = tokio::time::timeout(timeout, answer).await;
 }
 
 /// Why a connection stops reading.
@@ -302,6 +425,8 @@ enum Stop {
 struct Conn<'a> {
     socket: TcpStream,
     peer: SocketAddr,
+    /// Accepted on the pipe server's port.
+    pipe_server: bool,
     limits: &'a Limits,
     budget: &'a Arc<Semaphore>,
     registry: &'a Registry,
@@ -317,8 +442,7 @@ struct Conn<'a> {
 impl Conn<'_> {
     async fn serve(&mut self, service: &Arc<Service>, stop: &mut broadcast::Receiver<()>) {
         debug!("connected");
-        let mut conn = Connection::default();
-        conn.peer = Some(self.peer);
+        let mut conn = Connection::new(self.peer, self.pipe_server);
         loop {
             if let Err(why) = self.read_frame(conn.logged_in(), stop).await {
                 let peer = self.peer;
@@ -379,7 +503,8 @@ impl Conn<'_> {
         // Wait for a frame to start: as long as it takes on a logged-in
         // connection, at most the timeout on one that has not logged in.
         self.registry.set(self.slot, IDLE);
-        let idle_until = Instant::now() + limits.timeout;
+        let timeout = limits.timeout.get();
+        let idle_until = Instant::now() + timeout;
         let mut len = [0u8; 4];
         let mut got = loop {
             tokio::select! {
@@ -393,7 +518,7 @@ impl Conn<'_> {
                 },
                 _ = tokio::time::sleep(RELEASE_IDLE_BUFFER), if self.buf.capacity() > SMALL_FRAME || self.lease.is_some() => self.release(),
                 _ = tokio::time::sleep_until(idle_until), if !logged_in => {
-                    return Err(Stop::Info(format!("no request for {:?} before login (dn_connection_timeout_ms)", limits.timeout)));
+                    return Err(Stop::Info(format!("no request for {timeout:?} before login (dn_connection_timeout_ms)")));
                 }
                 _ = stop.recv() => return Err(Stop::Shutdown),
                 _ = self.slot.kick.notified() => return Err(Stop::Displaced),
@@ -409,8 +534,8 @@ impl Conn<'_> {
                     Ok(k) => got += k,
                     Err(e) => return Err(Stop::Warn(format!("frame cut short in its length: {e}"))),
                 },
-                _ = tokio::time::sleep_until(start + limits.timeout) => {
-                    return Err(Stop::Warn(format!("a frame length took more than {:?} to arrive", limits.timeout)));
+                _ = tokio::time::sleep_until(start + timeout) => {
+                    return Err(Stop::Warn(format!("a frame length took more than {timeout:?} to arrive")));
                 }
                 _ = stop.recv() => return Err(Stop::Shutdown),
                 _ = self.slot.kick.notified() => return Err(Stop::Displaced),
@@ -508,4 +633,199 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     let l = TcpListener::bind(addr).await?;
     info!(addr = %l.local_addr()?, "client RPC listening");
     Ok(l)
+}
+
+/// Whether the pipe server runs, kept across restarts.
+const PIPE_SERVER_STATE: &str = "pipe_server";
+
+/// A running pipe server.
+struct Listening {
+    /// Ends the accept loop.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Told when the listener is closed.
+    closed: std::sync::mpsc::Receiver<()>,
+    /// Where it listens.
+    addr: SocketAddr,
+}
+
+/// Seed 000's pipe server: `pipe_server_port` serving the node's
+/// [`Service`] (see the module doc).
+pub struct PipeServer {
+    handle: tokio::runtime::Handle,
+    /// `rpc_address`: the pipe server listens on the same address.
+    address: String,
+    /// `pipe_server_port`, for the next start.
+    port: std::sync::atomic::AtomicU16,
+    limits: Limits,
+    /// The file that says whether it runs.
+    state_file: std::path::PathBuf,
+    /// The service it serves (set once the node has built it).
+    service: std::sync::OnceLock<std::sync::Weak<Service>>,
+    running: Mutex<Option<Listening>>,
+}
+
+impl std::fmt::Debug for PipeServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipeServer")
+            .field("address", &self.address)
+            .field("port", &self.port)
+            .field("listening", &self.local_addr())
+            .finish()
+    }
+}
+
+impl PipeServer {
+    /// A stopped pipe server for a node configured with `c`, on the
+    /// runtime of `handle`; `system` is the node's system directory.
+    pub fn new(
+        c: &NodeConfig,
+        limits: Limits,
+        system: &std::path::Path,
+        handle: tokio::runtime::Handle,
+    ) -> PipeServer {
+        PipeServer {
+            handle,
+            address: c.rpc_address.clone(),
+            port: std::sync::atomic::AtomicU16::new(c.pipe_server_port),
+            limits,
+            state_file: system.join(PIPE_SERVER_STATE),
+            service: std::sync::OnceLock::new(),
+            running: Mutex::new(None),
+        }
+    }
+
+    /// Gives the pipe server the service to serve.
+    pub fn set_service(&self, service: &Arc<Service>) {
+        let _ = self.service.set(Arc::downgrade(service));
+    }
+
+    /// Sets `pipe_server_port` for the next start.
+    pub fn set_port(&self, port: u16) {
+        self.port.store(port, Ordering::Relaxed);
+    }
+
+    /// Where it listens, while it runs.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.running
+            .lock()
+            .expect("pipe server lock")
+            .as_ref()
+            .map(|l| l.addr)
+    }
+
+    /// `SHOW PIPESERVER`.
+    pub fn enabled(&self) -> bool {
+        self.local_addr().is_some()
+    }
+
+    /// Whether the last start or stop said it runs.
+    pub fn was_enabled(&self) -> bool {
+        std::fs::read_to_string(&self.state_file).is_ok_and(|s| s.trim() == "enable=true")
+    }
+
+    fn save(&self, enabled: bool) -> Result<(), String> {
+        let tmp = self.state_file.with_extension("tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, format!("enable={enabled}\n").as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.state_file)
+        };
+        write().map_err(|e| {
+            format!(
+                "{}: cannot record the pipe server's state: {e}",
+                self.state_file.display()
+            )
+        })
+    }
+
+    /// `START PIPESERVER`: listens on `rpc_address:pipe_server_port` (a
+    /// running server stays as it is). Returns where it listens.
+    ///
+    /// # Errors
+    /// The port cannot be bound (in use, not allowed), named.
+    pub fn start(&self) -> Result<SocketAddr, String> {
+        let mut running = self.running.lock().expect("pipe server lock");
+        if let Some(l) = running.as_ref() {
+            return Ok(l.addr);
+        }
+        let service = self
+            .service
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+            .ok_or("the node is shutting down")?;
+        let addr = format!("{}:{}", self.address, self.port.load(Ordering::Relaxed));
+        let std_listener = std::net::TcpListener::bind(&addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|e| format!("Failed to start pipe server because {addr} cannot be listened on: {e} (pipe_server_port)"))?;
+        let local = std_listener.local_addr().map_err(|e| e.to_string())?;
+        let listener = {
+            let _rt = self.handle.enter();
+            TcpListener::from_std(std_listener).map_err(|e| e.to_string())?
+        };
+        self.save(true)?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+        let limits = self.limits.clone();
+        self.handle.spawn(async move {
+            serve(
+                listener,
+                service,
+                limits,
+                async {
+                    let _ = stop_rx.await;
+                },
+                true,
+            )
+            .await;
+            let _ = closed_tx.send(());
+        });
+        info!(addr = %local, "pipe server listening");
+        *running = Some(Listening {
+            stop: Some(stop_tx),
+            closed: closed_rx,
+            addr: local,
+        });
+        Ok(local)
+    }
+
+    /// Closes the port and its connections (waiting up to 12 s for them to
+    /// finish their current call); `remember` records that it is off.
+    fn close(&self, remember: bool) -> Result<(), String> {
+        let l = self.running.lock().expect("pipe server lock").take();
+        if remember {
+            self.save(false)?;
+        }
+        if let Some(mut l) = l {
+            if let Some(s) = l.stop.take() {
+                let _ = s.send(());
+            }
+            let _ = l.closed.recv_timeout(Duration::from_secs(12));
+            info!(addr = %l.addr, "pipe server stopped");
+        }
+        Ok(())
+    }
+
+    /// `STOP PIPESERVER`: refused while a sender's pipe runs into the pipe
+    /// server (`running` > 0: connections of incoming pipes on its port).
+    ///
+    /// # Errors
+    /// `(328, the seed's message)` while a pipe runs; a state file that
+    /// cannot be written.
+    pub fn stop(&self, running: usize) -> Result<(), (i32, String)> {
+        if running > 0 {
+            return Err((
+                protocol::types::status::PIPESINK_ERROR,
+                "Failed to stop pipe server because there is pipe still running.".into(),
+            ));
+        }
+        self.close(true)
+            .map_err(|m| (protocol::types::status::INTERNAL_SERVER_ERROR, m))
+    }
+
+    /// Stops it for the node's shutdown, keeping its state for the next
+    /// start.
+    pub fn shutdown(&self) {
+        let _ = self.close(false);
+    }
 }

@@ -12,10 +12,11 @@ use std::sync::Arc;
 
 use protocol::message::{describe, exception, reply, reply_i64, Call, Proto};
 use protocol::rpc::{
-    TSCloseOperationReq, TSExecuteStatementReq, TSExecuteStatementResp, TSFetchResultsReq,
-    TSFetchResultsResp, TSGetTimeZoneResp, TSInsertRecordReq, TSInsertRecordsOfOneDeviceReq,
-    TSInsertRecordsReq, TSInsertStringRecordReq, TSInsertTabletReq, TSInsertTabletsReq,
-    TSOpenSessionReq, TSOpenSessionResp, TSSetTimeZoneReq, TSStatus,
+    TPipeTransferResp, TSCloseOperationReq, TSExecuteStatementReq, TSExecuteStatementResp,
+    TSFetchResultsReq, TSFetchResultsResp, TSGetTimeZoneResp, TSInsertRecordReq,
+    TSInsertRecordsOfOneDeviceReq, TSInsertRecordsReq, TSInsertStringRecordReq, TSInsertTabletReq,
+    TSInsertTabletsReq, TSOpenSessionReq, TSOpenSessionResp, TSSetTimeZoneReq, TSStatus,
+    TSendFileArgs, TSendPipeDataArgs, TSyncIdentityInfo,
 };
 use protocol::tablet::Tablet;
 use protocol::tsblock;
@@ -44,7 +45,12 @@ pub struct Service {
     precision: Precision,
     root_password: String,
     users: Option<Arc<crate::users::Users>>,
-    ip_white_list: receiver::whitelist::IpWhiteList,
+    /// The receiving side: `pipeTransfer`, the legacy sync calls,
+    /// `ip_white_list`.
+    receiver: Arc<receiver::Receiver>,
+    /// `enable_auto_create_schema`, for checking a received TsFile's series
+    /// before loading it.
+    auto_create_schema: bool,
     next_session: AtomicI64,
     next_query: AtomicI64,
 }
@@ -81,6 +87,16 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A connection from `peer` (`via_pipe_server`: accepted on the pipe
+    /// server's port).
+    pub fn new(peer: std::net::SocketAddr, via_pipe_server: bool) -> Connection {
+        Connection {
+            peer: Some(peer),
+            receiver: receiver::ReceiverState::new(Some(peer), via_pipe_server),
+            ..Connection::default()
+        }
+    }
+
     /// Whether a session is open on this connection (the server lets such a
     /// connection idle; one that has not logged in is closed after the
     /// connection timeout).
@@ -160,6 +176,34 @@ enum Request {
     InsertStringRecord(TSInsertStringRecordReq),
     PipeTransfer(protocol::rpc::TPipeTransferReq),
     PipeTransferInPlace(protocol::pipe::TransferInPlace),
+    LegacyHandshake(TSyncIdentityInfo),
+    SendPipeData(TSendPipeDataArgs),
+    SendFile(TSendFileArgs),
+}
+
+/// The calls a pipe sender makes without logging in: checked against
+/// `ip_white_list` before they are decoded.
+fn is_receiving(name: &str) -> bool {
+    matches!(
+        name,
+        "pipeTransfer"
+            | protocol::legacy::HANDSHAKE
+            | protocol::legacy::SEND_PIPE_DATA
+            | protocol::legacy::SEND_FILE
+    )
+}
+
+/// Runs `f`, which may block on I/O or a long load, without stalling the
+/// runtime's other tasks (`block_in_place` on a multi-thread runtime; a
+/// current-thread runtime, as in some tests, runs it in place).
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    if tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+    {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
 }
 
 /// Reads the arguments of `call` (from `frame`); what cannot be served
@@ -177,6 +221,19 @@ fn decode(mut call: Call<'_>, frame: &[u8]) -> Result<(Proto, String, i32, Reque
                         format!("{name}: the request argument is missing"),
                     ))
                 }
+                Err(e) => {
+                    return Err(fail(
+                        ApplicationErrorKind::ProtocolError,
+                        format!("{name}: arguments do not decode: {}", describe(&e)),
+                    ))
+                }
+            }
+        };
+    }
+    macro_rules! args {
+        ($t:ty) => {
+            match call.args::<$t>() {
+                Ok(a) => a,
                 Err(e) => {
                     return Err(fail(
                         ApplicationErrorKind::ProtocolError,
@@ -243,6 +300,10 @@ fn decode(mut call: Call<'_>, frame: &[u8]) -> Result<(Proto, String, i32, Reque
                 protocol::pipe::ARG_FIELD_ID
             )),
         },
+        // `handshake(-1: TSyncIdentityInfo)`, like pipeTransfer.
+        protocol::legacy::HANDSHAKE => Request::LegacyHandshake(arg_at!(TSyncIdentityInfo, -1)),
+        protocol::legacy::SEND_PIPE_DATA => Request::SendPipeData(args!(TSendPipeDataArgs)),
+        protocol::legacy::SEND_FILE => Request::SendFile(args!(TSendFileArgs)),
         _ => {
             return Err(fail(
                 ApplicationErrorKind::UnknownMethod,
@@ -271,25 +332,45 @@ fn next_page(q: &mut Query) -> (Vec<Vec<u8>>, bool) {
 }
 
 impl Service {
-    /// A service running statements with `exec`.
-    pub fn new(exec: Executor, precision: Precision, root_password: String) -> Service {
+    /// A service running statements with `exec` and receiving pipes with
+    /// `receiver`.
+    pub fn new(
+        exec: Executor,
+        precision: Precision,
+        root_password: String,
+        receiver: Arc<receiver::Receiver>,
+    ) -> Service {
         let users = exec.users().cloned();
         Service {
             exec,
             precision,
             root_password,
             users,
-            ip_white_list: receiver::whitelist::IpWhiteList::default(),
+            receiver,
+            auto_create_schema: true,
             next_session: AtomicI64::new(1),
             next_query: AtomicI64::new(1),
         }
     }
 
-    /// Admits pipe senders (`pipeTransfer`) only from `list`'s addresses.
-    /// Default: everyone.
-    pub fn with_ip_white_list(mut self, list: receiver::whitelist::IpWhiteList) -> Service {
-        self.ip_white_list = list;
+    /// Whether received files may create series (`enable_auto_create_schema`,
+    /// default true); the store enforces it for rows either way.
+    pub fn with_auto_create_schema(mut self, on: bool) -> Service {
+        self.auto_create_schema = on;
         self
+    }
+
+    /// The receiving side.
+    pub fn receiver(&self) -> &Arc<receiver::Receiver> {
+        &self.receiver
+    }
+
+    fn apply(&self) -> StoreApply<'_> {
+        StoreApply {
+            exec: &self.exec,
+            store: self.exec.store(),
+            auto_create_schema: self.auto_create_schema,
+        }
     }
 
     /// The executor.
@@ -301,18 +382,18 @@ impl Service {
     /// answered before its request is decoded.
     fn read_call(
         &self,
-        conn: &Connection,
+        conn: &mut Connection,
         frame: &[u8],
     ) -> Result<(Proto, String, i32, Request), Handled> {
         let call = Call::parse(frame).map_err(|e| Handled::Close(e.to_string()))?;
-        if call.name == "pipeTransfer" {
-            if let Some(peer) = conn.peer {
-                if let Err(status) = self.ip_white_list.check(peer.ip()) {
-                    let resp = protocol::rpc::TPipeTransferResp { status, body: None };
-                    return Err(Handled::Reply(reply(
-                        call.proto, &call.name, call.seq, &resp,
-                    )));
-                }
+        if is_receiving(&call.name) {
+            if let Err(status) = self.receiver.admit(&mut conn.receiver) {
+                let (p, n, s) = (call.proto, &call.name, call.seq);
+                return Err(Handled::Reply(if call.name == "pipeTransfer" {
+                    reply(p, n, s, &TPipeTransferResp { status, body: None })
+                } else {
+                    reply(p, n, s, &status)
+                }));
             }
         }
         decode(call, frame)
@@ -427,7 +508,52 @@ impl Service {
                     .await;
                 r(&|p, n, s| reply(p, n, s, &status))
             }
+            Request::LegacyHandshake(info) => {
+                let apply = self.apply();
+                let (status, offset) = blocking(|| {
+                    self.receiver
+                        .legacy_handshake(&mut conn.receiver, &info, &apply)
+                });
+                let status = self.durable_status(status, offset).await;
+                r(&|p, n, s| reply(p, n, s, &status))
+            }
+            Request::SendPipeData(args) => {
+                let apply = self.apply();
+                let buff = args.buff.unwrap_or_default();
+                let done = blocking(|| {
+                    self.receiver
+                        .send_pipe_data(&mut conn.receiver, &buff, &apply)
+                });
+                match done {
+                    Ok((status, offset)) => {
+                        let status = self.durable_status(status, offset).await;
+                        r(&|p, n, s| reply(p, n, s, &status))
+                    }
+                    Err(e) => not_alive(proto, &name, seq, e),
+                }
+            }
+            Request::SendFile(args) => {
+                let meta = args.meta_info.unwrap_or_default();
+                let buff = args.buff.unwrap_or_default();
+                match blocking(|| self.receiver.send_file(&mut conn.receiver, &meta, &buff)) {
+                    Ok(status) => r(&|p, n, s| reply(p, n, s, &status)),
+                    Err(e) => not_alive(proto, &name, seq, e),
+                }
+            }
         }
+    }
+
+    /// `status`, once log offset `offset` (if any) is durable.
+    async fn durable_status(&self, status: TSStatus, offset: Option<u64>) -> TSStatus {
+        if let Some(o) = offset {
+            if let Err(e) = self.exec.store().log().wait_durable_async(o).await {
+                return st(
+                    status::INTERNAL_SERVER_ERROR,
+                    Some(format!("write not durable: {e}")),
+                );
+            }
+        }
+        status
     }
 
     /// `pipeTransfer`: no login needed (as in IoTDB 1.2); applied through
@@ -436,66 +562,25 @@ impl Service {
         self: &Arc<Self>,
         conn: &mut Connection,
         req: protocol::rpc::TPipeTransferReq,
-    ) -> protocol::rpc::TPipeTransferResp {
-        let svc = self.clone();
-        let mut state = std::mem::take(&mut conn.receiver);
-        let precision = self.precision.name();
-        let done = tokio::task::spawn_blocking(move || {
-            let r = receiver::handle(
-                req,
-                &mut state,
-                precision,
-                &StoreApply(svc.exec.store().clone()),
-            );
-            (r, state)
-        })
-        .await;
-        let ((resp, offset), state) = match done {
-            Ok(x) => x,
-            Err(e) => {
-                return protocol::rpc::TPipeTransferResp {
-                    status: st(
-                        status::INTERNAL_SERVER_ERROR,
-                        Some(format!("pipeTransfer failed: {e}")),
-                    ),
-                    body: None,
-                };
-            }
-        };
-        conn.receiver = state;
+    ) -> TPipeTransferResp {
+        let apply = self.apply();
+        let (resp, offset) = blocking(|| self.receiver.transfer(&mut conn.receiver, req, &apply));
         self.when_durable(resp, offset).await
     }
 
     /// `pipeTransfer` with the body read in place from `frame`: applied on
     /// this worker thread (`block_in_place`), so the body is never copied.
-    /// A current-thread runtime (some tests) takes the copying way.
     async fn pipe_transfer_in_place(
         self: &Arc<Self>,
         conn: &mut Connection,
         frame: &[u8],
         req: protocol::pipe::TransferInPlace,
-    ) -> protocol::rpc::TPipeTransferResp {
+    ) -> TPipeTransferResp {
         let body = &frame[req.body.clone()];
-        if tokio::runtime::Handle::current().runtime_flavor()
-            != tokio::runtime::RuntimeFlavor::MultiThread
-        {
-            let owned = protocol::rpc::TPipeTransferReq {
-                version: req.version,
-                type_: req.type_,
-                body: Some(body.to_vec()),
-            };
-            return self.pipe_transfer(conn, owned).await;
-        }
-        let precision = self.precision.name();
-        let (resp, offset) = tokio::task::block_in_place(|| {
-            receiver::handle_parts(
-                req.version,
-                req.type_,
-                body,
-                &mut conn.receiver,
-                precision,
-                &StoreApply(self.exec.store().clone()),
-            )
+        let apply = self.apply();
+        let (resp, offset) = blocking(|| {
+            self.receiver
+                .transfer_parts(&mut conn.receiver, req.version, req.type_, body, &apply)
         });
         self.when_durable(resp, offset).await
     }
@@ -503,12 +588,12 @@ impl Service {
     /// `resp`, once log offset `offset` (if any) is durable.
     async fn when_durable(
         &self,
-        resp: protocol::rpc::TPipeTransferResp,
+        resp: TPipeTransferResp,
         offset: Option<u64>,
-    ) -> protocol::rpc::TPipeTransferResp {
+    ) -> TPipeTransferResp {
         if let Some(o) = offset {
             if let Err(e) = self.exec.store().log().wait_durable_async(o).await {
-                return protocol::rpc::TPipeTransferResp {
+                return TPipeTransferResp {
                     status: st(
                         status::INTERNAL_SERVER_ERROR,
                         Some(format!("write not durable: {e}")),
@@ -796,20 +881,127 @@ impl Service {
     }
 }
 
-/// Applies received tablets to the store, in order.
-struct StoreApply(Arc<crate::store::Store>);
+/// A legacy call without a handshake on the connection: as IoTDB 1.1, an
+/// application exception (its handler throws), with the reason.
+fn not_alive(proto: Proto, name: &str, seq: i32, e: receiver::legacy::NotAlive) -> Handled {
+    Handled::Reply(exception(
+        proto,
+        name,
+        seq,
+        ApplicationErrorKind::InternalError,
+        &format!("Internal error processing {name}: {e}"),
+    ))
+}
 
-impl receiver::Apply for StoreApply {
+/// What received data does to the store: every write through the change
+/// log, in order.
+struct StoreApply<'a> {
+    /// Deletions go through the executor, so they reach the pipes'
+    /// deletion index (no pipe ships a point deleted before it read it).
+    exec: &'a Executor,
+    store: &'a Arc<crate::store::Store>,
+    auto_create_schema: bool,
+}
+
+fn code_of(e: StoreError) -> (i32, String) {
+    (e.code, e.message)
+}
+
+impl receiver::Apply for StoreApply<'_> {
     fn apply(&self, tablets: Vec<(Tablet, &[u8])>) -> Result<Option<u64>, (i32, String)> {
         let mut last = None;
         for (t, bytes) in tablets {
-            last = Some(
-                self.0
-                    .write_tablet_bytes(t, bytes)
-                    .map_err(|e| (e.code, e.message))?,
-            );
+            last = Some(self.store.write_tablet_bytes(t, bytes).map_err(code_of)?);
         }
         Ok(last)
+    }
+
+    fn check_series(&self, series: &[receiver::SeriesCheck]) -> Result<(), (i32, String)> {
+        for s in series {
+            match self.store.series_info(&s.path) {
+                Some(i) if i.data_type != s.data_type => {
+                    return Err((
+                        status::DATA_TYPE_MISMATCH,
+                        format!(
+                            "data type of {} is {}, but the file holds {}",
+                            s.path, i.data_type, s.data_type
+                        ),
+                    ))
+                }
+                Some(i) if i.aligned != s.aligned => {
+                    return Err((
+                        status::METADATA_ERROR,
+                        format!(
+                            "{} is {}aligned, but the file holds it {}aligned",
+                            s.path,
+                            if i.aligned { "" } else { "not " },
+                            if s.aligned { "" } else { "not " }
+                        ),
+                    ))
+                }
+                Some(_) => {}
+                None if !self.auto_create_schema => {
+                    return Err((
+                        status::PATH_NOT_EXIST,
+                        format!("series {} does not exist and automatic schema creation is off (enable_auto_create_schema=false); create it first", s.path),
+                    ))
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn delete(
+        &self,
+        patterns: Vec<String>,
+        min: i64,
+        max: i64,
+    ) -> Result<Option<u64>, (i32, String)> {
+        for p in &patterns {
+            crate::sql::parse_path(p).map_err(|e| {
+                (
+                    status::ILLEGAL_PATH,
+                    format!("{p} is not a path pattern: {}", e.message),
+                )
+            })?;
+        }
+        let ev = Event::Delete {
+            patterns: patterns.clone(),
+            min,
+            max,
+        };
+        self.exec
+            .log_deletion(patterns, min, max, || self.store.write(ev))
+            .map(Some)
+            .map_err(code_of)
+    }
+
+    fn create_database(&self, database: &str) -> Result<Option<u64>, (i32, String)> {
+        let ev = Event::Schema(crate::event::SchemaOp::CreateDatabase(database.to_string()));
+        match self.store.write(ev) {
+            Ok(o) => Ok(Some(o)),
+            Err(e) if e.code == status::DATABASE_ALREADY_EXISTS => Ok(None),
+            Err(e) => Err(code_of(e)),
+        }
+    }
+
+    fn clear_database(&self, database: &str) -> Result<Option<u64>, (i32, String)> {
+        use crate::event::SchemaOp;
+        if !self.store.databases().iter().any(|d| d == database) {
+            return Ok(None);
+        }
+        let name = database.to_string();
+        let ev = Event::Schema(SchemaOp::DeleteDatabase(name.clone()));
+        self.exec
+            .log_deletion(vec![format!("{name}.**")], i64::MIN, i64::MAX, || {
+                self.store.write(ev)
+            })
+            .map_err(code_of)?;
+        self.store
+            .write(Event::Schema(SchemaOp::CreateDatabase(name)))
+            .map(Some)
+            .map_err(code_of)
     }
 }
 

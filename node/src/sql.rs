@@ -511,6 +511,42 @@ pub enum Statement {
     },
     /// `SHOW PIPEPLUGINS`.
     ShowPipePlugins,
+    /// `CREATE PIPESINK name AS type [(k=v, …)]` (the 1.0/1.1 sync tool).
+    CreatePipeSink {
+        /// Its name.
+        name: String,
+        /// Its type (`IoTDB`).
+        sink_type: String,
+        /// Attributes as written (`ip`, `port`).
+        attributes: Vec<(String, String)>,
+    },
+    /// `DROP PIPESINK name`.
+    DropPipeSink(String),
+    /// `SHOW PIPESINKS` (`None`), `SHOW PIPESINK [name]`.
+    ShowPipeSinks(Option<String>),
+    /// `SHOW PIPESINKTYPE`.
+    ShowPipeSinkTypes,
+    /// `CREATE PIPE id TO sink [FROM (select ** from root [WHERE time >= t])]
+    /// [WITH k=v, …]` (the 1.0/1.1 sync tool).
+    CreateSinkPipe {
+        /// The pipe's name.
+        id: String,
+        /// The PipeSink it sends to.
+        sink: String,
+        /// The `WHERE time > t` (false) or `>= t` (true) bound.
+        start: Option<(TimeLit, bool)>,
+        /// `WITH` attributes as written (`SyncDelOp`).
+        attributes: Vec<(String, String)>,
+    },
+    /// `START PIPESERVER` (seed 000).
+    StartPipeServer,
+    /// `STOP PIPESERVER`.
+    StopPipeServer,
+    /// `SHOW PIPESERVER` (also `SHOW PIPESERVER STATUS`, as IoTDB 0.14's
+    /// English document writes it).
+    ShowPipeServer,
+    /// `LOAD CONFIGURATION [ON LOCAL | ON CLUSTER]`.
+    LoadConfiguration,
     /// `CREATE USER name 'password'`.
     CreateUser {
         /// User name.
@@ -1233,6 +1269,127 @@ impl Parser {
         }
     }
 
+    /// A name if one follows (`SHOW PIPE [name]`).
+    fn opt_ident(&mut self) -> Option<String> {
+        match self.peek() {
+            Some(Tok::Word(w)) | Some(Tok::Backquoted(w)) | Some(Tok::Number(w)) => {
+                let w = w.clone();
+                self.at += 1;
+                Some(w)
+            }
+            _ => None,
+        }
+    }
+
+    /// `k = v (, k = v)*` of the sync tool: keys and values bare, quoted,
+    /// backquoted or numbers (`ip='127.0.0.1', port=6670`).
+    fn attribute_pairs(&mut self) -> PResult<Vec<(String, String)>> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        loop {
+            let col = self.col();
+            let k = match self.peek().cloned() {
+                Some(Tok::Word(w) | Tok::Quoted(w) | Tok::Backquoted(w) | Tok::Number(w)) => w,
+                _ => return self.fail("an attribute such as ip='127.0.0.1' or SyncDelOp=false"),
+            };
+            self.at += 1;
+            self.sym("=")?;
+            let neg = self.eat_sym("-");
+            let v = match self.peek().cloned() {
+                Some(Tok::Number(n)) => {
+                    if neg {
+                        format!("-{n}")
+                    } else {
+                        n
+                    }
+                }
+                Some(Tok::Word(w) | Tok::Quoted(w) | Tok::Backquoted(w) | Tok::DateTime(w))
+                    if !neg =>
+                {
+                    w
+                }
+                _ => return self.fail("an attribute value"),
+            };
+            self.at += 1;
+            if out.iter().any(|(x, _)| x.eq_ignore_ascii_case(&k)) {
+                return Err(ParseError {
+                    code: status::SQL_PARSE_ERROR,
+                    col,
+                    message: format!("attribute {k} is given twice"),
+                });
+            }
+            out.push((k, v));
+            if !self.eat_sym(",") {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The rest of `CREATE PIPE id TO sink [FROM (select ** from root
+    /// [WHERE time >= t])] [WITH k=v, …]`, after `TO`.
+    fn sink_pipe(&mut self, id: String) -> PResult<Statement> {
+        let sink = self.ident("a pipeSink name")?;
+        let mut start = None;
+        if self.eat_kw("from") {
+            let col = self.col();
+            let only = |found: &str| {
+                ParseError {
+                code: status::SQL_PARSE_ERROR,
+                col,
+                message: format!(
+                    "CREATE PIPE … TO … FROM supports only (select ** from root [where time >= T]), with > or >= on time and T an integer or a datetime such as 2022-03-30 00:00:00; {found}"
+                ),
+            }
+            };
+            if !self.eat_sym("(") {
+                return Err(only("the select statement must be in parentheses"));
+            }
+            if !self.eat_kw("select") {
+                return Err(only("a SELECT statement is expected"));
+            }
+            if !self.eat_sym("**") || !self.is_kw("from") {
+                return Err(only("only ** may be selected"));
+            }
+            self.at += 1;
+            if !self.eat_kw("root") || matches!(self.peek(), Some(Tok::Sym("." | ","))) {
+                return Err(only("only FROM root is allowed"));
+            }
+            if self.eat_kw("where") {
+                if !(self.eat_kw("time") || self.eat_kw("timestamp")) {
+                    return Err(only("the WHERE clause may filter on time only"));
+                }
+                let inclusive = if self.eat_sym(">=") {
+                    true
+                } else if self.eat_sym(">") {
+                    false
+                } else {
+                    return Err(only("only > or >= may compare time"));
+                };
+                let t = self.time_lit()?;
+                if t == TimeLit::Now {
+                    return Err(only("now() is not a start time"));
+                }
+                start = Some((t, inclusive));
+                if !matches!(self.peek(), Some(Tok::Sym(")"))) {
+                    return Err(only("only one condition on time is allowed"));
+                }
+            }
+            if !self.eat_sym(")") {
+                return Err(only("expected ')' after the select statement"));
+            }
+        }
+        let attributes = if self.eat_kw("with") {
+            self.attribute_pairs()?
+        } else {
+            Vec::new()
+        };
+        Ok(Statement::CreateSinkPipe {
+            id,
+            sink,
+            start,
+            attributes,
+        })
+    }
+
     fn privileges(&mut self, grant: bool) -> PResult<Statement> {
         self.kw("user")?;
         let user = self.ident("a user name")?;
@@ -1491,8 +1648,28 @@ impl Parser {
                 Ok(Statement::CreateDatabase(self.plain_full_path("database")?))
             }
             "create" => {
+                if self.eat_kw("pipesink") {
+                    let name = self.ident("a pipeSink name")?;
+                    self.kw("as")?;
+                    let sink_type = self.ident("a pipeSink type such as IoTDB")?;
+                    let attributes = if self.eat_sym("(") {
+                        let a = self.attribute_pairs()?;
+                        self.sym(")")?;
+                        a
+                    } else {
+                        Vec::new()
+                    };
+                    return Ok(Statement::CreatePipeSink {
+                        name,
+                        sink_type,
+                        attributes,
+                    });
+                }
                 if self.eat_kw("pipe") {
                     let id = self.ident("a pipe id")?;
+                    if self.eat_kw("to") {
+                        return self.sink_pipe(id);
+                    }
                     let (mut extractor, mut processor, mut connector) = (None, None, None);
                     while self.eat_kw("with") {
                         let slot = if self.eat_kw("extractor") || self.eat_kw("source") {
@@ -1591,9 +1768,16 @@ impl Parser {
                         compressor: c,
                     }));
                 }
-                self.fail("DATABASE, TIMESERIES, ALIGNED TIMESERIES, PIPE or USER")
+                self.fail("DATABASE, TIMESERIES, ALIGNED TIMESERIES, PIPE, PIPESINK or USER")
             }
             "start" | "stop" => {
+                if self.eat_kw("pipeserver") {
+                    return Ok(if first.eq_ignore_ascii_case("start") {
+                        Statement::StartPipeServer
+                    } else {
+                        Statement::StopPipeServer
+                    });
+                }
                 self.kw("pipe")?;
                 let id = self.ident("a pipe id")?;
                 Ok(if first.eq_ignore_ascii_case("start") {
@@ -1615,6 +1799,9 @@ impl Parser {
                 Ok(Statement::ListUser)
             }
             "delete" | "drop" => {
+                if first.eq_ignore_ascii_case("drop") && self.eat_kw("pipesink") {
+                    return Ok(Statement::DropPipeSink(self.ident("a pipeSink name")?));
+                }
                 if first.eq_ignore_ascii_case("drop") && self.eat_kw("pipe") {
                     return Ok(Statement::DropPipe(self.ident("a pipe id")?));
                 }
@@ -1633,7 +1820,7 @@ impl Parser {
                     let filter = self.where_time()?;
                     return Ok(Statement::Delete { paths, filter });
                 }
-                self.fail("FROM, DATABASE, STORAGE GROUP, PIPE or USER")
+                self.fail("FROM, DATABASE, STORAGE GROUP, PIPE, PIPESINK or USER")
             }
             "show" => {
                 let opt_path = |p: &mut Parser| -> PResult<Option<Path>> {
@@ -1650,6 +1837,20 @@ impl Parser {
                 if self.eat_kw("pipeplugins") {
                     return Ok(Statement::ShowPipePlugins);
                 }
+                if self.eat_kw("pipesinktype") {
+                    return Ok(Statement::ShowPipeSinkTypes);
+                }
+                if self.eat_kw("pipesinks") {
+                    return Ok(Statement::ShowPipeSinks(None));
+                }
+                if self.eat_kw("pipesink") {
+                    let name = self.opt_ident();
+                    return Ok(Statement::ShowPipeSinks(name));
+                }
+                if self.eat_kw("pipeserver") {
+                    self.eat_kw("status");
+                    return Ok(Statement::ShowPipeServer);
+                }
                 if self.eat_kw("pipes") {
                     let mut used_by = None;
                     if self.eat_kw("where") {
@@ -1661,16 +1862,11 @@ impl Parser {
                     return Ok(Statement::ShowPipes { id: None, used_by });
                 }
                 if self.eat_kw("pipe") {
-                    // `SHOW PIPE` without a name is `SHOW PIPES` (seed 000).
-                    let id = if matches!(
-                        self.peek(),
-                        Some(Tok::Word(_) | Tok::Backquoted(_) | Tok::Number(_))
-                    ) {
-                        Some(self.ident("a pipe id")?)
-                    } else {
-                        None
-                    };
-                    return Ok(Statement::ShowPipes { id, used_by: None });
+                    // SHOW PIPE without a name is SHOW PIPES (the sync tool).
+                    return Ok(Statement::ShowPipes {
+                        id: self.opt_ident(),
+                        used_by: None,
+                    });
                 }
                 if self.eat_kw("databases") {
                     return Ok(Statement::ShowDatabases(opt_path(self)?));
@@ -1682,7 +1878,7 @@ impl Parser {
                     return Ok(Statement::ShowDevices(opt_path(self)?));
                 }
                 self.fail(
-                    "DATABASES, STORAGE GROUP, TIMESERIES, DEVICES, PIPES, PIPE or PIPEPLUGINS",
+                    "DATABASES, STORAGE GROUP, TIMESERIES, DEVICES, PIPES, PIPE, PIPEPLUGINS, PIPESINKS, PIPESINK, PIPESINKTYPE or PIPESERVER",
                 )
             }
             "count" => {
@@ -1743,6 +1939,13 @@ impl Parser {
             }
             "select" => Ok(Statement::Select(Box::new(self.select()?))),
             "flush" => Ok(Statement::Flush),
+            "load" => {
+                self.kw("configuration")?;
+                if self.eat_kw("on") && !(self.eat_kw("local") || self.eat_kw("cluster")) {
+                    return self.fail("LOCAL or CLUSTER");
+                }
+                Ok(Statement::LoadConfiguration)
+            }
             _ => Err(ParseError {
                 code: status::SQL_PARSE_ERROR,
                 col,
@@ -2198,6 +2401,22 @@ mod tests {
     }
 
     #[test]
+    fn pipe_server_and_load_configuration() {
+        for (sql, want) in [
+            ("START PIPESERVER", Statement::StartPipeServer),
+            ("stop pipeserver;", Statement::StopPipeServer),
+            ("SHOW PIPESERVER", Statement::ShowPipeServer),
+            ("show pipeserver status", Statement::ShowPipeServer),
+            ("load configuration", Statement::LoadConfiguration),
+            ("LOAD CONFIGURATION ON LOCAL", Statement::LoadConfiguration),
+        ] {
+            assert_eq!(parse(sql).unwrap(), want, "{sql}");
+        }
+        assert!(parse("load configuration on mars").is_err());
+        assert!(parse("start pipeserver now").is_err());
+    }
+
+    #[test]
     fn errors_say_where_and_what() {
         let e = parse("selec ** from root").unwrap_err();
         assert_eq!(e.col, 0);
@@ -2447,5 +2666,210 @@ mod tests {
         assert!(!path("root.sg.**").covers(&path("root.**")));
         assert!(path("root.**").covers(&path("root.*.d")));
         assert!(!path("root.sg.d").covers(&path("root.sg.*")));
+    }
+
+    /// Every statement of the 1.0/1.1 sync tool's document (seed 000) that
+    /// the sender runs parses, as written there.
+    #[test]
+    fn the_sync_tool_documents_statements_parse() {
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(
+            parse("CREATE PIPESINK my_iotdb AS IoTDB (ip='输入你的IP')").unwrap(),
+            Statement::CreatePipeSink {
+                name: "my_iotdb".into(),
+                sink_type: "IoTDB".into(),
+                attributes: vec![kv("ip", "输入你的IP")],
+            }
+        );
+        assert_eq!(
+            parse("CREATE PIPESINK my_pipesink AS IoTDB (ip='127.0.0.1',port=6670);").unwrap(),
+            Statement::CreatePipeSink {
+                name: "my_pipesink".into(),
+                sink_type: "IoTDB".into(),
+                attributes: vec![kv("ip", "127.0.0.1"), kv("port", "6670")],
+            }
+        );
+        assert_eq!(
+            parse("CREATE PIPESINK my_iotdb AS IoTDB (ip='192.168.0.1',port=6670)").unwrap(),
+            Statement::CreatePipeSink {
+                name: "my_iotdb".into(),
+                sink_type: "IoTDB".into(),
+                attributes: vec![kv("ip", "192.168.0.1"), kv("port", "6670")],
+            }
+        );
+        // Bare, double-quoted and == forms (0.14's attributePair).
+        assert_eq!(
+            parse("create pipesink s as iotdb (IP == \"10.0.0.1\", PORT = 7000)").unwrap(),
+            Statement::CreatePipeSink {
+                name: "s".into(),
+                sink_type: "iotdb".into(),
+                attributes: vec![kv("IP", "10.0.0.1"), kv("PORT", "7000")],
+            }
+        );
+        assert_eq!(
+            parse("create pipesink s as IoTDB").unwrap(),
+            Statement::CreatePipeSink {
+                name: "s".into(),
+                sink_type: "IoTDB".into(),
+                attributes: vec![],
+            }
+        );
+        assert_eq!(
+            parse("SHOW PIPESINKTYPE").unwrap(),
+            Statement::ShowPipeSinkTypes
+        );
+        assert_eq!(
+            parse("SHOW PIPESINKS").unwrap(),
+            Statement::ShowPipeSinks(None)
+        );
+        assert_eq!(
+            parse("SHOW PIPESINK").unwrap(),
+            Statement::ShowPipeSinks(None)
+        );
+        assert_eq!(
+            parse("SHOW PIPESINK my_pipesink").unwrap(),
+            Statement::ShowPipeSinks(Some("my_pipesink".into()))
+        );
+        assert_eq!(
+            parse("DROP PIPESINK my_iotdb").unwrap(),
+            Statement::DropPipeSink("my_iotdb".into())
+        );
+        assert_eq!(
+            parse("CREATE PIPE my_pipe TO my_iotdb").unwrap(),
+            Statement::CreateSinkPipe {
+                id: "my_pipe".into(),
+                sink: "my_iotdb".into(),
+                start: None,
+                attributes: vec![],
+            }
+        );
+        assert_eq!(
+            parse("CREATE PIPE my_pipe TO my_iotdb FROM (select ** from root WHERE time>=2022-03-30 00:00:00) WITH SyncDelOp=true").unwrap(),
+            Statement::CreateSinkPipe {
+                id: "my_pipe".into(),
+                sink: "my_iotdb".into(),
+                start: Some((TimeLit::DateTime("2022-03-30 00:00:00".into()), true)),
+                attributes: vec![kv("SyncDelOp", "true")],
+            }
+        );
+        assert_eq!(
+            parse("CREATE PIPE p TO my_iotdb FROM (select ** from root where time>=2022-03-30 00:00:00) WITH SyncDelOp=false").unwrap(),
+            Statement::CreateSinkPipe {
+                id: "p".into(),
+                sink: "my_iotdb".into(),
+                start: Some((TimeLit::DateTime("2022-03-30 00:00:00".into()), true)),
+                attributes: vec![kv("SyncDelOp", "false")],
+            }
+        );
+        assert_eq!(
+            parse("create pipe p to s from (select ** from root where time > 1648569600000)")
+                .unwrap(),
+            Statement::CreateSinkPipe {
+                id: "p".into(),
+                sink: "s".into(),
+                start: Some((TimeLit::Int(1648569600000), false)),
+                attributes: vec![],
+            }
+        );
+        for (sql, want) in [
+            ("START PIPE my_pipe", Statement::StartPipe("my_pipe".into())),
+            ("STOP PIPE my_pipe", Statement::StopPipe("my_pipe".into())),
+            ("DROP PIPE my_pipe", Statement::DropPipe("my_pipe".into())),
+            (
+                "SHOW PIPES",
+                Statement::ShowPipes {
+                    id: None,
+                    used_by: None,
+                },
+            ),
+            (
+                "SHOW PIPE",
+                Statement::ShowPipes {
+                    id: None,
+                    used_by: None,
+                },
+            ),
+            (
+                "SHOW PIPE p",
+                Statement::ShowPipes {
+                    id: Some("p".into()),
+                    used_by: None,
+                },
+            ),
+        ] {
+            assert_eq!(parse(sql).unwrap(), want, "{sql}");
+        }
+        // Section 7's writes.
+        for sql in [
+            "SET STORAGE GROUP TO root.vehicle;",
+            "CREATE TIMESERIES root.vehicle.d0.s0 WITH DATATYPE=INT32, ENCODING=RLE;",
+            "CREATE TIMESERIES root.vehicle.d0.s1 WITH DATATYPE=TEXT, ENCODING=PLAIN;",
+            "CREATE TIMESERIES root.vehicle.d1.s2 WITH DATATYPE=FLOAT, ENCODING=RLE;",
+            "CREATE TIMESERIES root.vehicle.d1.s3 WITH DATATYPE=BOOLEAN, ENCODING=PLAIN;",
+            "insert into root.vehicle.d0(timestamp,s0) values(now(),10);",
+            "insert into root.vehicle.d0(timestamp,s0,s1) values(now(),12,'12');",
+            "insert into root.vehicle.d0(timestamp,s1) values(now(),'14');",
+            "insert into root.vehicle.d1(timestamp,s2) values(now(),16.0);",
+            "insert into root.vehicle.d1(timestamp,s2,s3) values(now(),18.0,true);",
+            "insert into root.vehicle.d1(timestamp,s3) values(now(),false);",
+            "flush;",
+            "select ** from root.vehicle",
+        ] {
+            parse(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+
+    /// What `CREATE PIPE … TO … FROM` does not support is named, with what
+    /// is allowed.
+    #[test]
+    fn sync_tool_from_clauses_outside_the_supported_form_are_refused_clearly() {
+        for (sql, what) in [
+            (
+                "create pipe p to s from (select s1 from root)",
+                "only ** may be selected",
+            ),
+            (
+                "create pipe p to s from (select **, s from root)",
+                "only ** may be selected",
+            ),
+            (
+                "create pipe p to s from (select ** from root.sg)",
+                "only FROM root",
+            ),
+            (
+                "create pipe p to s from (select ** from root where time < 5)",
+                "only > or >=",
+            ),
+            (
+                "create pipe p to s from (select ** from root where time = 5)",
+                "only > or >=",
+            ),
+            (
+                "create pipe p to s from (select ** from root where s1 > 5)",
+                "on time only",
+            ),
+            (
+                "create pipe p to s from (select ** from root where time > 5 and time < 9)",
+                "only one condition",
+            ),
+            (
+                "create pipe p to s from select ** from root",
+                "in parentheses",
+            ),
+            (
+                "create pipe p to s from (select ** from root where time > now())",
+                "now()",
+            ),
+        ] {
+            let e = parse(sql).unwrap_err();
+            assert!(
+                e.message.contains(what)
+                    && e.message
+                        .contains("supports only (select ** from root [where time >= T])"),
+                "{sql}: {e}"
+            );
+        }
+        let e = parse("create pipe p to s with SyncDelOp=true, SyncDelOp=false").unwrap_err();
+        assert!(e.message.contains("given twice"), "{e}");
     }
 }

@@ -5,13 +5,20 @@
 //!
 //! ```text
 //! type 1 HANDSHAKE                 String timestampPrecision ("ms", "us", "ns")
+//! type 2 TRANSFER_TABLET_INSERT_NODE  an InsertNode (crate::insert_node)
 //! type 3 TRANSFER_TABLET_RAW       Tablet.serialize() + u8 isAligned
+//! type 4 TRANSFER_FILE_PIECE       String fileName, i64 startWritingOffset,
+//!                                  i32 len + len bytes of the file
+//!        reply body                i64 the receiver's file length after the
+//!                                  call (-1 on an error)
+//! type 5 TRANSFER_FILE_SEAL        String fileName, i64 fileLength
 //! type 6 TRANSFER_TABLET_BATCH     i32 n, n × (i32 len + type-7 body)
 //!                                  i32 n, n × InsertNode
 //!                                  i32 n, n × (Tablet.serialize() + u8 isAligned)
-//! (2 INSERT_NODE, 4 FILE_PIECE, 5 FILE_SEAL, 7 TABLET_BINARY: not handled)
+//! type 7 TRANSFER_TABLET_BINARY    a raw WAL entry (crate::insert_node)
 //! ```
-//! Strings are i32 length + UTF-8, big-endian.
+//! Strings are i32 length + UTF-8, big-endian; the file name is a bare
+//! name (no directory).
 
 /// The field id of `pipeTransfer`'s argument: IoTDB's IDL declares it
 /// without an id, so its generated code sends (and a Java receiver reads)
@@ -40,6 +47,13 @@ pub const PIPE_VERSION_ERROR: i32 = 1800;
 pub const PIPE_TYPE_ERROR: i32 = 1801;
 /// Status: handshake refused (precision mismatch).
 pub const PIPE_HANDSHAKE_ERROR: i32 = 1802;
+/// Status: a file piece's offset is not where the receiver's file ends;
+/// the reply body holds the receiver's length, to resume from there.
+pub const PIPE_TRANSFER_FILE_OFFSET_RESET: i32 = 1803;
+/// Status: a file piece or seal failed (the reply body, if any, is -1).
+pub const PIPE_TRANSFER_FILE_ERROR: i32 = 1804;
+/// Status: the statement a request became could not be built.
+pub const PIPE_TRANSFER_EXECUTE_STATEMENT_ERROR: i32 = 1805;
 
 /// IoTDB's name of a request type.
 pub fn type_name(t: i16) -> &'static str {
@@ -278,10 +292,189 @@ pub fn read_batch(body: &[u8]) -> Result<Batch, String> {
     })
 }
 
+/// The longest file name a piece or seal may carry (bytes), as most file
+/// systems allow.
+pub const MAX_FILE_NAME: usize = 255;
+
+/// A `TRANSFER_FILE_PIECE` body, its bytes borrowed from the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilePiece<'a> {
+    /// The file's bare name.
+    pub file_name: String,
+    /// Where the piece starts in the file.
+    pub offset: i64,
+    /// The piece.
+    pub bytes: &'a [u8],
+}
+
+fn put_string(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as i32).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Reads a file name: a non-null string of 1 to [`MAX_FILE_NAME`] bytes
+/// that names a file, not a path (no `/`, `\`, NUL, not `.` or `..`).
+/// Returns the name and the bytes after it.
+fn read_file_name<'a>(body: &'a [u8], what: &str) -> Result<(String, &'a [u8]), String> {
+    if body.len() < 4 {
+        return Err(format!("{what}: body of {} bytes", body.len()));
+    }
+    let n = i32::from_be_bytes(body[..4].try_into().expect("4"));
+    if n <= 0 || n as usize > MAX_FILE_NAME || n as usize > body.len() - 4 {
+        return Err(format!(
+            "{what}: file name length {n} (1 to {MAX_FILE_NAME} bytes, within a body of {})",
+            body.len()
+        ));
+    }
+    let (name, rest) = body[4..].split_at(n as usize);
+    let name =
+        std::str::from_utf8(name).map_err(|_| format!("{what}: the file name is not UTF-8"))?;
+    if name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
+        return Err(format!(
+            "{what}: {name:?} is not a bare file name (no directories, not . or ..)"
+        ));
+    }
+    Ok((name.to_string(), rest))
+}
+
+fn i64_at(b: &[u8], what: &str) -> Result<i64, String> {
+    b.get(..8)
+        .map(|s| i64::from_be_bytes(s.try_into().expect("8")))
+        .ok_or_else(|| format!("{what}: the body ends before its 8-byte number"))
+}
+
+/// A `TRANSFER_FILE_PIECE` body.
+pub fn file_piece_body(file_name: &str, offset: i64, bytes: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(4 + file_name.len() + 12 + bytes.len());
+    put_string(&mut b, file_name);
+    b.extend_from_slice(&offset.to_be_bytes());
+    b.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+    b.extend_from_slice(bytes);
+    b
+}
+
+/// Reads a `TRANSFER_FILE_PIECE` body without copying the piece.
+///
+/// # Errors
+/// A body that is not a file name, an offset and one length-prefixed
+/// piece, exactly; a name that is a path.
+pub fn read_file_piece(body: &[u8]) -> Result<FilePiece<'_>, String> {
+    let what = "TRANSFER_FILE_PIECE";
+    let (file_name, rest) = read_file_name(body, what)?;
+    let offset = i64_at(rest, what)?;
+    let rest = &rest[8..];
+    let n = rest
+        .get(..4)
+        .map(|s| i32::from_be_bytes(s.try_into().expect("4")))
+        .ok_or_else(|| format!("{what}: the body ends before the piece length"))?;
+    if n < 0 || n as usize != rest.len() - 4 {
+        return Err(format!(
+            "{what}: piece length {n}, but {} bytes follow",
+            rest.len() - 4
+        ));
+    }
+    if offset < 0 {
+        return Err(format!("{what}: negative offset {offset}"));
+    }
+    Ok(FilePiece {
+        file_name,
+        offset,
+        bytes: &rest[4..],
+    })
+}
+
+/// A `TRANSFER_FILE_SEAL` body.
+pub fn file_seal_body(file_name: &str, length: i64) -> Vec<u8> {
+    let mut b = Vec::with_capacity(4 + file_name.len() + 8);
+    put_string(&mut b, file_name);
+    b.extend_from_slice(&length.to_be_bytes());
+    b
+}
+
+/// Reads a `TRANSFER_FILE_SEAL` body: the file name and its length.
+///
+/// # Errors
+/// A body that is not a file name and a length, exactly.
+pub fn read_file_seal(body: &[u8]) -> Result<(String, i64), String> {
+    let what = "TRANSFER_FILE_SEAL";
+    let (name, rest) = read_file_name(body, what)?;
+    let len = i64_at(rest, what)?;
+    if rest.len() != 8 {
+        return Err(format!("{what}: {} bytes after the length", rest.len() - 8));
+    }
+    Ok((name, len))
+}
+
+/// The body of a reply to a file piece: the receiver's file length.
+pub fn file_piece_reply_body(length: i64) -> Vec<u8> {
+    length.to_be_bytes().to_vec()
+}
+
+/// Reads the body of a reply to a file piece.
+///
+/// # Errors
+/// A body that is not 8 bytes.
+pub fn read_file_piece_reply(body: &[u8]) -> Result<i64, String> {
+    if body.len() != 8 {
+        return Err(format!("file piece reply body of {} bytes", body.len()));
+    }
+    i64_at(body, "file piece reply")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::tablet::{Column, Tablet};
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn file_pieces_and_seals_match_the_reference() {
+        // iotdb-sync-protocols.md §B.5.
+        let piece = hex("0000000e 312d312d302d302e747366696c65 0000000000000000 00000003 616263");
+        assert_eq!(file_piece_body("1-1-0-0.tsfile", 0, b"abc"), piece);
+        let p = read_file_piece(&piece).unwrap();
+        assert_eq!(
+            (p.file_name.as_str(), p.offset, p.bytes),
+            ("1-1-0-0.tsfile", 0, &b"abc"[..])
+        );
+        let seal = hex("0000000e 312d312d302d302e747366696c65 0000000000000003");
+        assert_eq!(file_seal_body("1-1-0-0.tsfile", 3), seal);
+        assert_eq!(read_file_seal(&seal).unwrap(), ("1-1-0-0.tsfile".into(), 3));
+        for cut in 0..piece.len() {
+            assert!(read_file_piece(&piece[..cut]).is_err(), "cut {cut}");
+        }
+        for cut in 0..seal.len() {
+            assert!(read_file_seal(&seal[..cut]).is_err(), "cut {cut}");
+        }
+        let mut long = seal.clone();
+        long.push(0);
+        assert!(read_file_seal(&long).is_err());
+        for bad in ["../x", "a/b", "..", ".", "a\\b", "a\0b", ""] {
+            let e = read_file_piece(&file_piece_body(bad, 0, b"x")).unwrap_err();
+            assert!(
+                e.contains("bare file name") || e.contains("length 0"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(read_file_piece(&file_piece_body("f", -1, b"x"))
+            .unwrap_err()
+            .contains("negative offset"));
+        let mut huge = file_piece_body("f", 0, b"x");
+        huge[13..17].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert!(read_file_piece(&huge).unwrap_err().contains("piece length"));
+        assert_eq!(
+            read_file_piece_reply(&file_piece_reply_body(77)).unwrap(),
+            77
+        );
+        assert!(read_file_piece_reply(&[0; 7]).is_err());
+    }
 
     #[test]
     fn transfer_read_in_place_matches_the_thrift_decoding() {

@@ -196,11 +196,20 @@ pub mod status {
     pub const NOT_LOGIN: i32 = 802;
     /// The user lacks a privilege.
     pub const NO_PERMISSION: i32 = 803;
+    /// A TsFile could not be loaded (damaged, unsupported, or its points
+    /// could not be written).
+    pub const LOAD_FILE_ERROR: i32 = 1100;
     /// A pipe operation failed.
     pub const PIPE_ERROR: i32 = 1107;
     /// The pipe server refused the request (a sender outside
     /// `ip_white_list`, a version mismatch).
     pub const PIPESERVER_ERROR: i32 = 1108;
+    /// A loaded file's series disagree with the schema (types, alignment,
+    /// series that may not be created).
+    pub const VERIFY_METADATA_ERROR: i32 = 1109;
+    /// The pipe server refused to stop (IoTDB 0.14's sync tool numbering,
+    /// `PIPESINK_ERROR` = 328, as the seed document quotes it).
+    pub const PIPESINK_ERROR: i32 = 328;
     /// The pipe does not exist.
     pub const PIPE_NOT_EXIST_ERROR: i32 = 1806;
 }

@@ -15,6 +15,8 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
 
 use ipnet::IpNet;
 use protocol::rpc::TSStatus;
@@ -105,6 +107,61 @@ impl IpWhiteList {
     }
 }
 
+/// The node's list, replaceable while it serves (`LOAD CONFIGURATION`).
+///
+/// A connection remembers that it was admitted under the list's current
+/// generation, so the requests that follow cost one atomic load, no lock;
+/// a new list (a new generation) makes every connection ask again.
+#[derive(Debug)]
+pub struct SharedWhiteList {
+    generation: AtomicU64,
+    list: RwLock<IpWhiteList>,
+}
+
+/// What a connection remembers of its last admission: the generation of
+/// the list that admitted it.
+pub type Admitted = Option<u64>;
+
+impl SharedWhiteList {
+    /// A shared `list`.
+    pub fn new(list: IpWhiteList) -> SharedWhiteList {
+        SharedWhiteList {
+            generation: AtomicU64::new(1),
+            list: RwLock::new(list),
+        }
+    }
+
+    /// The current list.
+    pub fn get(&self) -> IpWhiteList {
+        self.list.read().expect("white list lock").clone()
+    }
+
+    /// Replaces the list: connections admitted before are checked again at
+    /// their next request.
+    pub fn set(&self, list: IpWhiteList) {
+        let mut l = self.list.write().expect("white list lock");
+        *l = list;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// [`IpWhiteList::check`] against the current list, answered from
+    /// `admitted` while the list is unchanged.
+    ///
+    /// # Errors
+    /// The 1108 status for a refused sender.
+    pub fn check(&self, ip: IpAddr, admitted: &mut Admitted) -> Result<(), TSStatus> {
+        let generation = self.generation.load(Ordering::Acquire);
+        if *admitted == Some(generation) {
+            return Ok(());
+        }
+        let l = self.list.read().expect("white list lock");
+        let generation = self.generation.load(Ordering::Acquire);
+        let r = l.check(ip);
+        *admitted = r.is_ok().then_some(generation);
+        r
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +205,20 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn a_shared_list_is_asked_again_once_replaced() {
+        let shared = SharedWhiteList::new("127.0.0.2/32".parse().unwrap());
+        let mut seen = None;
+        assert!(shared.check(ip("127.0.0.2"), &mut seen).is_ok());
+        assert!(seen.is_some());
+        assert!(shared.check(ip("127.0.0.2"), &mut seen).is_ok());
+        shared.set("127.0.0.3/32".parse().unwrap());
+        let st = shared.check(ip("127.0.0.2"), &mut seen).unwrap_err();
+        assert_eq!(st.code, 1108);
+        assert_eq!(seen, None);
+        assert_eq!(shared.get().to_string(), "127.0.0.3/32");
     }
 
     #[test]

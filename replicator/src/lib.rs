@@ -27,7 +27,11 @@
 //!   edge's values), over pooled connections driven by selector threads.
 //! - SHOW PIPES says how a pipe is doing (`progress.rs`): the events it
 //!   will still send, the age of the oldest one not acknowledged, and the
-//!   failure it is retrying after.
+//!   failure it is retrying after (cleared once it got past it), what it
+//!   skipped or lost, or why it stopped. One mechanism for every pipe: the
+//!   task reports retries to the pipe's progress stats, skips and failures
+//!   to its definition, and SHOW PIPES words them; a PIPESINK pipe's in the
+//!   sync tool's terms (below).
 //! - Failures are retried with capped, jittered exponential backoff, up to
 //!   `max_number_of_sync_file_retry` times per batch; then the pipe goes
 //!   STOPPED with the error as its exception message, and `START PIPE`
@@ -37,6 +41,15 @@
 //!   reset, so nothing of it goes out later; sent again at the next START)
 //!   and what was acknowledged is committed. Nothing is sent for a pipe
 //!   after they returned.
+//! - A pipe never ships a point that the edge had deleted before the pipe
+//!   read it: tablets are filtered by the later deletions the log holds
+//!   ([`deletions`]).
+//! - IoTDB 1.0/1.1's sync tool lives here too: PipeSinks ([`pipesink`])
+//!   and its pipes (`CREATE PIPE p TO sink`, [`meta::SinkPipe`]), which run
+//!   as pipes with the legacy connector, at most one not dropped at a time,
+//!   with the tool's states (RUNNING / STOP / DROP) and messages (`WARN:
+//!   …` while running after a retry (kept once it got past it), a skip or
+//!   a loss; `ERROR: …` once it stopped on its own).
 //!
 //! # Example
 //! ```no_run
@@ -51,7 +64,9 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod deletions;
 pub mod meta;
+pub mod pipesink;
 pub mod plugin;
 mod progress;
 mod task;
@@ -62,14 +77,23 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use meta::{PipeMeta, PipeState};
+use deletions::Deletions;
+use meta::{PipeMeta, PipeState, SinkPipe};
+use pipesink::PipeSink;
 use plugin::connector::thrift_async::{PoolSize, Selectors};
-use plugin::{AsyncConnector, Connector, ConnectorSpec, Extractor};
+use plugin::{
+    AsyncConnector, Connector, ConnectorEnv, ConnectorSpec, DatabaseOf, Extractor, Identity,
+};
 pub use progress::{Stats, SHOW_SCAN_BYTES};
 use tracing::{info, warn};
 
 /// IoTDB's PIPE_ERROR.
 pub const PIPE_ERROR: i32 = 1107;
+/// IoTDB 0.13/0.14's QUERY_PROCESS_ERROR: the code of every sync-tool
+/// statement's refusal in the seed document ("Msg: 411: …").
+pub const QUERY_PROCESS_ERROR: i32 = 411;
+/// Longest a `CREATE PIPE … TO` waits for the receiver to answer its check.
+const CREATE_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// IoTDB's PIPE_NOT_EXIST_ERROR.
 pub const PIPE_NOT_EXIST: i32 = 1806;
 
@@ -126,6 +150,8 @@ pub struct Settings {
     /// node, and so the lanes of a pipe per target node
     /// (`pipe_async_connector_max_client_number`).
     pub async_max_clients: usize,
+    /// The node's databases (legacy handshakes carry a tablet's database).
+    pub database_of: DatabaseOf,
 }
 
 impl Default for Settings {
@@ -141,6 +167,7 @@ impl Default for Settings {
             async_selectors: 1,
             async_core_clients: 8,
             async_max_clients: 16,
+            database_of: DatabaseOf::default(),
         }
     }
 }
@@ -176,8 +203,20 @@ pub(crate) enum Live {
     Lanes(Arc<AsyncConnector>),
 }
 
+impl Live {
+    /// Whether a pipe task holds it (besides the manager's table).
+    fn in_use(&self) -> bool {
+        match self {
+            Live::Serial(c) => Arc::strong_count(c) > 1,
+            Live::Lanes(c) => Arc::strong_count(c) > 1,
+        }
+    }
+}
+
 struct Inner {
     pipes: BTreeMap<String, Entry>,
+    /// The sync tool's PipeSinks, by name.
+    sinks: BTreeMap<String, PipeSink>,
     /// Shared connectors by their attribute key.
     connectors: HashMap<String, Live>,
     generation: u64,
@@ -188,7 +227,10 @@ struct Inner {
 pub(crate) struct Shared {
     log: Arc<wal::Log>,
     path: PathBuf,
-    settings: Settings,
+    sinks_path: PathBuf,
+    deletions: Arc<Deletions>,
+    /// Replaced by `LOAD CONFIGURATION` ([`PipeManager::update_settings`]).
+    settings: std::sync::RwLock<Settings>,
     handle: tokio::runtime::Handle,
     inner: Mutex<Inner>,
 }
@@ -197,9 +239,12 @@ pub(crate) struct Shared {
 /// module: `replicator/src/progress.rs`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PipeRow {
-    /// The definition and state. While the pipe runs and retries a failed
-    /// transfer, `exception` is the last failure (`retry 3 of 5: …`),
-    /// empty again once a transfer succeeded.
+    /// The definition and state, with `exception` as SHOW PIPES shows it
+    /// (ExceptionMessage; a PIPESINK pipe's message column): while the
+    /// pipe runs and retries a failed transfer, the last failure (`retry 3
+    /// of 5: …`), empty again once a transfer succeeded; once it stopped on
+    /// its own, why; beside it what it skipped or lost. A PIPESINK pipe's
+    /// carries the sync tool's `WARN: ` / `ERROR: ` (see `progress.rs`).
     pub meta: PipeMeta,
     /// Events the pipe will still send: read and not yet acknowledged, or
     /// in the log past what it read, up to where it stops reading; records
@@ -208,6 +253,9 @@ pub struct PipeRow {
     /// Wall-clock age, in seconds, of the oldest record the pipe has not
     /// had acknowledged and will send; 0 when nothing remains.
     pub lag_seconds: f64,
+    /// Where it sends: the PipeSink's name for a sync-tool pipe, else the
+    /// connector's targets (`ip:port`, comma-separated).
+    pub remote: String,
 }
 
 /// The consumer name of a pipe in the change log's ledger.
@@ -218,6 +266,40 @@ pub fn consumer_name(id: &str) -> String {
 fn connector_key(attrs: &BTreeMap<String, String>) -> String {
     attrs.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
 }
+
+/// The key of a pipe's connector instance: its attributes, and for a
+/// legacy connector the pipe too (its handshake names the pipe).
+fn instance_key(m: &PipeMeta) -> String {
+    let mut k = connector_key(&m.connector);
+    if matches!(
+        ConnectorSpec::parse(&m.connector),
+        Ok(ConnectorSpec::Legacy(_))
+    ) {
+        k.push_str(&format!("\0pipe={}@{}", m.id, m.creation_time_ms));
+    }
+    k
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn sink_err(m: impl Into<String>) -> PipeError {
+    PipeError::new(QUERY_PROCESS_ERROR, m)
+}
+
+/// The refusal of an operation on a dropped sync-tool pipe.
+fn dropped(id: &str) -> PipeError {
+    sink_err(format!(
+        "There is no existing pipe {id}: it was dropped (state DROP). Create a new one with CREATE PIPE {id} TO <pipesink>."
+    ))
+}
+
+/// How often the deletion index is persisted while the log grows: after a
+/// crash, open reads at most this much of the log's tail for deletions.
+const DELETIONS_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// All pipes of a node.
 pub struct PipeManager {
@@ -233,11 +315,13 @@ impl std::fmt::Debug for PipeManager {
 }
 
 impl PipeManager {
-    /// Loads the pipes from `dir/pipes.json` and starts the RUNNING ones
-    /// from their committed offsets, on `handle`'s runtime.
+    /// Loads the pipes from `dir/pipes.json` (the PipeSinks from
+    /// `dir/pipesinks.json`, the deletion index from `dir/deletions.json`,
+    /// caught up with the log) and starts the RUNNING ones from their
+    /// committed offsets, on `handle`'s runtime.
     ///
     /// # Errors
-    /// An unreadable definitions file.
+    /// An unreadable definitions or index file.
     pub fn open(
         log: Arc<wal::Log>,
         dir: &Path,
@@ -248,6 +332,24 @@ impl PipeManager {
             .map_err(|e| PipeError::new(PIPE_ERROR, format!("{}: {e}", dir.display())))?;
         let path = dir.join("pipes.json");
         let metas = meta::load(&path).map_err(|e| PipeError::new(PIPE_ERROR, e))?;
+        let sinks_path = dir.join("pipesinks.json");
+        let sinks = pipesink::load(&sinks_path)
+            .map_err(|e| PipeError::new(PIPE_ERROR, e))?
+            .into_iter()
+            .map(|s| (s.name.clone(), s))
+            .collect();
+        let deletions =
+            Arc::new(Deletions::open(log.clone(), dir).map_err(|e| PipeError::new(PIPE_ERROR, e))?);
+        let weak = Arc::downgrade(&deletions);
+        let _ = std::thread::Builder::new()
+            .name("deletion-index".into())
+            .spawn(move || loop {
+                std::thread::sleep(DELETIONS_SAVE_INTERVAL);
+                let Some(d) = weak.upgrade() else { return };
+                if let Err(e) = d.save() {
+                    warn!(cause = %e, "could not persist the deletion index; retrying");
+                }
+            });
         let mut pipes = BTreeMap::new();
         for m in metas {
             let stats = Arc::new(Stats::new(
@@ -265,10 +367,13 @@ impl PipeManager {
         let shared = Arc::new(Shared {
             log,
             path,
-            settings,
+            sinks_path,
+            deletions,
+            settings: std::sync::RwLock::new(settings),
             handle,
             inner: Mutex::new(Inner {
                 pipes,
+                sinks,
                 connectors: HashMap::new(),
                 generation: 0,
                 selectors: None,
@@ -292,6 +397,26 @@ impl PipeManager {
         Ok(mgr)
     }
 
+    /// Replaces the settings (`LOAD CONFIGURATION`): retries read them at
+    /// each failure (serial and lane transfers alike); a new connector
+    /// timeout applies to connectors made from now on (a pipe's connector,
+    /// sync, async or legacy, is remade when it is started and no running
+    /// pipe shares it). The selector threads are started once, with the
+    /// first async connector.
+    pub fn update_settings(&self, settings: Settings) {
+        let s = &self.shared;
+        let timeout_changed = {
+            let mut cur = s.settings.write().expect("settings lock");
+            let changed = cur.timeout != settings.timeout;
+            *cur = settings;
+            changed
+        };
+        if timeout_changed {
+            let mut inner = s.inner.lock().expect("pipes lock");
+            inner.connectors.retain(|_, c| c.in_use());
+        }
+    }
+
     /// `CREATE PIPE`: validates the attributes (filling in defaults) and
     /// registers the pipe STOPPED, with its offset at the log start
     /// (history) or the log end (realtime only).
@@ -301,19 +426,41 @@ impl PipeManager {
     pub fn create(
         &self,
         id: &str,
+        extractor: BTreeMap<String, String>,
+        processor: BTreeMap<String, String>,
+        connector: BTreeMap<String, String>,
+    ) -> Result<(), PipeError> {
+        self.insert(id, extractor, processor, connector, None, now_ms())
+    }
+
+    /// Validates and registers a pipe (see [`PipeManager::create`]).
+    fn insert(
+        &self,
+        id: &str,
         mut extractor: BTreeMap<String, String>,
         mut processor: BTreeMap<String, String>,
         connector: BTreeMap<String, String>,
+        sink: Option<SinkPipe>,
+        creation_time_ms: i64,
     ) -> Result<(), PipeError> {
-        let bad =
-            |m: String| PipeError::new(PIPE_ERROR, format!("Failed to create pipe {id}: {m}"));
+        let code = if sink.is_some() {
+            QUERY_PROCESS_ERROR
+        } else {
+            PIPE_ERROR
+        };
+        let bad = |m: String| PipeError::new(code, format!("Failed to create pipe {id}: {m}"));
         let s = &self.shared;
-        let ext = Extractor::configure(&mut extractor, s.settings.units_per_sec).map_err(bad)?;
+        let ext = Extractor::configure(&mut extractor, s.settings().units_per_sec).map_err(bad)?;
         plugin::processor(&mut processor).map_err(bad)?;
         ConnectorSpec::parse(&connector).map_err(bad)?;
         let mut inner = s.inner.lock().expect("pipes lock");
-        if inner.pipes.contains_key(id) {
-            return Err(bad(format!("pipe {id} already exists")));
+        if let Some(e) = inner.pipes.get(id) {
+            if e.meta.state != PipeState::Dropped {
+                return Err(bad(format!("pipe {id} already exists")));
+            }
+        }
+        if sink.is_some() {
+            Self::one_sink_pipe(&inner)?;
         }
         let history_end = s.log.end_offset();
         let start = if ext.history {
@@ -329,18 +476,18 @@ impl PipeManager {
             .map_err(|e| bad(e.to_string()))?;
         let meta = PipeMeta {
             id: id.to_string(),
-            creation_time_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
+            creation_time_ms,
             state: PipeState::Stopped,
             extractor,
             processor,
             connector,
             exception: String::new(),
+            warning: String::new(),
             history_end,
+            sink,
         };
         let stats = Arc::new(Stats::new(start));
-        inner.pipes.insert(
+        let replaced = inner.pipes.insert(
             id.to_string(),
             Entry {
                 meta,
@@ -349,7 +496,10 @@ impl PipeManager {
             },
         );
         if let Err(e) = s.save(&inner) {
-            inner.pipes.remove(id);
+            match replaced {
+                Some(old) => inner.pipes.insert(id.to_string(), old),
+                None => inner.pipes.remove(id),
+            };
             let _ = s.log.remove_consumer(&consumer);
             return Err(bad(e));
         }
@@ -357,11 +507,211 @@ impl PipeManager {
         Ok(())
     }
 
+    /// At most one sync-tool pipe that is not dropped (the seed's 411).
+    fn one_sink_pipe(inner: &Inner) -> Result<(), PipeError> {
+        match inner
+            .pipes
+            .values()
+            .find(|e| e.meta.sink.is_some() && e.meta.state != PipeState::Dropped)
+        {
+            Some(e) => Err(sink_err(format!(
+                "Pipe {} is {}, please retry after drop it.",
+                e.meta.id,
+                e.meta.state_name()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// `CREATE PIPESINK name AS type (k=v, …)` (see [`PipeSink::parse`]).
+    ///
+    /// # Errors
+    /// A PipeSink of that name exists, or a bad type or attribute (411).
+    pub fn create_pipesink(
+        &self,
+        name: &str,
+        sink_type: &str,
+        attributes: &[(String, String)],
+    ) -> Result<(), PipeError> {
+        let sink = PipeSink::parse(name, sink_type, attributes).map_err(sink_err)?;
+        let s = &self.shared;
+        let mut inner = s.inner.lock().expect("pipes lock");
+        if inner.sinks.contains_key(name) {
+            return Err(sink_err(format!(
+                "There is a pipeSink named {name} in IoTDB, please drop it."
+            )));
+        }
+        inner.sinks.insert(name.to_string(), sink);
+        if let Err(e) = s.save_sinks(&inner) {
+            inner.sinks.remove(name);
+            return Err(PipeError::new(PIPE_ERROR, e));
+        }
+        Ok(())
+    }
+
+    /// `DROP PIPESINK name`: refused while a pipe that is not dropped uses
+    /// it.
+    ///
+    /// # Errors
+    /// An unknown PipeSink, or one in use (411, the seed's message).
+    pub fn drop_pipesink(&self, name: &str) -> Result<(), PipeError> {
+        let s = &self.shared;
+        let mut inner = s.inner.lock().expect("pipes lock");
+        if !inner.sinks.contains_key(name) {
+            return Err(sink_err(format!("PipeSink {name} is not exist.")));
+        }
+        if let Some(e) = inner.pipes.values().find(|e| {
+            e.meta.state != PipeState::Dropped
+                && e.meta.sink.as_ref().is_some_and(|k| k.pipesink == name)
+        }) {
+            return Err(sink_err(format!(
+                "Can not drop pipeSink {name}, because pipe {} is using it.",
+                e.meta.id
+            )));
+        }
+        let old = inner.sinks.remove(name);
+        if let Err(e) = s.save_sinks(&inner) {
+            if let Some(o) = old {
+                inner.sinks.insert(name.to_string(), o);
+            }
+            return Err(PipeError::new(PIPE_ERROR, e));
+        }
+        Ok(())
+    }
+
+    /// `SHOW PIPESINKS` (`None`) or `SHOW PIPESINK name` (none when there
+    /// is no such PipeSink).
+    pub fn pipesinks(&self, name: Option<&str>) -> Vec<PipeSink> {
+        let inner = self.shared.inner.lock().expect("pipes lock");
+        inner
+            .sinks
+            .values()
+            .filter(|s| name.is_none_or(|n| s.name == n))
+            .cloned()
+            .collect()
+    }
+
+    /// `CREATE PIPE id TO sink [FROM (select ** from root where time >=
+    /// start)] [WITH SyncDelOp=…]`: a sync-tool pipe, sending with the
+    /// legacy connector to the PipeSink, history from `start` (the data's
+    /// own time, in the node's precision). Before it is registered, the
+    /// receiver must answer a handshake (its whitelist and version check
+    /// admit us) and accept the login.
+    ///
+    /// # Errors
+    /// 411 with the seed's messages: another sync-tool pipe not dropped,
+    /// an unknown PipeSink, an unknown attribute, a receiver that does not
+    /// answer or refuses us ("Create transport for pipe … error, because
+    /// CREATE request connects to receiver ip:port error.", and why).
+    pub fn create_sink_pipe(
+        &self,
+        id: &str,
+        sink: &str,
+        start: Option<i64>,
+        attributes: &[(String, String)],
+    ) -> Result<(), PipeError> {
+        let mut sync_del_op = true;
+        for (k, v) in attributes {
+            if k.eq_ignore_ascii_case("syncdelop") {
+                sync_del_op = match v.to_ascii_lowercase().as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(sink_err(format!("SyncDelOp={v}: expected true or false"))),
+                };
+            } else {
+                return Err(sink_err(format!(
+                    "Can not recognition attribute {k}; the attribute of CREATE PIPE … TO is SyncDelOp (true or false)"
+                )));
+            }
+        }
+        let target = {
+            let inner = self.shared.inner.lock().expect("pipes lock");
+            Self::one_sink_pipe(&inner)?;
+            if inner
+                .pipes
+                .get(id)
+                .is_some_and(|e| e.meta.state != PipeState::Dropped)
+            {
+                return Err(sink_err(format!(
+                    "Failed to create pipe {id}: pipe {id} already exists"
+                )));
+            }
+            inner.sinks.get(sink).cloned().ok_or_else(|| {
+                sink_err(format!(
+                    "Can not find pipeSink {sink}. Create it first: CREATE PIPESINK {sink} AS IoTDB (ip='…', port=6670)"
+                ))
+            })?
+        };
+        let mut extractor = BTreeMap::new();
+        if let Some(t) = start {
+            extractor.insert("extractor.history.start-time".to_string(), t.to_string());
+        }
+        let connector: BTreeMap<String, String> = [
+            ("connector", "iotdb-legacy-pipe-connector".to_string()),
+            ("connector.ip", target.ip.clone()),
+            ("connector.port", target.port.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let Ok(ConnectorSpec::Legacy(spec)) = ConnectorSpec::parse(&connector) else {
+            return Err(sink_err(format!(
+                "pipeSink {sink} ({}) is not a valid receiver address",
+                target.attributes()
+            )));
+        };
+        let creation_time_ms = now_ms();
+        let settings = self.shared.settings();
+        let env = ConnectorEnv {
+            precision: settings.precision.clone(),
+            timeout: settings.timeout.min(CREATE_CHECK_TIMEOUT),
+            identity: Identity {
+                pipe_name: id.to_string(),
+                creation_time_ms,
+            },
+            database_of: settings.database_of.clone(),
+        };
+        let checked = std::thread::scope(|sc| {
+            sc.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start a runtime for the check: {e}"))?;
+                let mut c = plugin::connector::legacy::Connector::new(
+                    spec,
+                    env.identity.clone(),
+                    env.timeout,
+                    env.database_of.clone(),
+                );
+                rt.block_on(c.check())
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the check panicked".into()))
+        });
+        if let Err(cause) = checked {
+            return Err(sink_err(format!(
+                "Create transport for pipe {id} error, because CREATE request connects to receiver {}:{} error. Cause: {cause}",
+                target.ip, target.port
+            )));
+        }
+        self.insert(
+            id,
+            extractor,
+            BTreeMap::new(),
+            connector,
+            Some(SinkPipe {
+                pipesink: sink.to_string(),
+                sync_del_op,
+            }),
+            creation_time_ms,
+        )
+    }
+
     /// `START PIPE`: runs the pipe from its committed offset (a no-op if it
     /// runs).
     ///
     /// # Errors
-    /// An unknown pipe.
+    /// An unknown or dropped pipe.
     pub fn start(&self, id: &str) -> Result<(), PipeError> {
         let s = &self.shared;
         let mut inner = s.inner.lock().expect("pipes lock");
@@ -371,11 +721,15 @@ impl PipeManager {
                 format!("Failed to start pipe {id}, the pipe does not exist"),
             ));
         };
+        if e.meta.state == PipeState::Dropped {
+            return Err(dropped(id));
+        }
         if e.running.is_some() {
             return Ok(());
         }
         e.meta.state = PipeState::Running;
         e.meta.exception.clear();
+        e.meta.warning.clear();
         s.save(&inner).map_err(|m| PipeError::new(PIPE_ERROR, m))?;
         s.spawn(&mut inner, id);
         Ok(())
@@ -387,7 +741,7 @@ impl PipeManager {
     /// receiver does; nothing is sent for the pipe after it returned.
     ///
     /// # Errors
-    /// An unknown pipe.
+    /// An unknown or dropped pipe.
     pub fn stop(&self, id: &str) -> Result<(), PipeError> {
         let s = &self.shared;
         let running = {
@@ -398,6 +752,9 @@ impl PipeManager {
                     format!("Failed to stop pipe {id}, the pipe does not exist"),
                 ));
             };
+            if e.meta.state == PipeState::Dropped {
+                return Err(dropped(id));
+            }
             e.meta.state = PipeState::Stopped;
             let r = e.running.take();
             s.save(&inner).map_err(|m| PipeError::new(PIPE_ERROR, m))?;
@@ -406,40 +763,72 @@ impl PipeManager {
         if let Some(r) = running {
             s.join(r);
         }
+        s.close_idle_connectors();
         Ok(())
     }
 
     /// `DROP PIPE`: stops the pipe if it runs (as [`PipeManager::stop`]:
     /// promptly, and nothing is sent for it after this returned) and
-    /// forgets it (and its log consumer, so it no longer holds segments
-    /// back).
+    /// removes its log consumer (so it no longer holds segments back). A
+    /// 1.2 pipe is forgotten; a sync-tool pipe stays listed with state
+    /// DROP, as IoTDB's sync tool keeps it.
     ///
     /// # Errors
-    /// An unknown pipe.
+    /// An unknown or already dropped pipe.
     pub fn drop_pipe(&self, id: &str) -> Result<(), PipeError> {
         let s = &self.shared;
         let running = {
             let mut inner = s.inner.lock().expect("pipes lock");
-            let Some(mut e) = inner.pipes.remove(id) else {
+            let Some(e) = inner.pipes.get_mut(id) else {
                 return Err(PipeError::new(
                     PIPE_NOT_EXIST,
                     format!("Failed to drop pipe {id}, the pipe does not exist"),
                 ));
             };
-            let key = connector_key(&e.meta.connector);
+            if e.meta.state == PipeState::Dropped {
+                return Err(dropped(id));
+            }
+            let running = e.running.take();
+            let key = instance_key(&e.meta);
+            let old = e.meta.clone();
+            let removed = if e.meta.sink.is_some() {
+                e.meta.state = PipeState::Dropped;
+                None
+            } else {
+                inner.pipes.remove(id)
+            };
             if !inner
                 .pipes
                 .values()
-                .any(|o| connector_key(&o.meta.connector) == key)
+                .any(|o| o.meta.state != PipeState::Dropped && instance_key(&o.meta) == key)
             {
                 inner.connectors.remove(&key);
             }
-            s.save(&inner).map_err(|m| PipeError::new(PIPE_ERROR, m))?;
-            e.running.take()
+            if let Err(m) = s.save(&inner) {
+                // As it was on disk (stopped, since its task is stopped).
+                match removed {
+                    Some(e) => {
+                        inner.pipes.insert(id.to_string(), e);
+                    }
+                    None => {
+                        if let Some(e) = inner.pipes.get_mut(id) {
+                            e.meta = old;
+                        }
+                    }
+                }
+                // The task (if any) is stopped either way.
+                drop(inner);
+                if let Some(r) = running {
+                    s.join(r);
+                }
+                return Err(PipeError::new(PIPE_ERROR, m));
+            }
+            running
         };
         if let Some(r) = running {
             s.join(r);
         }
+        s.close_idle_connectors();
         s.log
             .remove_consumer(&consumer_name(id))
             .map_err(|e| PipeError::new(PIPE_ERROR, e.to_string()))?;
@@ -456,15 +845,14 @@ impl PipeManager {
         let s = &self.shared;
         let inner = s.inner.lock().expect("pipes lock");
         let key = match used_by {
-            Some(u) => Some(connector_key(
+            Some(u) => Some(instance_key(
                 &inner
                     .pipes
                     .get(u)
                     .ok_or_else(|| {
                         PipeError::new(PIPE_NOT_EXIST, format!("pipe {u} does not exist"))
                     })?
-                    .meta
-                    .connector,
+                    .meta,
             )),
             None => None,
         };
@@ -482,10 +870,7 @@ impl PipeManager {
             .pipes
             .values()
             .filter(|e| id.is_none_or(|i| e.meta.id == i))
-            .filter(|e| {
-                key.as_ref()
-                    .is_none_or(|k| &connector_key(&e.meta.connector) == k)
-            })
+            .filter(|e| key.as_ref().is_none_or(|k| &instance_key(&e.meta) == k))
             .map(|e| (e.meta.clone(), e.stats.clone()))
             .collect();
         drop(inner);
@@ -498,40 +883,50 @@ impl PipeManager {
             .filter(|c| !c.state.lost.is_empty())
             .map(|c| (c.name, c.state))
             .collect();
+        let units_per_sec = s.settings().units_per_sec;
         Ok(picked
             .into_iter()
             .map(|(mut meta, stats)| {
-                let f = stats.figures(&s.log, &meta, s.settings.units_per_sec);
-                if meta.exception.is_empty() && meta.state == PipeState::Running {
-                    if let Some(m) = f.retry {
-                        meta.exception = m;
-                    }
-                }
-                if let Some(c) = lost.get(&consumer_name(&meta.id)) {
+                let remote = match &meta.sink {
+                    Some(k) => k.pipesink.clone(),
+                    None => ConnectorSpec::parse(&meta.connector)
+                        .map(|c| c.targets().join(","))
+                        .unwrap_or_default(),
+                };
+                let f = if meta.state == PipeState::Dropped {
+                    progress::Figures::default()
+                } else {
+                    stats.figures(&s.log, &meta, units_per_sec, &s.deletions)
+                };
+                let lost = lost.get(&consumer_name(&meta.id)).map(|c| {
                     let ranges: Vec<String> =
                         c.lost.iter().map(|(a, b)| format!("[{a}, {b})")).collect();
-                    let note = format!(
+                    format!(
                         "{} record(s) lost from the change log before this pipe sent them (deleted by a disk bound, wal_throttle_threshold_in_byte or pipe_max_allowed_pinned_wal_size_in_byte, or damaged): offsets {}",
                         c.lost_records(),
                         ranges.join(" ")
-                    );
-                    meta.exception = if meta.exception.is_empty() {
-                        note
-                    } else {
-                        format!("{}; {note}", meta.exception)
-                    };
-                }
+                    )
+                });
+                meta.exception = progress::message(&meta, &f, lost);
                 PipeRow {
                     meta,
                     remaining_events: f.remaining,
                     lag_seconds: f.lag_seconds,
+                    remote,
                 }
             })
             .collect())
     }
 
+    /// The node's deletion index: every writer of deletions to the change
+    /// log records them through [`Deletions::record`].
+    pub fn deletions(&self) -> &Arc<Deletions> {
+        &self.shared.deletions
+    }
+
     /// Stops every task (the pipes stay RUNNING on disk, to resume at the
-    /// next start). Waits for in-flight batches.
+    /// next start) and persists the deletion index. Waits for in-flight
+    /// batches.
     pub fn shutdown(&self) {
         let runs: Vec<Running> = {
             let mut inner = self.shared.inner.lock().expect("pipes lock");
@@ -544,6 +939,9 @@ impl PipeManager {
         for r in runs {
             self.shared.join(r);
         }
+        if let Err(e) = self.shared.deletions.save() {
+            warn!(cause = %e, "could not persist the deletion index; the next start reads the log's tail for deletions");
+        }
     }
 }
 
@@ -551,6 +949,19 @@ impl Shared {
     fn save(&self, inner: &Inner) -> Result<(), String> {
         let metas: Vec<PipeMeta> = inner.pipes.values().map(|e| e.meta.clone()).collect();
         meta::save(&self.path, &metas)
+    }
+
+    /// Drops the connectors no running pipe holds: their connections
+    /// close, so a receiver sees a stopped pipe's sender go (IoTDB's
+    /// `STOP PIPESERVER` waits for that). START connects afresh.
+    fn close_idle_connectors(&self) {
+        let mut inner = self.inner.lock().expect("pipes lock");
+        inner.connectors.retain(|_, c| c.in_use());
+    }
+
+    fn save_sinks(&self, inner: &Inner) -> Result<(), String> {
+        let sinks: Vec<PipeSink> = inner.sinks.values().cloned().collect();
+        pipesink::save(&self.sinks_path, &sinks)
     }
 
     /// Signals a task to stop and waits for it: it abandons its transfer
@@ -591,17 +1002,13 @@ impl Shared {
         stats.stopped(stats.committed.load(Ordering::Relaxed));
     }
 
-    fn connector_for(
-        &self,
-        inner: &mut Inner,
-        attrs: &BTreeMap<String, String>,
-    ) -> Result<Live, String> {
-        let key = connector_key(attrs);
+    fn connector_for(&self, inner: &mut Inner, meta: &PipeMeta) -> Result<Live, String> {
+        let key = instance_key(meta);
         if let Some(c) = inner.connectors.get(&key) {
             return Ok(c.clone());
         }
-        let spec = ConnectorSpec::parse(attrs)?;
-        let st = &self.settings;
+        let spec = ConnectorSpec::parse(&meta.connector)?;
+        let st = self.settings();
         let live = match spec {
             ConnectorSpec::ThriftAsync { .. } => {
                 let selectors = match &inner.selectors {
@@ -626,21 +1033,35 @@ impl Shared {
                     selectors,
                 )))
             }
-            spec => Live::Serial(Arc::new(tokio::sync::Mutex::new(Connector::new(
-                spec,
-                &st.precision,
-                st.timeout,
-            )))),
+            spec => {
+                let env = ConnectorEnv {
+                    precision: st.precision.clone(),
+                    timeout: st.timeout,
+                    identity: Identity {
+                        pipe_name: meta.id.clone(),
+                        creation_time_ms: meta.creation_time_ms,
+                    },
+                    database_of: st.database_of.clone(),
+                };
+                Live::Serial(Arc::new(tokio::sync::Mutex::new(Connector::new(
+                    spec, &env,
+                ))))
+            }
         };
         inner.connectors.insert(key, live.clone());
         Ok(live)
     }
 
+    /// The settings now.
+    pub(crate) fn settings(&self) -> Settings {
+        self.settings.read().expect("settings lock").clone()
+    }
+
     fn spawn(self: &Arc<Self>, inner: &mut Inner, id: &str) {
         inner.generation += 1;
         let generation = inner.generation;
-        let connector = match inner.pipes.get(id).map(|e| e.meta.connector.clone()) {
-            Some(attrs) => self.connector_for(inner, &attrs),
+        let connector = match inner.pipes.get(id).map(|e| e.meta.clone()) {
+            Some(meta) => self.connector_for(inner, &meta),
             None => return,
         };
         let e = inner.pipes.get_mut(id).expect("pipe exists");
@@ -677,7 +1098,9 @@ impl Shared {
         });
     }
 
-    /// Called by a task that gave up: the pipe goes STOPPED with `message`.
+    /// Called by a task that gave up: the pipe goes STOPPED with `message`
+    /// as its exception (shown as `ERROR: message` for a sync-tool pipe,
+    /// see `progress::message`).
     fn fail(&self, id: &str, generation: u64, message: String) {
         let mut inner = self.inner.lock().expect("pipes lock");
         let Some(e) = inner.pipes.get_mut(id) else {
@@ -693,6 +1116,28 @@ impl Shared {
             warn!(pipe = id, exception = %message, "pipe stopped by an unrecoverable error");
             if let Err(err) = self.save(&inner) {
                 warn!(pipe = id, cause = %err, "could not persist the pipe's state");
+            }
+        }
+    }
+
+    /// Called by a running task that skipped something and goes on (the
+    /// legacy connector's deletion the receiver could not apply): the
+    /// pipe's warning becomes `message`, persisted, shown in SHOW PIPES
+    /// until the next START (as `WARN: message` for a sync-tool pipe). A
+    /// retry is not a warning of this kind: the task reports it through
+    /// its [`Stats`].
+    pub(crate) fn warn(&self, id: &str, generation: u64, message: &str) {
+        let mut inner = self.inner.lock().expect("pipes lock");
+        let Some(e) = inner.pipes.get_mut(id) else {
+            return;
+        };
+        if e.running
+            .as_ref()
+            .is_some_and(|r| r.generation == generation)
+        {
+            e.meta.warning = message.to_string();
+            if let Err(err) = self.save(&inner) {
+                warn!(pipe = id, cause = %err, "could not persist the pipe's warning");
             }
         }
     }

@@ -1,5 +1,12 @@
 //! Pipe definitions and states, persisted in `pipes.json` (replaced
 //! atomically at every change).
+//!
+//! Two kinds of pipe live here: IoTDB 1.2's (`CREATE PIPE … WITH
+//! CONNECTOR`) and the 1.0/1.1 sync tool's (`CREATE PIPE … TO <pipesink>`,
+//! [`SinkPipe`]), which speaks the legacy protocol and uses that tool's
+//! state names RUNNING / STOP / DROP. A dropped sync-tool pipe stays listed
+//! with state DROP (as IoTDB 0.14's sender keeps it) until a pipe of the
+//! same name is created.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,7 +23,8 @@ pub enum PipeState {
     /// Processing data.
     #[serde(rename = "RUNNING")]
     Running,
-    /// Dropped for good (only seen by a task that outlived its pipe).
+    /// Dropped for good: a sync-tool pipe after DROP PIPE (still listed,
+    /// as STATE DROP), or what a task that outlived its pipe sees.
     #[serde(rename = "DROPPED")]
     Dropped,
 }
@@ -47,16 +55,65 @@ pub struct PipeMeta {
     pub processor: BTreeMap<String, String>,
     /// `WITH CONNECTOR` attributes, as given.
     pub connector: BTreeMap<String, String>,
-    /// Why the pipe stopped on its own ("" when it did not).
+    /// Why the pipe stopped on its own ("" when it did not). Cleared by
+    /// START.
     pub exception: String,
+    /// The last thing the pipe skipped while it ran on (a deletion the
+    /// receiver could not apply; "" when nothing was). Cleared by START.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub warning: String,
     /// The change log offset at creation: records below it arrived before
     /// the pipe was created (history), the rest are realtime.
     pub history_end: u64,
+    /// Set for a sync-tool pipe (`CREATE PIPE … TO <pipesink>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<SinkPipe>,
 }
 
-/// Renders attributes as IoTDB does: `{k=v, k=v}`, sorted.
+/// What a sync-tool pipe adds to a pipe: its PipeSink and `SyncDelOp`.
+/// Its `FROM … WHERE time >= T` is the extractor's history start time, its
+/// connector the legacy one aimed at the PipeSink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkPipe {
+    /// The PipeSink's name (SHOW PIPES' Remote column).
+    pub pipesink: String,
+    /// `SyncDelOp`: whether deletions (delete database included) are sent.
+    /// Default true.
+    pub sync_del_op: bool,
+}
+
+impl PipeMeta {
+    /// The state as SHOW PIPES prints it: 1.2's names, or the sync tool's
+    /// RUNNING / STOP / DROP for a sync-tool pipe.
+    pub fn state_name(&self) -> &'static str {
+        match (self.sink.is_some(), self.state) {
+            (false, s) => s.name(),
+            (true, PipeState::Running) => "RUNNING",
+            (true, PipeState::Stopped) => "STOP",
+            (true, PipeState::Dropped) => "DROP",
+        }
+    }
+
+    /// Whether the pipe sends deletions (where its connector can: the
+    /// legacy one). Only a sync-tool pipe with `SyncDelOp=false` does not.
+    pub fn sync_deletions(&self) -> bool {
+        self.sink.as_ref().is_none_or(|s| s.sync_del_op)
+    }
+}
+
+/// Renders attributes as IoTDB does: `{k=v, k=v}`, sorted. Passwords are
+/// shown as `******`.
 pub fn render_attrs(a: &BTreeMap<String, String>) -> String {
-    let inner: Vec<String> = a.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let inner: Vec<String> = a
+        .iter()
+        .map(|(k, v)| {
+            if k.ends_with("password") {
+                format!("{k}=******")
+            } else {
+                format!("{k}={v}")
+            }
+        })
+        .collect();
     format!("{{{}}}", inner.join(", "))
 }
 
@@ -78,12 +135,25 @@ pub fn load(path: &Path) -> Result<Vec<PipeMeta>, String> {
 /// # Errors
 /// I/O errors, naming the file.
 pub fn save(path: &Path, pipes: &[PipeMeta]) -> Result<(), String> {
+    write_atomically(
+        path,
+        &serde_json::to_vec_pretty(pipes).expect("serialize pipes"),
+    )
+}
+
+/// Replaces `path` with `bytes` atomically and durably: a temporary file
+/// beside it, fsynced, renamed over it, and the directory fsynced.
+///
+/// # Errors
+/// I/O errors, naming the file.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write;
-    let bytes = serde_json::to_vec_pretty(pipes).expect("serialize pipes");
-    let tmp = path.with_extension("json.tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
     let io = |e: std::io::Error| format!("{}: {e}", path.display());
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(&bytes).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(io)?;

@@ -13,8 +13,15 @@
 //! - **LagSeconds**: the wall-clock age of the oldest record the pipe has
 //!   not had acknowledged and will send (its arrival time in the log); 0
 //!   when nothing remains. A stalled pipe's lag grows by a second a second.
-//! - **ExceptionMessage** while the pipe runs: the last failure while it
-//!   retries (`retry 3 of 5: …`), cleared when that transfer succeeds.
+//! - **ExceptionMessage** ([`message`]): while the pipe runs, the failure
+//!   it retries after (`retry 3 of 5: …`), cleared when that transfer
+//!   succeeds; once it stopped on its own, why. Beside it, what the pipe
+//!   skipped (a deletion the receiver could not apply: kept until START)
+//!   and records the change log lost before the pipe sent them. A PIPESINK
+//!   pipe (seed 000) shows the same in the sync tool's words: `ERROR: …`
+//!   once it stopped on its own, else `WARN: …` while anything went wrong
+//!   in this run, a retry it got past included (`WARN: recovered after
+//!   retry 2 of 5: …`), as the sync tool keeps a WARN while the pipe runs.
 //!
 //! # Cost
 //! The task publishes its read position, its acknowledged position and
@@ -28,7 +35,8 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
-use crate::meta::PipeMeta;
+use crate::deletions::{DeletionView, Deletions};
+use crate::meta::{PipeMeta, PipeState};
 use crate::plugin::{ConnectorSpec, Extractor};
 
 /// The most log bytes one `SHOW PIPES` classifies per pipe (about a tenth
@@ -78,17 +86,30 @@ pub struct Stats {
     /// The committed offset.
     pub committed: AtomicU64,
     progress: Mutex<Progress>,
-    /// The last failure while the task retries.
-    retry: Mutex<Option<String>>,
+    /// The retries of the running task.
+    retries: Mutex<Retries>,
     ahead: Mutex<Ahead>,
 }
 
+/// The retries of a running task, for the message column.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Retries {
+    /// The failure the task retries after (`retry 2 of 5: …`); cleared
+    /// when the transfer succeeds.
+    current: Option<String>,
+    /// The last failure the task retried after and got past, this run.
+    recovered: Option<String>,
+}
+
 /// The figures of one SHOW PIPES row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct Figures {
     pub remaining: u64,
     pub lag_seconds: f64,
+    /// The failure the running task retries after.
     pub retry: Option<String>,
+    /// The last failure the running task got past.
+    pub recovered: Option<String>,
 }
 
 impl Stats {
@@ -101,7 +122,7 @@ impl Stats {
                 read: committed,
                 ..Progress::default()
             }),
-            retry: Mutex::new(None),
+            retries: Mutex::new(Retries::default()),
             ahead: Mutex::new(Ahead::default()),
         }
     }
@@ -147,26 +168,45 @@ impl Stats {
             acked_events: 0,
         };
         drop(p);
-        self.set_retry(None);
+        *self.retries.lock().expect("retries") = Retries::default();
     }
 
     /// The failure the task is retrying after, or `None` once a transfer
-    /// succeeded.
+    /// succeeded (the failure it got past is kept for a PIPESINK pipe's
+    /// WARN, see [`message`]).
     pub(crate) fn set_retry(&self, message: Option<String>) {
-        *self.retry.lock().expect("retry") = message;
+        let mut r = self.retries.lock().expect("retries");
+        match message {
+            Some(m) => r.current = Some(m),
+            None => {
+                if let Some(m) = r.current.take() {
+                    r.recovered = Some(m);
+                }
+            }
+        }
     }
 
     /// The figures of the pipe `meta` for SHOW PIPES: remaining events, lag
-    /// and the retry message (see the module doc).
-    pub(crate) fn figures(&self, log: &wal::Log, meta: &PipeMeta, units_per_sec: i64) -> Figures {
+    /// and the retries (see the module doc). Records ahead are classified
+    /// as the pipe will extract them, with the `deletions` the log holds.
+    pub(crate) fn figures(
+        &self,
+        log: &wal::Log,
+        meta: &PipeMeta,
+        units_per_sec: i64,
+        deletions: &Deletions,
+    ) -> Figures {
         let p = *self.progress.lock().expect("progress");
-        let retry = if p.running {
-            self.retry.lock().expect("retry").clone()
+        let Retries {
+            current: retry,
+            recovered,
+        } = if p.running {
+            self.retries.lock().expect("retries").clone()
         } else {
-            None
+            Retries::default()
         };
         let mut ext_attrs = meta.extractor.clone();
-        let (Ok(ext), Ok(spec)) = (
+        let (Ok(mut ext), Ok(spec)) = (
             Extractor::configure(&mut ext_attrs, units_per_sec),
             ConnectorSpec::parse(&meta.connector),
         ) else {
@@ -174,8 +214,10 @@ impl Stats {
                 remaining: 0,
                 lag_seconds: 0.0,
                 retry,
+                recovered,
             };
         };
+        ext.deletions = meta.sync_deletions();
         let end = log.end_offset();
         let horizon = if ext.realtime {
             end
@@ -214,6 +256,7 @@ impl Stats {
             ext: &ext,
             spec: &spec,
             history_end: meta.history_end,
+            deletions: deletions.view(),
         };
         if a.first.is_none() && a.events > 0 {
             // The first event past the read position was read meanwhile:
@@ -247,7 +290,42 @@ impl Stats {
             remaining,
             lag_seconds,
             retry,
+            recovered,
         }
+    }
+}
+
+/// The ExceptionMessage column of the pipe `meta` (see the module doc),
+/// from its figures `f` and what the change log `lost` before it sent it.
+pub(crate) fn message(meta: &PipeMeta, f: &Figures, lost: Option<String>) -> String {
+    let text = |s: &String| (!s.is_empty()).then(|| s.clone());
+    let failure = text(&meta.exception);
+    let warning = text(&meta.warning);
+    let join = |parts: [Option<String>; 3]| -> String {
+        parts.into_iter().flatten().collect::<Vec<_>>().join("; ")
+    };
+    if meta.sink.is_none() {
+        // IoTDB 1.2's ExceptionMessage: what is wrong now first.
+        let now = if meta.state == PipeState::Running {
+            f.retry.clone()
+        } else {
+            failure
+        };
+        return join([now, warning, lost]);
+    }
+    // The sync tool's message column.
+    if meta.state != PipeState::Running && failure.is_some() {
+        return format!("ERROR: {}", join([failure, warning, lost]));
+    }
+    let retry = f
+        .retry
+        .clone()
+        .or_else(|| f.recovered.as_ref().map(|m| format!("recovered after {m}")));
+    let m = join([retry, warning, lost]);
+    if m.is_empty() {
+        m
+    } else {
+        format!("WARN: {m}")
     }
 }
 
@@ -256,6 +334,7 @@ struct Class<'a> {
     ext: &'a Extractor,
     spec: &'a ConnectorSpec,
     history_end: u64,
+    deletions: DeletionView,
 }
 
 impl Class<'_> {
@@ -290,7 +369,13 @@ impl Class<'_> {
                     continue;
                 }
                 let sends = matches!(
-                    self.ext.extract(rec.kind, b.share(rec.payload), history),
+                    self.ext.extract(
+                        rec.offset,
+                        rec.kind,
+                        b.share(rec.payload),
+                        history,
+                        &self.deletions
+                    ),
                     Ok(Some(ev)) if self.spec.sends(&ev)
                 );
                 if sends {
@@ -322,4 +407,149 @@ fn age_seconds(log: &wal::Log, offset: u64) -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64);
     (now - arrival).max(0) as f64 / 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::SinkPipe;
+
+    fn meta(sink: bool, state: PipeState, exception: &str, warning: &str) -> PipeMeta {
+        PipeMeta {
+            id: "p".into(),
+            creation_time_ms: 0,
+            state,
+            extractor: Default::default(),
+            processor: Default::default(),
+            connector: Default::default(),
+            exception: exception.into(),
+            warning: warning.into(),
+            history_end: 0,
+            sink: sink.then(|| SinkPipe {
+                pipesink: "far".into(),
+                sync_del_op: true,
+            }),
+        }
+    }
+
+    fn retries(current: Option<&str>, recovered: Option<&str>) -> Figures {
+        Figures {
+            retry: current.map(String::from),
+            recovered: recovered.map(String::from),
+            ..Figures::default()
+        }
+    }
+
+    /// One set of facts, worded for a 1.2 pipe and for a PIPESINK pipe.
+    #[test]
+    fn the_message_column_of_both_kinds_of_pipe() {
+        use PipeState::{Running, Stopped};
+        let none = Figures::default();
+        let retrying = retries(Some("retry 2 of 5: refused"), None);
+        let recovered = retries(None, Some("retry 2 of 5: refused"));
+        let skip = "the deletion of root.sg.** over all time was skipped";
+        let lost = || Some("3 record(s) lost".to_string());
+        for (sink, state, exception, warning, f, lost, want) in [
+            // 1.2: the retry while it lasts, then nothing.
+            (
+                false,
+                Running,
+                "",
+                "",
+                &retrying,
+                None,
+                "retry 2 of 5: refused",
+            ),
+            (false, Running, "", "", &recovered, None, ""),
+            (false, Running, "", skip, &none, None, skip),
+            (
+                false,
+                Stopped,
+                "gave up",
+                "",
+                &none,
+                lost(),
+                "gave up; 3 record(s) lost",
+            ),
+            (false, Running, "", "", &none, None, ""),
+            // The sync tool: WARN while running (a retry got past
+            // included), ERROR once it stopped on its own.
+            (
+                true,
+                Running,
+                "",
+                "",
+                &retrying,
+                None,
+                "WARN: retry 2 of 5: refused",
+            ),
+            (
+                true,
+                Running,
+                "",
+                "",
+                &recovered,
+                None,
+                "WARN: recovered after retry 2 of 5: refused",
+            ),
+            (
+                true,
+                Running,
+                "",
+                skip,
+                &none,
+                lost(),
+                &format!("WARN: {skip}; 3 record(s) lost"),
+            ),
+            (true, Stopped, "gave up", "", &none, None, "ERROR: gave up"),
+            (
+                true,
+                Stopped,
+                "",
+                skip,
+                &none,
+                None,
+                &format!("WARN: {skip}"),
+            ),
+            (true, Running, "", "", &none, None, ""),
+            (
+                true,
+                PipeState::Dropped,
+                "gave up",
+                "",
+                &none,
+                None,
+                "ERROR: gave up",
+            ),
+        ] {
+            let m = meta(sink, state, exception, warning);
+            assert_eq!(message(&m, f, lost), want, "{m:?} {f:?}");
+        }
+    }
+
+    #[test]
+    fn a_success_clears_the_retry_and_keeps_what_it_got_past() {
+        let s = Stats::new(0);
+        s.started(0);
+        s.set_retry(Some("retry 1 of 5: a".into()));
+        s.set_retry(Some("retry 2 of 5: b".into()));
+        assert_eq!(
+            *s.retries.lock().unwrap(),
+            Retries {
+                current: Some("retry 2 of 5: b".into()),
+                recovered: None
+            }
+        );
+        s.set_retry(None);
+        assert_eq!(
+            *s.retries.lock().unwrap(),
+            Retries {
+                current: None,
+                recovered: Some("retry 2 of 5: b".into())
+            }
+        );
+        // A new run starts clean.
+        s.stopped(0);
+        assert_eq!(*s.retries.lock().unwrap(), Retries::default());
+    }
 }

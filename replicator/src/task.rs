@@ -1,10 +1,13 @@
 //! The task of one running pipe: tail the log from the committed offset,
 //! extract, process, transfer (with retries), commit.
 //!
-//! Two ways to transfer, by connector:
-//! - **Serial** (`iotdb-thrift-sync-connector`, `do-nothing-connector`):
-//!   one request in flight, in log order; the next batch is read and
-//!   extracted while it is out.
+//! One producer reads the log, filters tablets by the deletions the log
+//! holds (`deletions.rs`, per batch read), extracts and processes; two ways
+//! to transfer what it produces, by connector:
+//! - **Serial** (`iotdb-thrift-sync-connector`,
+//!   `iotdb-legacy-pipe-connector` and PIPESINK pipes,
+//!   `do-nothing-connector`): one request in flight, in log order; the next
+//!   batch is read and extracted while it is out.
 //! - **Lanes** (`iotdb-thrift-async-connector`): the events go into lanes
 //!   by a hash of their device, and each lane has one request in flight
 //!   (retried until acknowledged before its next request), so up to one
@@ -47,6 +50,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tracing::{debug, info, instrument, warn};
 
+use crate::deletions::DeletionRecord;
 use crate::meta::PipeMeta;
 use crate::plugin::connector::thrift_async::{lane_of, Request};
 use crate::plugin::{self, AsyncConnector, Extractor, PipeEvent};
@@ -330,7 +334,6 @@ impl PipeTask {
         conn: &Arc<AsyncConnector>,
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Stop {
-        let settings = &self.shared.settings;
         let budget = conn.request_bytes();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Prepared>(1);
         let mut producer = std::pin::pin!(self.produce(tx, 4));
@@ -433,6 +436,9 @@ impl PipeTask {
                             }
                         }
                         Err(e) => {
+                            // Read at each failure: LOAD CONFIGURATION
+                            // applies to the next one.
+                            let settings = self.shared.settings();
                             f.attempt += 1;
                             if f.attempt > settings.max_retry {
                                 let m = format!(
@@ -510,12 +516,13 @@ impl PipeTask {
     async fn produce(&self, tx: tokio::sync::mpsc::Sender<Prepared>, divisor: usize) {
         let Ok(slot) = tx.reserve().await else { return };
         let log = &self.shared.log;
-        let settings = &self.shared.settings;
+        let settings = self.shared.settings();
         let mut ext_attrs = self.meta.extractor.clone();
-        let ext = match Extractor::configure(&mut ext_attrs, settings.units_per_sec) {
+        let mut ext = match Extractor::configure(&mut ext_attrs, settings.units_per_sec) {
             Ok(e) => e,
             Err(m) => return slot.send(Prepared::failed(m)),
         };
+        ext.deletions = self.meta.sync_deletions();
         let mut proc_attrs = self.meta.processor.clone();
         let mut processor = match plugin::processor(&mut proc_attrs) {
             Ok(p) => p,
@@ -538,8 +545,11 @@ impl PipeTask {
             offset = offset.max(self.meta.history_end);
         }
         if offset < log.log_start() {
-            warn!(offset, log_start = log.log_start(), "records before the log start were deleted by the disk bound; continuing at the log start");
-            offset = log.log_start();
+            // The change log recorded the loss for this pipe's consumer:
+            // SHOW PIPES names the lost offsets.
+            let start = log.log_start();
+            warn!(offset, log_start = start, "records before the log start were deleted by the disk bound; continuing at the log start");
+            offset = start;
         }
         let mut reader = match log.reader(offset) {
             Ok(r) => r,
@@ -593,6 +603,23 @@ impl PipeTask {
                     }
                 }
             }
+            // The deletions the log holds now that the batch is read (and
+            // any in the batch that a writer logged around the index).
+            let mut deletions = self.shared.deletions.view();
+            let mut unindexed = false;
+            for rec in batches.iter().flat_map(|b| b.iter()) {
+                if rec.kind != protocol::event::KIND_TABLET && !deletions.has(rec.offset) {
+                    if let Ok(Some(d)) =
+                        DeletionRecord::of_record(rec.offset, rec.kind, rec.payload)
+                    {
+                        self.shared.deletions.observe(d);
+                        unindexed = true;
+                    }
+                }
+            }
+            if unindexed {
+                deletions = self.shared.deletions.view();
+            }
             let mut next = offset;
             let mut slot = Some(slot);
             'records: for b in &batches {
@@ -605,7 +632,13 @@ impl PipeTask {
                         next = rec.offset + 1;
                         continue;
                     }
-                    match ext.extract(rec.kind, b.share(rec.payload), history) {
+                    match ext.extract(
+                        rec.offset,
+                        rec.kind,
+                        b.share(rec.payload),
+                        history,
+                        &deletions,
+                    ) {
                         Ok(Some(ev)) => {
                             if let PipeEvent::Tablet(b) = &ev {
                                 size += b.len();
@@ -696,7 +729,6 @@ impl PipeTask {
         let Live::Serial(connector) = &self.connector else {
             unreachable!("serial transfer on a serial connector")
         };
-        let settings = &self.shared.settings;
         let mut attempt = 0;
         // Events acknowledged so far (single-tablet requests: a retry goes
         // on after them).
@@ -705,9 +737,18 @@ impl PipeTask {
             let r = tokio::select! {
                 biased;
                 _ = stop.wait_for(|s| *s) => return Some(Stop::Requested),
-                r = async { connector.lock().await.transfer(events, &mut sent).await } => r,
+                r = async {
+                    let mut c = connector.lock().await;
+                    let r = c.transfer(events, &mut sent).await;
+                    (r, c.take_notes())
+                } => r,
             };
-            match r {
+            // What the connector skipped and went on after (the legacy
+            // connector's deletions the receiver could not apply).
+            for note in &r.1 {
+                self.shared.warn(&self.meta.id, self.generation, note);
+            }
+            match r.0 {
                 Ok(()) => {
                     if attempt > 0 {
                         self.stats.set_retry(None);
@@ -715,6 +756,9 @@ impl PipeTask {
                     return None;
                 }
                 Err(e) => {
+                    // Read at each failure: LOAD CONFIGURATION applies to
+                    // the next one.
+                    let settings = self.shared.settings();
                     attempt += 1;
                     if attempt > settings.max_retry {
                         return Some(Stop::Failed(format!(

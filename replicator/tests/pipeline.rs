@@ -43,9 +43,22 @@ impl Apply for Recorder {
 async fn serve(rec: Arc<Recorder>) -> u16 {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Arc::new(
+        receiver::Receiver::open(receiver::ReceiverConfig {
+            precision: "ms".into(),
+            dir: dir.path().join("receiver"),
+            ip_white_list: Default::default(),
+            version: "1.1".into(),
+            max_file_size: 1 << 30,
+        })
+        .unwrap(),
+    );
     tokio::spawn(async move {
+        let _dir = dir;
         while let Ok((mut s, _)) = l.accept().await {
             let rec = rec.clone();
+            let rx = rx.clone();
             tokio::spawn(async move {
                 let mut state = ReceiverState::default();
                 loop {
@@ -59,7 +72,7 @@ async fn serve(rec: Arc<Recorder>) -> u16 {
                         let mut call = Call::parse(&frame).unwrap();
                         assert_eq!(call.name, "pipeTransfer");
                         let req: TPipeTransferReq = call.arg().unwrap().unwrap();
-                        let (resp, _) = receiver::handle(req, &mut state, "ms", &*rec);
+                        let (resp, _) = rx.transfer(&mut state, req, &*rec);
                         reply(call.proto, &call.name, call.seq, &resp)
                     };
                     s.write_all(&out).await.unwrap(); // a whole frame

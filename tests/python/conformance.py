@@ -80,7 +80,7 @@ def receive(want):
                 if req.type in (3, 6):
                     # The body as Apache's generated code extracted it.
                     entry["body"] = req.body.hex()
-                elif req.type == 6:
+                if req.type == 6:
                     nb, = struct.unpack(">i", req.body[0:4])
                     ni, = struct.unpack(">i", req.body[4:8])
                     nt, = struct.unpack(">i", req.body[8:12])

@@ -9,7 +9,8 @@ use node::config::NodeConfig;
 /// Options of `edgepipe server`.
 #[derive(Debug, Args)]
 pub struct ServerOpt {
-    /// A configuration file in IoTDB's properties format (rpc_port=6667 ...).
+    /// A configuration file in IoTDB's properties format (rpc_port=6667 ...);
+    /// `LOAD CONFIGURATION` reads it again.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Where the change log and the store live (overrides data_dir).
@@ -30,7 +31,9 @@ impl ServerOpt {
     /// An unreadable or invalid configuration file.
     pub fn config(&self) -> anyhow::Result<NodeConfig> {
         let mut c = match &self.config {
-            Some(p) => NodeConfig::load(p).map_err(anyhow::Error::msg)?,
+            // Absolute, so that LOAD CONFIGURATION reads the same file.
+            Some(p) => NodeConfig::load(&std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+                .map_err(anyhow::Error::msg)?,
             None => NodeConfig::default(),
         };
         if let Some(d) = &self.data_dir {
@@ -103,6 +106,7 @@ pub fn run(opt: ServerOpt) -> anyhow::Result<()> {
             }
         };
         let shutdown = shutdown_signal().context("cannot install the SIGTERM/SIGINT handlers")?;
+        node.restore_pipe_server();
         println!("edgepipe server listening on {}", listener.local_addr()?);
         node.serve(listener, shutdown).await;
         tracing::info!("shutting down");

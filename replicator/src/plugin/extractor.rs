@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use protocol::event::{Event, KIND_DELETE, KIND_TABLET};
+use protocol::event::{Event, SchemaOp, KIND_DELETE, KIND_SCHEMA, KIND_TABLET};
 use protocol::tablet::{Column, Tablet};
 
 use super::{check_keys, parse_bool, PipeEvent};
+use crate::deletions::DeletionView;
 
 /// Parses a history bound: an ISO datetime (`2011-12-03T10:15:30`,
 /// `2011-12-03T10:15:30+01:00`, also `2011.12.03T...` as the seed writes
@@ -65,6 +66,10 @@ pub struct Extractor {
     pub start: i64,
     /// See `start`.
     pub end: i64,
+    /// Whether deletions (delete database included) are handed on as
+    /// events: false for a sync-tool pipe with `SyncDelOp=false`. Not an
+    /// attribute; set from the pipe's definition.
+    pub deletions: bool,
 }
 
 impl Extractor {
@@ -136,50 +141,70 @@ impl Extractor {
             realtime,
             start,
             end,
+            deletions: true,
         })
     }
 
-    /// Turns one change-log record into an event for the pipe, or nothing
-    /// (filtered out, or a schema change: DDL is not synced).
+    /// Turns the change-log record at `offset` into an event for the pipe,
+    /// or nothing (filtered out, or a schema change other than delete
+    /// database: DDL is not synced). A tablet loses the points that a
+    /// deletion in `deletions` (the deletions the log held when the record
+    /// was read) logged after it removed. A delete database is the deletion
+    /// of `db.**` over all time.
     ///
     /// # Errors
     /// A record that does not decode.
     pub fn extract(
         &self,
+        offset: u64,
         kind: u8,
         payload: Bytes,
         is_history: bool,
+        deletions: &DeletionView,
     ) -> Result<Option<PipeEvent>, String> {
         match kind {
             KIND_TABLET => {
                 let bounded = is_history && (self.start != i64::MIN || self.end != i64::MAX);
+                let mut device = None;
                 let whole = self.pattern == "root" || {
-                    let device = device_of(&payload)?;
-                    if !device.starts_with(&self.pattern) && !self.pattern.starts_with(&device) {
+                    let d = device_of(&payload)?;
+                    if !d.starts_with(&self.pattern) && !self.pattern.starts_with(&d) {
                         return Ok(None);
                     }
-                    device.starts_with(&self.pattern)
+                    let whole = d.starts_with(&self.pattern);
+                    device = Some(d);
+                    whole
                 };
-                if whole && !bounded {
+                let deleted = deletions.may_apply_to(offset, || match &device {
+                    Some(d) => Ok(d.clone()),
+                    None => device_of(&payload),
+                })?;
+                if whole && !bounded && !deleted {
                     // The fast path: ship the stored bytes as they are.
                     return Ok(Some(PipeEvent::Tablet(payload)));
                 }
                 let t = Tablet::deserialize_v12(&payload)?;
-                Ok(self
-                    .filter(t, bounded)
-                    .map(|t| PipeEvent::Tablet(t.serialize_v12().into())))
+                let t = match self.filter(t, bounded) {
+                    Some(t) if deleted => deletions.apply(offset, t),
+                    other => other,
+                };
+                Ok(t.map(|t| PipeEvent::Tablet(t.serialize_v12().into())))
             }
-            KIND_DELETE => match Event::decode(kind, &payload)? {
-                Event::Delete { patterns, min, max } => {
-                    let keep = self.pattern == "root"
-                        || patterns.iter().any(|p| {
-                            p.starts_with(&self.pattern)
-                                || self.pattern.starts_with(p.trim_end_matches(".**"))
-                        });
-                    Ok(keep.then_some(PipeEvent::Delete { patterns, min, max }))
-                }
-                _ => Ok(None),
-            },
+            KIND_DELETE | KIND_SCHEMA if self.deletions => {
+                let (patterns, min, max) = match Event::decode(kind, &payload)? {
+                    Event::Delete { patterns, min, max } => (patterns, min, max),
+                    Event::Schema(SchemaOp::DeleteDatabase(db)) => {
+                        (vec![format!("{db}.**")], i64::MIN, i64::MAX)
+                    }
+                    _ => return Ok(None),
+                };
+                let keep = self.pattern == "root"
+                    || patterns.iter().any(|p| {
+                        p.starts_with(&self.pattern)
+                            || self.pattern.starts_with(p.trim_end_matches(".**"))
+                    });
+                Ok(keep.then_some(PipeEvent::Delete { patterns, min, max }))
+            }
             _ => Ok(None),
         }
     }

@@ -22,7 +22,8 @@ pub mod extractor;
 pub mod processor;
 
 pub use connector::{
-    AsyncConnector, Batching, Connector, ConnectorSpec, TransferError, DEFAULT_BATCH_BYTES,
+    AsyncConnector, Batching, Connector, ConnectorEnv, ConnectorSpec, DatabaseOf, Identity,
+    TransferError, DEFAULT_BATCH_BYTES,
 };
 pub use extractor::Extractor;
 pub use processor::{processor, DoNothingProcessor, Processor};
@@ -68,7 +69,7 @@ pub const PLUGINS: [(&str, &str); 7] = [
     ),
     (
         "IOTDB-LEGACY-PIPE-CONNECTOR",
-        "replicator::plugin::connector::legacy",
+        "replicator::plugin::Connector",
     ),
 ];
 

@@ -3,7 +3,7 @@
 //! gets.
 //!
 //! Requests are decoded and answered by the real receiver code
-//! ([`receiver::handle`]); the [`Mode`] decides what happens around it:
+//! ([`receiver::Receiver::transfer`]); the [`Mode`] decides what happens around it:
 //! answer, refuse (the apply fails, the receiver answers an error status),
 //! apply and lose the reply, read and never answer, stop reading, or hold
 //! the replies until the test releases them, in the order it chooses. It
@@ -141,6 +141,9 @@ struct Inner {
     /// Held requests (by index in `Seen::requests`) released so far.
     released: Mutex<BTreeSet<usize>>,
     released_cv: std::sync::Condvar,
+    /// The real receiving side (its file directory in `_dir`).
+    receiver: receiver::Receiver,
+    _dir: tempfile::TempDir,
 }
 
 /// A peer on a loopback port; stops its threads when dropped.
@@ -156,6 +159,7 @@ impl Peer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind peer");
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
+        let dir = tempfile::tempdir().expect("temp dir");
         let inner = Arc::new(Inner {
             listener,
             accept: Mutex::new(()),
@@ -168,6 +172,15 @@ impl Peer {
             hold_device: Mutex::new(None),
             released: Mutex::new(BTreeSet::new()),
             released_cv: std::sync::Condvar::new(),
+            receiver: receiver::Receiver::open(receiver::ReceiverConfig {
+                precision: "ms".into(),
+                dir: dir.path().join("receiver"),
+                ip_white_list: Default::default(),
+                version: "1.1".into(),
+                max_file_size: 1 << 30,
+            })
+            .expect("receiver"),
+            _dir: dir,
         });
         let i = inner.clone();
         std::thread::spawn(move || {
@@ -467,7 +480,7 @@ fn handle(i: &Inner, c: &Conn, st: &mut ConnState, frame: &[u8]) -> bool {
             body: None,
         }
     } else {
-        receiver::handle(req, &mut st.receiver, "ms", &collect).0
+        i.receiver.transfer(&mut st.receiver, req, &collect).0
     };
     assert!(
         resp.status.code != 1801 || kind == pipe::TRANSFER_TABLET_BATCH,

@@ -6,6 +6,15 @@
 //!   flight, in order; and the thrift client both thrift connectors use.
 //! - [`thrift_async`]: `iotdb-thrift-async-connector`, the same requests,
 //!   several in flight over a pool of connections.
+//! - [`legacy`]: `iotdb-legacy-pipe-connector` and the sync tool's
+//!   PIPESINK pipes, IoTDB 1.0/1.1's sync protocol, one call in flight, in
+//!   order.
+//!
+//! The connectors that keep one request in flight (the sync thrift one,
+//! the legacy one and `do-nothing-connector`) are the variants of
+//! [`Connector`]; a pipe task sends through them one batch at a time. The
+//! async one is [`AsyncConnector`], which a pipe task feeds through lanes
+//! (`task.rs`).
 //!
 //! # Batching (`connector.batch.*`, both thrift connectors)
 //! - `connector.batch.enable` (default true): tablets travel in batches
@@ -29,11 +38,86 @@ use std::time::Duration;
 
 use super::{check_keys, parse_bool, PipeEvent};
 
+pub mod legacy;
 pub mod thrift_async;
 pub mod thrift_sync;
 
+pub use legacy::{DatabaseOf, Identity, LegacySpec};
 pub use thrift_async::AsyncConnector;
-pub use thrift_sync::Connector;
+
+/// A live connector that keeps one request in flight, of the protocol its
+/// spec names.
+#[derive(Debug)]
+pub enum Connector {
+    /// `pipeTransfer` (`iotdb-thrift-sync-connector`), and
+    /// `do-nothing-connector`.
+    ThriftSync(thrift_sync::Connector),
+    /// The legacy sync protocol (`iotdb-legacy-pipe-connector`, PIPESINK
+    /// pipes).
+    Legacy(legacy::Connector),
+}
+
+/// What a connector needs from the node and the pipe that creates it.
+#[derive(Debug, Clone)]
+pub struct ConnectorEnv {
+    /// The node's timestamp precision, for `pipeTransfer` handshakes.
+    pub precision: String,
+    /// Connect and call timeout (`pipe_connector_timeout_ms`).
+    pub timeout: Duration,
+    /// The pipe, for legacy handshakes.
+    pub identity: Identity,
+    /// The node's databases, for legacy handshakes.
+    pub database_of: DatabaseOf,
+}
+
+impl Connector {
+    /// The live connector for `spec` (an `iotdb-thrift-async-connector`
+    /// spec gets a sync one here: the pipes run it as an
+    /// [`AsyncConnector`]).
+    pub fn new(spec: ConnectorSpec, env: &ConnectorEnv) -> Connector {
+        match spec {
+            ConnectorSpec::Legacy(l) => Connector::Legacy(legacy::Connector::new(
+                l,
+                env.identity.clone(),
+                env.timeout,
+                env.database_of.clone(),
+            )),
+            other => Connector::ThriftSync(thrift_sync::Connector::new(
+                other,
+                &env.precision,
+                env.timeout,
+            )),
+        }
+    }
+
+    /// Sends `events[*sent..]` and waits for the receiver's
+    /// acknowledgement; `*sent` advances over the events acknowledged (all
+    /// of them on success; after a failure, those the receiver is known to
+    /// have applied, so a retry goes on after them). Cancel-safe (see each
+    /// protocol's `transfer`).
+    ///
+    /// # Errors
+    /// Connection failures, timeouts and refusals, named.
+    pub async fn transfer(
+        &mut self,
+        events: &[PipeEvent],
+        sent: &mut usize,
+    ) -> Result<(), TransferError> {
+        match self {
+            Connector::ThriftSync(c) => c.transfer(events, sent).await,
+            Connector::Legacy(c) => c.transfer(events, sent).await,
+        }
+    }
+
+    /// What the transfers since the last call skipped (sentences for the
+    /// pipe's message), taken.
+    pub fn take_notes(&mut self) -> Vec<String> {
+        match self {
+            Connector::ThriftSync(_) => Vec::new(),
+            Connector::Legacy(c) => c.take_notes(),
+        }
+    }
+}
 
 /// Why a transfer failed. Every failure is retried; the pipe stops after
 /// the retries run out.
@@ -88,6 +172,8 @@ pub enum ConnectorSpec {
         /// `connector.batch.*`.
         batch: Batching,
     },
+    /// `iotdb-legacy-pipe-connector` (and sync-tool pipes).
+    Legacy(LegacySpec),
     /// `do-nothing-connector`.
     DoNothing,
 }
@@ -211,9 +297,35 @@ impl ConnectorSpec {
                 check_keys("connector", attrs, &["connector"])?;
                 Ok(ConnectorSpec::DoNothing)
             }
-            "iotdb-legacy-pipe-connector" => Err(format!(
-                "connector plugin '{name}' is not supported by edgepipe yet; use iotdb-thrift-sync-connector"
-            )),
+            "iotdb-legacy-pipe-connector" => {
+                check_keys(
+                    "connector",
+                    attrs,
+                    &[
+                        "connector",
+                        "connector.ip",
+                        "connector.port",
+                        "connector.user",
+                        "connector.password",
+                        "connector.version",
+                    ],
+                )?;
+                let (Some(ip), Some(port)) = (attrs.get("connector.ip"), attrs.get("connector.port")) else {
+                    return Err("iotdb-legacy-pipe-connector needs 'connector.ip' and 'connector.port' (the receiver's client or pipe server port)".into());
+                };
+                let port: u16 = port.parse().ok().filter(|&p| p > 0).ok_or_else(|| format!("'connector.port'='{port}': not a port number"))?;
+                let version = attrs.get("connector.version").cloned().unwrap_or_else(|| legacy::DEFAULT_VERSION.into());
+                if version.trim().is_empty() {
+                    return Err("'connector.version' is empty; a receiver compares its major.minor (default 1.1)".into());
+                }
+                Ok(ConnectorSpec::Legacy(LegacySpec {
+                    ip: ip.clone(),
+                    port,
+                    user: attrs.get("connector.user").cloned().unwrap_or_else(|| "root".into()),
+                    password: attrs.get("connector.password").cloned().unwrap_or_else(|| "root".into()),
+                    version,
+                }))
+            }
             "websocket-connector" | "opc-ua-connector" => Err(format!(
                 "connector plugin '{name}' is an IoTDB 1.2 plugin that edgepipe does not implement; SHOW PIPEPLUGINS lists the ones it does"
             )),
@@ -229,18 +341,31 @@ impl ConnectorSpec {
             ConnectorSpec::ThriftSync { batch, .. } | ConnectorSpec::ThriftAsync { batch, .. } => {
                 batch.size_bytes
             }
-            ConnectorSpec::DoNothing => DEFAULT_BATCH_BYTES,
+            ConnectorSpec::Legacy(_) | ConnectorSpec::DoNothing => DEFAULT_BATCH_BYTES,
+        }
+    }
+
+    /// The receivers it sends to, `ip:port` (SHOW PIPES' Remote column).
+    pub fn targets(&self) -> Vec<String> {
+        match self {
+            ConnectorSpec::ThriftSync { urls, .. } | ConnectorSpec::ThriftAsync { urls, .. } => {
+                urls.iter().map(|(h, p)| format!("{h}:{p}")).collect()
+            }
+            ConnectorSpec::Legacy(l) => vec![format!("{}:{}", l.ip, l.port)],
+            ConnectorSpec::DoNothing => Vec::new(),
         }
     }
 
     /// Whether the connector sends `event` (the thrift connectors send
-    /// tablets: IoTDB 1.2's `pipeTransfer` has no request for deletions).
-    /// What a pipe counts as remaining is what its connector sends.
+    /// tablets: IoTDB 1.2's `pipeTransfer` has no request for deletions;
+    /// the legacy one sends deletions too, as `sendPipeData`). What a pipe
+    /// counts as remaining is what its connector sends.
     pub fn sends(&self, event: &PipeEvent) -> bool {
         match self {
             ConnectorSpec::ThriftSync { .. } | ConnectorSpec::ThriftAsync { .. } => {
                 matches!(event, PipeEvent::Tablet(_))
             }
+            ConnectorSpec::Legacy(_) => true,
             // Takes every event (and drops it at once).
             ConnectorSpec::DoNothing => true,
         }

@@ -140,7 +140,10 @@ impl AsyncConnector {
         let (urls, batching) = match &spec {
             ConnectorSpec::ThriftAsync { urls, batch }
             | ConnectorSpec::ThriftSync { urls, batch } => (urls.clone(), *batch),
-            ConnectorSpec::DoNothing => (Vec::new(), super::Batching::default()),
+            // Not pipeTransfer: no endpoints (a request fails, see `run`).
+            ConnectorSpec::DoNothing | ConnectorSpec::Legacy(_) => {
+                (Vec::new(), super::Batching::default())
+            }
         };
         let max = size.max.max(1);
         AsyncConnector {
@@ -201,8 +204,13 @@ impl AsyncConnector {
     /// client back to the pool.
     async fn run(&self, tablets: &[Bytes], sent: &mut usize) -> Result<(), TransferError> {
         if self.endpoints.is_empty() {
-            *sent = tablets.len();
-            return Ok(());
+            if self.spec == ConnectorSpec::DoNothing {
+                *sent = tablets.len();
+                return Ok(());
+            }
+            return Err(TransferError(
+                "the legacy protocol is not pipeTransfer: a legacy connector sends it".into(),
+            ));
         }
         let n = self.endpoints.len();
         let first = self.next.fetch_add(1, Ordering::Relaxed) % n;

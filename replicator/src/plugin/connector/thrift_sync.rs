@@ -310,6 +310,11 @@ impl Connector {
                 *sent = events.len();
                 return Ok(());
             }
+            ConnectorSpec::Legacy(_) => {
+                return Err(TransferError(
+                    "the legacy protocol is not pipeTransfer: a legacy connector sends it".into(),
+                ))
+            }
         };
         let all: Vec<&[u8]> = tablets(events);
         // `sent` counts events; the tablets are what goes out.
