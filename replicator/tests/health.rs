@@ -249,3 +249,74 @@ fn a_stalled_pipe_shows_a_growing_lag_and_the_retry() {
         mgr.shutdown();
     }
 }
+
+/// The failure in a retry message reads like IoTDB's, for every
+/// connector: the operating system's words without Rust's `(os error N)`,
+/// and a timeout in milliseconds with the key that sets it, not Rust's
+/// `Duration` debug form.
+#[test]
+fn retry_messages_read_like_iotdbs() {
+    for name in [
+        "iotdb-thrift-sync-connector",
+        "iotdb-thrift-async-connector",
+        "iotdb-legacy-pipe-connector",
+    ] {
+        let rt = runtime();
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(dir.path());
+        let mgr = PipeManager::open(
+            log.clone(),
+            &dir.path().join("system"),
+            Settings {
+                timeout: Duration::from_millis(300),
+                retry_base: Duration::from_millis(20),
+                retry_cap: Duration::from_millis(50),
+                max_retry: 1000,
+                ..Settings::default()
+            },
+            rt.handle().clone(),
+        )
+        .unwrap();
+        append(&log, "root.s.d", 0);
+        // Nothing listens: refused.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        mgr.create(
+            "refused",
+            BTreeMap::new(),
+            BTreeMap::new(),
+            connector(name, port),
+        )
+        .unwrap();
+        mgr.start("refused").unwrap();
+        let mut m = String::new();
+        wait_for(Duration::from_secs(5), "the refusal", || {
+            m = row(&mgr, "refused").meta.exception;
+            m.starts_with("retry ")
+        });
+        assert!(m.contains("Connection refused"), "{name}: {m}");
+        assert!(!m.contains("os error"), "{name}: {m}");
+        // Accepted but never answered: the call times out.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = silent.local_addr().unwrap().port();
+        mgr.create(
+            "silent",
+            BTreeMap::new(),
+            BTreeMap::new(),
+            connector(name, port),
+        )
+        .unwrap();
+        mgr.start("silent").unwrap();
+        wait_for(Duration::from_secs(5), "the timeout", || {
+            m = row(&mgr, "silent").meta.exception;
+            m.starts_with("retry ")
+        });
+        assert!(
+            m.contains("no reply within 300 ms (pipe_connector_timeout_ms)"),
+            "{name}: {m}"
+        );
+        mgr.shutdown();
+        drop(silent);
+    }
+}

@@ -44,7 +44,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
-use super::TransferError;
+use super::{io_text, timeout_text, TransferError};
 use crate::plugin::PipeEvent;
 
 /// IoTDB's PIPESERVER_ERROR: a legacy receiver refused a handshake or
@@ -279,11 +279,16 @@ impl Connector {
         let target = self.target();
         let stream = match tokio::time::timeout(self.timeout, TcpStream::connect(&target)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(TransferError(format!("cannot connect to {target}: {e}"))),
+            Ok(Err(e)) => {
+                return Err(TransferError(format!(
+                    "cannot connect to {target}: {}",
+                    io_text(&e)
+                )))
+            }
             Err(_) => {
                 return Err(TransferError(format!(
-                    "cannot connect to {target}: no answer within {:?}",
-                    self.timeout
+                    "cannot connect to {target}: no answer within {}",
+                    timeout_text(self.timeout)
                 )))
             }
         };
@@ -482,13 +487,14 @@ impl Connector {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 return Err(TransferError(format!(
-                    "{name} to {target}: connection failed: {e}"
+                    "{name} to {target}: connection failed: {}",
+                    io_text(&e)
                 )))
             }
             Err(_) => {
                 return Err(TransferError(format!(
-                    "{name} to {target}: no reply within {:?} (pipe_connector_timeout_ms)",
-                    self.timeout
+                    "{name} to {target}: no reply within {}",
+                    timeout_text(self.timeout)
                 )))
             }
         };

@@ -130,6 +130,29 @@ impl std::fmt::Display for TransferError {
     }
 }
 
+/// An I/O error in the operating system's words, as IoTDB reports it
+/// (`Connection refused`), without the ` (os error 111)` that Rust's
+/// `Display` appends.
+pub(crate) fn io_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rsplit_once(" (os error ") {
+        Some((words, code))
+            if code
+                .strip_suffix(')')
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            words.to_string()
+        }
+        _ => text,
+    }
+}
+
+/// A connector timeout in the words of its setting:
+/// `900000 ms (pipe_connector_timeout_ms)`.
+pub(crate) fn timeout_text(timeout: Duration) -> String {
+    format!("{} ms (pipe_connector_timeout_ms)", timeout.as_millis())
+}
+
 /// The `connector.batch.*` settings of a thrift connector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Batching {
@@ -448,5 +471,23 @@ mod tests {
         }
         let e = ConnectorSpec::parse(&attrs(&[("connector", "opc-ua-connector")])).unwrap_err();
         assert!(e.contains("does not implement"), "{e}");
+    }
+
+    #[test]
+    fn errors_read_like_iotdbs() {
+        let refused = std::io::Error::from_raw_os_error(111);
+        assert!(refused.to_string().ends_with("(os error 111)"));
+        assert_eq!(io_text(&refused), "Connection refused");
+        // Only Rust's suffix goes.
+        let other = std::io::Error::other("reply frame of 0 bytes (os error x)");
+        assert_eq!(io_text(&other), "reply frame of 0 bytes (os error x)");
+        assert_eq!(
+            timeout_text(Duration::from_secs(900)),
+            "900000 ms (pipe_connector_timeout_ms)"
+        );
+        assert_eq!(
+            timeout_text(Duration::from_millis(100)),
+            "100 ms (pipe_connector_timeout_ms)"
+        );
     }
 }

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
-use super::{Batching, ConnectorSpec, TransferError};
+use super::{io_text, timeout_text, Batching, ConnectorSpec, TransferError};
 use crate::plugin::PipeEvent;
 
 /// The largest reply frame a client reads: replies carry a status and at
@@ -60,10 +60,11 @@ impl Client {
     ) -> Result<Client, TransferError> {
         let s = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(TransferError(format!("{addr}: {e}"))),
+            Ok(Err(e)) => return Err(TransferError(format!("{addr}: {}", io_text(&e)))),
             Err(_) => {
                 return Err(TransferError(format!(
-                    "{addr}: connect timed out after {timeout:?}"
+                    "{addr}: connect timed out after {}",
+                    timeout_text(timeout)
                 )))
             }
         };
@@ -145,10 +146,11 @@ impl Client {
         };
         let buf = match tokio::time::timeout(timeout, io).await {
             Ok(Ok(b)) => b,
-            Ok(Err(e)) => return Err(TransferError(format!("connection failed: {e}"))),
+            Ok(Err(e)) => return Err(TransferError(format!("connection failed: {}", io_text(&e)))),
             Err(_) => {
                 return Err(TransferError(format!(
-                    "no reply within {timeout:?} (pipe_connector_timeout_ms)"
+                    "no reply within {}",
+                    timeout_text(timeout)
                 )))
             }
         };
