@@ -186,7 +186,11 @@ impl Node {
             .with_auto_create_schema(config.auto_create_schema),
         );
         pipe_server.set_service(&service);
-        let exporter = Arc::new(metrics::Exporter::new(store.clone(), service.rpc_metrics()));
+        let exporter = Arc::new(metrics::Exporter::new(
+            store.clone(),
+            Some(pipes.clone()),
+            service.rpc_metrics(),
+        ));
         Ok(Node {
             config,
             store,

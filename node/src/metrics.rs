@@ -11,8 +11,11 @@
 //!   log) and per flush. Nothing is recorded per point or per record.
 //! - **At scrape time**, everything that is state rather than events is read
 //!   where it lives: the change log's offsets, size and segments, the
-//!   memtables, the store's checkpoint, the pipes, and the process (resident
-//!   memory from `/proc/self/status`, open files from `/proc/self/fd`).
+//!   memtables, the store's checkpoint, the pipes (their SHOW PIPES figures
+//!   and the counters their tasks keep: points and bytes acknowledged,
+//!   retries, a transfer latency histogram, all per request, in
+//!   [`replicator::Stats`]), and the process (resident memory from
+//!   `/proc/self/status`, open files from `/proc/self/fd`).
 //!
 //! Names follow Prometheus' conventions: an `edgepipe_` prefix, base units
 //! in the name (`_seconds`, `_bytes`), `_total` on counters, and the
@@ -254,10 +257,150 @@ impl<T: EncodeMetric> EncodeMetricDyn for T {
     }
 }
 
-/// Reads state at scrape time: the change log, the store, the process.
+/// Reads state at scrape time: the change log, the store, the pipes, the
+/// process.
 #[derive(Debug)]
 struct NodeCollector {
     store: Arc<Store>,
+    pipes: Option<Arc<replicator::PipeManager>>,
+}
+
+/// Encodes one metric per pipe, labelled `pipe`.
+fn per_pipe<M: EncodeMetric>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    kind: MetricType,
+    pipes: &[(replicator::PipeRow, Arc<replicator::Stats>)],
+    metric: impl Fn(&replicator::PipeRow, &replicator::Stats) -> M,
+) -> Result<(), std::fmt::Error> {
+    if pipes.is_empty() {
+        return Ok(());
+    }
+    let mut m = enc.encode_descriptor(name, help, unit, kind)?;
+    for (row, stats) in pipes {
+        let labels = [("pipe", row.meta.id.as_str())];
+        metric(row, stats).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// The pipes' metrics: state, progress, what their transfers did.
+fn encode_pipes(
+    e: &mut DescriptorEncoder,
+    pipes: &[(replicator::PipeRow, Arc<replicator::Stats>)],
+) -> Result<(), std::fmt::Error> {
+    if !pipes.is_empty() {
+        // A state set: one series per state of the pipe's own vocabulary
+        // (IoTDB 1.2's, or the sync tool's for a PIPESINK pipe), 1 for the
+        // state it is in.
+        let mut m = e.encode_descriptor(
+            "edgepipe_pipe_state",
+            "The pipe's state as SHOW PIPES names it: 1 for the state it is in, 0 for the others.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (row, _) in pipes {
+            let states: [&str; 3] = if row.meta.sink.is_some() {
+                ["RUNNING", "STOP", "DROP"]
+            } else {
+                ["RUNNING", "STOPPED", "DROPPED"]
+            };
+            let now = row.meta.state_name();
+            for state in states {
+                let labels = [("pipe", row.meta.id.as_str()), ("state", state)];
+                ConstGauge::new(i64::from(state == now)).encode(m.encode_family(&labels)?)?;
+            }
+        }
+    }
+    per_pipe(
+        e,
+        "edgepipe_pipe_committed_offset",
+        "Change-log offset below which the receiver acknowledged everything and the pipe committed it durably: where it resumes.",
+        None,
+        MetricType::Gauge,
+        pipes,
+        |_, s| ConstGauge::new(s.committed.load(Ordering::Relaxed)),
+    )?;
+    per_pipe(
+        e,
+        "edgepipe_pipe_remaining_events",
+        "Events the pipe will still send (SHOW PIPES' RemainingEventCount).",
+        None,
+        MetricType::Gauge,
+        pipes,
+        |r, _| ConstGauge::new(r.remaining_events),
+    )?;
+    per_pipe(
+        e,
+        "edgepipe_pipe_lag",
+        "Wall-clock age of the oldest record the pipe has not had acknowledged and will send; 0 when caught up (SHOW PIPES' LagSeconds).",
+        Some(&Unit::Seconds),
+        MetricType::Gauge,
+        pipes,
+        |r, _| ConstGauge::new(r.lag_seconds),
+    )?;
+    per_pipe(
+        e,
+        "edgepipe_pipe_sent_points",
+        "Points (non-null values) in the tablets the receiver acknowledged.",
+        None,
+        MetricType::Counter,
+        pipes,
+        |_, s| ConstCounter::new(s.transfers.points()),
+    )?;
+    per_pipe(
+        e,
+        "edgepipe_pipe_sent",
+        "Bytes of the tablets the receiver acknowledged, as serialized in the requests (framing and copies sent again not counted).",
+        Some(&Unit::Bytes),
+        MetricType::Counter,
+        pipes,
+        |_, s| ConstCounter::new(s.transfers.bytes()),
+    )?;
+    if !pipes.is_empty() {
+        let mut m = e.encode_descriptor(
+            "edgepipe_pipe_transfer_duration",
+            "Acknowledged transfers: from the connector taking a batch (or an async lane's request) to the receiver's acknowledgement.",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for (row, stats) in pipes {
+            let labels = [("pipe", row.meta.id.as_str())];
+            stats
+                .transfers
+                .duration()
+                .encode(m.encode_family(&labels)?)?;
+        }
+    }
+    per_pipe(
+        e,
+        "edgepipe_pipe_retries",
+        "Failed transfer attempts that were tried again.",
+        None,
+        MetricType::Counter,
+        pipes,
+        |_, s| ConstCounter::new(s.transfers.retries()),
+    )?;
+    per_pipe(
+        e,
+        "edgepipe_pipe_resent_events",
+        "Events sent again by retries: the failed attempt may have reached the receiver, so these may have arrived twice (applied idempotently).",
+        None,
+        MetricType::Counter,
+        pipes,
+        |_, s| ConstCounter::new(s.transfers.resent()),
+    )?;
+    per_pipe(
+        e,
+        "edgepipe_pipe_uncommitted_records",
+        "Change-log records the pipe has read past its committed offset: at most these go out again after a fault now (a crash, STOP, retries running out); those the receiver had applied arrive twice.",
+        None,
+        MetricType::Gauge,
+        pipes,
+        |_, s| ConstGauge::new(s.uncommitted_records()),
+    )
 }
 
 impl Collector for NodeCollector {
@@ -351,6 +494,9 @@ impl Collector for NodeCollector {
             Some(&Unit::Seconds),
             &ConstGauge::new(age.as_secs_f64()),
         )?;
+        if let Some(pipes) = &self.pipes {
+            encode_pipes(e, &pipes.metrics())?;
+        }
         if let Some(rss) = process::resident_bytes() {
             one(
                 e,
@@ -410,8 +556,13 @@ impl std::fmt::Debug for Exporter {
 }
 
 impl Exporter {
-    /// The metrics of a node: its store (and change log), its RPC front.
-    pub fn new(store: Arc<Store>, rpc: &RpcMetrics) -> Exporter {
+    /// The metrics of a node: its store (and change log), its pipes, its
+    /// RPC front.
+    pub fn new(
+        store: Arc<Store>,
+        pipes: Option<Arc<replicator::PipeManager>>,
+        rpc: &RpcMetrics,
+    ) -> Exporter {
         let mut registry = Registry::default();
         registry.register_with_unit(
             "edgepipe_rpc_duration",
@@ -424,7 +575,7 @@ impl Exporter {
             "Connections open on the client port and the pipe server",
             rpc.connections.clone(),
         );
-        registry.register_collector(Box::new(NodeCollector { store }));
+        registry.register_collector(Box::new(NodeCollector { store, pipes }));
         Exporter { registry }
     }
 

@@ -32,8 +32,11 @@
 //! records it has not classified yet (a backlog larger than that, right
 //! after a start) count as one event each until a later SHOW reaches them.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::metrics::histogram::Histogram;
 
 use crate::deletions::{DeletionView, Deletions};
 use crate::meta::{PipeMeta, PipeState};
@@ -80,7 +83,91 @@ struct Ahead {
     first: Option<u64>,
 }
 
-/// Progress of a pipe, for SHOW PIPES.
+/// Upper bounds (seconds) of the transfer latency buckets: from a small
+/// batch on loopback to one crawling over a thin link (the connector's
+/// timeout is 15 minutes).
+pub const TRANSFER_BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+/// What a pipe's transfers did since the node started, for the metrics:
+/// counted once per request acknowledged or failed, never per point.
+#[derive(Debug)]
+pub struct Transfers {
+    /// Points (non-null cells) in the tablets the receiver acknowledged.
+    points: AtomicU64,
+    /// Bytes of those tablets as serialized in the requests (framing and
+    /// copies sent again not counted).
+    bytes: AtomicU64,
+    /// Failed transfer attempts that were tried again.
+    retries: AtomicU64,
+    /// Events (tablets, deletions) sent again by those retries: the failed
+    /// attempt may have reached the receiver, so these may arrive twice.
+    resent: AtomicU64,
+    /// How long each acknowledged request took, from the connector taking
+    /// it to the receiver's acknowledgement.
+    duration: Histogram,
+}
+
+impl Default for Transfers {
+    fn default() -> Self {
+        Transfers {
+            points: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            resent: AtomicU64::new(0),
+            duration: Histogram::new(TRANSFER_BUCKETS),
+        }
+    }
+}
+
+impl Transfers {
+    /// The receiver acknowledged tablets holding `points` points in
+    /// `bytes`.
+    pub(crate) fn acknowledged(&self, points: u64, bytes: u64) {
+        self.points.fetch_add(points, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A request was acknowledged `took` after the connector took it.
+    pub(crate) fn took(&self, took: Duration) {
+        self.duration.observe(took.as_secs_f64());
+    }
+
+    /// An attempt failed and `events` of it go out again.
+    pub(crate) fn retried(&self, events: u64) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        self.resent.fetch_add(events, Ordering::Relaxed);
+    }
+
+    /// Points acknowledged by the receiver.
+    pub fn points(&self) -> u64 {
+        self.points.load(Ordering::Relaxed)
+    }
+
+    /// Tablet bytes acknowledged by the receiver.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Failed attempts tried again.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Events sent again by retries.
+    pub fn resent(&self) -> u64 {
+        self.resent.load(Ordering::Relaxed)
+    }
+
+    /// The latency of acknowledged requests.
+    pub fn duration(&self) -> &Histogram {
+        &self.duration
+    }
+}
+
+/// Progress of a pipe, for SHOW PIPES and the metrics.
 #[derive(Debug)]
 pub struct Stats {
     /// The committed offset.
@@ -89,6 +176,8 @@ pub struct Stats {
     /// The retries of the running task.
     retries: Mutex<Retries>,
     ahead: Mutex<Ahead>,
+    /// What the transfers did, for the metrics.
+    pub transfers: Transfers,
 }
 
 /// The retries of a running task, for the message column.
@@ -124,7 +213,22 @@ impl Stats {
             }),
             retries: Mutex::new(Retries::default()),
             ahead: Mutex::new(Ahead::default()),
+            transfers: Transfers::default(),
         }
+    }
+
+    /// Records the running task has read past the committed offset: at
+    /// most this many would go out again after a fault now (a crash, STOP,
+    /// or retries running out), as the pipe resumes from its committed
+    /// offset. Those the receiver had applied arrive twice (it applies
+    /// them idempotently). 0 while no task runs.
+    pub fn uncommitted_records(&self) -> u64 {
+        let p = *self.progress.lock().expect("progress");
+        if !p.running {
+            return 0;
+        }
+        p.read
+            .saturating_sub(self.committed.load(Ordering::Relaxed))
     }
 
     /// A task starts reading at `offset`.
@@ -525,6 +629,34 @@ mod tests {
             let m = meta(sink, state, exception, warning);
             assert_eq!(message(&m, f, lost), want, "{m:?} {f:?}");
         }
+    }
+
+    /// What a fault would send again: what the task read past the
+    /// committed offset, nothing once it stopped.
+    #[test]
+    fn uncommitted_records_are_read_and_not_committed() {
+        let s = Stats::new(3);
+        assert_eq!(s.uncommitted_records(), 0);
+        s.started(3);
+        s.read(10, 4);
+        assert_eq!(s.uncommitted_records(), 7);
+        s.acked(8, 3);
+        s.committed.store(8, Ordering::Relaxed);
+        assert_eq!(s.uncommitted_records(), 2);
+        s.stopped(8);
+        assert_eq!(s.uncommitted_records(), 0);
+        s.transfers.acknowledged(20, 300);
+        s.transfers.retried(2);
+        s.transfers.took(Duration::from_millis(3));
+        assert_eq!(
+            (
+                s.transfers.points(),
+                s.transfers.bytes(),
+                s.transfers.retries(),
+                s.transfers.resent()
+            ),
+            (20, 300, 1, 2)
+        );
     }
 
     #[test]

@@ -130,6 +130,26 @@ fn synced(edge: &NodeProc, cloud: &NodeProc) {
     );
 }
 
+/// Scrapes until `cond` holds of a scrape (within [`WAIT`]); returns it.
+fn scrape_until(port: u16, what: &str, cond: impl Fn(&Scrape) -> bool) -> Scrape {
+    let end = std::time::Instant::now() + WAIT;
+    loop {
+        let s = Scrape::take(port);
+        if cond(&s) {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "{what} did not happen within {WAIT:?}; last scrape: {:?}",
+            s.samples
+                .iter()
+                .filter(|x| x.0.starts_with("edgepipe_pipe"))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A raw HTTP request to the endpoint; returns the whole answer.
 fn http(port: u16, request: &str) -> String {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -151,6 +171,9 @@ fn metrics_are_scraped_while_a_pipe_runs_and_move() {
             ("dn_metric_reporter_list", "PROMETHEUS"),
             ("dn_metric_prometheus_reporter_port", "0"),
             ("dn_metric_level", "IMPORTANT"),
+            // Retries while the cloud is down below, quick and many.
+            ("pipe_connector_retry_interval_ms", "100"),
+            ("max_number_of_sync_file_retry", "1000"),
         ],
     );
     let edge = NodeProc::start(
@@ -171,7 +194,14 @@ fn metrics_are_scraped_while_a_pipe_runs_and_move() {
 
     // A session stays open across the scrape: one connection at least.
     let held = Session::open(&edge.addr(), "root", "root").unwrap();
-    let first = Scrape::take(port);
+    let pipe = [("pipe", "p")];
+    // The receiver's acknowledgements reach the edge after the cloud
+    // applied the rows; the offset commit follows within 100 ms.
+    let first = scrape_until(port, "the pipe's first 2000 points acknowledged", |s| {
+        s.get("edgepipe_pipe_sent_points_total", &pipe) == Some(2000.0)
+            && s.get("edgepipe_pipe_committed_offset", &pipe)
+                == s.get("edgepipe_log_end_offset", &[])
+    });
     assert!(
         first.content_types[0].starts_with("text/plain; version=0.0.4"),
         "{:?}",
@@ -198,6 +228,16 @@ fn metrics_are_scraped_while_a_pipe_runs_and_move() {
         ("edgepipe_store_checkpoint_age_seconds", "gauge"),
         ("process_resident_memory_bytes", "gauge"),
         ("process_open_fds", "gauge"),
+        ("edgepipe_pipe_state", "gauge"),
+        ("edgepipe_pipe_committed_offset", "gauge"),
+        ("edgepipe_pipe_remaining_events", "gauge"),
+        ("edgepipe_pipe_lag_seconds", "gauge"),
+        ("edgepipe_pipe_sent_points", "counter"),
+        ("edgepipe_pipe_sent_bytes", "counter"),
+        ("edgepipe_pipe_transfer_duration_seconds", "histogram"),
+        ("edgepipe_pipe_retries", "counter"),
+        ("edgepipe_pipe_resent_events", "counter"),
+        ("edgepipe_pipe_uncommitted_records", "gauge"),
     ] {
         assert_eq!(
             first.families.get(family).map(String::as_str),
@@ -230,12 +270,36 @@ fn metrics_are_scraped_while_a_pipe_runs_and_move() {
         10.0,
         "one observation per insertTablet call"
     );
+    assert_eq!(
+        first.value(
+            "edgepipe_pipe_state",
+            &[("pipe", "p"), ("state", "RUNNING")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        first.value(
+            "edgepipe_pipe_state",
+            &[("pipe", "p"), ("state", "STOPPED")]
+        ),
+        0.0
+    );
+    assert_eq!(first.value("edgepipe_pipe_remaining_events", &pipe), 0.0);
+    assert_eq!(first.value("edgepipe_pipe_lag_seconds", &pipe), 0.0);
+    assert_eq!(first.value("edgepipe_pipe_uncommitted_records", &pipe), 0.0);
+    assert_eq!(first.value("edgepipe_pipe_retries_total", &pipe), 0.0);
+    // 10 tablets of 100 rows × 2 DOUBLE columns, each at least 16 bytes a
+    // row (time and two values).
+    assert!(first.value("edgepipe_pipe_sent_bytes_total", &pipe) > 1000.0 * 24.0);
+    assert!(first.value("edgepipe_pipe_transfer_duration_seconds_count", &pipe) >= 1.0);
     drop(held);
 
-    // More writes: the node's counters move with them.
+    // More writes: the node's and the pipe's counters move with them.
     write_rows(&edge.addr(), "root.m.d", 1000, 500);
     synced(&edge, &cloud);
-    let second = Scrape::take(port);
+    let second = scrape_until(port, "3000 points acknowledged", |s| {
+        s.get("edgepipe_pipe_sent_points_total", &pipe) == Some(3000.0)
+    });
     assert_eq!(second.value("edgepipe_points_ingested_total", &[]), 3000.0);
     assert_eq!(
         second.value(
@@ -244,18 +308,45 @@ fn metrics_are_scraped_while_a_pipe_runs_and_move() {
         ),
         15.0
     );
-    for moved in [
-        "edgepipe_log_end_offset",
-        "edgepipe_log_durable_offset",
-        "edgepipe_log_fsync_duration_seconds_count",
+    for (moved, labels) in [
+        ("edgepipe_log_end_offset", &[][..]),
+        ("edgepipe_log_durable_offset", &[]),
+        ("edgepipe_log_fsync_duration_seconds_count", &[]),
+        ("edgepipe_pipe_sent_bytes_total", &pipe),
+        ("edgepipe_pipe_transfer_duration_seconds_count", &pipe),
     ] {
         assert!(
-            second.value(moved, &[]) > first.value(moved, &[]),
+            second.value(moved, labels) > first.value(moved, labels),
             "{moved}: {} then {}",
-            first.value(moved, &[]),
-            second.value(moved, &[])
+            first.value(moved, labels),
+            second.value(moved, labels)
         );
     }
+
+    // The cloud goes away: the pipe retries, and what it sends again is
+    // counted; it delivers everything once the cloud is back.
+    let cloud_port = cloud.port;
+    cloud.stop();
+    write_rows(&edge.addr(), "root.m.d", 1500, 500);
+    let retrying = scrape_until(port, "a retry", |s| {
+        s.get("edgepipe_pipe_retries_total", &pipe)
+            .is_some_and(|r| r > 0.0)
+    });
+    assert!(retrying.value("edgepipe_pipe_remaining_events", &pipe) > 0.0);
+    assert!(retrying.value("edgepipe_pipe_resent_events_total", &pipe) > 0.0);
+    let cloud = NodeProc::start(
+        &dir.path().join("cloud"),
+        &["--rpc-port", &cloud_port.to_string()],
+    );
+    synced(&edge, &cloud);
+    let third = scrape_until(port, "4000 points acknowledged", |s| {
+        s.get("edgepipe_pipe_sent_points_total", &pipe) == Some(4000.0)
+            && s.get("edgepipe_pipe_remaining_events", &pipe) == Some(0.0)
+    });
+    assert!(
+        third.value("edgepipe_pipe_retries_total", &pipe)
+            >= retrying.value("edgepipe_pipe_retries_total", &pipe)
+    );
 
     // Only GET /metrics is served; anything else gets a clear answer.
     let other = http(port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
