@@ -336,7 +336,7 @@ fn backfill_row(
     let pps = shape.points as f64 / b.data_secs;
     let ratio = versus.map_or(String::new(), |n| format!(" = {:.2}× NATS", pps / n));
     println!(
-        "| {what}, {} ({}) | {:.2} M points/s{ratio} ({:.0} k tablets/s; committed: {:.2} M points/s); cloud CPU {:.2} s ({:.0} ns/point), edge CPU {:.2} s; fill {:.2} M points/s, tablets {:.0} MB | {target} |",
+        "| {what}, {} ({}) | {:.2} M points/s{ratio} ({:.0} k tablets/s; committed: {:.2} M points/s); cloud CPU {:.2} s ({:.0} ns/point), edge CPU {:.2} s, the two nodes busy {:.0} % of 2 cores; fill {:.2} M points/s, tablets {:.0} MB | {target} |",
         fsync_name(fsync),
         b.run,
         pps / 1e6,
@@ -345,6 +345,7 @@ fn backfill_row(
         b.cloud_cpu,
         b.cloud_cpu * 1e9 / shape.points as f64,
         b.edge_cpu,
+        (b.edge_cpu + b.cloud_cpu) * 100.0 / (2.0 * b.data_secs),
         b.fill_pps / 1e6,
         b.log_bytes as f64 / 1e6,
     );
