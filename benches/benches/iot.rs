@@ -191,14 +191,8 @@ fn finish_dir(tmp: tempfile::TempDir) {
     }
 }
 
-/// A node's properties: the fsync policy, and the lines of
-/// `EDGEPIPE_BENCH_CONFIG` (`key=value;key=value`), for experiments.
 fn config(fsync: &str) -> Vec<String> {
-    let mut c = vec![format!("wal_mode={fsync}")];
-    if let Ok(extra) = std::env::var("EDGEPIPE_BENCH_CONFIG") {
-        c.extend(extra.split(';').map(|l| l.trim().to_string()));
-    }
-    c
+    benches::cluster::node_config(fsync)
 }
 
 /// Is the point (`device`.s0, `time`) queryable at `s`?

@@ -25,9 +25,10 @@ use benches::sys::{cpu_steal_ms, free_port, status_kib};
 use node::client::Session;
 use protocol::tablet::{Column, Tablet};
 
-/// A real server whose one property is the fsync policy.
+/// A real server with the fsync policy `fsync` (and the properties of
+/// `EDGEPIPE_BENCH_CONFIG`, if set).
 fn start_node(dir: &Path, fsync: &str) -> Server {
-    Server::start(dir, 0, &[format!("wal_mode={fsync}")])
+    Server::start(dir, 0, &benches::cluster::node_config(fsync))
 }
 
 fn tablet(device: &str, from: i64, rows: i64, cols: usize) -> Tablet {

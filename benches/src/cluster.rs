@@ -130,6 +130,17 @@ impl Drop for Server {
     }
 }
 
+/// A node's properties: the fsync policy (`wal_mode`), then the lines of
+/// `EDGEPIPE_BENCH_CONFIG` (`key=value;key=value`), for experiments such
+/// as `memtable_flush_points=250000`.
+pub fn node_config(fsync: &str) -> Vec<String> {
+    let mut c = vec![format!("wal_mode={fsync}")];
+    if let Ok(extra) = std::env::var("EDGEPIPE_BENCH_CONFIG") {
+        c.extend(extra.split(';').map(|l| l.trim().to_string()));
+    }
+    c
+}
+
 /// `CREATE PIPE name` on the edge towards `target` (`ip:port`), with extra
 /// connector attributes (`'k'='v', ...`) from `EDGEPIPE_BENCH_CONNECTOR`
 /// (e.g. a compressor, once connectors speak one).
