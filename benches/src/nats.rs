@@ -466,3 +466,88 @@ pub fn mirror_catch_up(
         stream_bytes,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A scripted peer speaking the server's side of the text protocol:
+    /// the client's framing of PUB, its answers to PING and its parsing
+    /// of MSG and HMSG are checked byte for byte.
+    #[test]
+    fn speaks_the_text_protocol() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let peer = std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut w = s;
+            w.write_all(b"INFO {\"server_id\":\"x\",\"max_payload\":1048576}\r\n")
+                .unwrap();
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            assert!(line.starts_with("CONNECT {"), "{line}");
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            assert!(
+                line.starts_with("SUB _INBOX.bench") && line.ends_with(".* 1\r\n"),
+                "{line}"
+            );
+            let inbox = line[4..line.find(".* ").unwrap()].to_string();
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            assert_eq!(line, "PING\r\n");
+            w.write_all(b"+OK\r\nPONG\r\n").unwrap();
+            // A request: PUB subject reply len, payload.
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            let reply = format!("{inbox}.1");
+            assert_eq!(line, format!("PUB $JS.API.INFO {reply} 0\r\n"));
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            assert_eq!(line, "\r\n");
+            // A PING first (must be answered), an unrelated message, then
+            // the answer with headers.
+            w.write_all(b"PING\r\nMSG other 1 3\r\nabc\r\n").unwrap();
+            let body = b"{\"memory\":0}";
+            let head = b"NATS/1.0\r\n\r\n";
+            write!(
+                w,
+                "HMSG {reply} 1 {} {}\r\n",
+                head.len(),
+                head.len() + body.len()
+            )
+            .unwrap();
+            w.write_all(head).unwrap();
+            w.write_all(body).unwrap();
+            w.write_all(b"\r\n").unwrap();
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            assert_eq!(line, "PONG\r\n");
+            // An API error becomes Err.
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            let reply = format!("{inbox}.2");
+            assert!(
+                line.starts_with(&format!("PUB $JS.API.STREAM.INFO.S {reply} ")),
+                "{line}"
+            );
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            let e = b"{\"error\":{\"code\":404,\"description\":\"stream not found\"}}";
+            write!(w, "MSG {reply} 1 {}\r\n", e.len()).unwrap();
+            w.write_all(e).unwrap();
+            w.write_all(b"\r\n").unwrap();
+        });
+        let mut c = Conn::connect(&addr).unwrap();
+        let v = c.js("$JS.API", "INFO", serde_json::Value::Null).unwrap();
+        assert_eq!(v["memory"], 0);
+        let e = c
+            .js("$JS.API", "STREAM.INFO.S", serde_json::json!({}))
+            .unwrap_err();
+        assert!(e.to_string().contains("stream not found"), "{e}");
+        peer.join().unwrap();
+    }
+}

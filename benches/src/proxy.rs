@@ -137,6 +137,6 @@ mod tests {
         c.shutdown(Shutdown::Write).unwrap();
         assert_eq!(reader.join().unwrap(), 300_000);
         let secs = t.elapsed().as_secs_f64();
-        assert!((0.28..2.0).contains(&secs), "{secs} s");
+        assert!((0.28..10.0).contains(&secs), "{secs} s");
     }
 }
