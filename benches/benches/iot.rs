@@ -19,6 +19,11 @@
 //!   catch-up rate and the cloud server's CPU seconds. edgepipe: the same
 //!   points, the pipe created after the data is in, fsync off on both
 //!   nodes and the default policy; rate and the cloud node's CPU seconds.
+//!   Needs Debian's nats-server (`apt-get install nats-server`, 2.9: it
+//!   has no fsync option; its file store syncs every two minutes, so it
+//!   runs without fsync here). The clocks: NATS until the mirror holds
+//!   every message; edgepipe until the cloud answers a query for the
+//!   last point ("committed": until SHOW PIPE shows nothing remaining).
 //! - `small`: the edgepipe half of `nats` alone (for profiling).
 //! - `devices`: 1,000 devices × 10-row single-column tablets, backfill.
 //! - `lag`: fsync off, 1,000-row tablets at 100/s for
