@@ -29,21 +29,20 @@
 //! request, a timeout), not a web framework.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
+use wal::{HistogramSnapshot, LatencyHistogram};
 
 use crate::config::NodeConfig;
 use crate::store::Store;
@@ -129,29 +128,22 @@ pub const METHODS: [&str; 24] = [
 
 /// What the RPC front counts as it serves: the latency of each call, by
 /// method, and the connections open. Shared by the client port and the
-/// pipe server.
+/// pipe server. Lock-free: a call costs a binary search of [`METHODS`]
+/// (five string compares) and a [`LatencyHistogram::record`] (a scan of 16
+/// bounds, two relaxed atomic adds); a connection one atomic add as it
+/// opens and one as it closes.
 #[derive(Debug)]
 pub struct RpcMetrics {
-    family: RpcFamily,
-    /// Each method's histogram, taken from `family` at its first call so
-    /// that later calls touch no lock but the histogram's own.
-    by_method: [OnceLock<Histogram>; METHODS.len()],
-    connections: Gauge,
-}
-
-/// `edgepipe_rpc_duration_seconds`: a histogram per `method` label.
-type RpcFamily = Family<[(&'static str, &'static str); 1], Histogram, fn() -> Histogram>;
-
-fn rpc_histogram() -> Histogram {
-    Histogram::new(RPC_BUCKETS)
+    /// One histogram per method, in [`METHODS`]' order.
+    by_method: [LatencyHistogram; METHODS.len()],
+    connections: AtomicI64,
 }
 
 impl Default for RpcMetrics {
     fn default() -> Self {
         RpcMetrics {
-            family: Family::new_with_constructor(rpc_histogram),
-            by_method: std::array::from_fn(|_| OnceLock::new()),
-            connections: Gauge::default(),
+            by_method: std::array::from_fn(|_| LatencyHistogram::new(&RPC_BUCKETS)),
+            connections: AtomicI64::new(0),
         }
     }
 }
@@ -160,23 +152,49 @@ impl RpcMetrics {
     /// Records one call of `method` that took `took` (from its frame read
     /// to its reply ready). Names outside [`METHODS`] are not recorded.
     pub fn observe(&self, method: &str, took: Duration) {
-        let Ok(i) = METHODS.binary_search(&method) else {
-            return;
-        };
-        self.by_method[i]
-            .get_or_init(|| self.family.get_or_create(&[("method", METHODS[i])]).clone())
-            .observe(took.as_secs_f64());
+        if let Ok(i) = METHODS.binary_search(&method) {
+            self.by_method[i].record(took);
+        }
     }
 
     /// Counts a connection as open until the returned guard drops.
     pub fn connection(self: &Arc<Self>) -> ConnectionGuard {
-        self.connections.inc();
+        self.connections.fetch_add(1, Ordering::Relaxed);
         ConnectionGuard(self.clone())
     }
 
     /// Connections open now.
     pub fn connections(&self) -> i64 {
-        self.connections.get()
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Encodes `edgepipe_rpc_duration_seconds` (the methods called at
+    /// least once) and `edgepipe_rpc_connections`.
+    fn encode(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let called: Vec<(&str, HistogramSnapshot)> = METHODS
+            .iter()
+            .zip(&self.by_method)
+            .map(|(method, h)| (*method, h.snapshot()))
+            .filter(|(_, s)| s.count > 0)
+            .collect();
+        if !called.is_empty() {
+            let mut m = e.encode_descriptor(
+                "edgepipe_rpc_duration",
+                "Client RPC calls, from the request read to the reply ready, by method.",
+                Some(&Unit::Seconds),
+                MetricType::Histogram,
+            )?;
+            for (method, s) in &called {
+                ConstHistogram::of(s).encode(m.encode_family(&[("method", *method)])?)?;
+            }
+        }
+        one(
+            e,
+            "edgepipe_rpc_connections",
+            "Connections open on the client port and the pipe server.",
+            None,
+            &ConstGauge::new(self.connections()),
+        )
     }
 }
 
@@ -187,7 +205,7 @@ pub struct ConnectionGuard(Arc<RpcMetrics>);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.0.connections.dec();
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -205,13 +223,24 @@ pub struct StoreCounters {
     pub flush_failures: AtomicU64,
 }
 
-/// A histogram whose buckets were counted elsewhere (the change log's
-/// fsyncs), encoded as it is.
+/// A histogram whose buckets were counted elsewhere (a
+/// [`LatencyHistogram`]: the change log's fsyncs, the RPC front, a pipe's
+/// transfers), encoded as it is.
 struct ConstHistogram<'a> {
     sum: f64,
     count: u64,
     /// Per bucket, not cumulative.
     buckets: &'a [(f64, u64)],
+}
+
+impl<'a> ConstHistogram<'a> {
+    fn of(s: &'a HistogramSnapshot) -> ConstHistogram<'a> {
+        ConstHistogram {
+            sum: s.sum_seconds,
+            count: s.count,
+            buckets: &s.buckets,
+        }
+    }
 }
 
 impl TypedMetric for ConstHistogram<'_> {
@@ -263,6 +292,7 @@ impl<T: EncodeMetric> EncodeMetricDyn for T {
 struct NodeCollector {
     store: Arc<Store>,
     pipes: Option<Arc<replicator::PipeManager>>,
+    rpc: Arc<RpcMetrics>,
 }
 
 /// Encodes one metric per pipe, labelled `pipe`.
@@ -368,10 +398,7 @@ fn encode_pipes(
         )?;
         for (row, stats) in pipes {
             let labels = [("pipe", row.meta.id.as_str())];
-            stats
-                .transfers
-                .duration()
-                .encode(m.encode_family(&labels)?)?;
+            ConstHistogram::of(&stats.transfers.duration()).encode(m.encode_family(&labels)?)?;
         }
     }
     per_pipe(
@@ -449,11 +476,7 @@ impl Collector for NodeCollector {
             "edgepipe_log_fsync_duration",
             "Data syncs of the change log: group commits and segments sealed.",
             Some(&Unit::Seconds),
-            &ConstHistogram {
-                sum: fsync.sum_seconds,
-                count: fsync.count,
-                buckets: &fsync.buckets,
-            },
+            &ConstHistogram::of(&fsync),
         )?;
         let c = self.store.counters();
         one(
@@ -494,6 +517,7 @@ impl Collector for NodeCollector {
             Some(&Unit::Seconds),
             &ConstGauge::new(age.as_secs_f64()),
         )?;
+        self.rpc.encode(e)?;
         if let Some(pipes) = &self.pipes {
             encode_pipes(e, &pipes.metrics())?;
         }
@@ -561,21 +585,14 @@ impl Exporter {
     pub fn new(
         store: Arc<Store>,
         pipes: Option<Arc<replicator::PipeManager>>,
-        rpc: &RpcMetrics,
+        rpc: &Arc<RpcMetrics>,
     ) -> Exporter {
         let mut registry = Registry::default();
-        registry.register_with_unit(
-            "edgepipe_rpc_duration",
-            "Client RPC calls, from the request read to the reply ready, by method",
-            Unit::Seconds,
-            rpc.family.clone(),
-        );
-        registry.register(
-            "edgepipe_rpc_connections",
-            "Connections open on the client port and the pipe server",
-            rpc.connections.clone(),
-        );
-        registry.register_collector(Box::new(NodeCollector { store, pipes }));
+        registry.register_collector(Box::new(NodeCollector {
+            store,
+            pipes,
+            rpc: rpc.clone(),
+        }));
         Exporter { registry }
     }
 
@@ -806,23 +823,45 @@ mod tests {
     fn methods_are_sorted_and_recorded_once_each() {
         assert!(METHODS.windows(2).all(|w| w[0] < w[1]));
         let m = RpcMetrics::default();
+        let mut r = Registry::default();
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &r).unwrap();
         m.observe("insertTablet", Duration::from_millis(2));
         m.observe("insertTablet", Duration::from_millis(3));
         m.observe("noSuchMethod", Duration::from_millis(3));
-        let mut r = Registry::default();
-        r.register_with_unit(
-            "edgepipe_rpc_duration",
-            "x",
-            Unit::Seconds,
-            m.family.clone(),
-        );
-        let mut out = String::new();
+        struct Rpc(RpcMetrics);
+        impl std::fmt::Debug for Rpc {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("Rpc")
+            }
+        }
+        impl Collector for Rpc {
+            fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+                self.0.encode(&mut e)
+            }
+        }
+        r.register_collector(Box::new(Rpc(m)));
+        out.clear();
         prometheus_client::encoding::prometheus_text::encode(&mut out, &r).unwrap();
         assert!(
             out.contains("edgepipe_rpc_duration_seconds_count{method=\"insertTablet\"} 2"),
             "{out}"
         );
+        assert!(
+            out.contains(
+                "edgepipe_rpc_duration_seconds_bucket{le=\"0.0025\",method=\"insertTablet\"} 1"
+            ) || out.contains(
+                "edgepipe_rpc_duration_seconds_bucket{method=\"insertTablet\",le=\"0.0025\"} 1"
+            ),
+            "{out}"
+        );
         assert!(!out.contains("noSuchMethod"), "{out}");
+        assert!(
+            !out.contains("openSession"),
+            "methods never called are left out: {out}"
+        );
+        assert!(out.contains("edgepipe_rpc_connections 0"), "{out}");
+        let m = RpcMetrics::default();
         let m = Arc::new(m);
         let g = m.connection();
         assert_eq!(m.connections(), 1);

@@ -130,7 +130,7 @@ pub(crate) struct Shared {
     /// Held for the writer's life: the exclusive lock on `LOCK`.
     _lock: Option<std::fs::File>,
     /// How long data syncs take ([`Log::fsync_stats`]).
-    pub fsyncs: crate::stats::FsyncTimer,
+    pub fsyncs: crate::stats::LatencyHistogram,
 }
 
 /// A change log. Appends are serialised; any number of [`Reader`]s read and
@@ -266,7 +266,7 @@ impl Log {
             unflushed: Mutex::new(Vec::new()),
             sealing: Mutex::new(()),
             _lock: rec.lock,
-            fsyncs: Default::default(),
+            fsyncs: crate::stats::LatencyHistogram::new(&crate::stats::FSYNC_BUCKETS),
         };
         Log {
             shared: Arc::new(shared),

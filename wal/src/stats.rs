@@ -156,51 +156,75 @@ impl Log {
     }
 }
 
-/// Upper bounds (seconds) of the fsync latency buckets of [`FsyncStats`]:
-/// from well under one `fdatasync` of this machine (~0.2 ms) to a disk in
-/// trouble; anything slower falls in the last, unbounded bucket.
+/// Upper bounds (seconds) of the fsync latency buckets of
+/// [`Log::fsync_stats`]: from well under one `fdatasync` of this machine
+/// (~0.2 ms) to a disk in trouble; anything slower falls in the last,
+/// unbounded bucket.
 pub const FSYNC_BUCKETS: [f64; 15] = [
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5,
 ];
 
-/// How long the log's data syncs took, as [`Log::fsync_stats`] reports
-/// them: the group commits that make appends durable (`msync` of the new
-/// bytes), and the `fdatasync` of a segment as it is sealed.
+/// What a [`LatencyHistogram`] recorded so far, for a metrics scrape.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FsyncStats {
-    /// Syncs recorded.
+pub struct HistogramSnapshot {
+    /// Durations recorded.
     pub count: u64,
-    /// Their total duration, seconds.
+    /// Their total, seconds.
     pub sum_seconds: f64,
-    /// Syncs per bucket, not cumulative: `(upper bound in seconds, count)`,
-    /// one per [`FSYNC_BUCKETS`] entry, then `(f64::INFINITY, slower ones)`.
+    /// Durations per bucket, not cumulative: `(upper bound in seconds,
+    /// count)`, one per bound of the histogram, then `(f64::INFINITY,
+    /// slower ones)`.
     pub buckets: Vec<(f64, u64)>,
 }
 
-/// Records sync durations without a lock: one atomic add per bucket and
-/// sum, per sync (a group commit covers many appends).
-#[derive(Debug, Default)]
-pub(crate) struct FsyncTimer {
-    buckets: [AtomicU64; FSYNC_BUCKETS.len() + 1],
+/// A histogram of durations over fixed bucket bounds, recorded without a
+/// lock or an allocation: [`LatencyHistogram::record`] costs a scan of the
+/// bounds (at most a few dozen compares) and two relaxed atomic adds (the
+/// bucket and the sum in nanoseconds). A scrape reads the atomics one by
+/// one, so a snapshot taken while durations are recorded may see a bucket
+/// count and a sum off by the few records in between; the next one catches
+/// up (counters never go back). For the change log's syncs, and for the
+/// node's RPC and pipe transfer latencies (shared here, the lowest crate
+/// both use).
+#[derive(Debug)]
+pub struct LatencyHistogram {
+    /// Upper bounds, seconds, ascending.
+    bounds: &'static [f64],
+    /// One per bound, then one for slower durations.
+    buckets: Box<[AtomicU64]>,
     sum_ns: AtomicU64,
 }
 
-impl FsyncTimer {
-    /// Runs `sync`, recording how long it took (whether it failed or not).
-    pub(crate) fn time<T>(&self, sync: impl FnOnce() -> T) -> T {
+impl LatencyHistogram {
+    /// An empty histogram over `bounds` (upper bounds in seconds,
+    /// ascending; a duration equal to a bound falls in that bound's bucket,
+    /// as Prometheus' `le` says).
+    pub fn new(bounds: &'static [f64]) -> LatencyHistogram {
+        debug_assert!(bounds.windows(2).all(|w| w[0] < w[1]), "ascending bounds");
+        LatencyHistogram {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Runs `f`, recording how long it took (whether it failed or not).
+    pub fn time<T>(&self, f: impl FnOnce() -> T) -> T {
         let start = Instant::now();
-        let r = sync();
+        let r = f();
         self.record(start.elapsed());
         r
     }
 
-    fn record(&self, d: Duration) {
+    /// Records one duration.
+    pub fn record(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        let i = FSYNC_BUCKETS
+        let i = self
+            .bounds
             .iter()
             .position(|&b| secs <= b)
-            .unwrap_or(FSYNC_BUCKETS.len());
+            .unwrap_or(self.bounds.len());
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
         self.sum_ns.fetch_add(
             d.as_nanos().min(u128::from(u64::MAX)) as u64,
@@ -208,15 +232,22 @@ impl FsyncTimer {
         );
     }
 
-    fn snapshot(&self) -> FsyncStats {
-        let buckets: Vec<(f64, u64)> = FSYNC_BUCKETS
+    /// Durations recorded so far.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    /// What was recorded so far.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let buckets: Vec<(f64, u64)> = self
+            .bounds
             .iter()
             .copied()
             .chain([f64::INFINITY])
-            .zip(&self.buckets)
+            .zip(self.buckets.iter())
             .map(|(b, n)| (b, n.load(Ordering::Relaxed)))
             .collect();
-        FsyncStats {
+        HistogramSnapshot {
             count: buckets.iter().map(|b| b.1).sum(),
             sum_seconds: self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
             buckets,
@@ -225,10 +256,12 @@ impl FsyncTimer {
 }
 
 impl Log {
-    /// How long this process's data syncs of the log took so far (nothing
-    /// for a read-only log, or under the `never` policy until a sealed
-    /// segment is flushed).
-    pub fn fsync_stats(&self) -> FsyncStats {
+    /// How long this process's data syncs of the log took so far: the
+    /// group commits that make appends durable (`msync` of the new bytes),
+    /// and the `fdatasync` of a segment as it is sealed, over
+    /// [`FSYNC_BUCKETS`]. Nothing for a read-only log, or under the `never`
+    /// policy until a sealed segment is flushed.
+    pub fn fsync_stats(&self) -> HistogramSnapshot {
         self.shared().fsyncs.snapshot()
     }
 }
@@ -239,7 +272,7 @@ mod tests {
 
     #[test]
     fn fsync_durations_fall_in_their_buckets() {
-        let t = FsyncTimer::default();
+        let t = LatencyHistogram::new(&FSYNC_BUCKETS);
         t.record(Duration::from_micros(30));
         t.record(Duration::from_micros(200));
         t.record(Duration::from_millis(1));
@@ -253,5 +286,8 @@ mod tests {
         assert_eq!(count(0.001), 1, "a bound is inclusive (le)");
         assert_eq!(count(f64::INFINITY), 1);
         assert_eq!(s.buckets.len(), FSYNC_BUCKETS.len() + 1);
+        assert_eq!(t.count(), 4);
+        assert_eq!(t.time(|| 7), 7);
+        assert_eq!(t.count(), 5);
     }
 }
