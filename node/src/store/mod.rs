@@ -511,15 +511,19 @@ impl Store {
             }
         };
         let offset = self.log.append(kind, payload).map_err(log_error)?;
-        let points = {
+        let (points, added) = {
             let mut inner = self.inner.write().expect("store lock");
+            let before = inner.mem_points;
             apply(&mut inner, &self.config, &ev, false)?;
-            inner.mem_points
+            (inner.mem_points, inner.mem_points.saturating_sub(before))
         };
-        if let Event::Tablet(t) = &ev {
+        if matches!(ev, Event::Tablet(_)) {
+            // The points the apply just added to the memtables (no flush
+            // can run under the store lock): one relaxed add per write
+            // request, no second pass over the tablet.
             self.counters
                 .points_ingested
-                .fetch_add(t.points() as u64, std::sync::atomic::Ordering::Relaxed);
+                .fetch_add(added as u64, std::sync::atomic::Ordering::Relaxed);
         }
         // Past the log's hard bound only the store's checkpoint can free
         // space: flush early.
