@@ -4,18 +4,31 @@
 //! http://rpc_address:PORT/metrics`.
 //!
 //! # What is measured, and what it costs
-//! - **On the hot paths**, only what must be counted as it happens: one
-//!   histogram observation per RPC (`edgepipe_rpc_duration_seconds`, by
-//!   method), an atomic add per connection opened or closed, per write
-//!   request (points ingested, in the store), per fsync (in the change
-//!   log) and per flush. Nothing is recorded per point or per record.
+//! - **On the hot paths**, only what must be counted as it happens, with
+//!   relaxed atomic adds, never a lock or an allocation, and never per
+//!   point or per record:
+//!   - an RPC call (the append path's front): a binary search of
+//!     [`METHODS`] and a [`LatencyHistogram::record`] (a scan of 16 bucket
+//!     bounds, two atomic adds), plus the two `Instant::now()` that time it;
+//!   - a connection: one atomic add as it opens, one as it closes;
+//!   - a write request: one atomic add of the points the store's apply
+//!     just added (counted by the apply itself, under the store lock it
+//!     already holds);
+//!   - a group commit or a segment's seal in the change log: one histogram
+//!     record around the sync; a flush: one atomic add;
+//!   - a pipe (the tail and transfer paths): per record read, the tablet's
+//!     points are counted from its header and null bitmaps
+//!     (`Tablet::points_v12`: a walk of the schema and a popcount, no
+//!     decode, no allocation; the values are not read); per acknowledged
+//!     request two atomic adds (points, bytes) and a histogram record; per
+//!     failed attempt two atomic adds (see [`replicator::Transfers`]).
 //! - **At scrape time**, everything that is state rather than events is read
 //!   where it lives: the change log's offsets, size and segments, the
-//!   memtables, the store's checkpoint, the pipes (their SHOW PIPES figures
-//!   and the counters their tasks keep: points and bytes acknowledged,
-//!   retries, a transfer latency histogram, all per request, in
-//!   [`replicator::Stats`]), and the process (resident memory from
-//!   `/proc/self/status`, open files from `/proc/self/fd`).
+//!   memtables (a walk of the series under the store's read lock), the
+//!   store's checkpoint, the pipes (their SHOW PIPES figures, worked out as
+//!   SHOW PIPES does, and the counters their tasks keep), and the process
+//!   (resident memory from `/proc/self/status`, open files from
+//!   `/proc/self/fd`, their limit from `/proc/self/limits`).
 //!
 //! Names follow Prometheus' conventions: an `edgepipe_` prefix, base units
 //! in the name (`_seconds`, `_bytes`), `_total` on counters, and the
@@ -23,8 +36,10 @@
 //! Prometheus' text format 0.0.4, or OpenMetrics when the scraper asks for
 //! it (`Accept: application/openmetrics-text`), as Prometheus does.
 //!
-//! The metrics themselves come from [`prometheus_client`], the Prometheus
-//! project's Rust client; the HTTP side is a minimal `GET /metrics` handler
+//! The exposition comes from [`prometheus_client`], the Prometheus
+//! project's Rust client (its encoders and metric types; the histograms
+//! are edgepipe's lock-free [`LatencyHistogram`], encoded as they stand at
+//! scrape time); the HTTP side is a minimal `GET /metrics` handler
 //! on the node's tokio runtime (bounded: a few scrapes at once, a small
 //! request, a timeout), not a web framework.
 
@@ -502,7 +517,7 @@ impl Collector for NodeCollector {
         )?;
         one(
             e,
-            "edgepipe_memtable",
+            "edgepipe_store_memtable",
             "Bytes held by the store's memtables, frozen ones being flushed included.",
             Some(&Unit::Bytes),
             &ConstGauge::new(self.store.memtable_bytes()),
@@ -539,6 +554,15 @@ impl Collector for NodeCollector {
                 &ConstGauge::new(fds),
             )?;
         }
+        if let Some(max) = process::max_fds() {
+            one(
+                e,
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                None,
+                &ConstGauge::new(max),
+            )?;
+        }
         Ok(())
     }
 }
@@ -555,6 +579,22 @@ mod process {
     /// as Prometheus' clients count it).
     pub(super) fn open_fds() -> Option<u64> {
         Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
+    }
+
+    /// The soft limit on open files (`Max open files` of
+    /// `/proc/self/limits`); `None` when unlimited.
+    pub(super) fn max_fds() -> Option<u64> {
+        let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+        parse_max_fds(&limits)
+    }
+
+    pub(super) fn parse_max_fds(limits: &str) -> Option<u64> {
+        let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+        line["Max open files".len()..]
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
     }
 
     pub(super) fn parse_rss(status: &str) -> Option<u64> {
@@ -817,6 +857,15 @@ mod tests {
         assert_eq!(process::parse_rss("Name: x\n"), None);
         assert!(process::resident_bytes().is_some_and(|b| b > 0));
         assert!(process::open_fds().is_some_and(|n| n >= 3));
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \nMax processes             63459                63459                processes \nMax open files            1024                 524288               files     \n";
+        assert_eq!(process::parse_max_fds(limits), Some(1024));
+        assert_eq!(
+            process::parse_max_fds(
+                "Max open files            unlimited            unlimited            files\n"
+            ),
+            None
+        );
+        assert!(process::max_fds().is_some_and(|n| n >= 3));
     }
 
     #[test]

@@ -222,12 +222,13 @@ fn metrics_are_scraped_while_a_pipe_runs_and_move() {
         ("edgepipe_points_ingested", "counter"),
         ("edgepipe_rpc_duration_seconds", "histogram"),
         ("edgepipe_rpc_connections", "gauge"),
-        ("edgepipe_memtable_bytes", "gauge"),
+        ("edgepipe_store_memtable_bytes", "gauge"),
         ("edgepipe_store_flushes", "counter"),
         ("edgepipe_store_flush_failures", "counter"),
         ("edgepipe_store_checkpoint_age_seconds", "gauge"),
         ("process_resident_memory_bytes", "gauge"),
         ("process_open_fds", "gauge"),
+        ("process_max_fds", "gauge"),
         ("edgepipe_pipe_state", "gauge"),
         ("edgepipe_pipe_committed_offset", "gauge"),
         ("edgepipe_pipe_remaining_events", "gauge"),
@@ -292,6 +293,20 @@ fn metrics_are_scraped_while_a_pipe_runs_and_move() {
     // row (time and two values).
     assert!(first.value("edgepipe_pipe_sent_bytes_total", &pipe) > 1000.0 * 24.0);
     assert!(first.value("edgepipe_pipe_transfer_duration_seconds_count", &pipe) >= 1.0);
+    // A histogram's +Inf bucket holds every observation.
+    for (h, labels) in [
+        ("edgepipe_pipe_transfer_duration_seconds", &pipe[..]),
+        ("edgepipe_log_fsync_duration_seconds", &[]),
+    ] {
+        let mut inf = labels.to_vec();
+        inf.push(("le", "+Inf"));
+        assert_eq!(
+            first.value(&format!("{h}_bucket"), &inf),
+            first.value(&format!("{h}_count"), labels),
+            "{h}"
+        );
+    }
+    assert!(first.value("process_max_fds", &[]) >= first.value("process_open_fds", &[]));
     drop(held);
 
     // More writes: the node's and the pipe's counters move with them.
@@ -308,8 +323,17 @@ fn metrics_are_scraped_while_a_pipe_runs_and_move() {
         ),
         15.0
     );
+    assert_eq!(
+        second.value(
+            "edgepipe_pipe_state",
+            &[("pipe", "p"), ("state", "RUNNING")]
+        ),
+        1.0,
+        "the pipe ran between the scrapes"
+    );
     for (moved, labels) in [
         ("edgepipe_log_end_offset", &[][..]),
+        ("edgepipe_pipe_committed_offset", &pipe),
         ("edgepipe_log_durable_offset", &[]),
         ("edgepipe_log_fsync_duration_seconds_count", &[]),
         ("edgepipe_pipe_sent_bytes_total", &pipe),
