@@ -382,3 +382,72 @@ fn metrics_are_scraped_while_a_pipe_runs_and_move() {
     edge.stop();
     cloud.stop();
 }
+
+/// A metrics port that is taken stops the start with an error naming the
+/// address and the key, before the node opens its data directory (so none
+/// is left behind); `dn_metric_level=OFF` opens no endpoint even with the
+/// reporter listed.
+#[test]
+fn a_taken_metrics_port_is_named_and_leaves_no_data_directory() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        &tmp.path().join("edge.properties"),
+        &[
+            ("dn_metric_reporter_list", "PROMETHEUS"),
+            ("dn_metric_prometheus_reporter_port", &port),
+        ],
+    );
+    let dir = tmp.path().join("never");
+    let mut child = std::process::Command::new(e2e::edgepipe_bin())
+        .args(["server", "--rpc-address", "127.0.0.1", "--rpc-port", "0"])
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server neither started nor failed within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot serve metrics on 127.0.0.1:{port}"))
+            && stderr.contains("dn_metric_prometheus_reporter_port"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.exists(),
+        "a failed start left {} behind",
+        dir.display()
+    );
+    drop(taken);
+
+    let cfg = write_config(
+        &tmp.path().join("off.properties"),
+        &[
+            ("dn_metric_reporter_list", "PROMETHEUS"),
+            ("dn_metric_prometheus_reporter_port", "0"),
+            ("dn_metric_level", "OFF"),
+        ],
+    );
+    let node = NodeProc::start(
+        &tmp.path().join("off"),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    assert_eq!(node.metrics_port, None, "OFF opens no endpoint");
+    node.stop();
+}
