@@ -1,8 +1,10 @@
 //! The metrics endpoint of a real `edgepipe server` (issue 10): turned on
-//! with IoTDB's keys, scraped while a pipe runs to a second real node, and
-//! parsed by the Prometheus project's own Python parsers (Prometheus text
-//! 0.0.4 and OpenMetrics). Between two scrapes the node's and the pipe's
-//! counters move with the data written.
+//! with IoTDB's keys, scraped while two pipes (the serial and the async
+//! connector) run to a second real node, and parsed by the Prometheus
+//! project's own Python parsers (Prometheus text 0.0.4 and OpenMetrics).
+//! Between two scrapes the node's and each pipe's counters move with the
+//! data written; with the cloud down, retries and resent events count up and
+//! the lag grows, and everything returns to 0 once the cloud is back.
 //!
 //! Needs the pinned Python venv (`EDGEPIPE_PYTHON`, or `.venv` built from
 //! `tests/python/requirements.txt`, which pins `prometheus_client`).
@@ -150,6 +152,17 @@ fn scrape_until(port: u16, what: &str, cond: impl Fn(&Scrape) -> bool) -> Scrape
     }
 }
 
+/// The pipes the test runs side by side: one per connector kind.
+const PIPES: [(&str, &str); 2] = [
+    ("p", "iotdb-thrift-connector"),
+    ("pa", "iotdb-thrift-async-connector"),
+];
+
+/// Whether `cond` holds for each pipe's `pipe` label.
+fn every_pipe(cond: impl Fn(&[(&str, &str)]) -> bool) -> bool {
+    PIPES.iter().all(|(id, _)| cond(&[("pipe", id)]))
+}
+
 /// A raw HTTP request to the endpoint; returns the whole answer.
 fn http(port: u16, request: &str) -> String {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -185,22 +198,27 @@ fn metrics_are_scraped_while_a_pipe_runs_and_move() {
         .expect("the edge prints its metrics address");
 
     write_rows(&edge.addr(), "root.m.d", 0, 1000);
-    sql(
-        &edge.addr(),
-        &format!("CREATE PIPE p WITH CONNECTOR ('connector'='iotdb-thrift-connector', 'connector.ip'='127.0.0.1', 'connector.port'='{}')", cloud.port),
-    );
-    sql(&edge.addr(), "START PIPE p");
+    // The same data through both connectors: each counts its own
+    // transfers (the serial one per batch, the async one per lane request).
+    for (id, connector) in PIPES {
+        sql(
+            &edge.addr(),
+            &format!("CREATE PIPE {id} WITH CONNECTOR ('connector'='{connector}', 'connector.ip'='127.0.0.1', 'connector.port'='{}')", cloud.port),
+        );
+        sql(&edge.addr(), &format!("START PIPE {id}"));
+    }
     synced(&edge, &cloud);
 
     // A session stays open across the scrape: one connection at least.
     let held = Session::open(&edge.addr(), "root", "root").unwrap();
-    let pipe = [("pipe", "p")];
     // The receiver's acknowledgements reach the edge after the cloud
     // applied the rows; the offset commit follows within 100 ms.
-    let first = scrape_until(port, "the pipe's first 2000 points acknowledged", |s| {
-        s.get("edgepipe_pipe_sent_points_total", &pipe) == Some(2000.0)
-            && s.get("edgepipe_pipe_committed_offset", &pipe)
-                == s.get("edgepipe_log_end_offset", &[])
+    let first = scrape_until(port, "the pipes' first 2000 points acknowledged", |s| {
+        every_pipe(|pipe| {
+            s.get("edgepipe_pipe_sent_points_total", pipe) == Some(2000.0)
+                && s.get("edgepipe_pipe_committed_offset", pipe)
+                    == s.get("edgepipe_log_end_offset", &[])
+        })
     });
     assert!(
         first.content_types[0].starts_with("text/plain; version=0.0.4"),
@@ -271,32 +289,37 @@ fn metrics_are_scraped_while_a_pipe_runs_and_move() {
         10.0,
         "one observation per insertTablet call"
     );
-    assert_eq!(
-        first.value(
-            "edgepipe_pipe_state",
-            &[("pipe", "p"), ("state", "RUNNING")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        first.value(
-            "edgepipe_pipe_state",
-            &[("pipe", "p"), ("state", "STOPPED")]
-        ),
-        0.0
-    );
-    assert_eq!(first.value("edgepipe_pipe_remaining_events", &pipe), 0.0);
-    assert_eq!(first.value("edgepipe_pipe_lag_seconds", &pipe), 0.0);
-    assert_eq!(first.value("edgepipe_pipe_uncommitted_records", &pipe), 0.0);
-    assert_eq!(first.value("edgepipe_pipe_retries_total", &pipe), 0.0);
-    // 10 tablets of 100 rows × 2 DOUBLE columns, each at least 16 bytes a
-    // row (time and two values).
-    assert!(first.value("edgepipe_pipe_sent_bytes_total", &pipe) > 1000.0 * 24.0);
-    assert!(first.value("edgepipe_pipe_transfer_duration_seconds_count", &pipe) >= 1.0);
+    for (id, _) in PIPES {
+        let pipe = &[("pipe", id)][..];
+        assert_eq!(
+            first.value("edgepipe_pipe_state", &[("pipe", id), ("state", "RUNNING")]),
+            1.0
+        );
+        assert_eq!(
+            first.value("edgepipe_pipe_state", &[("pipe", id), ("state", "STOPPED")]),
+            0.0
+        );
+        assert_eq!(first.value("edgepipe_pipe_remaining_events", pipe), 0.0);
+        assert_eq!(first.value("edgepipe_pipe_lag_seconds", pipe), 0.0);
+        assert_eq!(first.value("edgepipe_pipe_uncommitted_records", pipe), 0.0);
+        assert_eq!(first.value("edgepipe_pipe_retries_total", pipe), 0.0);
+        // 10 tablets of 100 rows × 2 DOUBLE columns, each at least 24
+        // bytes a row (time and two values).
+        assert!(first.value("edgepipe_pipe_sent_bytes_total", pipe) > 1000.0 * 24.0);
+        assert!(first.value("edgepipe_pipe_transfer_duration_seconds_count", pipe) >= 1.0);
+    }
     // A histogram's +Inf bucket holds every observation.
     for (h, labels) in [
-        ("edgepipe_pipe_transfer_duration_seconds", &pipe[..]),
+        (
+            "edgepipe_pipe_transfer_duration_seconds",
+            &[("pipe", "p")][..],
+        ),
+        ("edgepipe_pipe_transfer_duration_seconds", &[("pipe", "pa")]),
         ("edgepipe_log_fsync_duration_seconds", &[]),
+        (
+            "edgepipe_rpc_duration_seconds",
+            &[("method", "insertTablet")],
+        ),
     ] {
         let mut inf = labels.to_vec();
         inf.push(("le", "+Inf"));
@@ -313,7 +336,7 @@ fn metrics_are_scraped_while_a_pipe_runs_and_move() {
     write_rows(&edge.addr(), "root.m.d", 1000, 500);
     synced(&edge, &cloud);
     let second = scrape_until(port, "3000 points acknowledged", |s| {
-        s.get("edgepipe_pipe_sent_points_total", &pipe) == Some(3000.0)
+        every_pipe(|pipe| s.get("edgepipe_pipe_sent_points_total", pipe) == Some(3000.0))
     });
     assert_eq!(second.value("edgepipe_points_ingested_total", &[]), 3000.0);
     assert_eq!(
@@ -323,21 +346,10 @@ fn metrics_are_scraped_while_a_pipe_runs_and_move() {
         ),
         15.0
     );
-    assert_eq!(
-        second.value(
-            "edgepipe_pipe_state",
-            &[("pipe", "p"), ("state", "RUNNING")]
-        ),
-        1.0,
-        "the pipe ran between the scrapes"
-    );
     for (moved, labels) in [
         ("edgepipe_log_end_offset", &[][..]),
-        ("edgepipe_pipe_committed_offset", &pipe),
         ("edgepipe_log_durable_offset", &[]),
         ("edgepipe_log_fsync_duration_seconds_count", &[]),
-        ("edgepipe_pipe_sent_bytes_total", &pipe),
-        ("edgepipe_pipe_transfer_duration_seconds_count", &pipe),
     ] {
         assert!(
             second.value(moved, labels) > first.value(moved, labels),
@@ -346,31 +358,77 @@ fn metrics_are_scraped_while_a_pipe_runs_and_move() {
             second.value(moved, labels)
         );
     }
+    for (id, _) in PIPES {
+        let pipe = &[("pipe", id)][..];
+        assert_eq!(
+            second.value("edgepipe_pipe_state", &[("pipe", id), ("state", "RUNNING")]),
+            1.0,
+            "{id} ran between the scrapes"
+        );
+        for moved in [
+            "edgepipe_pipe_committed_offset",
+            "edgepipe_pipe_sent_bytes_total",
+            "edgepipe_pipe_transfer_duration_seconds_count",
+        ] {
+            assert!(
+                second.value(moved, pipe) > first.value(moved, pipe),
+                "{id} {moved}: {} then {}",
+                first.value(moved, pipe),
+                second.value(moved, pipe)
+            );
+        }
+    }
 
-    // The cloud goes away: the pipe retries, and what it sends again is
-    // counted; it delivers everything once the cloud is back.
+    // The cloud goes away: the pipes retry, and what they send again is
+    // counted; they deliver everything once the cloud is back.
     let cloud_port = cloud.port;
     cloud.stop();
     write_rows(&edge.addr(), "root.m.d", 1500, 500);
-    let retrying = scrape_until(port, "a retry", |s| {
-        s.get("edgepipe_pipe_retries_total", &pipe)
-            .is_some_and(|r| r > 0.0)
+    let retrying = scrape_until(port, "a retry of each pipe", |s| {
+        every_pipe(|pipe| {
+            s.get("edgepipe_pipe_retries_total", pipe)
+                .is_some_and(|r| r > 0.0)
+        })
     });
-    assert!(retrying.value("edgepipe_pipe_remaining_events", &pipe) > 0.0);
-    assert!(retrying.value("edgepipe_pipe_resent_events_total", &pipe) > 0.0);
+    for (id, _) in PIPES {
+        let pipe = &[("pipe", id)][..];
+        assert!(
+            retrying.value("edgepipe_pipe_remaining_events", pipe) > 0.0,
+            "{id}"
+        );
+        assert!(
+            retrying.value("edgepipe_pipe_resent_events_total", pipe) > 0.0,
+            "{id}"
+        );
+        assert!(
+            retrying.value("edgepipe_pipe_lag_seconds", pipe) > 0.0,
+            "{id}"
+        );
+        assert_eq!(
+            retrying.value("edgepipe_pipe_sent_points_total", pipe),
+            3000.0,
+            "{id}: nothing new acknowledged while the cloud is down"
+        );
+    }
     let cloud = NodeProc::start(
         &dir.path().join("cloud"),
         &["--rpc-port", &cloud_port.to_string()],
     );
     synced(&edge, &cloud);
     let third = scrape_until(port, "4000 points acknowledged", |s| {
-        s.get("edgepipe_pipe_sent_points_total", &pipe) == Some(4000.0)
-            && s.get("edgepipe_pipe_remaining_events", &pipe) == Some(0.0)
+        every_pipe(|pipe| {
+            s.get("edgepipe_pipe_sent_points_total", pipe) == Some(4000.0)
+                && s.get("edgepipe_pipe_remaining_events", pipe) == Some(0.0)
+        })
     });
-    assert!(
-        third.value("edgepipe_pipe_retries_total", &pipe)
-            >= retrying.value("edgepipe_pipe_retries_total", &pipe)
-    );
+    for (id, _) in PIPES {
+        let pipe = &[("pipe", id)][..];
+        assert!(
+            third.value("edgepipe_pipe_retries_total", pipe)
+                >= retrying.value("edgepipe_pipe_retries_total", pipe)
+        );
+        assert_eq!(third.value("edgepipe_pipe_lag_seconds", pipe), 0.0, "{id}");
+    }
 
     // Only GET /metrics is served; anything else gets a clear answer.
     let other = http(port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
