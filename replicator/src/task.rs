@@ -608,7 +608,9 @@ impl PipeTask {
             let mut deletions = self.shared.deletions.view();
             let mut unindexed = false;
             for rec in batches.iter().flat_map(|b| b.iter()) {
-                if rec.kind != protocol::event::KIND_TABLET && !deletions.has(rec.offset) {
+                if protocol::event::base_kind(rec.kind) != protocol::event::KIND_TABLET
+                    && !deletions.has(rec.offset)
+                {
                     if let Ok(Some(d)) =
                         DeletionRecord::of_record(rec.offset, rec.kind, rec.payload)
                     {
