@@ -15,6 +15,9 @@
 //! | `pipe_receiver_max_file_size` | the next file piece |
 //! | `dn_connection_timeout_ms` | every connection's next wait |
 //! | `max_number_of_sync_file_retry`, `pipe_connector_retry_interval_ms` | each pipe's next failure |
+//! | `pipe_auto_restart_enabled` | at once: off, the pipes waiting to restart stay STOPPED; on, pipes that stop from then on restart |
+//! | `pipe_auto_restart_interval_init_ms` | each pipe's next stop |
+//! | `pipe_auto_restart_interval_max_ms` | each pipe's next stop, and a waiting pipe due later than the new maximum from now restarts within it |
 //! | `pipe_connector_timeout_ms` | connectors made from now on (a pipe's, at its next START when no running pipe shares it) |
 //! | `pipe_server_port` | the next `START PIPESERVER` |
 //!
@@ -177,6 +180,21 @@ impl Control {
                 }
                 "pipe_connector_timeout_ms" => {
                     settings.timeout = c.pipe_connector_timeout;
+                    pipes_changed = true;
+                    APPLIED
+                }
+                "pipe_auto_restart_enabled" => {
+                    settings.auto_restart = c.pipe_auto_restart;
+                    pipes_changed = true;
+                    APPLIED
+                }
+                "pipe_auto_restart_interval_init_ms" => {
+                    settings.restart_base = c.pipe_restart_interval;
+                    pipes_changed = true;
+                    APPLIED
+                }
+                "pipe_auto_restart_interval_max_ms" => {
+                    settings.restart_cap = c.pipe_restart_interval_max;
                     pipes_changed = true;
                     APPLIED
                 }
