@@ -200,6 +200,11 @@ impl Node {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future,
     ) {
+        if let Ok(client) = listener.local_addr() {
+            // What a pipe of this node must not point at (A→A).
+            self.control
+                .set_listening(client, self.config.pipe_server_port);
+        }
         self.restore_pipe_server();
         let pipe_server = self.control.pipe_server();
         server::run(
