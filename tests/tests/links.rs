@@ -400,8 +400,9 @@ fn stop_pipe_stays_stopped_and_a_wait_survives_a_node_restart() {
 /// pipeTransfer tablets (type 3, logged as their bytes came), InsertNodes
 /// (2), batches (6), WAL entries (7), a TsFile (4, 5); the legacy
 /// handshake's database, its deletion and the rows its connection's
-/// session inserts. A client's write is not marked. The marks survive a
-/// kill -9 and the replay.
+/// session inserts, on the client port; a TsFile sent with `sendFile` and
+/// loaded by `sendPipeData`, on the pipe server's port. A client's write is
+/// not marked. The marks survive a kill -9 and the replay.
 #[test]
 fn whatever_arrives_through_a_pipe_is_marked_in_the_change_log() {
     use protocol::insert_node::{encode_batch, encode_insert_tablet_node, encode_wal_entry};
@@ -409,11 +410,14 @@ fn whatever_arrives_through_a_pipe_is_marked_in_the_change_log() {
     use protocol::pipe;
     use protocol::rpc::{
         TPipeTransferReq, TPipeTransferResp, TSOpenSessionReq, TSOpenSessionResp, TSStatus,
-        TSendPipeDataArgs, TSyncIdentityInfo,
+        TSendFileArgs, TSendPipeDataArgs, TSyncIdentityInfo, TSyncTransportMetaInfo,
     };
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("node");
-    let node = NodeProc::start(&data, &[]);
+    let pipe_port = e2e::free_port();
+    let cfg = config_file(&data, &[&format!("pipe_server_port={pipe_port}")]);
+    let node = NodeProc::start(&data, &[&cfg[0], &cfg[1]]);
+    sql(&node.addr(), "START PIPESERVER");
     let tablet = |device: &str| Tablet {
         device: device.into(),
         measurements: vec!["s".into()],
@@ -422,11 +426,12 @@ fn whatever_arrives_through_a_pipe_is_marked_in_the_change_log() {
         times: vec![1, 2, 3],
         aligned: false,
     };
-    let connect = || {
-        let s = TcpStream::connect(node.addr()).unwrap();
+    let connect_to = |addr: String| {
+        let s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         s
     };
+    let connect = || connect_to(node.addr());
     let mut s = connect();
     let mut transfer = |kind: i16, body: Vec<u8>| {
         let req = TPipeTransferReq {
@@ -505,6 +510,53 @@ fn whatever_arrives_through_a_pipe_is_marked_in_the_change_log() {
         .unwrap();
     let st: TSStatus = read_reply(&read_frame(&mut l)).unwrap();
     assert_eq!(st.code, 200, "{st:?}");
+    // A TsFile (root.sg.d2, aligned) through IoTDB 1.1's calls on the pipe
+    // server's port, where its senders connect: sendFile in two pieces,
+    // then sendPipeData loads it.
+    let mut f = connect_to(format!("127.0.0.1:{pipe_port}"));
+    let info = TSyncIdentityInfo {
+        pipe_name: Some("pf".into()),
+        create_time: Some(2),
+        version: Some("1.1".into()),
+        database: Some("root.sg".into()),
+    };
+    f.write_all(&call(Proto::Binary, "handshake", 1, -1, &info))
+        .unwrap();
+    let st: TSStatus = read_reply(&read_frame(&mut f)).unwrap();
+    assert_eq!(st.code, 200, "{st:?}");
+    let legacy_file =
+        std::fs::read(e2e::workspace().join("protocol/tests/data/v3_aligned_snappy.tsfile"))
+            .unwrap();
+    let name = "1-1-0-0.tsfile";
+    let half = legacy_file.len() / 2;
+    for (seq, (at, piece)) in [(0, &legacy_file[..half]), (half, &legacy_file[half..])]
+        .into_iter()
+        .enumerate()
+    {
+        let args = TSendFileArgs {
+            meta_info: Some(TSyncTransportMetaInfo {
+                file_name: Some(name.into()),
+                start_index: Some(at as i64),
+            }),
+            buff: Some(piece.to_vec()),
+        };
+        f.write_all(&call_args(Proto::Binary, "sendFile", 2 + seq as i32, &args))
+            .unwrap();
+        let st: TSStatus = read_reply(&read_frame(&mut f)).unwrap();
+        assert_eq!(st.code, 200, "{st:?}");
+    }
+    let load = PipeData::TsFile {
+        serial: 1,
+        parent_dir: String::new(),
+        file_name: name.into(),
+    };
+    let args = TSendPipeDataArgs {
+        buff: Some(load.serialize()),
+    };
+    f.write_all(&call_args(Proto::Binary, "sendPipeData", 4, &args))
+        .unwrap();
+    let st: TSStatus = read_reply(&read_frame(&mut f)).unwrap();
+    assert_eq!(st.code, 200, "{st:?}");
     // A client's write.
     write_rows(&node.addr(), "root.local.d", 0, 10);
 
@@ -527,12 +579,17 @@ fn whatever_arrives_through_a_pipe_is_marked_in_the_change_log() {
         }
         // The type-3 tablet is logged as its bytes came.
         assert!(recs.iter().any(|(k, p)| *k == 0x81 && *p == t3));
-        let from_file: Vec<&(u8, String)> = tablets
-            .iter()
-            .filter(|t| !t.1.starts_with("root.t") && !t.1.starts_with("root.l"))
-            .collect();
+        // The TsFiles' rows: root.sg.d1 through pipeTransfer (types 4, 5),
+        // root.sg.d2 through the legacy sendFile.
+        for d in ["root.sg.d1", "root.sg.d2"] {
+            let k: Vec<u8> = tablets.iter().filter(|t| t.1 == d).map(|t| t.0).collect();
+            assert!(
+                !k.is_empty() && k.iter().all(|k| *k == 0x81),
+                "{d}: {tablets:?}"
+            );
+        }
         assert!(
-            !from_file.is_empty() && from_file.iter().all(|t| t.0 == 0x81),
+            tablets.iter().all(|t| t.1 == "root.local.d" || t.0 == 0x81),
             "{tablets:?}"
         );
         let local: Vec<u8> = tablets
@@ -557,10 +614,10 @@ fn whatever_arrives_through_a_pipe_is_marked_in_the_change_log() {
         assert_eq!(rows(&node.addr(), "select ** from root.t3.d"), 3);
     };
     expect(&node);
-    drop((s, l));
+    drop((s, l, f));
     // A crash: the store replays the marked records.
     node.kill9();
-    let node = NodeProc::start(&data, &[]);
+    let node = NodeProc::start(&data, &[&cfg[0], &cfg[1]]);
     expect(&node);
     node.stop();
 }
