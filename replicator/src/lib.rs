@@ -1188,10 +1188,10 @@ impl Shared {
         let Some(e) = inner.pipes.get_mut(id) else {
             return;
         };
-        if !e
-            .running
+        // Only the run that failed may stop the pipe (not a later one).
+        if e.running
             .as_ref()
-            .is_some_and(|r| r.generation == generation)
+            .is_none_or(|r| r.generation != generation)
         {
             return;
         }

@@ -827,8 +827,7 @@ fn a_pipe_aimed_at_its_own_node_is_refused_at_create() {
     sql(
         &a.addr(),
         &format!(
-            "create pipe other with connector ({})",
-            format!("'connector'='iotdb-thrift-connector', 'connector.ip'='127.0.0.2', 'connector.port'='{port}'")
+            "create pipe other with connector ('connector'='iotdb-thrift-connector', 'connector.ip'='127.0.0.2', 'connector.port'='{port}')"
         ),
     );
     sql(
