@@ -216,6 +216,11 @@ fn a_pipe_a_person_stopped_stays_stopped() {
         "why it had stopped, without a restart time: {}",
         stopped.meta.exception
     );
+    // A request "running" wrote before its STOP may still wait in the
+    // peer's socket (a reset does not take back bytes already received):
+    // let the peer refuse it before it turns healthy, so that only a
+    // restart could get anything acknowledged below.
+    assert!(peer.wait_drained(Duration::from_secs(10)));
     peer.set_mode(Mode::Answer);
     // Several longest waits later, both are still stopped.
     std::thread::sleep(Duration::from_millis(1500));
