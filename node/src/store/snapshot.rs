@@ -198,11 +198,6 @@ impl Store {
                 .collect()
         };
         let damaged = |m: String| StoreError::new(status::INTERNAL_SERVER_ERROR, m);
-        for s in &sources {
-            for (f, i) in &s.parts {
-                f.check(&f.chunks[*i]).map_err(damaged)?;
-            }
-        }
         if lo > hi {
             return Ok(SnapshotRead {
                 series: sources.iter().map(|s| empty(s.data_type)).collect(),
@@ -211,17 +206,24 @@ impl Store {
             });
         }
         let budget = (max_bytes / paths.len().max(1)).max(MIN_SERIES_BYTES);
-        let last = sources
+        let mut last = hi;
+        for s in &sources {
+            if let Some(cut) = cutoff(s, lo, hi, budget).map_err(damaged)? {
+                last = last.min(cut);
+            }
+        }
+        let series = sources
             .iter()
-            .filter_map(|s| cutoff(s, lo, hi, budget))
-            .min()
-            .unwrap_or(hi);
-        let series = sources.iter().map(|s| read(s, lo, last)).collect();
+            .map(|s| read(s, lo, last))
+            .collect::<Result<_, _>>()
+            .map_err(damaged)?;
+        // A chunk starting after `last` (and so within `hi`) has more; one
+        // read across it was checked by the read.
         let done = last >= hi
             || !sources.iter().any(|s| {
                 s.parts.iter().any(|(f, i)| {
                     let c = &f.chunks[*i];
-                    c.max > last && !f.range(c, last + 1, hi).is_empty()
+                    c.max > last && (c.min > last || !f.range(c, last + 1, hi).is_empty())
                 })
             });
         Ok(SnapshotRead { series, last, done })
@@ -273,47 +275,63 @@ fn point_bytes(s: &Source) -> usize {
 /// one that would overrun what is left lowers the cut to just before its
 /// point that would. Lowering the cut only removes points of the chunks
 /// counted before, so the count stays within the budget (plus at most one
-/// point per chunk at the first time).
-fn cutoff(s: &Source, lo: i64, hi: i64, budget: usize) -> Option<i64> {
-    let mut parts: Vec<(i64, &ChunkFile, usize, usize)> = s
-        .parts
-        .iter()
-        .filter_map(|(f, i)| {
-            let c = &f.chunks[*i];
+/// point per chunk at the first time). A chunk that starts at or after
+/// `lo` starts at its indexed min: only the chunks the cut reaches, and
+/// those across `lo`, are read (and checked first).
+///
+/// # Errors
+/// Damaged chunk data, naming the file and the series.
+fn cutoff(s: &Source, lo: i64, hi: i64, budget: usize) -> Result<Option<i64>, String> {
+    let mut parts: Vec<(i64, &ChunkFile, usize)> = Vec::with_capacity(s.parts.len());
+    for (f, i) in &s.parts {
+        let c = &f.chunks[*i];
+        if c.min >= lo {
+            parts.push((c.min, f, *i));
+        } else {
+            f.check(c)?;
             let r = f.range(c, lo, hi);
-            (!r.is_empty()).then(|| (f.time(c, r.start), &**f, *i, r.start))
-        })
-        .collect();
+            if !r.is_empty() {
+                parts.push((f.time(c, r.start), f, *i));
+            }
+        }
+    }
     parts.sort_by_key(|p| p.0);
-    let first = parts.first()?.0;
+    let Some(&(first, _, _)) = parts.first() else {
+        return Ok(None);
+    };
     let limit = (budget / point_bytes(s)).max(1);
     let (mut cut, mut used) = (hi, 0usize);
-    for &(start_time, f, i, start) in &parts {
+    for &(start_time, f, i) in &parts {
         if start_time > cut {
             break;
         }
         let c = &f.chunks[i];
-        let n = f.range(c, lo, cut).len();
+        f.check(c)?;
+        let r = f.range(c, lo, cut);
         let room = limit - used;
-        if n > room {
-            cut = f.time(c, start + room).saturating_sub(1);
+        if r.len() > room {
+            cut = f.time(c, r.start + room).saturating_sub(1);
             used = limit;
         } else {
-            used += n;
+            used += r.len();
         }
     }
-    Some(cut.max(first))
+    Ok(Some(cut.max(first)))
 }
 
 /// The points of `s` in `[lo, hi]`: each chunk's, minus what its
 /// tombstones cover, merged with later files winning on equal times.
-fn read(s: &Source, lo: i64, hi: i64) -> Points {
+///
+/// # Errors
+/// Damaged chunk data, naming the file and the series.
+fn read(s: &Source, lo: i64, hi: i64) -> Result<Points, String> {
     let mut parts = Vec::new();
     for (f, i) in &s.parts {
         let c = &f.chunks[*i];
         if c.max < lo || c.min > hi {
             continue;
         }
+        f.check(c)?;
         let r = f.range(c, lo, hi);
         if r.is_empty() {
             continue;
@@ -340,7 +358,7 @@ fn read(s: &Source, lo: i64, hi: i64) -> Points {
         }
         parts.push((times, vals));
     }
-    merge(s.data_type, parts)
+    Ok(merge(s.data_type, parts))
 }
 
 #[cfg(test)]
