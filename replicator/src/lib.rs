@@ -486,40 +486,58 @@ impl PipeManager {
         let ext = Extractor::configure(&mut extractor, s.settings().units_per_sec).map_err(bad)?;
         plugin::processor(&mut processor).map_err(bad)?;
         ConnectorSpec::parse(&connector).map_err(bad)?;
-        let snapshot = self.history_snapshot(id, ext.history).map_err(bad)?;
-        let mut inner = s.inner.lock().expect("pipes lock");
-        if let Some(e) = inner.pipes.get(id) {
-            if e.meta.state != PipeState::Dropped {
-                return Err(bad(format!("pipe {id} already exists")));
-            }
-        }
-        if sink.is_some() {
-            Self::one_sink_pipe(&inner)?;
-        }
-        let (history_end, start) = match &snapshot {
-            // History from the store's snapshot, realtime from its offset.
-            Some(snap) => (snap.offset, snap.offset),
-            None => {
-                let end = s.log.end_offset();
-                (end, if ext.history { s.log.log_start() } else { end })
-            }
-        };
+        let mut snapshot = self.history_snapshot(id, ext.history).map_err(bad)?;
         let consumer = consumer_name(id);
-        // A leftover consumer of a dropped pipe with the same id restarts.
-        let _ = s.log.remove_consumer(&consumer);
-        let registered = s
-            .log
-            .register_consumer(&consumer, start)
-            .map_err(|e| bad(e.to_string()))?;
-        if snapshot.is_some() && registered != start {
-            // The log no longer holds the snapshot's offset: records after
-            // the snapshot would be lost. Retention keeps what the store's
-            // previous checkpoint needs, so only a disk bound gets here.
+        let (mut inner, history_end, start) = loop {
+            let inner = s.inner.lock().expect("pipes lock");
+            if let Some(e) = inner.pipes.get(id) {
+                if e.meta.state != PipeState::Dropped {
+                    return Err(bad(format!("pipe {id} already exists")));
+                }
+            }
+            if sink.is_some() {
+                Self::one_sink_pipe(&inner)?;
+            }
+            let (history_end, start) = match &snapshot {
+                // History from the store's snapshot, realtime from its offset.
+                Some(snap) => (snap.offset, snap.offset),
+                None => {
+                    let end = s.log.end_offset();
+                    (end, if ext.history { s.log.log_start() } else { end })
+                }
+            };
+            // A leftover consumer of a dropped pipe with the same id restarts.
             let _ = s.log.remove_consumer(&consumer);
-            return Err(bad(format!(
-                "the change log was cut past the store's snapshot (offset {start}, the log starts at {registered}) while the pipe was created; try again"
-            )));
-        }
+            let registered = s
+                .log
+                .register_consumer(&consumer, start)
+                .map_err(|e| bad(e.to_string()))?;
+            if snapshot.is_some() && registered != start {
+                // The log no longer holds the snapshot's offset: records after
+                // the snapshot would be lost. Retention keeps what the store's
+                // previous checkpoint needs, so only a disk bound gets here.
+                let _ = s.log.remove_consumer(&consumer);
+                return Err(bad(format!(
+                    "the change log was cut past the store's snapshot (offset {start}, the log starts at {registered}) while the pipe was created; try again"
+                )));
+            }
+            if snapshot.is_none() && ext.history && registered > 0 && s.history.is_some() {
+                // Retention deleted the log's first segment after the log
+                // was found whole: the history comes from the store after
+                // all (the log start only grows, so this happens once).
+                let _ = s.log.remove_consumer(&consumer);
+                drop(inner);
+                snapshot = self.history_snapshot(id, true).map_err(bad)?;
+                if snapshot.is_none() {
+                    // The log start only grows: a snapshot was taken.
+                    return Err(bad(
+                        "the change log's start moved while the pipe was created; try again".into(),
+                    ));
+                }
+                continue;
+            }
+            break (inner, history_end, start);
+        };
         if let Some(snap) = &snapshot {
             let st = history::State {
                 pipe: id.to_string(),
