@@ -43,7 +43,7 @@
 //!   `X`), so the log is pinned from `X` meanwhile; then the pipe tails the
 //!   log from `X`.
 //! - **Progress**: which devices are done and up to which time
-//!   ([`Cursor`]) is persisted in `system/history/<pipe>.json` (beside
+//!   (`Cursor`) is persisted in `system/history/<pipe>.json` (beside
 //!   `pipes.json`) with the pipe's commits, only for batches the receiver
 //!   acknowledged, and always before the log offset passes `X`. A crash,
 //!   kill -9, cut link or STOP resumes from there (at-least-once: what was
