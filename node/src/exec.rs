@@ -1237,6 +1237,40 @@ mod tests {
     }
 
     #[test]
+    fn quoted_nodes_with_dots_are_one_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = exec(dir.path());
+        let ctx = utc();
+        e.execute(&ctx, "create database root.sg").unwrap();
+        e.execute(
+            &ctx,
+            "create timeseries root.sg.`a.b`.s with datatype=INT32",
+        )
+        .unwrap();
+        e.execute(&ctx, "insert into root.sg.`a.b`(time, s) values (1, 7)")
+            .unwrap();
+        e.execute(&ctx, "insert into root.sg.a(time, b) values (1, 8)")
+            .unwrap();
+        let r = rows(e.execute(&ctx, "select s from root.sg.`a.b`").unwrap());
+        assert_eq!(r.times, [1]);
+        let r = rows(e.execute(&ctx, "select b from root.sg.a").unwrap());
+        assert_eq!(r.times, [1]);
+        let r = rows(e.execute(&ctx, "show timeseries root.sg.**").unwrap());
+        assert_eq!(r.rows(), 2, "{r:?}");
+        // The dotted node is one level: root.sg.*.s finds it, root.sg.*.*.s does not.
+        let r = rows(e.execute(&ctx, "select s from root.sg.*").unwrap());
+        assert_eq!(r.times, [1]);
+        let r = rows(e.execute(&ctx, "select s from root.sg.*.*").unwrap());
+        assert!(r.times.is_empty(), "{r:?}");
+        // Deleting the dotted device's data leaves root.sg.a alone.
+        e.execute(&ctx, "delete from root.sg.`a.b`.**").unwrap();
+        let r = rows(e.execute(&ctx, "select s from root.sg.`a.b`").unwrap());
+        assert!(r.times.is_empty(), "{r:?}");
+        let r = rows(e.execute(&ctx, "select b from root.sg.a").unwrap());
+        assert_eq!(r.times, [1]);
+    }
+
+    #[test]
     fn errors_carry_iotdb_codes() {
         let dir = tempfile::tempdir().unwrap();
         let e = exec(dir.path());

@@ -137,7 +137,8 @@ pub(super) fn validate(inner: &Inner, config: &StoreConfig, ev: &Event) -> SResu
                     format!("timeseries {path} already exists"),
                 ));
             }
-            let device = &path[..path.rfind('.').expect("checked path")];
+            let last = split(path).last().map_or(0, |n| n.len());
+            let device = &path[..path.len() - last - 1];
             if let Some((_, s)) =
                 inner
                     .series

@@ -187,8 +187,10 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// A stored path's nodes: split on the dots outside backquotes, so
+/// `root.sg.`a.b`.s` is four nodes, as IoTDB reads it.
 fn split(path: &str) -> Vec<&str> {
-    path.split('.').collect()
+    protocol::names::split_nodes(path).unwrap_or_else(|_| path.split('.').collect())
 }
 
 /// A series' points in a time range, sorted, one per timestamp.
