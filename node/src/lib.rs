@@ -4,6 +4,8 @@
 //! - [`sql`]: IoTDB's SQL dialect, parsed into statements.
 //! - [`event`]: what the node writes to its change log.
 //! - [`store`] and [`chunkfile`]: the durable, queryable time-series store.
+//! - [`history`]: the store as the source of a pipe's history when the
+//!   change log no longer holds it whole.
 //! - [`exec`]: runs statements against the store, producing results.
 //! - [`query`]: SELECT: raw rows, aggregations with GROUP BY time
 //!   windows, last points, ALIGN BY DEVICE.
@@ -23,6 +25,7 @@ pub mod config;
 pub mod control;
 pub use protocol::event;
 pub mod exec;
+pub mod history;
 pub mod query;
 pub mod server;
 pub mod service;
@@ -131,12 +134,18 @@ impl Node {
         };
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| "Node::open must run inside a tokio runtime".to_string())?;
+        // A pipe whose history the change log no longer holds whole (its
+        // segments went once the store had checkpointed them) reads it
+        // from a snapshot of the store.
+        let history: Arc<dyn replicator::history::HistorySource> =
+            Arc::new(history::StoreHistory::new(store.clone()));
         let pipes = Arc::new(
-            replicator::PipeManager::open(
+            replicator::PipeManager::open_with_history(
                 store.log().clone(),
                 &system,
                 settings.clone(),
                 handle.clone(),
+                Some(history),
             )
             .map_err(|e| format!("pipes: {e}"))?,
         );

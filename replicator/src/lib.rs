@@ -15,8 +15,11 @@
 //! `task.rs`) plus what was acknowledged in the last 100 ms.
 //!
 //! - History is what arrived before the pipe was created (log offsets below
-//!   the log end at `CREATE PIPE`); realtime is the rest. Reading the log in
-//!   order sends history first.
+//!   the log end at `CREATE PIPE`); realtime is the rest. History is sent
+//!   first: read from the log in order, or, when the log no longer holds it
+//!   whole (retention deleted its start), from a snapshot of the node's
+//!   store taken at CREATE, then the log from the snapshot's offset
+//!   ([`history`]).
 //! - Ingestion never waits for a pipe: pipes only read the log.
 //! - Pipes whose connector attributes are identical share one connector
 //!   (the sync one: one connection; the async one: its pool), each keeping
@@ -86,6 +89,7 @@
 #![deny(missing_docs)]
 
 pub mod deletions;
+pub mod history;
 pub mod meta;
 pub mod pipesink;
 pub mod plugin;
@@ -275,6 +279,10 @@ struct Inner {
 
 pub(crate) struct Shared {
     log: Arc<wal::Log>,
+    /// Where history the log no longer holds is read (the node's store).
+    history: Option<Arc<dyn history::HistorySource>>,
+    /// The pipes' store history progress (`system/history/`).
+    history_files: history::Files,
     path: PathBuf,
     sinks_path: PathBuf,
     deletions: Arc<Deletions>,
@@ -377,6 +385,23 @@ impl PipeManager {
         settings: Settings,
         handle: tokio::runtime::Handle,
     ) -> Result<PipeManager, PipeError> {
+        Self::open_with_history(log, dir, settings, handle, None)
+    }
+
+    /// As [`PipeManager::open`], with `history`: where a pipe created once
+    /// the log no longer holds its whole history reads it (the node's
+    /// store; see [`history`]). Without one, such a pipe sends only what
+    /// the log still holds (a warning says so at CREATE).
+    ///
+    /// # Errors
+    /// As [`PipeManager::open`].
+    pub fn open_with_history(
+        log: Arc<wal::Log>,
+        dir: &Path,
+        settings: Settings,
+        handle: tokio::runtime::Handle,
+        history: Option<Arc<dyn history::HistorySource>>,
+    ) -> Result<PipeManager, PipeError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| PipeError::new(PIPE_ERROR, format!("{}: {e}", dir.display())))?;
         let path = dir.join("pipes.json");
@@ -414,8 +439,16 @@ impl PipeManager {
                 },
             );
         }
+        let history_files = history::Files::new(dir);
+        history_files.retain(|id, created| {
+            pipes.get(id).is_some_and(|e: &Entry| {
+                e.meta.creation_time_ms == created && e.meta.state != PipeState::Dropped
+            })
+        });
         let shared = Arc::new(Shared {
             log,
+            history,
+            history_files,
             path,
             sinks_path,
             deletions,
@@ -517,27 +550,73 @@ impl PipeManager {
         let ext = Extractor::configure(&mut extractor, s.settings().units_per_sec).map_err(bad)?;
         plugin::processor(&mut processor).map_err(bad)?;
         ConnectorSpec::parse(&connector).map_err(bad)?;
-        let mut inner = s.inner.lock().expect("pipes lock");
-        if let Some(e) = inner.pipes.get(id) {
-            if e.meta.state != PipeState::Dropped {
-                return Err(bad(format!("pipe {id} already exists")));
+        let mut snapshot = self.history_snapshot(id, ext.history).map_err(bad)?;
+        let consumer = consumer_name(id);
+        let (mut inner, history_end, start) = loop {
+            let inner = s.inner.lock().expect("pipes lock");
+            if let Some(e) = inner.pipes.get(id) {
+                if e.meta.state != PipeState::Dropped {
+                    return Err(bad(format!("pipe {id} already exists")));
+                }
+            }
+            if sink.is_some() {
+                Self::one_sink_pipe(&inner)?;
+            }
+            let (history_end, start) = match &snapshot {
+                // History from the store's snapshot, realtime from its offset.
+                Some(snap) => (snap.offset, snap.offset),
+                None => {
+                    let end = s.log.end_offset();
+                    (end, if ext.history { s.log.log_start() } else { end })
+                }
+            };
+            // A leftover consumer of a dropped pipe with the same id restarts.
+            let _ = s.log.remove_consumer(&consumer);
+            let registered = s
+                .log
+                .register_consumer(&consumer, start)
+                .map_err(|e| bad(e.to_string()))?;
+            if snapshot.is_some() && registered != start {
+                // The log no longer holds the snapshot's offset: records after
+                // the snapshot would be lost. Retention keeps what the store's
+                // previous checkpoint needs, so only a disk bound gets here.
+                let _ = s.log.remove_consumer(&consumer);
+                return Err(bad(format!(
+                    "the change log was cut past the store's snapshot (offset {start}, the log starts at {registered}) while the pipe was created; try again"
+                )));
+            }
+            if snapshot.is_none() && ext.history && registered > 0 && s.history.is_some() {
+                // Retention deleted the log's first segment after the log
+                // was found whole: the history comes from the store after
+                // all (the log start only grows, so this happens once).
+                let _ = s.log.remove_consumer(&consumer);
+                drop(inner);
+                snapshot = self.history_snapshot(id, true).map_err(bad)?;
+                if snapshot.is_none() {
+                    // The log start only grows: a snapshot was taken.
+                    return Err(bad(
+                        "the change log's start moved while the pipe was created; try again".into(),
+                    ));
+                }
+                continue;
+            }
+            break (inner, history_end, start);
+        };
+        if let Some(snap) = &snapshot {
+            let st = history::State {
+                pipe: id.to_string(),
+                creation_time_ms,
+                offset: snap.offset,
+                snapshot_ms: now_ms(),
+                handle: snap.handle.clone(),
+                cursor: None,
+                done: false,
+            };
+            if let Err(m) = s.history_files.save(&st) {
+                let _ = s.log.remove_consumer(&consumer);
+                return Err(bad(m));
             }
         }
-        if sink.is_some() {
-            Self::one_sink_pipe(&inner)?;
-        }
-        let history_end = s.log.end_offset();
-        let start = if ext.history {
-            s.log.log_start()
-        } else {
-            history_end
-        };
-        let consumer = consumer_name(id);
-        // A leftover consumer of a dropped pipe with the same id restarts.
-        let _ = s.log.remove_consumer(&consumer);
-        s.log
-            .register_consumer(&consumer, start)
-            .map_err(|e| bad(e.to_string()))?;
         let meta = PipeMeta {
             id: id.to_string(),
             creation_time_ms,
@@ -567,10 +646,51 @@ impl PipeManager {
                 None => inner.pipes.remove(id),
             };
             let _ = s.log.remove_consumer(&consumer);
+            if snapshot.is_some() {
+                s.history_files.remove(id);
+            }
             return Err(bad(e));
         }
-        info!(pipe = id, history_end, start, "created pipe");
+        info!(
+            pipe = id,
+            history_end,
+            start,
+            history_from_store = snapshot.is_some(),
+            "created pipe"
+        );
         Ok(())
+    }
+
+    /// The store snapshot a new pipe `id` reads its history from: when it
+    /// extracts history (`wants`) and the log no longer holds all of it
+    /// (it starts above offset 0), taken now (see [`history`]); else none,
+    /// and the pipe reads its history from the log.
+    fn history_snapshot(&self, id: &str, wants: bool) -> Result<Option<history::Snapshot>, String> {
+        let s = &self.shared;
+        let log_start = s.log.log_start();
+        if !wants || log_start == 0 {
+            return Ok(None);
+        }
+        let Some(source) = &s.history else {
+            warn!(
+                pipe = id,
+                log_start,
+                "the change log no longer holds this pipe's whole history and there is no store to read it from: it sends what the log holds"
+            );
+            return Ok(None);
+        };
+        let snap = source.snapshot().map_err(|m| {
+            format!(
+                "the change log no longer holds its whole history (it starts at offset {log_start}), and the store could not be snapshotted to read it from there: {m}"
+            )
+        })?;
+        info!(
+            pipe = id,
+            log_start,
+            offset = snap.offset,
+            "the pipe's history comes from a snapshot of the store"
+        );
+        Ok(Some(snap))
     }
 
     /// At most one sync-tool pipe that is not dropped (the seed's 411).
@@ -903,6 +1023,8 @@ impl PipeManager {
             s.join(r);
         }
         s.close_idle_connectors();
+        // After the task is gone: nothing of it writes the file again.
+        s.history_files.remove(id);
         s.log
             .remove_consumer(&consumer_name(id))
             .map_err(|e| PipeError::new(PIPE_ERROR, e.to_string()))?;
@@ -940,14 +1062,22 @@ impl PipeManager {
         }
         // The figures are worked out without the manager's lock: counting
         // what lies ahead may read the log (see `progress`).
-        let picked: Vec<(PipeMeta, Arc<Stats>)> = inner
+        let picked: Vec<(PipeMeta, Arc<Stats>, bool)> = inner
             .pipes
             .values()
             .filter(|e| id.is_none_or(|i| e.meta.id == i))
             .filter(|e| key.as_ref().is_none_or(|k| &instance_key(&e.meta) == k))
-            .map(|e| (e.meta.clone(), e.stats.clone()))
+            .map(|e| (e.meta.clone(), e.stats.clone(), e.running.is_some()))
             .collect();
         drop(inner);
+        // A pipe without a task that has a store history phase to finish:
+        // what it has still to read, from its progress file (a running
+        // task publishes its own).
+        for (meta, stats, running) in &picked {
+            if !running && meta.state != PipeState::Dropped && stats.history().is_none() {
+                stats.set_history(s.history_figures(meta));
+            }
+        }
         // Records the change log's disk bounds deleted before a pipe sent
         // them: never silent (ExceptionMessage).
         let lost: HashMap<String, wal::ConsumerState> = s
@@ -960,7 +1090,7 @@ impl PipeManager {
         let units_per_sec = s.settings().units_per_sec;
         Ok(picked
             .into_iter()
-            .map(|(mut meta, stats)| {
+            .map(|(mut meta, stats, _)| {
                 let remote = match &meta.sink {
                     Some(k) => k.pipesink.clone(),
                     None => ConnectorSpec::parse(&meta.connector)
@@ -1138,15 +1268,16 @@ impl Shared {
     fn spawn(self: &Arc<Self>, inner: &mut Inner, id: &str) {
         inner.generation += 1;
         let generation = inner.generation;
-        let connector = match inner.pipes.get(id).map(|e| e.meta.clone()) {
-            Some(meta) => self.connector_for(inner, &meta),
+        let (connector, history) = match inner.pipes.get(id).map(|e| e.meta.clone()) {
+            Some(meta) => (self.connector_for(inner, &meta), self.history_phase(&meta)),
             None => return,
         };
+        let connector = connector.and_then(|c| history.map(|h| (c, h)));
         let e = inner.pipes.get_mut(id).expect("pipe exists");
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let gate = Arc::<std::sync::Mutex<task::CommitGate>>::default();
         let handle = match connector {
-            Ok(conn) => {
+            Ok((conn, history)) => {
                 let job = task::PipeTask {
                     shared: self.clone(),
                     meta: e.meta.clone(),
@@ -1158,6 +1289,7 @@ impl Shared {
                     last_commit: std::sync::Mutex::new(std::time::Instant::now()),
                     noted: tokio::sync::Notify::new(),
                     commit_gate: gate.clone(),
+                    history,
                 };
                 self.handle.spawn(job.run(stop_rx))
             }
@@ -1174,6 +1306,46 @@ impl Shared {
             generation,
             gate,
         });
+    }
+
+    /// The store history phase pipe `meta` has still to run, if any.
+    ///
+    /// # Errors
+    /// A damaged progress file, or no store to read from (both named).
+    fn history_phase(&self, meta: &PipeMeta) -> Result<Option<Arc<history::Phase>>, String> {
+        let Some(st) = self.history_files.load(&meta.id, meta.creation_time_ms)? else {
+            return Ok(None);
+        };
+        if st.done {
+            return Ok(None);
+        }
+        let Some(source) = &self.history else {
+            return Err(format!(
+                "the pipe's history is to be read from the store's snapshot at offset {}, and this node has no store to read it from",
+                st.offset
+            ));
+        };
+        Ok(Some(Arc::new(history::Phase::new(
+            source.clone(),
+            self.history_files.path(&meta.id),
+            st,
+        ))))
+    }
+
+    /// The store history figures of pipe `meta` when no task runs it: what
+    /// it has still to read from its snapshot; `None` when it has no store
+    /// history phase to finish (or it cannot be read: a START says why).
+    fn history_figures(&self, meta: &PipeMeta) -> Option<progress::HistoryFigures> {
+        let st = self
+            .history_files
+            .load(&meta.id, meta.creation_time_ms)
+            .ok()
+            .flatten()
+            .filter(|st| !st.done)?;
+        let source = self.history.as_ref()?;
+        let mut attrs = meta.extractor.clone();
+        let ext = Extractor::configure(&mut attrs, self.settings().units_per_sec).ok()?;
+        history::figures(&**source, &st, &ext).ok()
     }
 
     /// Called by a task that gave up: the pipe goes STOPPED with `message`

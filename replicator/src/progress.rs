@@ -10,9 +10,16 @@
 //!   with `extractor.realtime.enable=false`, so a finished one shows 0).
 //!   Records its pattern, history time range or history/realtime switches
 //!   leave out are not counted.
+//!   During a store history phase (`history.rs`) it adds the snapshot's
+//!   points the pipe has not read yet, counted from the chunk files' index
+//!   before deletions (an upper bound; the tablets read and not yet
+//!   acknowledged are among the events above).
 //! - **LagSeconds**: the wall-clock age of the oldest record the pipe has
 //!   not had acknowledged and will send (its arrival time in the log); 0
 //!   when nothing remains. A stalled pipe's lag grows by a second a second.
+//!   During a store history phase, at least the snapshot's age: every
+//!   point of it arrived before it was taken, and the log no longer says
+//!   when.
 //! - **ExceptionMessage** ([`message`]): while the pipe runs, the failure
 //!   it retries after (`retry 3 of 5: …`), cleared when that transfer
 //!   succeeds; once it stopped on its own, why; while it waits to restart
@@ -94,6 +101,18 @@ pub struct Stats {
     /// The retries of the running task.
     retries: Mutex<Retries>,
     ahead: Mutex<Ahead>,
+    /// The store history phase still to finish, if any: set by the task
+    /// while it runs, else by SHOW PIPES from the pipe's history file.
+    history: Mutex<Option<HistoryFigures>>,
+}
+
+/// What a store history phase (`history.rs`) adds to the figures.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HistoryFigures {
+    /// Snapshot points the pipe has not read yet (before deletions).
+    pub ahead: u64,
+    /// When the snapshot was taken, ms since the epoch.
+    pub snapshot_ms: i64,
 }
 
 /// The retries of a running task, for the message column.
@@ -129,6 +148,24 @@ impl Stats {
             }),
             retries: Mutex::new(Retries::default()),
             ahead: Mutex::new(Ahead::default()),
+            history: Mutex::new(None),
+        }
+    }
+
+    /// The store history phase ahead (`None`: none, or done).
+    pub(crate) fn set_history(&self, h: Option<HistoryFigures>) {
+        *self.history.lock().expect("history figures") = h;
+    }
+
+    /// The store history phase's figures, if it has one to finish.
+    pub(crate) fn history(&self) -> Option<HistoryFigures> {
+        *self.history.lock().expect("history figures")
+    }
+
+    /// The task read `points` more snapshot points.
+    pub(crate) fn history_read(&self, points: u64) {
+        if let Some(h) = self.history.lock().expect("history figures").as_mut() {
+            h.ahead = h.ahead.saturating_sub(points);
         }
     }
 
@@ -174,6 +211,9 @@ impl Stats {
         };
         drop(p);
         *self.retries.lock().expect("retries") = Retries::default();
+        // The next run reads again from what was acknowledged; SHOW counts
+        // that from the pipe's history file meanwhile.
+        self.set_history(None);
     }
 
     /// The failure the task is retrying after, or `None` once a transfer
@@ -287,10 +327,20 @@ impl Stats {
         } else {
             None
         };
-        let lag_seconds = match oldest {
+        let mut lag_seconds = match oldest {
             Some(o) if remaining > 0 => age_seconds(log, o),
             _ => 0.0,
         };
+        let mut remaining = remaining;
+        if let Some(h) = self.history() {
+            remaining += h.ahead;
+            if remaining > 0 {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                lag_seconds = lag_seconds.max((now - h.snapshot_ms).max(0) as f64 / 1e3);
+            }
+        }
         Figures {
             remaining,
             lag_seconds,

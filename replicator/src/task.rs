@@ -51,6 +51,7 @@ use bytes::Bytes;
 use tracing::{debug, info, instrument, warn};
 
 use crate::deletions::DeletionRecord;
+use crate::history;
 use crate::meta::PipeMeta;
 use crate::plugin::connector::thrift_async::{lane_of, Request};
 use crate::plugin::{self, AsyncConnector, Extractor, PipeEvent};
@@ -73,6 +74,9 @@ pub(crate) struct PipeTask {
     /// Held while writing the ledger; shared with the pipe's `Running`
     /// handle, which closes it when the task is stopped.
     pub commit_gate: Arc<std::sync::Mutex<CommitGate>>,
+    /// The store history phase still to run before the log is tailed
+    /// (`history.rs`), if the pipe has one.
+    pub history: Option<Arc<history::Phase>>,
 }
 
 /// Orders a task's ledger writes. A commit runs on a blocking thread and
@@ -130,31 +134,45 @@ enum Stop {
 /// A batch ready to send: events (each with the offset of the record it
 /// came from), the offset after them, how many of them the connector sends,
 /// and a failure met after them (the pipe stops once the events are
-/// delivered).
-struct Prepared {
-    events: Vec<PipeEvent>,
-    offsets: Vec<u64>,
-    next: u64,
-    sends: u64,
-    failure: Option<String>,
+/// delivered); a batch of a store history phase carries the progress its
+/// acknowledgement makes (`history.rs`).
+pub(crate) struct Prepared {
+    pub(crate) events: Vec<PipeEvent>,
+    pub(crate) offsets: Vec<u64>,
+    pub(crate) next: u64,
+    pub(crate) sends: u64,
+    pub(crate) failure: Option<String>,
+    pub(crate) history: Option<history::Mark>,
 }
 
 impl Prepared {
-    fn failed(m: String) -> Prepared {
+    pub(crate) fn failed(m: String) -> Prepared {
         Prepared {
             events: Vec::new(),
             offsets: Vec::new(),
             next: 0,
             sends: 0,
             failure: Some(m),
+            history: None,
         }
     }
 }
 
-/// A tablet waiting in a lane or in flight, with its record's offset.
+/// A tablet waiting in a lane or in flight, with its record's offset and
+/// the sequence number of the batch it came in.
 struct Item {
     offset: u64,
+    batch: u64,
     tablet: Bytes,
+}
+
+/// A batch handed to the lanes that is not wholly acknowledged yet (or a
+/// batch before it is not): its sequence number, its tablet bytes and the
+/// history progress it makes.
+struct Handed {
+    batch: u64,
+    bytes: usize,
+    history: Option<history::Mark>,
 }
 
 /// A lane's request: its tablets, how many were acknowledged, its
@@ -181,13 +199,13 @@ struct Lane {
 }
 
 impl Lane {
-    /// The offset of its first record not acknowledged.
-    fn first_unacked(&self) -> Option<u64> {
+    /// Its first tablet not acknowledged.
+    fn first_unacked(&self) -> Option<&Item> {
         match &self.flight {
-            Some(f) => f.items.get(f.sent).map(|i| i.offset),
+            Some(f) => f.items.get(f.sent),
             None => None,
         }
-        .or_else(|| self.queue.front().map(|i| i.offset))
+        .or_else(|| self.queue.front())
     }
 }
 
@@ -322,6 +340,9 @@ impl PipeTask {
                 return stopped;
             }
             self.stats.acked(p.next, p.sends);
+            if let Some(m) = p.history {
+                self.history_acked(m);
+            }
             if p.next > self.pending.load(Ordering::Relaxed) {
                 self.note(p.next);
             }
@@ -350,10 +371,12 @@ impl PipeTask {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Prepared>(1);
         let mut producer = std::pin::pin!(self.produce(tx, 4));
         let mut lanes: Vec<Lane> = (0..conn.lanes()).map(|_| Lane::default()).collect();
-        // The batches handed to the lanes that the acknowledged offset has
-        // not passed: (offset after it, its tablet bytes), and their sum.
-        let mut window: VecDeque<(u64, usize)> = VecDeque::new();
+        // The batches handed to the lanes not wholly acknowledged with all
+        // before them, and the sum of their tablet bytes.
+        let mut window: VecDeque<Handed> = VecDeque::new();
         let mut window_bytes = 0usize;
+        // The sequence number of the next batch handed to the lanes.
+        let mut batches = 0u64;
         // The offset after the last batch handed to the lanes.
         let mut handed: Option<u64> = None;
         let mut failure: Option<String> = None;
@@ -416,15 +439,25 @@ impl PipeTask {
                 Woke::Batch(Some(p)) => {
                     let n = lanes.len();
                     let mut bytes = 0;
+                    let batch = batches;
+                    batches += 1;
                     for (ev, offset) in p.events.into_iter().zip(p.offsets) {
                         // The thrift connectors send tablets only.
                         if let PipeEvent::Tablet(tablet) = ev {
                             bytes += tablet.len();
                             let lane = &mut lanes[lane_of(&tablet, n)];
-                            lane.queue.push_back(Item { offset, tablet });
+                            lane.queue.push_back(Item {
+                                offset,
+                                batch,
+                                tablet,
+                            });
                         }
                     }
-                    window.push_back((p.next, bytes));
+                    window.push_back(Handed {
+                        batch,
+                        bytes,
+                        history: p.history,
+                    });
                     window_bytes += bytes;
                     handed = Some(p.next);
                     failure = p.failure;
@@ -472,17 +505,28 @@ impl PipeTask {
                     }
                 }
             }
+            // The batches wholly acknowledged with every one before them:
+            // those before the first batch with a tablet still in a lane.
+            let unacked = lanes
+                .iter()
+                .filter_map(|l| l.first_unacked().map(|i| i.batch))
+                .min()
+                .unwrap_or(batches);
+            while window.front().is_some_and(|w| w.batch < unacked) {
+                let w = window.pop_front().expect("front");
+                window_bytes -= w.bytes;
+                if let Some(m) = w.history {
+                    self.history_acked(m);
+                }
+            }
             // Acknowledged: everything below the first record still in a
             // lane, and below the end of what the lanes were handed.
             let pending = lanes
                 .iter()
-                .filter_map(Lane::first_unacked)
+                .filter_map(|l| l.first_unacked().map(|i| i.offset))
                 .chain(handed)
                 .min();
             if let Some(pending) = pending {
-                while window.front().is_some_and(|w| w.0 <= pending) {
-                    window_bytes -= window.pop_front().expect("front").1;
-                }
                 self.stats.acked(pending, acked_events);
                 if pending > self.pending.load(Ordering::Relaxed) {
                     self.note(pending);
@@ -503,7 +547,7 @@ impl PipeTask {
 
     /// Hands `p` to the sender, in the slot reserved for it if there is
     /// one, publishing what was read; false when the sender is gone.
-    async fn hand_on(
+    pub(crate) async fn hand_on(
         &self,
         slot: &mut Option<tokio::sync::mpsc::Permit<'_, Prepared>>,
         tx: &tokio::sync::mpsc::Sender<Prepared>,
@@ -573,6 +617,16 @@ impl PipeTask {
         };
         info!(offset, "pipe running");
         drop(slot);
+        if let Some(phase) = &self.history {
+            // History from the store's snapshot first (`history.rs`); the
+            // log from its offset after.
+            if !self
+                .produce_history(phase, &tx, &ext, processor.as_mut(), &spec, batch_bytes)
+                .await
+            {
+                return;
+            }
+        }
         let mut events = Vec::new();
         let mut offsets = Vec::new();
         let mut sends = 0u64;
@@ -609,6 +663,7 @@ impl PipeTask {
                             next: offset,
                             sends,
                             failure: Some(format!("reading the change log: {e}")),
+                            history: None,
                         };
                         self.hand_on(&mut Some(slot), &tx, p).await;
                         return;
@@ -673,6 +728,7 @@ impl PipeTask {
                                 next,
                                 sends,
                                 failure: Some(m),
+                                history: None,
                             };
                             self.hand_on(&mut slot, &tx, p).await;
                             return;
@@ -688,6 +744,7 @@ impl PipeTask {
                             next,
                             sends: std::mem::take(&mut sends),
                             failure: None,
+                            history: None,
                         };
                         if !self.hand_on(&mut slot, &tx, p).await {
                             return;
@@ -703,6 +760,7 @@ impl PipeTask {
                     next,
                     sends: std::mem::take(&mut sends),
                     failure: None,
+                    history: None,
                 };
                 size = 0;
                 if !self.hand_on(&mut slot, &tx, p).await {
@@ -804,27 +862,37 @@ impl PipeTask {
 
     async fn commit_pending(&self) -> Result<(), String> {
         let offset = self.pending.load(Ordering::Relaxed);
-        if offset <= self.committed.load(Ordering::Relaxed) {
+        // Taken after the offset: the history progress acknowledged before
+        // the offset moved is in it, and is persisted first, so the log
+        // offset never passes the snapshot before the history's end is
+        // durable (`history.rs`).
+        let history = self.history.as_ref().and_then(history::Phase::update);
+        if offset <= self.committed.load(Ordering::Relaxed) && history.is_none() {
             return Ok(());
         }
-        self.commit(offset).await?;
+        self.commit(offset, history).await?;
         self.committed.fetch_max(offset, Ordering::Relaxed);
         *self.last_commit.lock().expect("commit clock") = std::time::Instant::now();
         Ok(())
     }
 
-    /// Durably records that everything below `offset` was acknowledged.
-    async fn commit(&self, offset: u64) -> Result<(), String> {
+    /// Durably records that everything below `offset` was acknowledged,
+    /// after the store history progress `history`, if any.
+    async fn commit(&self, offset: u64, history: Option<history::Update>) -> Result<(), String> {
         let log = self.shared.log.clone();
         let gate = self.commit_gate.clone();
         let consumer = consumer_name(&self.meta.id);
-        let r = tokio::task::spawn_blocking(move || -> wal::Result<bool> {
+        let r = tokio::task::spawn_blocking(move || -> Result<bool, String> {
             let mut gate = gate.lock().expect("commit gate");
             if gate.closed {
                 return Ok(false);
             }
+            if let Some(h) = history {
+                h.write()?;
+            }
             if offset > gate.written {
-                log.commit(&consumer, offset)?;
+                log.commit(&consumer, offset)
+                    .map_err(|e| format!("cannot commit offset {offset}: {e}"))?;
                 gate.written = offset;
             }
             Ok(true)
@@ -837,7 +905,7 @@ impl PipeTask {
                 }
                 Ok(())
             }
-            Ok(Err(e)) => Err(format!("cannot commit offset {offset}: {e}")),
+            Ok(Err(e)) => Err(e),
             Err(e) => Err(format!("cannot commit offset {offset}: {e}")),
         }
     }

@@ -33,6 +33,7 @@ mod convert;
 mod flush;
 mod memtable;
 mod query;
+pub mod snapshot;
 #[cfg(test)]
 mod tests;
 pub mod verify;
