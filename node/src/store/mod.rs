@@ -371,6 +371,12 @@ impl Store {
             }
         }
         inner.checkpointed = applied;
+        // A file number is never used twice, even when an older checkpoint
+        // is in use and newer files are removed below: a pipe's history
+        // snapshot names files by number.
+        if let Some(highest) = chunk_files.iter().next_back() {
+            inner.next_seq = inner.next_seq.max(highest + 1);
+        }
         // Chunk files not in the checkpoint were written by a flush that did
         // not finish: the log still holds their events.
         let known: BTreeSet<u64> = inner
