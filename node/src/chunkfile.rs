@@ -67,6 +67,15 @@ pub struct ChunkMeta {
     checked: OnceLock<Option<String>>,
 }
 
+impl ChunkMeta {
+    /// The bytes its values take in the file (fixed-width values, or text
+    /// offsets and bytes): with `count`, what a point costs on average,
+    /// known without reading the data.
+    pub fn values_len(&self) -> usize {
+        self.values_len
+    }
+}
+
 /// An open, mapped chunk file.
 pub struct ChunkFile {
     /// Flush sequence number (the file name).

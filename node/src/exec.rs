@@ -411,6 +411,33 @@ impl Executor {
         self
     }
 
+    /// Refuses a pipe sending to one of `targets` (`host:port`) that is
+    /// this node itself (see [`crate::control::Control::self_target`]):
+    /// everything it sends would come back into the node's change log, to
+    /// be read and sent again, forever (A→A).
+    ///
+    /// # Errors
+    /// The first such target, and why it is this node.
+    fn refuse_self_target(&self, targets: &[String]) -> Result<(), String> {
+        let Some(control) = &self.control else {
+            return Ok(());
+        };
+        for t in targets {
+            let Some((host, port)) = t.rsplit_once(':') else {
+                continue;
+            };
+            let Ok(port) = port.parse::<u16>() else {
+                continue;
+            };
+            if let Some(why) = control.self_target(host, port) {
+                return Err(format!(
+                    "points at this node itself: {why}. A pipe to itself would send every record back into this node's own change log, to be read and sent again, forever (IoTDB A -> IoTDB A); point it at another node"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn control(&self) -> SResult<&Arc<crate::control::Control>> {
         self.control.as_ref().ok_or_else(|| {
             StoreError::new(
@@ -1006,6 +1033,16 @@ impl Executor {
                 processor,
                 connector,
             } => {
+                // A connector that does not parse is the replicator's to
+                // name.
+                if let Ok(spec) = replicator::plugin::ConnectorSpec::parse(&connector) {
+                    self.refuse_self_target(&spec.targets()).map_err(|m| {
+                        StoreError::new(
+                            replicator::PIPE_ERROR,
+                            format!("Failed to create pipe {id}: the connector {m}"),
+                        )
+                    })?;
+                }
                 self.pipes()?
                     .create(&id, extractor, processor, connector)
                     .map_err(pipe_err)?;
@@ -1108,6 +1145,15 @@ impl Executor {
                     None => None,
                 };
                 let pipes = self.pipes()?;
+                if let Some(k) = pipes.pipesinks(Some(&sink)).first() {
+                    self.refuse_self_target(&[format!("{}:{}", k.ip, k.port)])
+                        .map_err(|m| {
+                            StoreError::new(
+                                replicator::QUERY_PROCESS_ERROR,
+                                format!("Failed to create pipe {id}: pipeSink {sink} {m}"),
+                            )
+                        })?;
+                }
                 pipes
                     .create_sink_pipe(&id, &sink, start, &attributes)
                     .map_err(pipe_err)?;

@@ -4,6 +4,8 @@
 //! - [`sql`]: IoTDB's SQL dialect, parsed into statements.
 //! - [`event`]: what the node writes to its change log.
 //! - [`store`] and [`chunkfile`]: the durable, queryable time-series store.
+//! - [`history`]: the store as the source of a pipe's history when the
+//!   change log no longer holds it whole.
 //! - [`exec`]: runs statements against the store, producing results.
 //! - [`query`]: SELECT: raw rows, aggregations with GROUP BY time
 //!   windows, last points, ALIGN BY DEVICE.
@@ -25,6 +27,7 @@ pub mod config;
 pub mod control;
 pub use protocol::event;
 pub mod exec;
+pub mod history;
 pub mod metrics;
 pub mod query;
 pub mod server;
@@ -127,6 +130,9 @@ impl Node {
             async_selectors: config.pipe_async_selectors,
             async_core_clients: config.pipe_async_core_clients,
             async_max_clients: config.pipe_async_max_clients,
+            auto_restart: config.pipe_auto_restart,
+            restart_base: config.pipe_restart_interval,
+            restart_cap: config.pipe_restart_interval_max,
             database_of: {
                 let st = store.clone();
                 replicator::plugin::DatabaseOf(Arc::new(move |path| st.database_of(path)))
@@ -135,12 +141,18 @@ impl Node {
         };
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| "Node::open must run inside a tokio runtime".to_string())?;
+        // A pipe whose history the change log no longer holds whole (its
+        // segments went once the store had checkpointed them) reads it
+        // from a snapshot of the store.
+        let history: Arc<dyn replicator::history::HistorySource> =
+            Arc::new(history::StoreHistory::new(store.clone()));
         let pipes = Arc::new(
-            replicator::PipeManager::open(
+            replicator::PipeManager::open_with_history(
                 store.log().clone(),
                 &system,
                 settings.clone(),
                 handle.clone(),
+                Some(history),
             )
             .map_err(|e| format!("pipes: {e}"))?,
         );
@@ -225,6 +237,11 @@ impl Node {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future,
     ) {
+        if let Ok(client) = listener.local_addr() {
+            // What a pipe of this node must not point at (A→A).
+            self.control
+                .set_listening(client, self.config.pipe_server_port);
+        }
         self.restore_pipe_server();
         let pipe_server = self.control.pipe_server();
         server::run(

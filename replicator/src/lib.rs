@@ -15,8 +15,11 @@
 //! `task.rs`) plus what was acknowledged in the last 100 ms.
 //!
 //! - History is what arrived before the pipe was created (log offsets below
-//!   the log end at `CREATE PIPE`); realtime is the rest. Reading the log in
-//!   order sends history first.
+//!   the log end at `CREATE PIPE`); realtime is the rest. History is sent
+//!   first: read from the log in order, or, when the log no longer holds it
+//!   whole (retention deleted its start), from a snapshot of the node's
+//!   store taken at CREATE, then the log from the snapshot's offset
+//!   ([`history`]).
 //! - Ingestion never waits for a pipe: pipes only read the log.
 //! - Pipes whose connector attributes are identical share one connector
 //!   (the sync one: one connection; the async one: its pool), each keeping
@@ -36,6 +39,27 @@
 //!   `max_number_of_sync_file_retry` times per batch; then the pipe goes
 //!   STOPPED with the error as its exception message, and `START PIPE`
 //!   resumes from the committed offset.
+//! - Auto-restart (`pipe_auto_restart_enabled`, default true, as IoTDB):
+//!   a pipe that stopped on its own for a reason a restart may fix (its
+//!   transfers kept failing: the link, the receiver; or its offset could
+//!   not be committed) stays STOPPED and waits, then runs again from its
+//!   committed offset. The wait starts at
+//!   `pipe_auto_restart_interval_init_ms` and doubles for each restart in a
+//!   row that got nothing more acknowledged, up to
+//!   `pipe_auto_restart_interval_max_ms`, jittered by ±25 %; it never gives
+//!   up, so a pipe is RUNNING again at most about one longest wait after
+//!   its link returns, however long the outage. SHOW PIPES says
+//!   `auto-restart at <time> (attempt n): <why it stopped>`. Not restarted:
+//!   a pipe a person stopped (STOP PIPE), and one that stopped for a reason
+//!   a restart cannot fix (a change-log record that does not decode, a
+//!   definition that does not configure, a damaged change log): those wait
+//!   for START PIPE. The wait is persisted: a node stopped meanwhile
+//!   restarts the pipe after it starts (at once when it is overdue). With
+//!   auto-restart off, a pipe stays STOPPED as the seed says.
+//! - Loop guards: records that arrived through a pipe are marked in the
+//!   change log (`protocol::event::FROM_PIPE`); a pipe with
+//!   `extractor.forwarding-pipe-requests=false` leaves them out, so A→B and
+//!   B→A pipes can run side by side.
 //! - `STOP PIPE` / `DROP PIPE` return within about half a second whatever
 //!   the receiver does: the request in flight is abandoned (its connection
 //!   reset, so nothing of it goes out later; sent again at the next START)
@@ -65,6 +89,7 @@
 #![deny(missing_docs)]
 
 pub mod deletions;
+pub mod history;
 pub mod meta;
 pub mod pipesink;
 pub mod plugin;
@@ -152,6 +177,16 @@ pub struct Settings {
     pub async_max_clients: usize,
     /// The node's databases (legacy handshakes carry a tablet's database).
     pub database_of: DatabaseOf,
+    /// Restart pipes that stopped on their own after transfer failures
+    /// (`pipe_auto_restart_enabled`). Default true.
+    pub auto_restart: bool,
+    /// The wait before the first restart of a pipe that stopped on its
+    /// own; doubled for each restart in a row that got nothing
+    /// acknowledged (`pipe_auto_restart_interval_init_ms`). Default 10 s.
+    pub restart_base: Duration,
+    /// The longest wait between restarts
+    /// (`pipe_auto_restart_interval_max_ms`). Default 3 min.
+    pub restart_cap: Duration,
 }
 
 impl Default for Settings {
@@ -168,9 +203,21 @@ impl Default for Settings {
             async_core_clients: 8,
             async_max_clients: 16,
             database_of: DatabaseOf::default(),
+            auto_restart: true,
+            restart_base: DEFAULT_RESTART_BASE,
+            restart_cap: DEFAULT_RESTART_CAP,
         }
     }
 }
+
+/// Default `pipe_auto_restart_interval_init_ms`: 10 s, a short wait for a
+/// blip (the retries before the stop took about half a minute already).
+pub const DEFAULT_RESTART_BASE: Duration = Duration::from_secs(10);
+/// Default `pipe_auto_restart_interval_max_ms`: 3 min, the round of IoTDB's
+/// own restart check (`pipe_meta_syncer_sync_interval_minutes` = 3 times
+/// `pipe_meta_syncer_auto_restart_pipe_check_interval_round` = 1): a pipe
+/// is RUNNING again at most about this long after its link returns.
+pub const DEFAULT_RESTART_CAP: Duration = Duration::from_secs(180);
 
 /// How long STOP / DROP wait for a task to wind down (it abandons its
 /// transfer at once and commits what was acknowledged, one fsync) before
@@ -190,6 +237,10 @@ struct Entry {
     meta: PipeMeta,
     stats: Arc<Stats>,
     running: Option<Running>,
+    /// Set while the run was started by an auto-restart: its attempt, and
+    /// the committed offset it started from (a run that committed nothing
+    /// more counts as a failed attempt when it stops again).
+    restarted: Option<(u32, u64)>,
 }
 
 /// A live connector as the pipes using it share it.
@@ -222,10 +273,16 @@ struct Inner {
     generation: u64,
     /// The async connectors' selector threads, started with the first one.
     selectors: Option<Selectors>,
+    /// Set by [`PipeManager::shutdown`]: no pipe is restarted after it.
+    closed: bool,
 }
 
 pub(crate) struct Shared {
     log: Arc<wal::Log>,
+    /// Where history the log no longer holds is read (the node's store).
+    history: Option<Arc<dyn history::HistorySource>>,
+    /// The pipes' store history progress (`system/history/`).
+    history_files: history::Files,
     path: PathBuf,
     sinks_path: PathBuf,
     deletions: Arc<Deletions>,
@@ -328,6 +385,23 @@ impl PipeManager {
         settings: Settings,
         handle: tokio::runtime::Handle,
     ) -> Result<PipeManager, PipeError> {
+        Self::open_with_history(log, dir, settings, handle, None)
+    }
+
+    /// As [`PipeManager::open`], with `history`: where a pipe created once
+    /// the log no longer holds its whole history reads it (the node's
+    /// store; see [`history`]). Without one, such a pipe sends only what
+    /// the log still holds (a warning says so at CREATE).
+    ///
+    /// # Errors
+    /// As [`PipeManager::open`].
+    pub fn open_with_history(
+        log: Arc<wal::Log>,
+        dir: &Path,
+        settings: Settings,
+        handle: tokio::runtime::Handle,
+        history: Option<Arc<dyn history::HistorySource>>,
+    ) -> Result<PipeManager, PipeError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| PipeError::new(PIPE_ERROR, format!("{}: {e}", dir.display())))?;
         let path = dir.join("pipes.json");
@@ -361,11 +435,20 @@ impl PipeManager {
                     meta: m,
                     stats,
                     running: None,
+                    restarted: None,
                 },
             );
         }
+        let history_files = history::Files::new(dir);
+        history_files.retain(|id, created| {
+            pipes.get(id).is_some_and(|e: &Entry| {
+                e.meta.creation_time_ms == created && e.meta.state != PipeState::Dropped
+            })
+        });
         let shared = Arc::new(Shared {
             log,
+            history,
+            history_files,
             path,
             sinks_path,
             deletions,
@@ -377,6 +460,7 @@ impl PipeManager {
                 connectors: HashMap::new(),
                 generation: 0,
                 selectors: None,
+                closed: false,
             }),
         });
         let mgr = PipeManager { shared };
@@ -394,6 +478,8 @@ impl PipeManager {
             let mut inner = mgr.shared.inner.lock().expect("pipes lock");
             mgr.shared.spawn(&mut inner, &id);
         }
+        // Pipes that were waiting to restart when the node stopped.
+        mgr.shared.rearm_restarts();
         Ok(mgr)
     }
 
@@ -403,17 +489,28 @@ impl PipeManager {
     /// sync, async or legacy, is remade when it is started and no running
     /// pipe shares it). The selector threads are started once, with the
     /// first async connector.
+    ///
+    /// Auto-restart (`pipe_auto_restart_enabled` and its intervals) applies
+    /// at once: turned off, the pipes waiting to restart stay STOPPED (as
+    /// with it off all along); a shorter longest wait brings forward the
+    /// restarts due later than it. Turned on, it applies to pipes that stop
+    /// from then on.
     pub fn update_settings(&self, settings: Settings) {
         let s = &self.shared;
-        let timeout_changed = {
+        let (timeout_changed, restarts_changed) = {
             let mut cur = s.settings.write().expect("settings lock");
             let changed = cur.timeout != settings.timeout;
+            let restarts = cur.auto_restart != settings.auto_restart
+                || cur.restart_cap != settings.restart_cap;
             *cur = settings;
-            changed
+            (changed, restarts)
         };
         if timeout_changed {
             let mut inner = s.inner.lock().expect("pipes lock");
             inner.connectors.retain(|_, c| c.in_use());
+        }
+        if restarts_changed {
+            s.rearm_restarts();
         }
     }
 
@@ -453,27 +550,73 @@ impl PipeManager {
         let ext = Extractor::configure(&mut extractor, s.settings().units_per_sec).map_err(bad)?;
         plugin::processor(&mut processor).map_err(bad)?;
         ConnectorSpec::parse(&connector).map_err(bad)?;
-        let mut inner = s.inner.lock().expect("pipes lock");
-        if let Some(e) = inner.pipes.get(id) {
-            if e.meta.state != PipeState::Dropped {
-                return Err(bad(format!("pipe {id} already exists")));
+        let mut snapshot = self.history_snapshot(id, ext.history).map_err(bad)?;
+        let consumer = consumer_name(id);
+        let (mut inner, history_end, start) = loop {
+            let inner = s.inner.lock().expect("pipes lock");
+            if let Some(e) = inner.pipes.get(id) {
+                if e.meta.state != PipeState::Dropped {
+                    return Err(bad(format!("pipe {id} already exists")));
+                }
+            }
+            if sink.is_some() {
+                Self::one_sink_pipe(&inner)?;
+            }
+            let (history_end, start) = match &snapshot {
+                // History from the store's snapshot, realtime from its offset.
+                Some(snap) => (snap.offset, snap.offset),
+                None => {
+                    let end = s.log.end_offset();
+                    (end, if ext.history { s.log.log_start() } else { end })
+                }
+            };
+            // A leftover consumer of a dropped pipe with the same id restarts.
+            let _ = s.log.remove_consumer(&consumer);
+            let registered = s
+                .log
+                .register_consumer(&consumer, start)
+                .map_err(|e| bad(e.to_string()))?;
+            if snapshot.is_some() && registered != start {
+                // The log no longer holds the snapshot's offset: records after
+                // the snapshot would be lost. Retention keeps what the store's
+                // previous checkpoint needs, so only a disk bound gets here.
+                let _ = s.log.remove_consumer(&consumer);
+                return Err(bad(format!(
+                    "the change log was cut past the store's snapshot (offset {start}, the log starts at {registered}) while the pipe was created; try again"
+                )));
+            }
+            if snapshot.is_none() && ext.history && registered > 0 && s.history.is_some() {
+                // Retention deleted the log's first segment after the log
+                // was found whole: the history comes from the store after
+                // all (the log start only grows, so this happens once).
+                let _ = s.log.remove_consumer(&consumer);
+                drop(inner);
+                snapshot = self.history_snapshot(id, true).map_err(bad)?;
+                if snapshot.is_none() {
+                    // The log start only grows: a snapshot was taken.
+                    return Err(bad(
+                        "the change log's start moved while the pipe was created; try again".into(),
+                    ));
+                }
+                continue;
+            }
+            break (inner, history_end, start);
+        };
+        if let Some(snap) = &snapshot {
+            let st = history::State {
+                pipe: id.to_string(),
+                creation_time_ms,
+                offset: snap.offset,
+                snapshot_ms: now_ms(),
+                handle: snap.handle.clone(),
+                cursor: None,
+                done: false,
+            };
+            if let Err(m) = s.history_files.save(&st) {
+                let _ = s.log.remove_consumer(&consumer);
+                return Err(bad(m));
             }
         }
-        if sink.is_some() {
-            Self::one_sink_pipe(&inner)?;
-        }
-        let history_end = s.log.end_offset();
-        let start = if ext.history {
-            s.log.log_start()
-        } else {
-            history_end
-        };
-        let consumer = consumer_name(id);
-        // A leftover consumer of a dropped pipe with the same id restarts.
-        let _ = s.log.remove_consumer(&consumer);
-        s.log
-            .register_consumer(&consumer, start)
-            .map_err(|e| bad(e.to_string()))?;
         let meta = PipeMeta {
             id: id.to_string(),
             creation_time_ms,
@@ -485,6 +628,7 @@ impl PipeManager {
             warning: String::new(),
             history_end,
             sink,
+            restart: None,
         };
         let stats = Arc::new(Stats::new(start));
         let replaced = inner.pipes.insert(
@@ -493,6 +637,7 @@ impl PipeManager {
                 meta,
                 stats,
                 running: None,
+                restarted: None,
             },
         );
         if let Err(e) = s.save(&inner) {
@@ -501,10 +646,51 @@ impl PipeManager {
                 None => inner.pipes.remove(id),
             };
             let _ = s.log.remove_consumer(&consumer);
+            if snapshot.is_some() {
+                s.history_files.remove(id);
+            }
             return Err(bad(e));
         }
-        info!(pipe = id, history_end, start, "created pipe");
+        info!(
+            pipe = id,
+            history_end,
+            start,
+            history_from_store = snapshot.is_some(),
+            "created pipe"
+        );
         Ok(())
+    }
+
+    /// The store snapshot a new pipe `id` reads its history from: when it
+    /// extracts history (`wants`) and the log no longer holds all of it
+    /// (it starts above offset 0), taken now (see [`history`]); else none,
+    /// and the pipe reads its history from the log.
+    fn history_snapshot(&self, id: &str, wants: bool) -> Result<Option<history::Snapshot>, String> {
+        let s = &self.shared;
+        let log_start = s.log.log_start();
+        if !wants || log_start == 0 {
+            return Ok(None);
+        }
+        let Some(source) = &s.history else {
+            warn!(
+                pipe = id,
+                log_start,
+                "the change log no longer holds this pipe's whole history and there is no store to read it from: it sends what the log holds"
+            );
+            return Ok(None);
+        };
+        let snap = source.snapshot().map_err(|m| {
+            format!(
+                "the change log no longer holds its whole history (it starts at offset {log_start}), and the store could not be snapshotted to read it from there: {m}"
+            )
+        })?;
+        info!(
+            pipe = id,
+            log_start,
+            offset = snap.offset,
+            "the pipe's history comes from a snapshot of the store"
+        );
+        Ok(Some(snap))
     }
 
     /// At most one sync-tool pipe that is not dropped (the seed's 411).
@@ -730,6 +916,9 @@ impl PipeManager {
         e.meta.state = PipeState::Running;
         e.meta.exception.clear();
         e.meta.warning.clear();
+        // Started by a person: not waiting to restart any more.
+        e.meta.restart = None;
+        e.restarted = None;
         s.save(&inner).map_err(|m| PipeError::new(PIPE_ERROR, m))?;
         s.spawn(&mut inner, id);
         Ok(())
@@ -756,6 +945,10 @@ impl PipeManager {
                 return Err(dropped(id));
             }
             e.meta.state = PipeState::Stopped;
+            // Stopped by a person: it stays stopped, even if it was waiting
+            // to restart.
+            e.meta.restart = None;
+            e.restarted = None;
             let r = e.running.take();
             s.save(&inner).map_err(|m| PipeError::new(PIPE_ERROR, m))?;
             r
@@ -793,6 +986,7 @@ impl PipeManager {
             let old = e.meta.clone();
             let removed = if e.meta.sink.is_some() {
                 e.meta.state = PipeState::Dropped;
+                e.meta.restart = None;
                 None
             } else {
                 inner.pipes.remove(id)
@@ -829,6 +1023,8 @@ impl PipeManager {
             s.join(r);
         }
         s.close_idle_connectors();
+        // After the task is gone: nothing of it writes the file again.
+        s.history_files.remove(id);
         s.log
             .remove_consumer(&consumer_name(id))
             .map_err(|e| PipeError::new(PIPE_ERROR, e.to_string()))?;
@@ -884,14 +1080,22 @@ impl PipeManager {
         }
         // The figures are worked out without the manager's lock: counting
         // what lies ahead may read the log (see `progress`).
-        let picked: Vec<(PipeMeta, Arc<Stats>)> = inner
+        let picked: Vec<(PipeMeta, Arc<Stats>, bool)> = inner
             .pipes
             .values()
             .filter(|e| id.is_none_or(|i| e.meta.id == i))
             .filter(|e| key.as_ref().is_none_or(|k| &instance_key(&e.meta) == k))
-            .map(|e| (e.meta.clone(), e.stats.clone()))
+            .map(|e| (e.meta.clone(), e.stats.clone(), e.running.is_some()))
             .collect();
         drop(inner);
+        // A pipe without a task that has a store history phase to finish:
+        // what it has still to read, from its progress file (a running
+        // task publishes its own).
+        for (meta, stats, running) in &picked {
+            if !running && meta.state != PipeState::Dropped && stats.history().is_none() {
+                stats.set_history(s.history_figures(meta));
+            }
+        }
         // Records the change log's disk bounds deleted before a pipe sent
         // them: never silent (ExceptionMessage).
         let lost: HashMap<String, wal::ConsumerState> = s
@@ -904,7 +1108,7 @@ impl PipeManager {
         let units_per_sec = s.settings().units_per_sec;
         Ok(picked
             .into_iter()
-            .map(|(mut meta, stats)| {
+            .map(|(mut meta, stats, _)| {
                 let remote = match &meta.sink {
                     Some(k) => k.pipesink.clone(),
                     None => ConnectorSpec::parse(&meta.connector)
@@ -946,9 +1150,13 @@ impl PipeManager {
     /// Stops every task (the pipes stay RUNNING on disk, to resume at the
     /// next start) and persists the deletion index. Waits for in-flight
     /// batches.
+    ///
+    /// Pipes waiting to restart stay so on disk: they restart after the
+    /// next start, when due.
     pub fn shutdown(&self) {
         let runs: Vec<Running> = {
             let mut inner = self.shared.inner.lock().expect("pipes lock");
+            inner.closed = true;
             inner
                 .pipes
                 .values_mut()
@@ -1079,15 +1287,16 @@ impl Shared {
     fn spawn(self: &Arc<Self>, inner: &mut Inner, id: &str) {
         inner.generation += 1;
         let generation = inner.generation;
-        let connector = match inner.pipes.get(id).map(|e| e.meta.clone()) {
-            Some(meta) => self.connector_for(inner, &meta),
+        let (connector, history) = match inner.pipes.get(id).map(|e| e.meta.clone()) {
+            Some(meta) => (self.connector_for(inner, &meta), self.history_phase(&meta)),
             None => return,
         };
+        let connector = connector.and_then(|c| history.map(|h| (c, h)));
         let e = inner.pipes.get_mut(id).expect("pipe exists");
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let gate = Arc::<std::sync::Mutex<task::CommitGate>>::default();
         let handle = match connector {
-            Ok(conn) => {
+            Ok((conn, history)) => {
                 let job = task::PipeTask {
                     shared: self.clone(),
                     meta: e.meta.clone(),
@@ -1099,6 +1308,7 @@ impl Shared {
                     last_commit: std::sync::Mutex::new(std::time::Instant::now()),
                     noted: tokio::sync::Notify::new(),
                     commit_gate: gate.clone(),
+                    history,
                 };
                 self.handle.spawn(job.run(stop_rx))
             }
@@ -1117,25 +1327,184 @@ impl Shared {
         });
     }
 
+    /// The store history phase pipe `meta` has still to run, if any.
+    ///
+    /// # Errors
+    /// A damaged progress file, or no store to read from (both named).
+    fn history_phase(&self, meta: &PipeMeta) -> Result<Option<Arc<history::Phase>>, String> {
+        let Some(st) = self.history_files.load(&meta.id, meta.creation_time_ms)? else {
+            return Ok(None);
+        };
+        if st.done {
+            return Ok(None);
+        }
+        let Some(source) = &self.history else {
+            return Err(format!(
+                "the pipe's history is to be read from the store's snapshot at offset {}, and this node has no store to read it from",
+                st.offset
+            ));
+        };
+        Ok(Some(Arc::new(history::Phase::new(
+            source.clone(),
+            self.history_files.path(&meta.id),
+            st,
+        ))))
+    }
+
+    /// The store history figures of pipe `meta` when no task runs it: what
+    /// it has still to read from its snapshot; `None` when it has no store
+    /// history phase to finish (or it cannot be read: a START says why).
+    fn history_figures(&self, meta: &PipeMeta) -> Option<progress::HistoryFigures> {
+        let st = self
+            .history_files
+            .load(&meta.id, meta.creation_time_ms)
+            .ok()
+            .flatten()
+            .filter(|st| !st.done)?;
+        let source = self.history.as_ref()?;
+        let mut attrs = meta.extractor.clone();
+        let ext = Extractor::configure(&mut attrs, self.settings().units_per_sec).ok()?;
+        history::figures(&**source, &st, &ext).ok()
+    }
+
     /// Called by a task that gave up: the pipe goes STOPPED with `message`
     /// as its exception (shown as `ERROR: message` for a sync-tool pipe,
-    /// see `progress::message`).
-    fn fail(&self, id: &str, generation: u64, message: String) {
+    /// see `progress::message`). When the failure is one a restart may fix
+    /// (`restartable`: transfers that kept failing, an offset commit that
+    /// failed) and `pipe_auto_restart_enabled`, the pipe waits to restart
+    /// (see [`Shared::arm`]).
+    fn fail(self: &Arc<Self>, id: &str, generation: u64, message: String, restartable: bool) {
         let mut inner = self.inner.lock().expect("pipes lock");
+        let closed = inner.closed;
         let Some(e) = inner.pipes.get_mut(id) else {
             return;
         };
+        // Only the run that failed may stop the pipe (not a later one).
         if e.running
             .as_ref()
-            .is_some_and(|r| r.generation == generation)
+            .is_none_or(|r| r.generation != generation)
         {
-            e.running = None;
-            e.meta.state = PipeState::Stopped;
-            e.meta.exception = message.clone();
-            warn!(pipe = id, exception = %message, "pipe stopped by an unrecoverable error");
-            if let Err(err) = self.save(&inner) {
-                warn!(pipe = id, cause = %err, "could not persist the pipe's state");
+            return;
+        }
+        e.running = None;
+        e.meta.state = PipeState::Stopped;
+        e.meta.exception = message.clone();
+        let restarted = e.restarted.take();
+        let settings = self.settings();
+        let restart = if restartable && settings.auto_restart {
+            // A restart that got nothing more acknowledged waits longer
+            // before the next one; one that did starts the count again.
+            let committed = e.stats.committed.load(Ordering::Relaxed);
+            let attempt = match restarted {
+                Some((a, from)) if committed <= from => a.saturating_add(1),
+                _ => 1,
+            };
+            let wait = task::backoff(settings.restart_base, settings.restart_cap, attempt);
+            let r = meta::Restart {
+                at_ms: now_ms().saturating_add(wait.as_millis() as i64),
+                attempt,
+            };
+            warn!(pipe = id, exception = %message, attempt, restart_in_ms = wait.as_millis() as u64, "pipe stopped; it restarts then (pipe_auto_restart_enabled)");
+            Some(r)
+        } else {
+            warn!(pipe = id, exception = %message, restartable, "pipe stopped by an unrecoverable error");
+            None
+        };
+        e.meta.restart = restart;
+        if let Err(err) = self.save(&inner) {
+            warn!(pipe = id, cause = %err, "could not persist the pipe's state");
+        }
+        if let (Some(r), false) = (restart, closed) {
+            self.arm(id, r);
+        }
+    }
+
+    /// Arms the timer of the restart `r` of pipe `id` (waiting to
+    /// restart): when it is due, the pipe runs again, unless something
+    /// changed meanwhile (START, STOP, DROP, another failure, auto-restart
+    /// turned off, the node shutting down). A wait is never longer than
+    /// `pipe_auto_restart_interval_max_ms` (with its jitter), whatever the
+    /// clock did.
+    fn arm(self: &Arc<Self>, id: &str, r: meta::Restart) {
+        let cap = self.settings().restart_cap.mul_f64(1.25);
+        let delay = Duration::from_millis(r.at_ms.saturating_sub(now_ms()).max(0) as u64).min(cap);
+        let weak = Arc::downgrade(self);
+        let id = id.to_string();
+        self.handle.spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Some(s) = weak.upgrade() {
+                s.auto_restart(&id, r);
             }
+        });
+    }
+
+    /// The restart `r` of pipe `id` is due: it runs again if it still
+    /// waits for exactly that restart.
+    fn auto_restart(self: &Arc<Self>, id: &str, r: meta::Restart) {
+        let mut inner = self.inner.lock().expect("pipes lock");
+        if inner.closed || !self.settings().auto_restart {
+            return;
+        }
+        let Some(e) = inner.pipes.get_mut(id) else {
+            return;
+        };
+        if e.meta.restart != Some(r) || e.running.is_some() || e.meta.state != PipeState::Stopped {
+            return;
+        }
+        e.meta.restart = None;
+        e.meta.state = PipeState::Running;
+        e.meta.exception.clear();
+        e.restarted = Some((r.attempt, e.stats.committed.load(Ordering::Relaxed)));
+        info!(
+            pipe = id,
+            attempt = r.attempt,
+            "restarting a pipe that stopped on its own (pipe_auto_restart_enabled)"
+        );
+        if let Err(err) = self.save(&inner) {
+            // It runs; on disk it still waits, so a node restart restarts
+            // it again.
+            warn!(pipe = id, cause = %err, "could not persist the pipe's state");
+        }
+        self.spawn(&mut inner, id);
+    }
+
+    /// Re-arms the pipes waiting to restart after the settings changed (or
+    /// the node started): with auto-restart off they stay STOPPED (their
+    /// waits are dropped); a restart due later than the longest wait from
+    /// now comes forward to it.
+    fn rearm_restarts(self: &Arc<Self>) {
+        let settings = self.settings();
+        let mut inner = self.inner.lock().expect("pipes lock");
+        if inner.closed {
+            return;
+        }
+        let latest = now_ms().saturating_add(settings.restart_cap.as_millis() as i64);
+        let mut arm = Vec::new();
+        let mut changed = false;
+        for e in inner.pipes.values_mut() {
+            let Some(mut r) = e.meta.restart else {
+                continue;
+            };
+            if !settings.auto_restart || e.meta.state != PipeState::Stopped {
+                e.meta.restart = None;
+                changed = true;
+                continue;
+            }
+            if r.at_ms > latest {
+                r.at_ms = latest;
+                e.meta.restart = Some(r);
+                changed = true;
+            }
+            arm.push((e.meta.id.clone(), r));
+        }
+        if changed {
+            if let Err(err) = self.save(&inner) {
+                warn!(cause = %err, "could not persist the pipes' restart times");
+            }
+        }
+        drop(inner);
+        for (id, r) in arm {
+            self.arm(&id, r);
         }
     }
 

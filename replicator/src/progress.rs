@@ -10,12 +10,24 @@
 //!   with `extractor.realtime.enable=false`, so a finished one shows 0).
 //!   Records its pattern, history time range or history/realtime switches
 //!   leave out are not counted.
+//!   During a store history phase (`history.rs`) it adds the snapshot's
+//!   points the pipe has not read yet, counted from the chunk files' index
+//!   before deletions (an upper bound; the tablets read and not yet
+//!   acknowledged are among the events above).
 //! - **LagSeconds**: the wall-clock age of the oldest record the pipe has
 //!   not had acknowledged and will send (its arrival time in the log); 0
 //!   when nothing remains. A stalled pipe's lag grows by a second a second.
+//!   During a store history phase, at least the snapshot's age: every
+//!   point of it arrived before it was taken, and the log no longer says
+//!   when.
 //! - **ExceptionMessage** ([`message`]): while the pipe runs, the failure
 //!   it retries after (`retry 3 of 5: …`), cleared when that transfer
-//!   succeeds; once it stopped on its own, why. Beside it, what the pipe
+//!   succeeds; once it stopped on its own, why; while it waits to restart
+//!   (`pipe_auto_restart_enabled`; State stays STOPPED, as IoTDB keeps a
+//!   pipe stopped by a runtime failure), when and why first: `auto-restart
+//!   at 2026-05-04T10:15:30.123+02:00 (attempt 3): transfer failed 6
+//!   times …` (a pipe a person stopped has no `auto-restart at`). Beside
+//!   it, what the pipe
 //!   skipped (a deletion the receiver could not apply: kept until START)
 //!   and records the change log lost before the pipe sent them. A PIPESINK
 //!   pipe (seed 000) shows the same in the sync tool's words: `ERROR: …`
@@ -181,6 +193,18 @@ pub struct Stats {
     ahead: Mutex<Ahead>,
     /// What the transfers did, for the metrics.
     pub transfers: Transfers,
+    /// The store history phase still to finish, if any: set by the task
+    /// while it runs, else by SHOW PIPES from the pipe's history file.
+    history: Mutex<Option<HistoryFigures>>,
+}
+
+/// What a store history phase (`history.rs`) adds to the figures.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HistoryFigures {
+    /// Snapshot points the pipe has not read yet (before deletions).
+    pub ahead: u64,
+    /// When the snapshot was taken, ms since the epoch.
+    pub snapshot_ms: i64,
 }
 
 /// The retries of a running task, for the message column.
@@ -217,6 +241,24 @@ impl Stats {
             retries: Mutex::new(Retries::default()),
             ahead: Mutex::new(Ahead::default()),
             transfers: Transfers::default(),
+            history: Mutex::new(None),
+        }
+    }
+
+    /// The store history phase ahead (`None`: none, or done).
+    pub(crate) fn set_history(&self, h: Option<HistoryFigures>) {
+        *self.history.lock().expect("history figures") = h;
+    }
+
+    /// The store history phase's figures, if it has one to finish.
+    pub(crate) fn history(&self) -> Option<HistoryFigures> {
+        *self.history.lock().expect("history figures")
+    }
+
+    /// The task read `points` more snapshot points.
+    pub(crate) fn history_read(&self, points: u64) {
+        if let Some(h) = self.history.lock().expect("history figures").as_mut() {
+            h.ahead = h.ahead.saturating_sub(points);
         }
     }
 
@@ -276,6 +318,9 @@ impl Stats {
         };
         drop(p);
         *self.retries.lock().expect("retries") = Retries::default();
+        // The next run reads again from what was acknowledged; SHOW counts
+        // that from the pipe's history file meanwhile.
+        self.set_history(None);
     }
 
     /// The failure the task is retrying after, or `None` once a transfer
@@ -389,10 +434,20 @@ impl Stats {
         } else {
             None
         };
-        let lag_seconds = match oldest {
+        let mut lag_seconds = match oldest {
             Some(o) if remaining > 0 => age_seconds(log, o),
             _ => 0.0,
         };
+        let mut remaining = remaining;
+        if let Some(h) = self.history() {
+            remaining += h.ahead;
+            if remaining > 0 {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                lag_seconds = lag_seconds.max((now - h.snapshot_ms).max(0) as f64 / 1e3);
+            }
+        }
         Figures {
             remaining,
             lag_seconds,
@@ -406,7 +461,16 @@ impl Stats {
 /// from its figures `f` and what the change log `lost` before it sent it.
 pub(crate) fn message(meta: &PipeMeta, f: &Figures, lost: Option<String>) -> String {
     let text = |s: &String| (!s.is_empty()).then(|| s.clone());
-    let failure = text(&meta.exception);
+    // A pipe waiting to restart says when, then why it stopped.
+    let failure = match (&meta.restart, meta.state) {
+        (Some(r), PipeState::Stopped) => Some(format!(
+            "auto-restart at {} (attempt {}): {}",
+            local_time(r.at_ms),
+            r.attempt,
+            meta.exception
+        )),
+        _ => text(&meta.exception),
+    };
     let warning = text(&meta.warning);
     let join = |parts: [Option<String>; 3]| -> String {
         parts.into_iter().flatten().collect::<Vec<_>>().join("; ")
@@ -433,6 +497,16 @@ pub(crate) fn message(meta: &PipeMeta, f: &Figures, lost: Option<String>) -> Str
         m
     } else {
         format!("WARN: {m}")
+    }
+}
+
+/// `at_ms` (ms since the epoch) as the node's local time with its offset,
+/// to the millisecond: `2026-05-04T10:15:30.123+02:00`.
+fn local_time(at_ms: i64) -> String {
+    use chrono::TimeZone;
+    match chrono::Local.timestamp_millis_opt(at_ms).single() {
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string(),
+        None => format!("{at_ms} ms since the epoch"),
     }
 }
 
@@ -536,6 +610,7 @@ mod tests {
                 pipesink: "far".into(),
                 sync_del_op: true,
             }),
+            restart: None,
         }
     }
 
@@ -667,6 +742,39 @@ mod tests {
             d.buckets.iter().find(|b| b.0 == 0.005).map(|b| b.1),
             Some(1)
         );
+    }
+
+    /// A pipe waiting to restart: STOPPED (STOP) with when it restarts and
+    /// why it stopped; one a person stopped (no restart) as before.
+    #[test]
+    fn a_pipe_waiting_to_restart_says_when() {
+        use crate::meta::Restart;
+        let at_ms = 1_777_000_000_123;
+        let when = local_time(at_ms);
+        assert!(when.contains(".123") && when.len() == 29, "{when}");
+        let why = "transfer failed 6 times (max_number_of_sync_file_retry = 5): Connection refused";
+        for sink in [false, true] {
+            let mut m = meta(sink, PipeState::Stopped, why, "");
+            m.restart = Some(Restart { at_ms, attempt: 3 });
+            let want = format!("auto-restart at {when} (attempt 3): {why}");
+            let got = message(&m, &Figures::default(), Some("2 record(s) lost".into()));
+            if sink {
+                assert_eq!(got, format!("ERROR: {want}; 2 record(s) lost"));
+            } else {
+                assert_eq!(got, format!("{want}; 2 record(s) lost"));
+            }
+            // Stopped by a person (or auto-restart off): the seed's words.
+            m.restart = None;
+            let got = message(&m, &Figures::default(), None);
+            assert_eq!(
+                got,
+                if sink {
+                    format!("ERROR: {why}")
+                } else {
+                    why.to_string()
+                }
+            );
+        }
     }
 
     #[test]

@@ -51,6 +51,7 @@ use bytes::Bytes;
 use tracing::{debug, info, instrument, warn};
 
 use crate::deletions::DeletionRecord;
+use crate::history;
 use crate::meta::PipeMeta;
 use crate::plugin::connector::thrift_async::{lane_of, Request};
 use crate::plugin::{self, AsyncConnector, Extractor, PipeEvent};
@@ -73,6 +74,9 @@ pub(crate) struct PipeTask {
     /// Held while writing the ledger; shared with the pipe's `Running`
     /// handle, which closes it when the task is stopped.
     pub commit_gate: Arc<std::sync::Mutex<CommitGate>>,
+    /// The store history phase still to run before the log is tailed
+    /// (`history.rs`), if the pipe has one.
+    pub history: Option<Arc<history::Phase>>,
 }
 
 /// Orders a task's ledger writes. A commit runs on a blocking thread and
@@ -106,34 +110,47 @@ pub(crate) const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 /// Capped exponential backoff for retry `attempt` (1-based): `base`
 /// doubled each attempt up to `cap`, then spread uniformly over ±25 % so
 /// pipes that failed together (one receiver down) do not retry together.
-fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
+/// Transfer retries and auto-restarts (`lib.rs`) wait so.
+pub(crate) fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
     let exp = base.saturating_mul(1u32 << (attempt - 1).min(16)).min(cap);
     exp.mul_f64(0.75 + fastrand::f64() / 2.0)
 }
 
+/// Why a task ended.
 enum Stop {
+    /// STOP / DROP / shutdown.
     Requested,
+    /// A failure a restart cannot fix: a change-log record that does not
+    /// decode, a definition that no longer configures, a change log that
+    /// cannot be read (damage). The pipe stays STOPPED until START.
     Failed(String),
+    /// Transfers failed `max_number_of_sync_file_retry` times over (the
+    /// link, the receiver), or the offset could not be committed (the
+    /// ledger's disk): a later run may succeed, so the pipe is restarted
+    /// when `pipe_auto_restart_enabled` (see `Shared::fail`).
+    Interrupted(String),
 }
 
 /// A batch ready to send: events (each with the offset of the record it
 /// came from), the offset after them, how many of them the connector sends,
 /// and a failure met after them (the pipe stops once the events are
-/// delivered).
-struct Prepared {
-    events: Vec<PipeEvent>,
-    offsets: Vec<u64>,
-    next: u64,
-    sends: u64,
+/// delivered); a batch of a store history phase carries the progress its
+/// acknowledgement makes (`history.rs`).
+pub(crate) struct Prepared {
+    pub(crate) events: Vec<PipeEvent>,
+    pub(crate) offsets: Vec<u64>,
+    pub(crate) next: u64,
+    pub(crate) sends: u64,
     /// Points and bytes of the tablets among them that the connector
     /// sends (for the metrics).
-    points: u64,
-    bytes: u64,
-    failure: Option<String>,
+    pub(crate) points: u64,
+    pub(crate) bytes: u64,
+    pub(crate) failure: Option<String>,
+    pub(crate) history: Option<history::Mark>,
 }
 
 impl Prepared {
-    fn failed(m: String) -> Prepared {
+    pub(crate) fn failed(m: String) -> Prepared {
         Prepared {
             events: Vec::new(),
             offsets: Vec::new(),
@@ -142,22 +159,42 @@ impl Prepared {
             points: 0,
             bytes: 0,
             failure: Some(m),
+            history: None,
         }
     }
 }
 
 /// The points in a tablet the connector sends (0 for what does not decode:
 /// the receiver refuses it, and the pipe says so).
-fn points_of(tablet: &[u8]) -> u64 {
+pub(crate) fn points_of(tablet: &[u8]) -> u64 {
     protocol::tablet::Tablet::points_v12(tablet).unwrap_or(0)
 }
 
-/// A tablet waiting in a lane or in flight, with its record's offset and
-/// its points.
+/// The points and bytes of the tablets among `events` (a history batch,
+/// whose events are all sent), for the metrics.
+pub(crate) fn tablet_figures(events: &[PipeEvent]) -> (u64, u64) {
+    events.iter().fold((0, 0), |(points, bytes), e| match e {
+        PipeEvent::Tablet(t) => (points + points_of(t), bytes + t.len() as u64),
+        _ => (points, bytes),
+    })
+}
+
+/// A tablet waiting in a lane or in flight, with its record's offset, the
+/// sequence number of the batch it came in, and its points.
 struct Item {
     offset: u64,
+    batch: u64,
     tablet: Bytes,
     points: u64,
+}
+
+/// A batch handed to the lanes that is not wholly acknowledged yet (or a
+/// batch before it is not): its sequence number, its tablet bytes and the
+/// history progress it makes.
+struct Handed {
+    batch: u64,
+    bytes: usize,
+    history: Option<history::Mark>,
 }
 
 /// A lane's request: its tablets, how many were acknowledged, its
@@ -186,13 +223,13 @@ struct Lane {
 }
 
 impl Lane {
-    /// The offset of its first record not acknowledged.
-    fn first_unacked(&self) -> Option<u64> {
+    /// Its first tablet not acknowledged.
+    fn first_unacked(&self) -> Option<&Item> {
         match &self.flight {
-            Some(f) => f.items.get(f.sent).map(|i| i.offset),
+            Some(f) => f.items.get(f.sent),
             None => None,
         }
-        .or_else(|| self.queue.front().map(|i| i.offset))
+        .or_else(|| self.queue.front())
     }
 }
 
@@ -256,7 +293,8 @@ impl PipeTask {
         self.stats.stopped(self.committed.load(Ordering::Relaxed));
         match end {
             Stop::Requested => debug!("pipe task stopped"),
-            Stop::Failed(m) => self.shared.fail(&self.meta.id, self.generation, m),
+            Stop::Failed(m) => self.shared.fail(&self.meta.id, self.generation, m, false),
+            Stop::Interrupted(m) => self.shared.fail(&self.meta.id, self.generation, m, true),
         }
     }
 
@@ -264,7 +302,7 @@ impl PipeTask {
     async fn pump(&self, stop: &mut tokio::sync::watch::Receiver<bool>) -> Stop {
         tokio::select! {
             s = self.transfer_loop(stop) => s,
-            m = self.commit_loop() => Stop::Failed(m),
+            m = self.commit_loop() => Stop::Interrupted(m),
         }
     }
 
@@ -327,6 +365,9 @@ impl PipeTask {
             }
             self.stats.transfers.acknowledged(p.points, p.bytes);
             self.stats.acked(p.next, p.sends);
+            if let Some(m) = p.history {
+                self.history_acked(m);
+            }
             if p.next > self.pending.load(Ordering::Relaxed) {
                 self.note(p.next);
             }
@@ -355,10 +396,12 @@ impl PipeTask {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Prepared>(1);
         let mut producer = std::pin::pin!(self.produce(tx, 4));
         let mut lanes: Vec<Lane> = (0..conn.lanes()).map(|_| Lane::default()).collect();
-        // The batches handed to the lanes that the acknowledged offset has
-        // not passed: (offset after it, its tablet bytes), and their sum.
-        let mut window: VecDeque<(u64, usize)> = VecDeque::new();
+        // The batches handed to the lanes not wholly acknowledged with all
+        // before them, and the sum of their tablet bytes.
+        let mut window: VecDeque<Handed> = VecDeque::new();
         let mut window_bytes = 0usize;
+        // The sequence number of the next batch handed to the lanes.
+        let mut batches = 0u64;
         // The offset after the last batch handed to the lanes.
         let mut handed: Option<u64> = None;
         let mut failure: Option<String> = None;
@@ -422,6 +465,8 @@ impl PipeTask {
                 Woke::Batch(Some(p)) => {
                     let n = lanes.len();
                     let mut bytes = 0;
+                    let batch = batches;
+                    batches += 1;
                     for (ev, offset) in p.events.into_iter().zip(p.offsets) {
                         // The thrift connectors send tablets only.
                         if let PipeEvent::Tablet(tablet) = ev {
@@ -430,12 +475,17 @@ impl PipeTask {
                             let points = points_of(&tablet);
                             lane.queue.push_back(Item {
                                 offset,
+                                batch,
                                 tablet,
                                 points,
                             });
                         }
                     }
-                    window.push_back((p.next, bytes));
+                    window.push_back(Handed {
+                        batch,
+                        bytes,
+                        history: p.history,
+                    });
                     window_bytes += bytes;
                     handed = Some(p.next);
                     failure = p.failure;
@@ -476,7 +526,7 @@ impl PipeTask {
                                     f.attempt, settings.max_retry
                                 );
                                 cancel_all(&mut lanes).await;
-                                return Stop::Failed(m);
+                                return Stop::Interrupted(m);
                             }
                             let wait = backoff(settings.retry_base, settings.retry_cap, f.attempt);
                             warn!(attempt = f.attempt, lane = i, retry_in_ms = wait.as_millis() as u64, cause = %e, "transfer failed; retrying");
@@ -493,17 +543,28 @@ impl PipeTask {
                     }
                 }
             }
+            // The batches wholly acknowledged with every one before them:
+            // those before the first batch with a tablet still in a lane.
+            let unacked = lanes
+                .iter()
+                .filter_map(|l| l.first_unacked().map(|i| i.batch))
+                .min()
+                .unwrap_or(batches);
+            while window.front().is_some_and(|w| w.batch < unacked) {
+                let w = window.pop_front().expect("front");
+                window_bytes -= w.bytes;
+                if let Some(m) = w.history {
+                    self.history_acked(m);
+                }
+            }
             // Acknowledged: everything below the first record still in a
             // lane, and below the end of what the lanes were handed.
             let pending = lanes
                 .iter()
-                .filter_map(Lane::first_unacked)
+                .filter_map(|l| l.first_unacked().map(|i| i.offset))
                 .chain(handed)
                 .min();
             if let Some(pending) = pending {
-                while window.front().is_some_and(|w| w.0 <= pending) {
-                    window_bytes -= window.pop_front().expect("front").1;
-                }
                 self.stats.acked(pending, acked_events);
                 if pending > self.pending.load(Ordering::Relaxed) {
                     self.note(pending);
@@ -524,7 +585,7 @@ impl PipeTask {
 
     /// Hands `p` to the sender, in the slot reserved for it if there is
     /// one, publishing what was read; false when the sender is gone.
-    async fn hand_on(
+    pub(crate) async fn hand_on(
         &self,
         slot: &mut Option<tokio::sync::mpsc::Permit<'_, Prepared>>,
         tx: &tokio::sync::mpsc::Sender<Prepared>,
@@ -594,6 +655,16 @@ impl PipeTask {
         };
         info!(offset, "pipe running");
         drop(slot);
+        if let Some(phase) = &self.history {
+            // History from the store's snapshot first (`history.rs`); the
+            // log from its offset after.
+            if !self
+                .produce_history(phase, &tx, &ext, processor.as_mut(), &spec, batch_bytes)
+                .await
+            {
+                return;
+            }
+        }
         let mut events = Vec::new();
         let mut offsets = Vec::new();
         let mut sends = 0u64;
@@ -633,6 +704,7 @@ impl PipeTask {
                             points,
                             bytes: tablet_bytes,
                             failure: Some(format!("reading the change log: {e}")),
+                            history: None,
                         };
                         self.hand_on(&mut Some(slot), &tx, p).await;
                         return;
@@ -644,7 +716,9 @@ impl PipeTask {
             let mut deletions = self.shared.deletions.view();
             let mut unindexed = false;
             for rec in batches.iter().flat_map(|b| b.iter()) {
-                if rec.kind != protocol::event::KIND_TABLET && !deletions.has(rec.offset) {
+                if protocol::event::base_kind(rec.kind) != protocol::event::KIND_TABLET
+                    && !deletions.has(rec.offset)
+                {
                     if let Ok(Some(d)) =
                         DeletionRecord::of_record(rec.offset, rec.kind, rec.payload)
                     {
@@ -702,6 +776,7 @@ impl PipeTask {
                                 points,
                                 bytes: tablet_bytes,
                                 failure: Some(m),
+                                history: None,
                             };
                             self.hand_on(&mut slot, &tx, p).await;
                             return;
@@ -719,6 +794,7 @@ impl PipeTask {
                             points: std::mem::take(&mut points),
                             bytes: std::mem::take(&mut tablet_bytes),
                             failure: None,
+                            history: None,
                         };
                         if !self.hand_on(&mut slot, &tx, p).await {
                             return;
@@ -736,6 +812,7 @@ impl PipeTask {
                     points: std::mem::take(&mut points),
                     bytes: std::mem::take(&mut tablet_bytes),
                     failure: None,
+                    history: None,
                 };
                 size = 0;
                 if !self.hand_on(&mut slot, &tx, p).await {
@@ -810,7 +887,7 @@ impl PipeTask {
                     let settings = self.shared.settings();
                     attempt += 1;
                     if attempt > settings.max_retry {
-                        return Some(Stop::Failed(format!(
+                        return Some(Stop::Interrupted(format!(
                             "transfer failed {attempt} times (max_number_of_sync_file_retry = {}): {e}",
                             settings.max_retry
                         )));
@@ -842,27 +919,37 @@ impl PipeTask {
 
     async fn commit_pending(&self) -> Result<(), String> {
         let offset = self.pending.load(Ordering::Relaxed);
-        if offset <= self.committed.load(Ordering::Relaxed) {
+        // Taken after the offset: the history progress acknowledged before
+        // the offset moved is in it, and is persisted first, so the log
+        // offset never passes the snapshot before the history's end is
+        // durable (`history.rs`).
+        let history = self.history.as_ref().and_then(history::Phase::update);
+        if offset <= self.committed.load(Ordering::Relaxed) && history.is_none() {
             return Ok(());
         }
-        self.commit(offset).await?;
+        self.commit(offset, history).await?;
         self.committed.fetch_max(offset, Ordering::Relaxed);
         *self.last_commit.lock().expect("commit clock") = std::time::Instant::now();
         Ok(())
     }
 
-    /// Durably records that everything below `offset` was acknowledged.
-    async fn commit(&self, offset: u64) -> Result<(), String> {
+    /// Durably records that everything below `offset` was acknowledged,
+    /// after the store history progress `history`, if any.
+    async fn commit(&self, offset: u64, history: Option<history::Update>) -> Result<(), String> {
         let log = self.shared.log.clone();
         let gate = self.commit_gate.clone();
         let consumer = consumer_name(&self.meta.id);
-        let r = tokio::task::spawn_blocking(move || -> wal::Result<bool> {
+        let r = tokio::task::spawn_blocking(move || -> Result<bool, String> {
             let mut gate = gate.lock().expect("commit gate");
             if gate.closed {
                 return Ok(false);
             }
+            if let Some(h) = history {
+                h.write()?;
+            }
             if offset > gate.written {
-                log.commit(&consumer, offset)?;
+                log.commit(&consumer, offset)
+                    .map_err(|e| format!("cannot commit offset {offset}: {e}"))?;
                 gate.written = offset;
             }
             Ok(true)
@@ -875,7 +962,7 @@ impl PipeTask {
                 }
                 Ok(())
             }
-            Ok(Err(e)) => Err(format!("cannot commit offset {offset}: {e}")),
+            Ok(Err(e)) => Err(e),
             Err(e) => Err(format!("cannot commit offset {offset}: {e}")),
         }
     }

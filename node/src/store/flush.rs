@@ -205,6 +205,18 @@ impl Store {
     /// I/O errors (status 611 `DISK_SPACE_INSUFFICIENT` for a full disk,
     /// naming it); the points stay in the memtables and the change log.
     pub fn flush(&self) -> SResult<()> {
+        self.flush_covering().map(|_| ())
+    }
+
+    /// As [`Store::flush`], returning what the flush covers: the change-log
+    /// offset its checkpoint applied (every record below it is in a chunk
+    /// file) and the sequence of the newest chunk file holding any of
+    /// those records (0 when there is none). Nothing else can flush in
+    /// between, so the pair is exact (see `snapshot.rs`).
+    ///
+    /// # Errors
+    /// As [`Store::flush`].
+    pub(super) fn flush_covering(&self) -> SResult<(u64, u64)> {
         let _w = self.write_lock.lock().expect("write lock");
         let (lock, cv) = &*self.flush_state;
         let st = lock.lock().expect("flush lock");
@@ -212,10 +224,20 @@ impl Store {
         // write lock, which this holds.
         drop(cv.wait_while(st, |s| s.running).expect("flush lock"));
         let job = self.freeze();
+        // The job writes file `seq` when it holds anything; otherwise the
+        // newest file is the one before.
+        let covered = (
+            job.applied,
+            if job.series.is_empty() {
+                job.seq - 1
+            } else {
+                job.seq
+            },
+        );
         let r = run_flush(&self.dir, &self.log, &self.inner, job, None);
         count(&self.counters, &r);
         lock.lock().expect("flush lock").record(&r);
-        r
+        r.map(|()| covered)
     }
 }
 

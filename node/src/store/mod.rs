@@ -33,6 +33,7 @@ mod convert;
 mod flush;
 mod memtable;
 mod query;
+pub mod snapshot;
 #[cfg(test)]
 mod tests;
 pub mod verify;
@@ -206,6 +207,20 @@ pub struct Points {
     pub values: Column,
 }
 
+/// Where a write comes from, as the change log records it (see
+/// [`crate::event::FROM_PIPE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Origin {
+    /// A client of this node (SQL, the session inserts).
+    #[default]
+    Local,
+    /// A pipe: IoTDB 1.2's `pipeTransfer` (every type), IoTDB 1.1's legacy
+    /// sync calls, and the session writes of a legacy sender's connection.
+    /// A pipe with `extractor.forwarding-pipe-requests=false` does not
+    /// send it on.
+    Pipe,
+}
+
 /// The record kind of the empty records that fill a gap in the change log
 /// ([`wal::Log::fill_gap`]): offsets whose records were lost from the log
 /// after the store had applied them. Nothing reads them.
@@ -366,6 +381,12 @@ impl Store {
                 .and_then(|m| m.modified())
                 .unwrap_or_else(|_| std::time::SystemTime::now()),
         );
+        // A file number is never used twice, even when an older checkpoint
+        // is in use and newer files are removed below: a pipe's history
+        // snapshot names files by number.
+        if let Some(highest) = chunk_files.iter().next_back() {
+            inner.next_seq = inner.next_seq.max(highest + 1);
+        }
         // Chunk files not in the checkpoint were written by a flush that did
         // not finish: the log still holds their events.
         let known: BTreeSet<u64> = inner
@@ -472,20 +493,31 @@ impl Store {
     /// # Errors
     /// Schema or type errors (nothing is logged then), or log I/O errors.
     pub fn write(&self, ev: Event) -> SResult<u64> {
-        self.write_encoded(ev, None)
+        self.write_encoded(ev, None, Origin::Local)
     }
 
-    /// As [`Store::write`], for a tablet whose change-log payload is
-    /// already at hand (a pipe's tablet as received: `Tablet.serialize()` +
-    /// aligned byte), so it is not encoded again.
+    /// As [`Store::write`], for a write from `origin`: one that arrived
+    /// through a pipe is logged marked as such
+    /// ([`crate::event::FROM_PIPE`]), and applied the same.
     ///
     /// # Errors
     /// As [`Store::write`].
-    pub fn write_tablet_bytes(&self, tablet: Tablet, bytes: &[u8]) -> SResult<u64> {
-        self.write_encoded(Event::Tablet(tablet), Some(bytes))
+    pub fn write_from(&self, ev: Event, origin: Origin) -> SResult<u64> {
+        self.write_encoded(ev, None, origin)
     }
 
-    fn write_encoded(&self, ev: Event, payload: Option<&[u8]>) -> SResult<u64> {
+    /// As [`Store::write_from`], for a tablet whose change-log payload is
+    /// already at hand (a pipe's tablet as received: `Tablet.serialize()` +
+    /// aligned byte), so it is not encoded again: the log holds the bytes
+    /// as they came.
+    ///
+    /// # Errors
+    /// As [`Store::write`].
+    pub fn write_tablet_bytes(&self, tablet: Tablet, bytes: &[u8], origin: Origin) -> SResult<u64> {
+        self.write_encoded(Event::Tablet(tablet), Some(bytes), origin)
+    }
+
+    fn write_encoded(&self, ev: Event, payload: Option<&[u8]>, origin: Origin) -> SResult<u64> {
         // Names are checked here, where every write passes and replay does
         // not (a replayed record was accepted once and must stay so).
         protocol::names::check_event(&ev).map_err(|e| StoreError::new(e.code(), e.to_string()))?;
@@ -509,6 +541,10 @@ impl Store {
                 encoded = ev.encode();
                 (encoded.0, &encoded.1[..])
             }
+        };
+        let kind = match origin {
+            Origin::Local => kind,
+            Origin::Pipe => kind | crate::event::FROM_PIPE,
         };
         let offset = self.log.append(kind, payload).map_err(log_error)?;
         let (points, added) = {

@@ -167,7 +167,7 @@ fn read_series(
 }
 
 /// Merges sorted parts, later parts winning on equal times.
-fn merge(t: DataType, mut parts: Vec<(Vec<i64>, Column)>) -> Points {
+pub(super) fn merge(t: DataType, mut parts: Vec<(Vec<i64>, Column)>) -> Points {
     parts.retain(|p| !p.0.is_empty());
     match parts.len() {
         0 => {
