@@ -6,6 +6,8 @@
 //!   flight.
 //! - [`legacy`]: `iotdb-legacy-pipe-connector` and the sync tool's
 //!   PIPESINK pipes, IoTDB 1.0/1.1's sync protocol.
+//! - [`transport`]: the connection they open, plain TCP or TLS, and the
+//!   key and trust stores TLS reads.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use super::{check_keys, parse_bool, PipeEvent};
 
 pub mod legacy;
 pub mod thrift_sync;
+pub mod transport;
 
 pub use legacy::{DatabaseOf, Identity, LegacySpec};
 
