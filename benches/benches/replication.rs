@@ -4,11 +4,21 @@
 //! ```text
 //! cargo build --release && cargo bench -p benches --bench replication
 //! EDGEPIPE_BENCH_POINTS=20000000 cargo bench -p benches --bench replication   # smaller backfill
+//! EDGEPIPE_BENCH_CONNECTOR=async EDGEPIPE_BENCH_ONLY=backfill cargo bench -p benches --bench replication
+//! EDGEPIPE_BENCH_SHAPE=devices EDGEPIPE_BENCH_CONNECTOR=both EDGEPIPE_BENCH_ONLY=backfill cargo bench -p benches --bench replication
 //! ```
 //!
+//! `EDGEPIPE_BENCH_CONNECTOR` = `sync` (default: `iotdb-thrift-connector`),
+//! `async` (`iotdb-thrift-async-connector`) or `both`;
+//! `EDGEPIPE_BENCH_SHAPE` = `large` (default: 8 devices, 5,000-row tablets)
+//! or `devices` (1,000 devices, 10-row tablets; 20 M points unless
+//! `EDGEPIPE_BENCH_POINTS` says otherwise).
+//!
 //! - Backfill: the edge holds N points (10 DOUBLE columns) before the pipe
-//!   is created; time from START PIPE until the cloud acknowledged all of
-//!   it, with both logs at the default fsync policy and with fsync off.
+//!   starts (it is created, STOPPED, before they are written, so its
+//!   consumer keeps them in the change log); time from START PIPE until the
+//!   cloud acknowledged all of it, with both logs at the default fsync
+//!   policy and with fsync off.
 //! - Realtime lag at 1 M points/s: a writer sends a 10,000-point tablet to
 //!   the edge every 10 ms; another thread polls the cloud for each tablet;
 //!   lag = cloud queryable − edge acknowledged.
@@ -117,8 +127,10 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Writes `points` points (10 columns) with 8 concurrent clients.
-fn fill(addr: &str, points: u64) {
+/// Writes `points` points (10 columns) with 8 concurrent clients: each to
+/// its own device in 5,000-row tablets, or (`devices`) each to 125 devices
+/// in turn in 10-row tablets.
+fn fill(addr: &str, points: u64, devices: bool) {
     let rows = points / 10;
     let per = rows / 8;
     let hs: Vec<_> = (0..8)
@@ -126,6 +138,17 @@ fn fill(addr: &str, points: u64) {
             let addr = addr.to_string();
             std::thread::spawn(move || {
                 let mut s = Session::open(&addr, "root", "root").unwrap();
+                if devices {
+                    let per_dev = per as i64 / 125;
+                    for from in (0..per_dev).step_by(10) {
+                        for d in 0..125 {
+                            let dev = format!("root.bf.d{}", c * 125 + d);
+                            s.insert_tablet(&tablet(&dev, from, 10.min(per_dev - from), 10))
+                                .unwrap();
+                        }
+                    }
+                    return;
+                }
                 let dev = format!("root.bf.d{c}");
                 for from in (0..per as i64).step_by(5000) {
                     s.insert_tablet(&tablet(&dev, from, 5000.min(per as i64 - from), 10))
@@ -140,16 +163,20 @@ fn fill(addr: &str, points: u64) {
 }
 
 /// Points/s, edge-log bytes/s and the CPU steal (ms) while the pipe ran.
-fn backfill(points: u64, fsync: &str) -> (f64, f64, Option<u64>) {
+fn backfill(points: u64, fsync: &str, plugin: &str, devices: bool) -> (f64, f64, Option<u64>) {
     let tmp = tempfile::Builder::new()
         .prefix("bench-repl")
         .tempdir_in(".")
         .unwrap();
     let edge = Proc::start(&tmp.path().join("edge"), 0, fsync);
     let cloud = Proc::start(&tmp.path().join("cloud"), 0, fsync);
-    fill(&edge.addr(), points);
+    // Created (STOPPED) before the fill, so its consumer keeps the whole
+    // backlog in the change log: the node drops segments the store has
+    // checkpointed and no pipe needs, so a pipe created after the fill
+    // would find only the tail of it there.
+    exec(&edge.addr(), &format!("create pipe p WITH CONNECTOR ('connector'='{plugin}', 'connector.ip'='127.0.0.1', 'connector.port'='{}')", cloud.port));
+    fill(&edge.addr(), points, devices);
     let log_bytes: u64 = walkdir_size(&tmp.path().join("edge/wal"));
-    exec(&edge.addr(), &format!("create pipe p WITH CONNECTOR ('connector'='iotdb-thrift-connector', 'connector.ip'='127.0.0.1', 'connector.port'='{}')", cloud.port));
     let steal = cpu_steal_ms();
     let t = Instant::now();
     exec(&edge.addr(), "start pipe p");
@@ -159,7 +186,14 @@ fn backfill(points: u64, fsync: &str) -> (f64, f64, Option<u64>) {
     let secs = t.elapsed().as_secs_f64();
     let steal = cpu_steal_ms().zip(steal).map(|(b, a)| b - a);
     let got = exec(&cloud.addr(), "count timeseries").unwrap();
-    assert_eq!(got.rows[0].1[0].as_ref().unwrap().to_string(), "80");
+    let series = if devices { "10000" } else { "80" };
+    assert_eq!(got.rows[0].1[0].as_ref().unwrap().to_string(), series);
+    let count = |a: &str| exec(a, "select count(s0) from root.bf.d0").map(|r| r.rows);
+    assert_eq!(
+        count(&cloud.addr()),
+        count(&edge.addr()),
+        "the cloud got all of it"
+    );
     edge.stop();
     cloud.stop();
     (points as f64 / secs, log_bytes as f64 / secs, steal)
@@ -175,14 +209,14 @@ fn walkdir_size(dir: &Path) -> u64 {
     })
 }
 
-fn realtime_lag(fsync: &str, seconds: u64) -> (Duration, Duration, usize) {
+fn realtime_lag(fsync: &str, seconds: u64, plugin: &str) -> (Duration, Duration, usize) {
     let tmp = tempfile::Builder::new()
         .prefix("bench-lag")
         .tempdir_in(".")
         .unwrap();
     let edge = Proc::start(&tmp.path().join("edge"), 0, fsync);
     let cloud = Proc::start(&tmp.path().join("cloud"), 0, fsync);
-    exec(&edge.addr(), &format!("create pipe p WITH CONNECTOR ('connector'='iotdb-thrift-connector', 'connector.ip'='127.0.0.1', 'connector.port'='{}')", cloud.port));
+    exec(&edge.addr(), &format!("create pipe p WITH CONNECTOR ('connector'='{plugin}', 'connector.ip'='127.0.0.1', 'connector.port'='{}')", cloud.port));
     exec(&edge.addr(), "start pipe p");
     let pending: Arc<Mutex<VecDeque<(i64, Instant)>>> = Arc::default();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -302,10 +336,21 @@ fn cpu_steal_ms() -> Option<u64> {
 }
 
 fn main() {
+    let devices = std::env::var("EDGEPIPE_BENCH_SHAPE").is_ok_and(|s| s == "devices");
     let points: u64 = std::env::var("EDGEPIPE_BENCH_POINTS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(100_000_000);
+        .unwrap_or(if devices { 20_000_000 } else { 100_000_000 });
+    let plugins: &[&str] = match std::env::var("EDGEPIPE_BENCH_CONNECTOR").as_deref() {
+        Ok("async") => &["iotdb-thrift-async-connector"],
+        Ok("both") => &["iotdb-thrift-connector", "iotdb-thrift-async-connector"],
+        _ => &["iotdb-thrift-connector"],
+    };
+    let shape = if devices {
+        "1,000 devices × 10-row tablets"
+    } else {
+        "8 devices × 5,000-row tablets"
+    };
     // EDGEPIPE_BENCH_ONLY=backfill|lag|rss runs one part.
     let only = std::env::var("EDGEPIPE_BENCH_ONLY").unwrap_or_default();
     let run = |part: &str| only.is_empty() || only == part;
@@ -328,9 +373,12 @@ fn main() {
         if !with(fsync) {
             continue;
         }
-        let (pps, bps, steal) = backfill(points, fsync);
-        let steal = steal.map_or("unknown".into(), |ms| format!("{ms} ms"));
-        println!("| backfill {}M points edge → cloud, {name} (CPU steal while the pipe ran: {steal}) | {:.2} M points/s ({:.0} MB/s of edge log) | {target} |", points / 1_000_000, pps / 1e6, bps / 1e6);
+        for plugin in plugins {
+            let (pps, bps, steal) = backfill(points, fsync, plugin, devices);
+            let steal = steal.map_or("unknown".into(), |ms| format!("{ms} ms"));
+            let target = if devices { "≥ 10 M points/s" } else { target };
+            println!("| backfill {}M points edge → cloud, {shape}, {plugin}, {name} (CPU steal while the pipe ran: {steal}) | {:.2} M points/s ({:.0} MB/s of edge log) | {target} |", points / 1_000_000, pps / 1e6, bps / 1e6);
+        }
     }
     for (fsync, name, target) in [
         ("ASYNC", "default fsync (10 ms group commit)", "p99 ≤ 15 ms"),
@@ -342,15 +390,17 @@ fn main() {
         if !with(fsync) {
             continue;
         }
-        let steal = cpu_steal_ms();
-        let (p50, p99, n) = realtime_lag(fsync, 10);
-        let steal = cpu_steal_ms().zip(steal).map(|(b, a)| b - a);
-        println!(
-            "| realtime lag at 1 M points/s (10,000-point tablets every 10 ms), {name}, {n} tablets (CPU steal during the run: {}) | p50 {:.1} ms, p99 {:.1} ms | {target} |",
-            steal.map_or("unknown".into(), |ms| format!("{ms} ms")),
-            p50.as_secs_f64() * 1e3,
-            p99.as_secs_f64() * 1e3
-        );
+        for plugin in plugins {
+            let steal = cpu_steal_ms();
+            let (p50, p99, n) = realtime_lag(fsync, 10, plugin);
+            let steal = cpu_steal_ms().zip(steal).map(|(b, a)| b - a);
+            println!(
+                "| realtime lag at 1 M points/s (10,000-point tablets every 10 ms), {plugin}, {name}, {n} tablets (CPU steal during the run: {}) | p50 {:.1} ms, p99 {:.1} ms | {target} |",
+                steal.map_or("unknown".into(), |ms| format!("{ms} ms")),
+                p50.as_secs_f64() * 1e3,
+                p99.as_secs_f64() * 1e3
+            );
+        }
     }
     if !run("rss") {
         return;

@@ -57,6 +57,18 @@ pub struct NodeConfig {
     /// `pipe_connector_retry_interval_ms`: first retry delay of a failing
     /// pipe batch, doubled each retry (capped at 30 s). Default 1 s.
     pub pipe_retry_interval: Duration,
+    /// `pipe_async_connector_selector_number`: threads that drive the
+    /// sockets of every `iotdb-thrift-async-connector` of the node (IoTDB's
+    /// selector threads). Default 1. Minimum 1.
+    pub pipe_async_selectors: usize,
+    /// `pipe_async_connector_core_client_number`: idle connections an
+    /// async connector keeps open per target node. Default 8. Minimum 1;
+    /// above the max client number it counts as that number.
+    pub pipe_async_core_clients: usize,
+    /// `pipe_async_connector_max_client_number`: connections (requests in
+    /// flight) an async connector opens at most per target node. Default
+    /// 16. Minimum 1.
+    pub pipe_async_max_clients: usize,
     /// `ip_white_list`: comma-separated IPv4/IPv6 CIDR blocks of the
     /// senders allowed to write through a pipe (`pipeTransfer`, the legacy
     /// pipe server), checked on the socket's peer address. Default
@@ -138,6 +150,9 @@ impl Default for NodeConfig {
             max_sync_retry: 5,
             pipe_connector_timeout: Duration::from_secs(900),
             pipe_retry_interval: Duration::from_secs(1),
+            pipe_async_selectors: 1,
+            pipe_async_core_clients: 8,
+            pipe_async_max_clients: 16,
             ip_white_list: receiver::whitelist::IpWhiteList::default(),
             enable_thrift_ssl: false,
             key_store_path: String::new(),
@@ -260,6 +275,24 @@ impl NodeConfig {
                     return Err(format!("{key}={v}: must be at least 1"));
                 }
                 self.pipe_retry_interval = Duration::from_millis(ms);
+            }
+            "pipe_async_connector_selector_number" => {
+                self.pipe_async_selectors = parse_num(key, v)?;
+                if !(1..=64).contains(&self.pipe_async_selectors) {
+                    return Err(format!("{key}={v}: must be between 1 and 64"));
+                }
+            }
+            "pipe_async_connector_core_client_number" => {
+                self.pipe_async_core_clients = parse_num(key, v)?;
+                if !(1..=1024).contains(&self.pipe_async_core_clients) {
+                    return Err(format!("{key}={v}: must be between 1 and 1024"));
+                }
+            }
+            "pipe_async_connector_max_client_number" => {
+                self.pipe_async_max_clients = parse_num(key, v)?;
+                if !(1..=1024).contains(&self.pipe_async_max_clients) {
+                    return Err(format!("{key}={v}: must be between 1 and 1024"));
+                }
             }
             "ip_white_list" => {
                 self.ip_white_list = v.parse().map_err(|e| format!("{key}={v}: {e}"))?
@@ -462,6 +495,34 @@ mod tests {
         assert!(NodeConfig::load(&p)
             .unwrap_err()
             .contains("timestamp_precision=s: expected ms, us or ns"));
+        std::fs::write(
+            &p,
+            "pipe_async_connector_selector_number=2\npipe_async_connector_core_client_number=3\npipe_async_connector_max_client_number=4\n",
+        )
+        .unwrap();
+        let c = NodeConfig::load(&p).unwrap();
+        assert_eq!(
+            (
+                c.pipe_async_selectors,
+                c.pipe_async_core_clients,
+                c.pipe_async_max_clients
+            ),
+            (2, 3, 4)
+        );
+        let d = NodeConfig::default();
+        assert_eq!(
+            (
+                d.pipe_async_selectors,
+                d.pipe_async_core_clients,
+                d.pipe_async_max_clients
+            ),
+            (1, 8, 16),
+            "seed 002's defaults"
+        );
+        std::fs::write(&p, "pipe_async_connector_max_client_number=0\n").unwrap();
+        assert!(NodeConfig::load(&p)
+            .unwrap_err()
+            .contains("pipe_async_connector_max_client_number=0: must be between 1 and 1024"));
         std::fs::write(
             &p,
             "legacy_receiver_version=1.1.2\npipe_receiver_max_file_size=2048\nconnection_timeout_ms=5\n",

@@ -122,6 +122,9 @@ impl Node {
             max_retry: config.max_sync_retry,
             retry_base: config.pipe_retry_interval,
             timeout: config.pipe_connector_timeout,
+            async_selectors: config.pipe_async_selectors,
+            async_core_clients: config.pipe_async_core_clients,
+            async_max_clients: config.pipe_async_max_clients,
             database_of: {
                 let st = store.clone();
                 replicator::plugin::DatabaseOf(Arc::new(move |path| st.database_of(path)))

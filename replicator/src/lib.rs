@@ -8,16 +8,30 @@
 //! acknowledged everything before it. After a crash, restart or network
 //! fault the pipe resumes from its committed offset: delivery is
 //! at-least-once. Offsets are committed at most every 100 ms (each commit
-//! fsyncs), so a fault sends again at most the batch in flight (up to
-//! `connector.batch.size-bytes` of tablets) plus what was acknowledged in
-//! the last 100 ms.
+//! fsyncs), so a fault sends again at most what was above the
+//! acknowledged offset (with `iotdb-thrift-sync-connector`, the batch in
+//! flight: up to `connector.batch.size-bytes` of tablets; with
+//! `iotdb-thrift-async-connector`, its window: up to 1.25 times that, see
+//! `task.rs`) plus what was acknowledged in the last 100 ms.
 //!
 //! - History is what arrived before the pipe was created (log offsets below
 //!   the log end at `CREATE PIPE`); realtime is the rest. Reading the log in
 //!   order sends history first.
 //! - Ingestion never waits for a pipe: pipes only read the log.
 //! - Pipes whose connector attributes are identical share one connector
-//!   (one connection), each keeping its own offset.
+//!   (the sync one: one connection; the async one: its pool), each keeping
+//!   its own offset.
+//! - `iotdb-thrift-async-connector` keeps several requests in flight (one
+//!   per lane; a device's tablets always take the same lane, so the
+//!   receiver applies each series' writes in log order and ends with the
+//!   edge's values), over pooled connections driven by selector threads.
+//! - SHOW PIPES says how a pipe is doing (`progress.rs`): the events it
+//!   will still send, the age of the oldest one not acknowledged, and the
+//!   failure it is retrying after (cleared once it got past it), what it
+//!   skipped or lost, or why it stopped. One mechanism for every pipe: the
+//!   task reports retries to the pipe's progress stats, skips and failures
+//!   to its definition, and SHOW PIPES words them; a PIPESINK pipe's in the
+//!   sync tool's terms (below).
 //! - Failures are retried with capped, jittered exponential backoff, up to
 //!   `max_number_of_sync_file_retry` times per batch; then the pipe goes
 //!   STOPPED with the error as its exception message, and `START PIPE`
@@ -34,8 +48,8 @@
 //!   and its pipes (`CREATE PIPE p TO sink`, [`meta::SinkPipe`]), which run
 //!   as pipes with the legacy connector, at most one not dropped at a time,
 //!   with the tool's states (RUNNING / STOP / DROP) and messages (`WARN:
-//!   …` while running after a retry, a skip or a loss; `ERROR: …` once it
-//!   stopped on its own).
+//!   …` while running after a retry (kept once it got past it), a skip or
+//!   a loss; `ERROR: …` once it stopped on its own).
 //!
 //! # Example
 //! ```no_run
@@ -54,18 +68,23 @@ pub mod deletions;
 pub mod meta;
 pub mod pipesink;
 pub mod plugin;
+mod progress;
 mod task;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deletions::Deletions;
 use meta::{PipeMeta, PipeState, SinkPipe};
 use pipesink::PipeSink;
-use plugin::{Connector, ConnectorEnv, ConnectorSpec, DatabaseOf, Extractor, Identity};
+use plugin::connector::thrift_async::{PoolSize, Selectors};
+use plugin::{
+    AsyncConnector, Connector, ConnectorEnv, ConnectorSpec, DatabaseOf, Extractor, Identity,
+};
+pub use progress::{Stats, SHOW_SCAN_BYTES};
 use tracing::{info, warn};
 
 /// IoTDB's PIPE_ERROR.
@@ -121,6 +140,16 @@ pub struct Settings {
     pub timeout: Duration,
     /// Most records in one batch.
     pub batch_records: usize,
+    /// Threads driving the async connectors' sockets
+    /// (`pipe_async_connector_selector_number`).
+    pub async_selectors: usize,
+    /// Idle connections an async connector keeps per target node
+    /// (`pipe_async_connector_core_client_number`).
+    pub async_core_clients: usize,
+    /// Connections (requests in flight) of an async connector per target
+    /// node, and so the lanes of a pipe per target node
+    /// (`pipe_async_connector_max_client_number`).
+    pub async_max_clients: usize,
     /// The node's databases (legacy handshakes carry a tablet's database).
     pub database_of: DatabaseOf,
 }
@@ -135,16 +164,12 @@ impl Default for Settings {
             retry_cap: Duration::from_secs(30),
             timeout: Duration::from_secs(900),
             batch_records: 4096,
+            async_selectors: 1,
+            async_core_clients: 8,
+            async_max_clients: 16,
             database_of: DatabaseOf::default(),
         }
     }
-}
-
-/// Progress of a pipe, for SHOW PIPES.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// The committed offset.
-    pub committed: AtomicU64,
 }
 
 /// How long STOP / DROP wait for a task to wind down (it abandons its
@@ -154,6 +179,7 @@ const STOP_GRACE: Duration = Duration::from_millis(500);
 
 struct Running {
     stop: tokio::sync::watch::Sender<bool>,
+    stats: Arc<Stats>,
     handle: tokio::task::JoinHandle<()>,
     generation: u64,
     /// The task's ledger writes; closed once the task is gone.
@@ -166,13 +192,36 @@ struct Entry {
     running: Option<Running>,
 }
 
+/// A live connector as the pipes using it share it.
+#[derive(Clone)]
+pub(crate) enum Live {
+    /// One request at a time, in order: the sync thrift and do-nothing
+    /// connectors (a pipe waits for the connector while another pipe
+    /// sharing it transfers).
+    Serial(Arc<tokio::sync::Mutex<Connector>>),
+    /// Several requests in flight over a pool: the async thrift connector.
+    Lanes(Arc<AsyncConnector>),
+}
+
+impl Live {
+    /// Whether a pipe task holds it (besides the manager's table).
+    fn in_use(&self) -> bool {
+        match self {
+            Live::Serial(c) => Arc::strong_count(c) > 1,
+            Live::Lanes(c) => Arc::strong_count(c) > 1,
+        }
+    }
+}
+
 struct Inner {
     pipes: BTreeMap<String, Entry>,
     /// The sync tool's PipeSinks, by name.
     sinks: BTreeMap<String, PipeSink>,
     /// Shared connectors by their attribute key.
-    connectors: HashMap<String, Arc<tokio::sync::Mutex<Connector>>>,
+    connectors: HashMap<String, Live>,
     generation: u64,
+    /// The async connectors' selector threads, started with the first one.
+    selectors: Option<Selectors>,
 }
 
 pub(crate) struct Shared {
@@ -186,14 +235,23 @@ pub(crate) struct Shared {
     inner: Mutex<Inner>,
 }
 
-/// One row of SHOW PIPES.
+/// One row of SHOW PIPES (the figures are explained in the `progress`
+/// module: `replicator/src/progress.rs`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PipeRow {
-    /// The definition and state.
+    /// The definition and state, with `exception` as SHOW PIPES shows it
+    /// (ExceptionMessage; a PIPESINK pipe's message column): while the
+    /// pipe runs and retries a failed transfer, the last failure (`retry 3
+    /// of 5: …`), empty again once a transfer succeeded; once it stopped on
+    /// its own, why; beside it what it skipped or lost. A PIPESINK pipe's
+    /// carries the sync tool's `WARN: ` / `ERROR: ` (see `progress.rs`).
     pub meta: PipeMeta,
-    /// Change-log records not yet acknowledged by the receiver.
+    /// Events the pipe will still send: read and not yet acknowledged, or
+    /// in the log past what it read, up to where it stops reading; records
+    /// its extractor leaves out are not counted.
     pub remaining_events: u64,
-    /// Arrival-time lag of the committed offset behind the log end, seconds.
+    /// Wall-clock age, in seconds, of the oldest record the pipe has not
+    /// had acknowledged and will send; 0 when nothing remains.
     pub lag_seconds: f64,
     /// Where it sends: the PipeSink's name for a sync-tool pipe, else the
     /// connector's targets (`ip:port`, comma-separated).
@@ -294,11 +352,9 @@ impl PipeManager {
             });
         let mut pipes = BTreeMap::new();
         for m in metas {
-            let stats = Arc::new(Stats::default());
-            stats.committed.store(
+            let stats = Arc::new(Stats::new(
                 log.committed(&consumer_name(&m.id)).unwrap_or(0),
-                Ordering::Relaxed,
-            );
+            ));
             pipes.insert(
                 m.id.clone(),
                 Entry {
@@ -320,6 +376,7 @@ impl PipeManager {
                 sinks,
                 connectors: HashMap::new(),
                 generation: 0,
+                selectors: None,
             }),
         });
         let mgr = PipeManager { shared };
@@ -341,9 +398,11 @@ impl PipeManager {
     }
 
     /// Replaces the settings (`LOAD CONFIGURATION`): retries read them at
-    /// each failure; a new connector timeout applies to connectors made
-    /// from now on (a pipe's connector is remade when it is started and no
-    /// running pipe shares it).
+    /// each failure (serial and lane transfers alike); a new connector
+    /// timeout applies to connectors made from now on (a pipe's connector,
+    /// sync, async or legacy, is remade when it is started and no running
+    /// pipe shares it). The selector threads are started once, with the
+    /// first async connector.
     pub fn update_settings(&self, settings: Settings) {
         let s = &self.shared;
         let timeout_changed = {
@@ -354,7 +413,7 @@ impl PipeManager {
         };
         if timeout_changed {
             let mut inner = s.inner.lock().expect("pipes lock");
-            inner.connectors.retain(|_, c| Arc::strong_count(c) > 1);
+            inner.connectors.retain(|_, c| c.in_use());
         }
     }
 
@@ -423,11 +482,11 @@ impl PipeManager {
             processor,
             connector,
             exception: String::new(),
+            warning: String::new(),
             history_end,
             sink,
         };
-        let stats = Arc::new(Stats::default());
-        stats.committed.store(start, Ordering::Relaxed);
+        let stats = Arc::new(Stats::new(start));
         let replaced = inner.pipes.insert(
             id.to_string(),
             Entry {
@@ -670,6 +729,7 @@ impl PipeManager {
         }
         e.meta.state = PipeState::Running;
         e.meta.exception.clear();
+        e.meta.warning.clear();
         s.save(&inner).map_err(|m| PipeError::new(PIPE_ERROR, m))?;
         s.spawn(&mut inner, id);
         Ok(())
@@ -804,7 +864,16 @@ impl PipeManager {
                 ));
             }
         }
-        let end = s.log.end_offset();
+        // The figures are worked out without the manager's lock: counting
+        // what lies ahead may read the log (see `progress`).
+        let picked: Vec<(PipeMeta, Arc<Stats>)> = inner
+            .pipes
+            .values()
+            .filter(|e| id.is_none_or(|i| e.meta.id == i))
+            .filter(|e| key.as_ref().is_none_or(|k| &instance_key(&e.meta) == k))
+            .map(|e| (e.meta.clone(), e.stats.clone()))
+            .collect();
+        drop(inner);
         // Records the change log's disk bounds deleted before a pipe sent
         // them: never silent (ExceptionMessage).
         let lost: HashMap<String, wal::ConsumerState> = s
@@ -814,50 +883,35 @@ impl PipeManager {
             .filter(|c| !c.state.lost.is_empty())
             .map(|c| (c.name, c.state))
             .collect();
-        Ok(inner
-            .pipes
-            .values()
-            .filter(|e| id.is_none_or(|i| e.meta.id == i))
-            .filter(|e| key.as_ref().is_none_or(|k| &instance_key(&e.meta) == k))
-            .map(|e| {
-                let remote = match &e.meta.sink {
+        let units_per_sec = s.settings().units_per_sec;
+        Ok(picked
+            .into_iter()
+            .map(|(mut meta, stats)| {
+                let remote = match &meta.sink {
                     Some(k) => k.pipesink.clone(),
-                    None => ConnectorSpec::parse(&e.meta.connector)
+                    None => ConnectorSpec::parse(&meta.connector)
                         .map(|c| c.targets().join(","))
                         .unwrap_or_default(),
                 };
-                if e.meta.state == PipeState::Dropped {
-                    return PipeRow {
-                        meta: e.meta.clone(),
-                        remaining_events: 0,
-                        lag_seconds: 0.0,
-                        remote,
-                    };
-                }
-                let committed = e.stats.committed.load(Ordering::Relaxed).min(end);
-                let lag = s
-                    .log
-                    .lag(committed.max(s.log.log_start()))
-                    .map_or(0.0, |l| l.arrival_us as f64 / 1e6);
-                let mut meta = e.meta.clone();
-                if let Some(c) = lost.get(&consumer_name(&e.meta.id)) {
+                let f = if meta.state == PipeState::Dropped {
+                    progress::Figures::default()
+                } else {
+                    stats.figures(&s.log, &meta, units_per_sec, &s.deletions)
+                };
+                let lost = lost.get(&consumer_name(&meta.id)).map(|c| {
                     let ranges: Vec<String> =
                         c.lost.iter().map(|(a, b)| format!("[{a}, {b})")).collect();
-                    let note = format!(
+                    format!(
                         "{} record(s) lost from the change log before this pipe sent them (deleted by a disk bound, wal_throttle_threshold_in_byte or pipe_max_allowed_pinned_wal_size_in_byte, or damaged): offsets {}",
                         c.lost_records(),
                         ranges.join(" ")
-                    );
-                    meta.exception = if meta.exception.is_empty() {
-                        note
-                    } else {
-                        format!("{}; {note}", meta.exception)
-                    };
-                }
+                    )
+                });
+                meta.exception = progress::message(&meta, &f, lost);
                 PipeRow {
                     meta,
-                    remaining_events: end - committed,
-                    lag_seconds: lag,
+                    remaining_events: f.remaining,
+                    lag_seconds: f.lag_seconds,
                     remote,
                 }
             })
@@ -902,7 +956,7 @@ impl Shared {
     /// `STOP PIPESERVER` waits for that). START connects afresh.
     fn close_idle_connectors(&self) {
         let mut inner = self.inner.lock().expect("pipes lock");
-        inner.connectors.retain(|_, c| Arc::strong_count(c) > 1);
+        inner.connectors.retain(|_, c| c.in_use());
     }
 
     fn save_sinks(&self, inner: &Inner) -> Result<(), String> {
@@ -929,6 +983,7 @@ impl Shared {
                 let _ = handle.await;
             }
         }
+        let stats = r.stats.clone();
         match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
                 tokio::task::block_in_place(|| h.block_on(wind_down(&mut handle)))
@@ -942,31 +997,59 @@ impl Shared {
             Err(_) => self.handle.block_on(wind_down(&mut handle)),
         }
         task::CommitGate::close(&r.gate);
+        // A task that ended on its own said so already; an aborted one did
+        // not.
+        stats.stopped(stats.committed.load(Ordering::Relaxed));
     }
 
-    fn connector_for(
-        &self,
-        inner: &mut Inner,
-        meta: &PipeMeta,
-    ) -> Result<Arc<tokio::sync::Mutex<Connector>>, String> {
+    fn connector_for(&self, inner: &mut Inner, meta: &PipeMeta) -> Result<Live, String> {
         let key = instance_key(meta);
         if let Some(c) = inner.connectors.get(&key) {
             return Ok(c.clone());
         }
         let spec = ConnectorSpec::parse(&meta.connector)?;
-        let settings = self.settings();
-        let env = ConnectorEnv {
-            precision: settings.precision.clone(),
-            timeout: settings.timeout,
-            identity: Identity {
-                pipe_name: meta.id.clone(),
-                creation_time_ms: meta.creation_time_ms,
-            },
-            database_of: settings.database_of.clone(),
+        let st = self.settings();
+        let live = match spec {
+            ConnectorSpec::ThriftAsync { .. } => {
+                let selectors = match &inner.selectors {
+                    Some(s) => s.handle(),
+                    None => {
+                        let s = Selectors::start(st.async_selectors).map_err(|e| {
+                            format!("cannot start the async connector's selector threads: {e}")
+                        })?;
+                        let h = s.handle();
+                        inner.selectors = Some(s);
+                        h
+                    }
+                };
+                Live::Lanes(Arc::new(AsyncConnector::new(
+                    spec,
+                    &st.precision,
+                    st.timeout,
+                    PoolSize {
+                        core: st.async_core_clients,
+                        max: st.async_max_clients,
+                    },
+                    selectors,
+                )))
+            }
+            spec => {
+                let env = ConnectorEnv {
+                    precision: st.precision.clone(),
+                    timeout: st.timeout,
+                    identity: Identity {
+                        pipe_name: meta.id.clone(),
+                        creation_time_ms: meta.creation_time_ms,
+                    },
+                    database_of: st.database_of.clone(),
+                };
+                Live::Serial(Arc::new(tokio::sync::Mutex::new(Connector::new(
+                    spec, &env,
+                ))))
+            }
         };
-        let c = Arc::new(tokio::sync::Mutex::new(Connector::new(spec, &env)));
-        inner.connectors.insert(key, c.clone());
-        Ok(c)
+        inner.connectors.insert(key, live.clone());
+        Ok(live)
     }
 
     /// The settings now.
@@ -1008,6 +1091,7 @@ impl Shared {
         };
         e.running = Some(Running {
             stop,
+            stats: e.stats.clone(),
             handle,
             generation,
             gate,
@@ -1015,7 +1099,8 @@ impl Shared {
     }
 
     /// Called by a task that gave up: the pipe goes STOPPED with `message`
-    /// (a sync-tool pipe: STOP with `ERROR: message`).
+    /// as its exception (shown as `ERROR: message` for a sync-tool pipe,
+    /// see `progress::message`).
     fn fail(&self, id: &str, generation: u64, message: String) {
         let mut inner = self.inner.lock().expect("pipes lock");
         let Some(e) = inner.pipes.get_mut(id) else {
@@ -1027,11 +1112,7 @@ impl Shared {
         {
             e.running = None;
             e.meta.state = PipeState::Stopped;
-            e.meta.exception = if e.meta.sink.is_some() {
-                format!("ERROR: {message}")
-            } else {
-                message.clone()
-            };
+            e.meta.exception = message.clone();
             warn!(pipe = id, exception = %message, "pipe stopped by an unrecoverable error");
             if let Err(err) = self.save(&inner) {
                 warn!(pipe = id, cause = %err, "could not persist the pipe's state");
@@ -1039,27 +1120,24 @@ impl Shared {
         }
     }
 
-    /// Called by a running task: something was skipped or lost (`lasting`:
-    /// persisted) or retried (kept in memory), and the pipe goes on. Its
-    /// message becomes `WARN: message`. Retries are shown for sync-tool
-    /// pipes only (a 1.2 pipe's message stays empty until it stops).
-    pub(crate) fn warn(&self, id: &str, generation: u64, message: &str, lasting: bool) {
+    /// Called by a running task that skipped something and goes on (the
+    /// legacy connector's deletion the receiver could not apply): the
+    /// pipe's warning becomes `message`, persisted, shown in SHOW PIPES
+    /// until the next START (as `WARN: message` for a sync-tool pipe). A
+    /// retry is not a warning of this kind: the task reports it through
+    /// its [`Stats`].
+    pub(crate) fn warn(&self, id: &str, generation: u64, message: &str) {
         let mut inner = self.inner.lock().expect("pipes lock");
         let Some(e) = inner.pipes.get_mut(id) else {
             return;
         };
-        if !lasting && e.meta.sink.is_none() {
-            return;
-        }
         if e.running
             .as_ref()
             .is_some_and(|r| r.generation == generation)
         {
-            e.meta.exception = format!("WARN: {message}");
-            if lasting {
-                if let Err(err) = self.save(&inner) {
-                    warn!(pipe = id, cause = %err, "could not persist the pipe's message");
-                }
+            e.meta.warning = message.to_string();
+            if let Err(err) = self.save(&inner) {
+                warn!(pipe = id, cause = %err, "could not persist the pipe's warning");
             }
         }
     }

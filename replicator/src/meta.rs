@@ -55,8 +55,13 @@ pub struct PipeMeta {
     pub processor: BTreeMap<String, String>,
     /// `WITH CONNECTOR` attributes, as given.
     pub connector: BTreeMap<String, String>,
-    /// Why the pipe stopped on its own ("" when it did not).
+    /// Why the pipe stopped on its own ("" when it did not). Cleared by
+    /// START.
     pub exception: String,
+    /// The last thing the pipe skipped while it ran on (a deletion the
+    /// receiver could not apply; "" when nothing was). Cleared by START.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub warning: String,
     /// The change log offset at creation: records below it arrived before
     /// the pipe was created (history), the rest are realtime.
     pub history_end: u64,

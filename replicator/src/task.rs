@@ -1,22 +1,66 @@
 //! The task of one running pipe: tail the log from the committed offset,
 //! extract, process, transfer (with retries), commit.
+//!
+//! One producer reads the log, filters tablets by the deletions the log
+//! holds (`deletions.rs`, per batch read), extracts and processes; two ways
+//! to transfer what it produces, by connector:
+//! - **Serial** (`iotdb-thrift-sync-connector`,
+//!   `iotdb-legacy-pipe-connector` and PIPESINK pipes,
+//!   `do-nothing-connector`): one request in flight, in log order; the next
+//!   batch is read and extracted while it is out.
+//! - **Lanes** (`iotdb-thrift-async-connector`): the events go into lanes
+//!   by a hash of their device, and each lane has one request in flight
+//!   (retried until acknowledged before its next request), so up to one
+//!   request per lane is out at once. The acknowledged offset is the first
+//!   record still queued or in flight in any lane (or the end of what was
+//!   handed to the lanes): it covers a contiguous acknowledged prefix of
+//!   the log and never passes an unacknowledged request, whatever order
+//!   the replies come back in.
+//!
+//! # Why the receiver ends with the edge's data under lanes
+//! A series belongs to one device and a device to one lane. A lane sends a
+//! request only after the previous one was acknowledged (retries included),
+//! and a request's tablets are applied in order, so the receiver applies
+//! each series' writes in log order; the last write of a series and
+//! timestamp, which is the edge's value, is applied last. After a fault the
+//! pipe resends from the committed offset, again in log order per lane:
+//! everything resent is newer in the log than everything below that
+//! offset, so the final values are again the log's last ones.
+//!
+//! # Duplicates
+//! At-least-once: a record reaches the receiver more than once only after a
+//! fault, and then at most once more per fault: a failed attempt is sent
+//! again (its request: up to `connector.batch.size-bytes`), and a stop,
+//! crash or exhausted retry sends again everything above the committed
+//! offset that had gone out: serial, the batch in flight (up to
+//! `connector.batch.size-bytes`, plus one tablet); lanes, the window (what
+//! was handed to the lanes from the acknowledged offset on: the lanes take
+//! no new batch once it holds `connector.batch.size-bytes`, so it holds
+//! less than that plus one batch of a quarter of it); in both cases plus
+//! what was acknowledged within the last [`COMMIT_INTERVAL`].
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tracing::{debug, info, instrument, warn};
 
 use crate::deletions::DeletionRecord;
 use crate::meta::PipeMeta;
-use crate::plugin::{self, Connector, Extractor, PipeEvent};
-use crate::{consumer_name, Shared, Stats};
+use crate::plugin::connector::thrift_async::{lane_of, Request};
+use crate::plugin::{self, AsyncConnector, Extractor, PipeEvent};
+use crate::{consumer_name, Live, Shared, Stats};
 
 pub(crate) struct PipeTask {
     pub shared: Arc<Shared>,
     pub meta: PipeMeta,
     pub stats: Arc<Stats>,
-    pub connector: Arc<tokio::sync::Mutex<Connector>>,
+    pub connector: Live,
     pub generation: u64,
     /// Acknowledged up to here (perhaps not yet committed).
     pub pending: std::sync::atomic::AtomicU64,
@@ -72,28 +116,117 @@ enum Stop {
     Failed(String),
 }
 
-/// Hands `p` to the sender, in the slot reserved for it if there is one;
-/// false when the sender is gone.
-async fn hand_on(
-    slot: &mut Option<tokio::sync::mpsc::Permit<'_, Prepared>>,
-    tx: &tokio::sync::mpsc::Sender<Prepared>,
-    p: Prepared,
-) -> bool {
-    match slot.take() {
-        Some(s) => {
-            s.send(p);
-            true
+/// A batch ready to send: events (each with the offset of the record it
+/// came from), the offset after them, how many of them the connector sends,
+/// and a failure met after them (the pipe stops once the events are
+/// delivered).
+struct Prepared {
+    events: Vec<PipeEvent>,
+    offsets: Vec<u64>,
+    next: u64,
+    sends: u64,
+    failure: Option<String>,
+}
+
+impl Prepared {
+    fn failed(m: String) -> Prepared {
+        Prepared {
+            events: Vec::new(),
+            offsets: Vec::new(),
+            next: 0,
+            sends: 0,
+            failure: Some(m),
         }
-        None => tx.send(p).await.is_ok(),
     }
 }
 
-/// A batch ready to send: events, the offset after them, and a failure met
-/// after them (the pipe stops once the events are delivered).
-struct Prepared {
-    events: Vec<PipeEvent>,
-    next: u64,
-    failure: Option<String>,
+/// A tablet waiting in a lane or in flight, with its record's offset.
+struct Item {
+    offset: u64,
+    tablet: Bytes,
+}
+
+/// A lane's request: its tablets, how many were acknowledged, its
+/// attempts so far, and whether it is out or waiting to be sent again.
+struct Flight {
+    items: Vec<Item>,
+    sent: usize,
+    attempt: u32,
+    state: FlightState,
+}
+
+enum FlightState {
+    Out(Request),
+    Backoff(Pin<Box<tokio::time::Sleep>>),
+}
+
+/// One lane of the async transfer (see the module doc).
+#[derive(Default)]
+struct Lane {
+    queue: VecDeque<Item>,
+    flight: Option<Flight>,
+    /// The failure its request is retrying after, and when it happened.
+    error: Option<(Instant, String)>,
+}
+
+impl Lane {
+    /// The offset of its first record not acknowledged.
+    fn first_unacked(&self) -> Option<u64> {
+        match &self.flight {
+            Some(f) => f.items.get(f.sent).map(|i| i.offset),
+            None => None,
+        }
+        .or_else(|| self.queue.front().map(|i| i.offset))
+    }
+}
+
+/// What woke a lane.
+enum LaneWoke {
+    /// Its request ended: tablets acknowledged (if known) and outcome.
+    Ended(Option<usize>, Result<(), plugin::TransferError>),
+    /// Its backoff is over: send again.
+    Resend,
+}
+
+/// The first lane whose request ended or whose backoff is over.
+fn poll_lanes(lanes: &mut [Lane]) -> impl std::future::Future<Output = (usize, LaneWoke)> + '_ {
+    std::future::poll_fn(move |cx| {
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            let Some(f) = &mut lane.flight else { continue };
+            match &mut f.state {
+                FlightState::Out(r) => {
+                    if let Poll::Ready((sent, res)) = Pin::new(r).poll(cx) {
+                        return Poll::Ready((i, LaneWoke::Ended(sent, res)));
+                    }
+                }
+                FlightState::Backoff(sleep) => {
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready((i, LaneWoke::Resend));
+                    }
+                }
+            }
+        }
+        Poll::Pending
+    })
+}
+
+/// Abandons every lane's request and waits until they are gone (their
+/// connections reset): nothing more of them is sent after this returns.
+async fn cancel_all(lanes: &mut [Lane]) {
+    let mut out = Vec::new();
+    for lane in lanes.iter_mut() {
+        if let Some(Flight {
+            state: FlightState::Out(r),
+            ..
+        }) = lane.flight.take()
+        {
+            r.abort();
+            out.push(r);
+        }
+    }
+    for r in out {
+        r.cancel().await;
+    }
 }
 
 impl PipeTask {
@@ -104,6 +237,7 @@ impl PipeTask {
         if let Err(m) = self.commit_pending().await {
             warn!(cause = %m, "could not commit the acknowledged offset; it will be sent again");
         }
+        self.stats.stopped(self.committed.load(Ordering::Relaxed));
         match end {
             Stop::Requested => debug!("pipe task stopped"),
             Stop::Failed(m) => self.shared.fail(&self.meta.id, self.generation, m),
@@ -131,14 +265,21 @@ impl PipeTask {
         }
     }
 
-    /// A producer reads the log, extracts and processes events into
-    /// batches, while this loop transfers the batch before. A one-slot
-    /// channel joins them, so reading the next batch overlaps the
-    /// receiver's work on the current one, while only one request is ever
-    /// in flight and at most two batches are held.
     async fn transfer_loop(&self, stop: &mut tokio::sync::watch::Receiver<bool>) -> Stop {
+        match &self.connector {
+            Live::Serial(_) => self.serial_loop(stop).await,
+            Live::Lanes(c) => self.lanes_loop(c, stop).await,
+        }
+    }
+
+    /// The serial transfer: a producer reads the log, extracts and
+    /// processes events into batches, while this loop transfers the batch
+    /// before. A one-slot channel joins them, so reading the next batch
+    /// overlaps the receiver's work on the current one, while only one
+    /// request is ever in flight and at most two batches are held.
+    async fn serial_loop(&self, stop: &mut tokio::sync::watch::Receiver<bool>) -> Stop {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Prepared>(1);
-        let mut producer = std::pin::pin!(self.produce(tx));
+        let mut producer = std::pin::pin!(self.produce(tx, 1));
         loop {
             enum Woke {
                 Batch(Option<Prepared>),
@@ -160,14 +301,15 @@ impl PipeTask {
                 Woke::ProducerDone => continue,
                 Woke::Stop => return Stop::Requested,
             };
-            let Some(mut p) = prepared else {
+            let Some(p) = prepared else {
                 // History done and realtime disabled: nothing more to do.
                 let _ = stop.wait_for(|s| *s).await;
                 return Stop::Requested;
             };
-            if let Some(stopped) = self.send(&mut p.events, stop).await {
+            if let Some(stopped) = self.send(&p.events, stop).await {
                 return stopped;
             }
+            self.stats.acked(p.next, p.sends);
             if p.next > self.pending.load(Ordering::Relaxed) {
                 self.note(p.next);
             }
@@ -177,52 +319,242 @@ impl PipeTask {
         }
     }
 
+    /// The async transfer over lanes (see the module doc).
+    ///
+    /// The *window* is what was handed to the lanes from the acknowledged
+    /// offset on, acknowledged or not. The lanes take a new batch from the
+    /// producer (a quarter of `connector.batch.size-bytes`) only while the
+    /// window holds less than `connector.batch.size-bytes`, so a lane stuck
+    /// on its request holds the others back once the window is full: what
+    /// a fault sends again is bounded by the window, and memory by the
+    /// window plus the producer's batch (1.5 times the size, less than the
+    /// serial transfer's two batches).
+    async fn lanes_loop(
+        &self,
+        conn: &Arc<AsyncConnector>,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Stop {
+        let budget = conn.request_bytes();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Prepared>(1);
+        let mut producer = std::pin::pin!(self.produce(tx, 4));
+        let mut lanes: Vec<Lane> = (0..conn.lanes()).map(|_| Lane::default()).collect();
+        // The batches handed to the lanes that the acknowledged offset has
+        // not passed: (offset after it, its tablet bytes), and their sum.
+        let mut window: VecDeque<(u64, usize)> = VecDeque::new();
+        let mut window_bytes = 0usize;
+        // The offset after the last batch handed to the lanes.
+        let mut handed: Option<u64> = None;
+        let mut failure: Option<String> = None;
+        let mut producer_done = false;
+        loop {
+            // Idle lanes with tablets waiting send them.
+            for lane in lanes.iter_mut().filter(|l| l.flight.is_none()) {
+                let mut items = Vec::new();
+                let mut bytes = 0;
+                while let Some(i) = lane.queue.front() {
+                    if !items.is_empty() && bytes + i.tablet.len() > budget {
+                        break;
+                    }
+                    bytes += i.tablet.len();
+                    items.push(lane.queue.pop_front().expect("front"));
+                }
+                if !items.is_empty() {
+                    let bodies = items.iter().map(|i| i.tablet.clone()).collect();
+                    lane.flight = Some(Flight {
+                        items,
+                        sent: 0,
+                        attempt: 0,
+                        state: FlightState::Out(conn.send(bodies, 0)),
+                    });
+                }
+            }
+            let idle = lanes.iter().all(|l| l.flight.is_none());
+            if idle && (failure.is_some() || producer_done) {
+                return match failure {
+                    Some(m) => Stop::Failed(m),
+                    None => {
+                        // History done and realtime disabled.
+                        let _ = stop.wait_for(|s| *s).await;
+                        Stop::Requested
+                    }
+                };
+            }
+            let admit = failure.is_none() && !producer_done && window_bytes < budget;
+            enum Woke {
+                Stop,
+                Lane(usize, LaneWoke),
+                Batch(Option<Prepared>),
+                ProducerDone,
+            }
+            let woke = tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => Woke::Stop,
+                (i, w) = poll_lanes(&mut lanes) => Woke::Lane(i, w),
+                p = rx.recv(), if admit => Woke::Batch(p),
+                () = &mut producer, if !rx.is_closed() => Woke::ProducerDone,
+            };
+            let mut acked_events = 0;
+            match woke {
+                Woke::Stop => {
+                    cancel_all(&mut lanes).await;
+                    return Stop::Requested;
+                }
+                Woke::ProducerDone => continue,
+                Woke::Batch(None) => producer_done = true,
+                Woke::Batch(Some(p)) => {
+                    let n = lanes.len();
+                    let mut bytes = 0;
+                    for (ev, offset) in p.events.into_iter().zip(p.offsets) {
+                        // The thrift connectors send tablets only.
+                        if let PipeEvent::Tablet(tablet) = ev {
+                            bytes += tablet.len();
+                            let lane = &mut lanes[lane_of(&tablet, n)];
+                            lane.queue.push_back(Item { offset, tablet });
+                        }
+                    }
+                    window.push_back((p.next, bytes));
+                    window_bytes += bytes;
+                    handed = Some(p.next);
+                    failure = p.failure;
+                }
+                Woke::Lane(i, LaneWoke::Resend) => {
+                    let f = lanes[i].flight.as_mut().expect("in flight");
+                    let bodies = f.items.iter().map(|i| i.tablet.clone()).collect();
+                    f.state = FlightState::Out(conn.send(bodies, f.sent));
+                }
+                Woke::Lane(i, LaneWoke::Ended(sent, result)) => {
+                    let lane = &mut lanes[i];
+                    let f = lane.flight.as_mut().expect("in flight");
+                    let sent = sent.unwrap_or(f.sent).clamp(f.sent, f.items.len());
+                    acked_events = (sent - f.sent) as u64;
+                    f.sent = sent;
+                    match result {
+                        Ok(()) => {
+                            lane.flight = None;
+                            if lane.error.take().is_some() {
+                                self.publish_retry(&lanes);
+                            }
+                        }
+                        Err(e) => {
+                            // Read at each failure: LOAD CONFIGURATION
+                            // applies to the next one.
+                            let settings = self.shared.settings();
+                            f.attempt += 1;
+                            if f.attempt > settings.max_retry {
+                                let m = format!(
+                                    "transfer failed {} times (max_number_of_sync_file_retry = {}): {e}",
+                                    f.attempt, settings.max_retry
+                                );
+                                cancel_all(&mut lanes).await;
+                                return Stop::Failed(m);
+                            }
+                            let wait = backoff(settings.retry_base, settings.retry_cap, f.attempt);
+                            warn!(attempt = f.attempt, lane = i, retry_in_ms = wait.as_millis() as u64, cause = %e, "transfer failed; retrying");
+                            f.state = FlightState::Backoff(Box::pin(tokio::time::sleep(wait)));
+                            lane.error = Some((
+                                Instant::now(),
+                                format!("retry {} of {}: {e}", f.attempt, settings.max_retry),
+                            ));
+                            self.publish_retry(&lanes);
+                        }
+                    }
+                }
+            }
+            // Acknowledged: everything below the first record still in a
+            // lane, and below the end of what the lanes were handed.
+            let pending = lanes
+                .iter()
+                .filter_map(Lane::first_unacked)
+                .chain(handed)
+                .min();
+            if let Some(pending) = pending {
+                while window.front().is_some_and(|w| w.0 <= pending) {
+                    window_bytes -= window.pop_front().expect("front").1;
+                }
+                self.stats.acked(pending, acked_events);
+                if pending > self.pending.load(Ordering::Relaxed) {
+                    self.note(pending);
+                }
+            }
+        }
+    }
+
+    /// Publishes the most recent failure of the lanes that retry, or none.
+    fn publish_retry(&self, lanes: &[Lane]) {
+        let last = lanes
+            .iter()
+            .filter_map(|l| l.error.as_ref())
+            .max_by_key(|e| e.0)
+            .map(|e| e.1.clone());
+        self.stats.set_retry(last);
+    }
+
+    /// Hands `p` to the sender, in the slot reserved for it if there is
+    /// one, publishing what was read; false when the sender is gone.
+    async fn hand_on(
+        &self,
+        slot: &mut Option<tokio::sync::mpsc::Permit<'_, Prepared>>,
+        tx: &tokio::sync::mpsc::Sender<Prepared>,
+        p: Prepared,
+    ) -> bool {
+        if p.failure.is_none() || p.next > 0 {
+            self.stats.read(p.next, p.sends);
+        }
+        match slot.take() {
+            Some(s) => {
+                s.send(p);
+                true
+            }
+            None => tx.send(p).await.is_ok(),
+        }
+    }
+
     /// Reads the log from the committed offset, extracts and processes, and
-    /// hands batches of at most `batch_bytes` to the sender. A failure is
-    /// handed on after the events before it, so they are still delivered.
-    async fn produce(&self, tx: tokio::sync::mpsc::Sender<Prepared>) {
-        let fail = |m: String| Prepared {
-            events: Vec::new(),
-            next: 0,
-            failure: Some(m),
-        };
+    /// hands batches of at most `connector.batch.size-bytes / divisor` to
+    /// the sender. A failure is handed on after the events before it, so
+    /// they are still delivered.
+    async fn produce(&self, tx: tokio::sync::mpsc::Sender<Prepared>, divisor: usize) {
         let Ok(slot) = tx.reserve().await else { return };
         let log = &self.shared.log;
         let settings = self.shared.settings();
         let mut ext_attrs = self.meta.extractor.clone();
         let mut ext = match Extractor::configure(&mut ext_attrs, settings.units_per_sec) {
             Ok(e) => e,
-            Err(m) => return slot.send(fail(m)),
+            Err(m) => return slot.send(Prepared::failed(m)),
         };
         ext.deletions = self.meta.sync_deletions();
         let mut proc_attrs = self.meta.processor.clone();
         let mut processor = match plugin::processor(&mut proc_attrs) {
             Ok(p) => p,
-            Err(m) => return slot.send(fail(m)),
+            Err(m) => return slot.send(Prepared::failed(m)),
         };
         // Not from the connector: another pipe sharing it may hold it for
         // as long as its transfer takes.
-        let batch_bytes = match plugin::ConnectorSpec::parse(&self.meta.connector) {
-            Ok(spec) => spec.batch_bytes(),
-            Err(m) => return slot.send(fail(m)),
+        let spec = match plugin::ConnectorSpec::parse(&self.meta.connector) {
+            Ok(spec) => spec,
+            Err(m) => return slot.send(Prepared::failed(m)),
         };
+        let batch_bytes =
+            (spec.batch_bytes() / divisor.max(1)).max(plugin::connector::MIN_BATCH_BYTES);
         let consumer = consumer_name(&self.meta.id);
         let mut offset = log.committed(&consumer).unwrap_or(self.meta.history_end);
         self.pending.store(offset, Ordering::Relaxed);
         self.committed.store(offset, Ordering::Relaxed);
+        self.stats.started(offset);
         if !ext.history {
             offset = offset.max(self.meta.history_end);
         }
         if offset < log.log_start() {
+            // The change log recorded the loss for this pipe's consumer:
+            // SHOW PIPES names the lost offsets.
             let start = log.log_start();
             warn!(offset, log_start = start, "records before the log start were deleted by the disk bound; continuing at the log start");
-            self.shared.warn(&self.meta.id, self.generation, &format!("change log records {offset}..{start} were deleted by the disk bound before this pipe sent them; they are lost"), true);
             offset = start;
         }
         let mut reader = match log.reader(offset) {
             Ok(r) => r,
             Err(e) => {
-                return slot.send(fail(format!(
+                return slot.send(Prepared::failed(format!(
                     "cannot read the change log at offset {offset}: {e}"
                 )))
             }
@@ -230,6 +562,8 @@ impl PipeTask {
         info!(offset, "pipe running");
         drop(slot);
         let mut events = Vec::new();
+        let mut offsets = Vec::new();
+        let mut sends = 0u64;
         let mut size = 0usize;
         loop {
             if !ext.realtime && offset >= self.meta.history_end {
@@ -241,7 +575,7 @@ impl PipeTask {
             let mut batches = match first {
                 Ok(b) => vec![b],
                 Err(e) => {
-                    return slot.send(fail(format!(
+                    return slot.send(Prepared::failed(format!(
                         "reading the change log at offset {offset}: {e}"
                     )))
                 }
@@ -257,11 +591,15 @@ impl PipeTask {
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        return slot.send(Prepared {
+                        let p = Prepared {
                             events,
+                            offsets,
                             next: offset,
+                            sends,
                             failure: Some(format!("reading the change log: {e}")),
-                        })
+                        };
+                        self.hand_on(&mut Some(slot), &tx, p).await;
+                        return;
                     }
                 }
             }
@@ -305,7 +643,11 @@ impl PipeTask {
                             if let PipeEvent::Tablet(b) = &ev {
                                 size += b.len();
                             }
+                            let before = events.len();
                             processor.process(ev, &mut events);
+                            sends +=
+                                events[before..].iter().filter(|e| spec.sends(e)).count() as u64;
+                            offsets.resize(events.len(), rec.offset);
                         }
                         Ok(None) => {}
                         Err(m) => {
@@ -313,10 +655,12 @@ impl PipeTask {
                                 format!("change log record {} does not decode: {m}", rec.offset);
                             let p = Prepared {
                                 events,
+                                offsets,
                                 next,
+                                sends,
                                 failure: Some(m),
                             };
-                            hand_on(&mut slot, &tx, p).await;
+                            self.hand_on(&mut slot, &tx, p).await;
                             return;
                         }
                     }
@@ -326,10 +670,12 @@ impl PipeTask {
                         // in the next one.
                         let p = Prepared {
                             events: std::mem::take(&mut events),
+                            offsets: std::mem::take(&mut offsets),
                             next,
+                            sends: std::mem::take(&mut sends),
                             failure: None,
                         };
-                        if !hand_on(&mut slot, &tx, p).await {
+                        if !self.hand_on(&mut slot, &tx, p).await {
                             return;
                         }
                         size = 0;
@@ -339,18 +685,22 @@ impl PipeTask {
             if !events.is_empty() || next > offset {
                 let p = Prepared {
                     events: std::mem::take(&mut events),
+                    offsets: std::mem::take(&mut offsets),
                     next,
+                    sends: std::mem::take(&mut sends),
                     failure: None,
                 };
                 size = 0;
-                if !hand_on(&mut slot, &tx, p).await {
+                if !self.hand_on(&mut slot, &tx, p).await {
                     return;
                 }
             }
             if next != reader.position() {
                 // Realtime disabled: the read went past the history end.
                 if let Err(e) = reader.seek(next) {
-                    let _ = tx.send(fail(format!("seek to {next}: {e}"))).await;
+                    let _ = tx
+                        .send(Prepared::failed(format!("seek to {next}: {e}")))
+                        .await;
                     return;
                 }
             }
@@ -358,43 +708,57 @@ impl PipeTask {
         }
     }
 
-    /// Transfers `events` with retries; `None` on success.
+    /// Transfers `events` with retries, one request at a time; `None` on
+    /// success. While it retries, SHOW PIPES shows the last failure
+    /// (`retry 2 of 5: …`); a success clears it.
     ///
     /// A stop abandons the transfer wherever it is: waiting for the
     /// connector (another pipe sharing it may be stuck on a silent
     /// receiver), connecting, writing or awaiting the reply. The abandoned
     /// request is never acknowledged (its events stay above the pending
     /// offset, to be sent again after START) and its connection is reset
-    /// (see [`Connector::transfer`]).
+    /// (see [`plugin::Connector::transfer`]).
     async fn send(
         &self,
-        events: &mut Vec<PipeEvent>,
+        events: &[PipeEvent],
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Option<Stop> {
         if events.is_empty() {
             return None;
         }
-        let settings = self.shared.settings();
+        let Live::Serial(connector) = &self.connector else {
+            unreachable!("serial transfer on a serial connector")
+        };
         let mut attempt = 0;
+        // Events acknowledged so far (single-tablet requests: a retry goes
+        // on after them).
+        let mut sent = 0;
         loop {
             let r = tokio::select! {
                 biased;
                 _ = stop.wait_for(|s| *s) => return Some(Stop::Requested),
                 r = async {
-                    let mut c = self.connector.lock().await;
-                    let r = c.transfer(events).await;
+                    let mut c = connector.lock().await;
+                    let r = c.transfer(events, &mut sent).await;
                     (r, c.take_notes())
                 } => r,
             };
+            // What the connector skipped and went on after (the legacy
+            // connector's deletions the receiver could not apply).
             for note in &r.1 {
-                self.shared.warn(&self.meta.id, self.generation, note, true);
+                self.shared.warn(&self.meta.id, self.generation, note);
             }
             match r.0 {
                 Ok(()) => {
-                    events.clear();
+                    if attempt > 0 {
+                        self.stats.set_retry(None);
+                    }
                     return None;
                 }
                 Err(e) => {
+                    // Read at each failure: LOAD CONFIGURATION applies to
+                    // the next one.
+                    let settings = self.shared.settings();
                     attempt += 1;
                     if attempt > settings.max_retry {
                         return Some(Stop::Failed(format!(
@@ -404,7 +768,10 @@ impl PipeTask {
                     }
                     let wait = backoff(settings.retry_base, settings.retry_cap, attempt);
                     warn!(attempt, retry_in_ms = wait.as_millis() as u64, cause = %e, "transfer failed; retrying");
-                    self.shared.warn(&self.meta.id, self.generation, &format!("transfer failed, retry {attempt} of {} (max_number_of_sync_file_retry): {e}", settings.max_retry), false);
+                    self.stats.set_retry(Some(format!(
+                        "retry {attempt} of {}: {e}",
+                        settings.max_retry
+                    )));
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = stop.wait_for(|s| *s) => return Some(Stop::Requested),

@@ -2,9 +2,10 @@
 //! behaviours (answer, refuse, lose the reply, stay silent), START, STOP,
 //! DROP and re-CREATE, graceful restarts and crashes, run against the real
 //! `PipeManager` and task over a real change log in a temporary directory,
-//! sending to the real receiver code behind a loopback port (the test peer
-//! in `tests/peer`), and checked against a model of the committed offset
-//! and of what the receiver must hold:
+//! with the sync or the async thrift connector, sending to the real
+//! receiver code behind a loopback port (the test peer in `tests/peer`),
+//! and checked against a model of the committed offset and of what the
+//! receiver must hold:
 //!
 //! - the committed offset never passes a record the receiver did not
 //!   acknowledge, and never moves back (but for a re-created pipe);
@@ -15,7 +16,11 @@
 //! - in the end the receiver holds every record; each record is applied at
 //!   most once plus once per fault (a failed or unanswered request, a stop,
 //!   a restart, a crash, a re-created pipe), as the crate doc bounds the
-//!   replay after a fault.
+//!   replay after a fault;
+//! - in the end the receiver's value of every device and time is the
+//!   edge's, the last one written: records rewrite the same few devices and
+//!   times, so an older value applied after a newer one (the async
+//!   connector's requests out of order) would show.
 //!
 //! CI runs a few cases; a longer run: `PROPTEST_CASES=300 cargo test
 //! --release -p replicator --test model`.
@@ -43,8 +48,10 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 enum Action {
-    /// Appends this many records (each one tablet, its time its id).
-    Append(u8),
+    /// Appends records (each one tablet of one row, to device `root.m.dK`
+    /// at time T, for each (K, T); its value and its `id` column are its
+    /// offset).
+    Append(Vec<(u8, u8)>),
     /// What the receiver does with the next requests.
     Peer(Mode),
     Start,
@@ -69,7 +76,7 @@ fn action() -> impl Strategy<Value = Action> {
         1 => Just(Mode::Mute),
     ];
     prop_oneof![
-        4 => (1u8..=8).prop_map(Action::Append),
+        4 => prop::collection::vec((0u8..4, 0u8..6), 1..=8).prop_map(Action::Append),
         3 => mode.prop_map(Action::Peer),
         3 => Just(Action::Start),
         2 => Just(Action::Stop),
@@ -89,6 +96,9 @@ struct Life {
 
 fn settings(timeout: Duration) -> Settings {
     Settings {
+        // A few lanes and connections (each a thread on the peer).
+        async_max_clients: 3,
+        async_core_clients: 2,
         retry_base: Duration::from_millis(5),
         retry_cap: Duration::from_millis(20),
         // Faults are the test's to end; the pipe never gives up.
@@ -113,9 +123,9 @@ fn open_log(dir: &Path) -> Arc<wal::Log> {
     )
 }
 
-fn connector(port: u16) -> BTreeMap<String, String> {
+fn connector(port: u16, name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("connector".into(), "iotdb-thrift-connector".into()),
+        ("connector".into(), name.into()),
         ("connector.ip".into(), "127.0.0.1".into()),
         ("connector.port".into(), port.to_string()),
     ])
@@ -147,10 +157,14 @@ struct Harness {
     faults: u32,
     /// The connector's call timeout.
     timeout: Duration,
+    /// The connector plugin.
+    connector: &'static str,
+    /// The edge's value of each device and time: the last one appended.
+    edge: BTreeMap<(String, i64), f64>,
 }
 
 impl Harness {
-    fn new(timeout: Duration) -> Harness {
+    fn new(timeout: Duration, connector: &'static str) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let peer = Peer::start(Mode::Answer);
         let mut h = Harness {
@@ -163,11 +177,18 @@ impl Harness {
             quiet: None,
             faults: 0,
             timeout,
+            connector,
+            edge: BTreeMap::new(),
         };
         h.open();
         let port = h.peer.port;
         h.mgr()
-            .create(PIPE, BTreeMap::new(), BTreeMap::new(), connector(port))
+            .create(
+                PIPE,
+                BTreeMap::new(),
+                BTreeMap::new(),
+                self::connector(port, connector),
+            )
             .unwrap();
         h
     }
@@ -225,16 +246,19 @@ impl Harness {
 
     fn apply(&mut self, a: &Action) {
         match *a {
-            Action::Append(n) => {
+            Action::Append(ref records) => {
                 let log = self.life().log.clone();
-                for _ in 0..n {
+                for &(k, time) in records {
                     let id = self.end as i64;
+                    let device = format!("root.m.d{k}");
+                    self.edge
+                        .insert((device.clone(), i64::from(time)), id as f64);
                     let t = Tablet {
-                        device: "root.m.d".into(),
-                        measurements: vec!["s".into()],
-                        columns: vec![Column::Double(vec![id as f64])],
-                        nulls: vec![None],
-                        times: vec![id],
+                        device,
+                        measurements: vec!["s".into(), "id".into()],
+                        columns: vec![Column::Double(vec![id as f64]), Column::Int64(vec![id])],
+                        nulls: vec![None, None],
+                        times: vec![i64::from(time)],
                         aligned: false,
                     };
                     let offset = log.append(KIND_TABLET, &t.serialize_v12()).unwrap();
@@ -268,7 +292,12 @@ impl Harness {
                 self.committed = 0;
                 let port = self.peer.port;
                 self.mgr()
-                    .create(PIPE, BTreeMap::new(), BTreeMap::new(), connector(port))
+                    .create(
+                        PIPE,
+                        BTreeMap::new(),
+                        BTreeMap::new(),
+                        connector(port, self.connector),
+                    )
                     .unwrap();
                 assert_eq!(self.committed_now(), 0);
             }
@@ -397,6 +426,10 @@ impl Harness {
                     "record {id} applied {n} times with {faults} faults"
                 );
             }
+            assert_eq!(
+                s.state, self.edge,
+                "the receiver's values differ from the edge's (device, time) → value"
+            );
         });
         let life = self.life.take().expect("open");
         timed("shutdown", || life.mgr.shutdown());
@@ -425,9 +458,13 @@ proptest! {
     #[test]
     fn a_pipe_delivers_at_least_once_through_faults(
         timeout_ms in prop_oneof![Just(200u64), Just(5_000)],
+        connector in prop_oneof![
+            Just("iotdb-thrift-connector"),
+            Just("iotdb-thrift-async-connector"),
+        ],
         actions in prop::collection::vec(action(), 1..30),
     ) {
-        let mut h = Harness::new(Duration::from_millis(timeout_ms));
+        let mut h = Harness::new(Duration::from_millis(timeout_ms), connector);
         for a in &actions {
             h.apply(a);
         }

@@ -3,7 +3,8 @@
 //! filters, STOP / START / DROP, connector reuse, and faults (kill -9 of
 //! either node, a proxy that cuts and delays the link, retries running
 //! out, a receiver that never answers). After each, the cloud holds
-//! exactly the edge's data.
+//! exactly the edge's data. The fault tests run with the sync connector
+//! and again with `iotdb-thrift-async-connector` (`…_async`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,7 +16,13 @@ use protocol::tablet::{Column, Tablet};
 const WAIT: Duration = Duration::from_secs(60);
 
 fn connector(port: u16) -> String {
-    format!("WITH CONNECTOR ('connector'='iotdb-thrift-connector', 'connector.ip'='127.0.0.1', 'connector.port'='{port}')")
+    connector_of("iotdb-thrift-connector", port)
+}
+
+const ASYNC: &str = "iotdb-thrift-async-connector";
+
+fn connector_of(plugin: &str, port: u16) -> String {
+    format!("WITH CONNECTOR ('connector'='{plugin}', 'connector.ip'='127.0.0.1', 'connector.port'='{port}')")
 }
 
 /// Waits until the cloud's `select ** from root` equals the edge's.
@@ -277,11 +284,39 @@ fn stop_start_drop_and_connector_reuse() {
         .iter()
         .filter(|x| x.0 >= 200)
         .all(|x| x.1[b].is_none()));
+    // The presets edgepipe implements, as IoTDB 1.2 lists them.
     let plugins = s.execute("show pipeplugins").unwrap().unwrap();
-    assert!(plugins.rows.iter().any(|r| r.1[0]
-        == Some(protocol::types::Value::Text(
-            b"IOTDB-THRIFT-SYNC-CONNECTOR".to_vec()
-        ))));
+    assert_eq!(
+        plugins.columns,
+        ["PluginName", "PluginType", "ClassName", "PluginJar"]
+    );
+    let text = |v: &Option<protocol::types::Value>| v.as_ref().map(|v| v.to_string());
+    let names: Vec<String> = plugins
+        .rows
+        .iter()
+        .map(|r| {
+            assert_eq!(text(&r.1[1]).as_deref(), Some("Builtin"));
+            assert_eq!(text(&r.1[3]).as_deref(), Some(""));
+            text(&r.1[0]).unwrap()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "IOTDB-EXTRACTOR",
+            "DO-NOTHING-PROCESSOR",
+            "DO-NOTHING-CONNECTOR",
+            "IOTDB-THRIFT-CONNECTOR",
+            "IOTDB-THRIFT-SYNC-CONNECTOR",
+            "IOTDB-THRIFT-ASYNC-CONNECTOR",
+            "IOTDB-LEGACY-PIPE-CONNECTOR"
+        ]
+    );
+    let err = s
+        .execute("create pipe x WITH CONNECTOR ('connector'='opc-ua-connector')")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("edgepipe does not implement"), "{err}");
     s.close().unwrap();
     // Pipes and states survive a restart.
     edge.stop();
@@ -328,12 +363,21 @@ fn pipe_privileges() {
 
 #[test]
 fn kill9_of_cloud_and_edge_mid_stream() {
+    kill9_mid_stream("iotdb-thrift-connector");
+}
+
+#[test]
+fn kill9_of_cloud_and_edge_mid_stream_async() {
+    kill9_mid_stream(ASYNC);
+}
+
+fn kill9_mid_stream(plugin: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let cport = free_port();
     let cport_s = cport.to_string();
     let cloud = NodeProc::start(&tmp.path().join("cloud"), &["--rpc-port", &cport_s]);
     let edge = NodeProc::start(&tmp.path().join("edge"), &[]);
-    let cfg = connector(cport);
+    let cfg = connector_of(plugin, cport);
     sql(&edge.addr(), &format!("create pipe p {cfg}"));
     sql(&edge.addr(), "start pipe p");
     write_rows(&edge.addr(), "root.f.d", 0, 2000);
@@ -403,6 +447,15 @@ fn kill9_of_cloud_and_edge_mid_stream() {
 
 #[test]
 fn a_flaky_link_cut_and_delayed_by_a_proxy() {
+    flaky_link("iotdb-thrift-connector");
+}
+
+#[test]
+fn a_flaky_link_cut_and_delayed_by_a_proxy_async() {
+    flaky_link(ASYNC);
+}
+
+fn flaky_link(plugin: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let cloud = NodeProc::start(&tmp.path().join("cloud"), &[]);
     let proxy = Proxy::start(cloud.addr(), Duration::from_millis(2));
@@ -414,7 +467,7 @@ fn a_flaky_link_cut_and_delayed_by_a_proxy() {
     );
     sql(
         &edge.addr(),
-        &format!("create pipe p {}", connector(proxy.port)),
+        &format!("create pipe p {}", connector_of(plugin, proxy.port)),
     );
     sql(&edge.addr(), "start pipe p");
     // Cut right after each write, while the pipe ships it; go on (up to 40
@@ -442,6 +495,15 @@ fn a_flaky_link_cut_and_delayed_by_a_proxy() {
 
 #[test]
 fn retries_run_out_then_start_pipe_resumes() {
+    retries_run_out("iotdb-thrift-connector");
+}
+
+#[test]
+fn retries_run_out_then_start_pipe_resumes_async() {
+    retries_run_out(ASYNC);
+}
+
+fn retries_run_out(plugin: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let cport = free_port();
     let cfg = tmp.path().join("edge.properties");
@@ -450,7 +512,10 @@ fn retries_run_out_then_start_pipe_resumes() {
         &tmp.path().join("edge"),
         &["--config", cfg.to_str().unwrap()],
     );
-    sql(&edge.addr(), &format!("create pipe p {}", connector(cport)));
+    sql(
+        &edge.addr(),
+        &format!("create pipe p {}", connector_of(plugin, cport)),
+    );
     sql(&edge.addr(), "start pipe p");
     write_rows(&edge.addr(), "root.h.d", 0, 300);
     // The cloud is down: the pipe gives up and says why.
@@ -607,6 +672,15 @@ impl Drop for SilentPeer {
 /// stuck on a silent receiver, and the task went on after DROP returned.
 #[test]
 fn stop_and_drop_are_prompt_against_a_receiver_that_never_answers() {
+    prompt_against_silence("iotdb-thrift-connector");
+}
+
+#[test]
+fn stop_and_drop_are_prompt_against_a_receiver_that_never_answers_async() {
+    prompt_against_silence(ASYNC);
+}
+
+fn prompt_against_silence(plugin: &str) {
     let tmp = tempfile::tempdir().unwrap();
     // A connector timeout longer than the 2 s bound (a STOP that waits for
     // the call fails the bound), short enough that a task left running
@@ -624,7 +698,10 @@ fn stop_and_drop_are_prompt_against_a_receiver_that_never_answers() {
     let e = edge.addr();
     let peer = SilentPeer::start();
     write_rows(&e, "root.s.d", 0, 500);
-    sql(&e, &format!("create pipe p {}", connector(peer.port)));
+    sql(
+        &e,
+        &format!("create pipe p {}", connector_of(plugin, peer.port)),
+    );
     sql(&e, "start pipe p");
     // The pipe's call is out (its handshake) and will never be answered.
     assert!(
@@ -659,4 +736,78 @@ fn stop_and_drop_are_prompt_against_a_receiver_that_never_answers() {
     );
     assert!(sql(&e, "show pipes").unwrap().rows.is_empty());
     edge.stop();
+}
+
+/// `iotdb-thrift-async-connector` spreads its requests over
+/// `connector.node-urls`: with two independent cloud nodes each gets a
+/// share, and together they hold exactly the edge's data. Batching off
+/// (`connector.batch.enable`), as an IoTDB 1.2.0 receiver needs.
+#[test]
+fn the_async_connector_spreads_over_node_urls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c1 = NodeProc::start(&tmp.path().join("c1"), &[]);
+    let c2 = NodeProc::start(&tmp.path().join("c2"), &[]);
+    let edge = NodeProc::start(&tmp.path().join("edge"), &[]);
+    let e = edge.addr();
+    sql(
+        &e,
+        &format!(
+            "create pipe p WITH CONNECTOR ('connector'='{ASYNC}', 'connector.node-urls'='127.0.0.1:{},127.0.0.1:{}', 'connector.batch.enable'='false')",
+            c1.port, c2.port
+        ),
+    );
+    sql(&e, "start pipe p");
+    for d in 0..20 {
+        write_rows(&e, &format!("root.spread.d{d}"), 0, 100);
+    }
+    let want = everything(&e).unwrap();
+    let points = |r: &Rows| {
+        r.rows
+            .iter()
+            .map(|x| x.1.iter().flatten().count())
+            .sum::<usize>()
+    };
+    let ok = wait_until(WAIT, || {
+        let (a, b) = (everything(&c1.addr()), everything(&c2.addr()));
+        a.zip(b)
+            .is_some_and(|(a, b)| points(&a) + points(&b) == points(&want))
+    });
+    assert!(ok, "the clouds together do not hold the edge's points");
+    let (a, b) = (
+        everything(&c1.addr()).unwrap(),
+        everything(&c2.addr()).unwrap(),
+    );
+    assert!(
+        points(&a) > 0 && points(&b) > 0,
+        "both nodes got requests: {} and {} points",
+        points(&a),
+        points(&b)
+    );
+    // Every value on a cloud node is the edge's.
+    for cloud in [&a, &b] {
+        for (t, vals) in &cloud.rows {
+            let row = want
+                .rows
+                .iter()
+                .find(|r| r.0 == *t)
+                .expect("time on the edge");
+            for (c, v) in cloud.columns.iter().zip(vals) {
+                if v.is_some() {
+                    let k = want
+                        .columns
+                        .iter()
+                        .position(|x| x == c)
+                        .expect("column on the edge");
+                    assert_eq!(v, &row.1[k], "{c} at {t}");
+                }
+            }
+        }
+    }
+    assert!(
+        wait_until(WAIT, || pipe_row(&e, "p")[7] == "0"),
+        "remaining events drain to 0"
+    );
+    edge.stop();
+    c1.stop();
+    c2.stop();
 }

@@ -5,7 +5,15 @@
 //! Requests are decoded and answered by the real receiver code
 //! ([`receiver::Receiver::transfer`]); the [`Mode`] decides what happens around it:
 //! answer, refuse (the apply fails, the receiver answers an error status),
-//! apply and lose the reply, read and never answer, or stop reading.
+//! apply and lose the reply, read and never answer, stop reading, or hold
+//! the replies until the test releases them, in the order it chooses. It
+//! can also play an IoTDB 1.2.0 receiver, which answers a tablet batch
+//! (type 6) with 1801, unknown type ([`Peer::refuse_batches`]).
+//!
+//! A record's id is the value of its tablet's `id` column if it has one,
+//! else its first time. The peer keeps the last value applied for each
+//! device, time and measurement `s` ([`Seen::state`]): what a receiver's
+//! store would hold.
 //!
 //! "Nothing was sent after STOP returned" is checked byte-exactly, not by
 //! timing: [`Peer::received`] counts, under each connection's lock, the
@@ -26,8 +34,8 @@ use std::time::{Duration, Instant};
 
 use protocol::message::{reply, Call};
 use protocol::pipe;
-use protocol::rpc::TPipeTransferReq;
-use protocol::tablet::Tablet;
+use protocol::rpc::{TPipeTransferReq, TPipeTransferResp, TSStatus};
+use protocol::tablet::{Column, Tablet};
 use receiver::{Apply, ReceiverState};
 
 /// What the peer does with the requests it reads.
@@ -48,6 +56,12 @@ pub enum Mode {
     /// Accepts connections and reads nothing (the sender's writes block
     /// once the socket buffers fill).
     Deaf,
+    /// Answers the next handshake, then turns `Deaf`.
+    DeafAfterHandshake,
+    /// Applies transfers and holds each reply until [`Peer::release`]
+    /// names the request; handshakes are answered. (A held connection's
+    /// lock is held too: [`Peer::received`] waits for the release.)
+    Hold,
 }
 
 /// One transfer request as the peer read it.
@@ -64,6 +78,10 @@ pub struct Request {
     pub devices: Vec<String>,
     /// The mode it met.
     pub mode: Mode,
+    /// Its `pipeTransfer` type (3 a tablet, 6 a batch).
+    pub kind: i16,
+    /// The status code it was answered (or would have been).
+    pub code: i32,
 }
 
 /// Everything the peer saw.
@@ -77,6 +95,8 @@ pub struct Seen {
     pub acked: BTreeSet<i64>,
     /// Records read below the floor (see [`Peer::set_floor`]).
     pub below_floor: Vec<(i64, i64)>,
+    /// The last value of measurement `s` applied for each (device, time).
+    pub state: BTreeMap<(String, i64), f64>,
 }
 
 /// The bytes the peer got: connections accepted, and bytes read plus
@@ -113,6 +133,14 @@ struct Inner {
     floor: AtomicI64,
     seen: Mutex<Seen>,
     stop: AtomicBool,
+    /// Answer tablet batches 1801, as IoTDB 1.2.0.
+    no_batches: AtomicBool,
+    /// In `Answer` mode, requests carrying this device are held as in
+    /// `Hold`.
+    hold_device: Mutex<Option<String>>,
+    /// Held requests (by index in `Seen::requests`) released so far.
+    released: Mutex<BTreeSet<usize>>,
+    released_cv: std::sync::Condvar,
     /// The real receiving side (its file directory in `_dir`).
     receiver: receiver::Receiver,
     _dir: tempfile::TempDir,
@@ -140,6 +168,10 @@ impl Peer {
             floor: AtomicI64::new(i64::MIN),
             seen: Mutex::new(Seen::default()),
             stop: AtomicBool::new(false),
+            no_batches: AtomicBool::new(false),
+            hold_device: Mutex::new(None),
+            released: Mutex::new(BTreeSet::new()),
+            released_cv: std::sync::Condvar::new(),
             receiver: receiver::Receiver::open(receiver::ReceiverConfig {
                 precision: "ms".into(),
                 dir: dir.path().join("receiver"),
@@ -170,6 +202,38 @@ impl Peer {
     /// in [`Seen::below_floor`].
     pub fn set_floor(&self, floor: i64) {
         self.inner.floor.store(floor, Ordering::SeqCst);
+    }
+
+    /// From now on, answers tablet batches (type 6) with 1801 without
+    /// applying them, as an IoTDB 1.2.0 receiver does.
+    pub fn refuse_batches(&self) {
+        self.inner.no_batches.store(true, Ordering::SeqCst);
+    }
+
+    /// Closes every connection from the receiving side (as a node closes
+    /// connections idle longer than `dn_connection_timeout_ms`).
+    pub fn close_connections(&self) {
+        for c in self.inner.conns.lock().unwrap().iter() {
+            let _ = c.stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// In `Answer` mode, holds (as `Hold` does) every request carrying a
+    /// tablet of `device`.
+    pub fn hold_device(&self, device: &str) {
+        *self.inner.hold_device.lock().unwrap() = Some(device.into());
+    }
+
+    /// Holds no device any more (requests already held stay held until
+    /// released or their connection closes).
+    pub fn stop_holding(&self) {
+        *self.inner.hold_device.lock().unwrap() = None;
+    }
+
+    /// Lets the held reply of request `k` (index in [`Seen::requests`]) go.
+    pub fn release(&self, k: usize) {
+        self.inner.released.lock().unwrap().insert(k);
+        self.inner.released_cv.notify_all();
     }
 
     /// Forgets which records were acknowledged (a pipe re-created: the new
@@ -250,6 +314,7 @@ impl Peer {
 impl Drop for Peer {
     fn drop(&mut self) {
         self.inner.stop.store(true, Ordering::Relaxed);
+        self.inner.released_cv.notify_all();
     }
 }
 
@@ -358,16 +423,31 @@ fn take_frame(buf: &mut Vec<u8>) -> Option<Vec<u8>> {
     Some(frame)
 }
 
+/// One applied tablet: device, id, and the (time, value) of its `s`
+/// measurement.
+type Applied = (String, i64, Vec<(i64, f64)>);
+
 /// Collects the tablets of a request; fails the apply when refusing.
 struct Collect {
-    tablets: Mutex<Vec<(String, i64)>>,
+    tablets: Mutex<Vec<Applied>>,
     refuse: bool,
 }
 
 impl Apply for Collect {
     fn apply(&self, tablets: Vec<(Tablet, &[u8])>) -> Result<Option<u64>, (i32, String)> {
         let mut v = self.tablets.lock().unwrap();
-        v.extend(tablets.iter().map(|(t, _)| (t.device.clone(), t.times[0])));
+        for (t, _) in &tablets {
+            let col = |name: &str| t.measurements.iter().position(|m| m == name);
+            let id = match col("id").map(|c| &t.columns[c]) {
+                Some(Column::Int64(v)) => v[0],
+                _ => t.times[0],
+            };
+            let s = match col("s").map(|c| &t.columns[c]) {
+                Some(Column::Double(v)) => t.times.iter().copied().zip(v.iter().copied()).collect(),
+                _ => Vec::new(),
+            };
+            v.push((t.device.clone(), id, s));
+        }
         if self.refuse {
             return Err((1107, "refused by the test peer".into()));
         }
@@ -377,17 +457,45 @@ impl Apply for Collect {
 
 /// Handles one frame; false to close the connection (a lost reply).
 fn handle(i: &Inner, c: &Conn, st: &mut ConnState, frame: &[u8]) -> bool {
-    let mode = *i.mode.lock().unwrap();
+    let mut mode = *i.mode.lock().unwrap();
     let mut call = Call::parse(frame).expect("a thrift call");
     assert_eq!(call.name, "pipeTransfer");
     let req: TPipeTransferReq = call.arg().expect("decodes").expect("an argument");
-    let handshake = req.type_ == Some(pipe::HANDSHAKE);
+    let kind = req.type_.unwrap_or(-1);
+    let handshake = kind == pipe::HANDSHAKE;
     let collect = Collect {
         tablets: Mutex::new(Vec::new()),
         refuse: mode == Mode::Refuse,
     };
-    let (resp, _) = i.receiver.transfer(&mut st.receiver, req, &collect);
+    let resp = if kind == pipe::TRANSFER_TABLET_BATCH && i.no_batches.load(Ordering::SeqCst) {
+        // IoTDB 1.2.0 has no such type: nothing applied.
+        TPipeTransferResp {
+            status: TSStatus {
+                code: pipe::PIPE_TYPE_ERROR,
+                message: Some(format!("Unknown PipeRequestType {kind}.")),
+                sub_status: None,
+                redirect_node: None,
+                need_retry: None,
+            },
+            body: None,
+        }
+    } else {
+        i.receiver.transfer(&mut st.receiver, req, &collect).0
+    };
+    assert!(
+        resp.status.code != 1801 || kind == pipe::TRANSFER_TABLET_BATCH,
+        "1801 for type {kind}"
+    );
+    let code = resp.status.code;
     let out = reply(call.proto, &call.name, call.seq, &resp);
+    if mode == Mode::Answer {
+        if let Some(d) = &*i.hold_device.lock().unwrap() {
+            if collect.tablets.lock().unwrap().iter().any(|t| &t.0 == d) {
+                mode = Mode::Hold;
+            }
+        }
+    }
+    let mut index = None;
     if !handshake {
         let tablets = collect.tablets.into_inner().unwrap();
         let ids: Vec<i64> = tablets.iter().map(|t| t.1).collect();
@@ -398,20 +506,28 @@ fn handle(i: &Inner, c: &Conn, st: &mut ConnState, frame: &[u8]) -> bool {
                 seen.below_floor.push((id, floor));
             }
         }
-        if matches!(mode, Mode::Answer | Mode::LoseReply) {
+        if matches!(mode, Mode::Answer | Mode::LoseReply | Mode::Hold) && code == 200 {
             for &id in &ids {
                 *seen.held.entry(id).or_default() += 1;
             }
+            for (device, _, s) in &tablets {
+                for &(t, v) in s {
+                    seen.state.insert((device.clone(), t), v);
+                }
+            }
         }
-        if mode == Mode::Answer && resp.status.code == 200 {
+        if mode == Mode::Answer && code == 200 {
             seen.acked.extend(ids.iter().copied());
         }
+        index = Some(seen.requests.len());
         seen.requests.push(Request {
             conn: c.id,
             at: Instant::now(),
             devices: tablets.into_iter().map(|t| t.0).collect(),
             ids,
             mode,
+            kind,
+            code,
         });
     }
     match mode {
@@ -419,8 +535,30 @@ fn handle(i: &Inner, c: &Conn, st: &mut ConnState, frame: &[u8]) -> bool {
             // Acknowledged (above) before the sender can read the reply.
             (&c.stream).write_all(&out).is_ok()
         }
+        Mode::Hold if !handshake => {
+            let k = index.expect("a transfer");
+            let mut released = i.released.lock().unwrap();
+            while !released.contains(&k) && !i.stop.load(Ordering::Relaxed) {
+                released = i
+                    .released_cv
+                    .wait_timeout(released, Duration::from_millis(50))
+                    .unwrap()
+                    .0;
+            }
+            drop(released);
+            if code == 200 {
+                let mut seen = i.seen.lock().unwrap();
+                let ids = seen.requests[k].ids.clone();
+                seen.acked.extend(ids);
+            }
+            (&c.stream).write_all(&out).is_ok()
+        }
         Mode::LoseReply => false,
-        Mode::Silent if handshake => (&c.stream).write_all(&out).is_ok(),
-        Mode::Silent | Mode::Mute | Mode::Deaf => true,
+        Mode::Silent | Mode::Hold if handshake => (&c.stream).write_all(&out).is_ok(),
+        Mode::DeafAfterHandshake if handshake => {
+            *i.mode.lock().unwrap() = Mode::Deaf;
+            (&c.stream).write_all(&out).is_ok()
+        }
+        Mode::Silent | Mode::Mute | Mode::Deaf | Mode::DeafAfterHandshake | Mode::Hold => true,
     }
 }

@@ -44,7 +44,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
-use super::TransferError;
+use super::{io_text, timeout_text, TransferError};
 use crate::plugin::PipeEvent;
 
 /// IoTDB's PIPESERVER_ERROR: a legacy receiver refused a handshake or
@@ -217,8 +217,10 @@ impl Connector {
         Ok(())
     }
 
-    /// Sends `events` in order and waits for each acknowledgement (see the
-    /// module doc).
+    /// Sends `events[*sent..]` in order and waits for each acknowledgement
+    /// (see the module doc); `*sent` advances over the events the receiver
+    /// acknowledged (all of them on success; after a failure, those before
+    /// the failed call, so a retry goes on after them).
     ///
     /// Cancel-safe: dropping the future abandons the call in flight; its
     /// connection is reset and the next transfer connects afresh.
@@ -226,16 +228,22 @@ impl Connector {
     /// # Errors
     /// Connection failures, timeouts and non-success statuses (but 1108 on
     /// a deletion, which is skipped and noted).
-    pub async fn transfer(&mut self, events: &[PipeEvent]) -> Result<(), TransferError> {
-        if events.is_empty() {
+    pub async fn transfer(
+        &mut self,
+        events: &[PipeEvent],
+        sent: &mut usize,
+    ) -> Result<(), TransferError> {
+        if *sent >= events.len() {
+            *sent = events.len();
             return Ok(());
         }
         let mut c = match self.conn.take() {
             Some(c) => Busy(Some(c)),
             None => self.connect().await?,
         };
+        // The tablets gathered for one insert call.
         let mut run: Vec<Tablet> = Vec::new();
-        for ev in events {
+        for (i, ev) in events.iter().enumerate().skip(*sent) {
             match ev {
                 PipeEvent::Tablet(bytes) => {
                     let t = Tablet::deserialize_v12(bytes).map_err(|e| {
@@ -243,24 +251,25 @@ impl Connector {
                     })?;
                     let db = (self.database_of.0)(&t.device).unwrap_or_default();
                     if !db.is_empty() && !c.get().databases.contains(&db) {
-                        self.flush(&mut c, &mut run).await?;
+                        self.flush(&mut c, &mut run, sent, i).await?;
                         self.handshake(&mut c.get().stream, &db).await?;
                         c.get().databases.insert(db);
                     }
                     if run.last().is_some_and(|l| l.aligned != t.aligned) {
-                        self.flush(&mut c, &mut run).await?;
+                        self.flush(&mut c, &mut run, sent, i).await?;
                     }
                     run.push(t);
                 }
                 PipeEvent::Delete { patterns, min, max } => {
-                    self.flush(&mut c, &mut run).await?;
+                    self.flush(&mut c, &mut run, sent, i).await?;
                     for p in patterns {
                         self.delete(&mut c, p, *min, *max).await?;
                     }
+                    *sent = i + 1;
                 }
             }
         }
-        self.flush(&mut c, &mut run).await?;
+        self.flush(&mut c, &mut run, sent, events.len()).await?;
         self.conn = Some(c.done());
         Ok(())
     }
@@ -270,11 +279,16 @@ impl Connector {
         let target = self.target();
         let stream = match tokio::time::timeout(self.timeout, TcpStream::connect(&target)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(TransferError(format!("cannot connect to {target}: {e}"))),
+            Ok(Err(e)) => {
+                return Err(TransferError(format!(
+                    "cannot connect to {target}: {}",
+                    io_text(&e)
+                )))
+            }
             Err(_) => {
                 return Err(TransferError(format!(
-                    "cannot connect to {target}: no answer within {:?}",
-                    self.timeout
+                    "cannot connect to {target}: no answer within {}",
+                    timeout_text(self.timeout)
                 )))
             }
         };
@@ -345,9 +359,17 @@ impl Connector {
         Ok(())
     }
 
-    /// Sends the tablets of `run` (all of one alignment) and empties it.
-    async fn flush(&mut self, c: &mut Busy, run: &mut Vec<Tablet>) -> Result<(), TransferError> {
+    /// Sends the tablets of `run` (all of one alignment) and empties it;
+    /// then everything before event `upto` is acknowledged (`*sent`).
+    async fn flush(
+        &mut self,
+        c: &mut Busy,
+        run: &mut Vec<Tablet>,
+        sent: &mut usize,
+        upto: usize,
+    ) -> Result<(), TransferError> {
         if run.is_empty() {
+            *sent = (*sent).max(upto);
             return Ok(());
         }
         let session = c.get().session;
@@ -372,6 +394,7 @@ impl Connector {
             )));
         }
         run.clear();
+        *sent = (*sent).max(upto);
         Ok(())
     }
 
@@ -464,13 +487,14 @@ impl Connector {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 return Err(TransferError(format!(
-                    "{name} to {target}: connection failed: {e}"
+                    "{name} to {target}: connection failed: {}",
+                    io_text(&e)
                 )))
             }
             Err(_) => {
                 return Err(TransferError(format!(
-                    "{name} to {target}: no reply within {:?} (pipe_connector_timeout_ms)",
-                    self.timeout
+                    "{name} to {target}: no reply within {}",
+                    timeout_text(self.timeout)
                 )))
             }
         };

@@ -3,11 +3,37 @@
 //!
 //! - [`thrift_sync`]: `iotdb-thrift-sync-connector` (alias
 //!   `iotdb-thrift-connector`), IoTDB 1.2's `pipeTransfer`, one request in
-//!   flight.
+//!   flight, in order; and the thrift client both thrift connectors use.
+//! - [`thrift_async`]: `iotdb-thrift-async-connector`, the same requests,
+//!   several in flight over a pool of connections.
 //! - [`legacy`]: `iotdb-legacy-pipe-connector` and the sync tool's
-//!   PIPESINK pipes, IoTDB 1.0/1.1's sync protocol.
-//! - [`transport`]: the connection they open, plain TCP or TLS, and the
+//!   PIPESINK pipes, IoTDB 1.0/1.1's sync protocol, one call in flight, in
+//!   order.
+//! - [`transport`]: the connection they all open, plain TCP or TLS, and the
 //!   key and trust stores TLS reads.
+//!
+//! The connectors that keep one request in flight (the sync thrift one,
+//! the legacy one and `do-nothing-connector`) are the variants of
+//! [`Connector`]; a pipe task sends through them one batch at a time. The
+//! async one is [`AsyncConnector`], which a pipe task feeds through lanes
+//! (`task.rs`).
+//!
+//! # Batching (`connector.batch.*`, both thrift connectors)
+//! - `connector.batch.enable` (default true): tablets travel in batches
+//!   (`TRANSFER_TABLET_BATCH`, type 6). Off: one tablet per request
+//!   (`TRANSFER_TABLET_RAW`, type 3), the only form an IoTDB 1.2.0 receiver
+//!   knows. A receiver that answers a batch with 1801 (PIPE_TYPE_ERROR,
+//!   unknown type) gets single tablets from then on; that answer is not a
+//!   failed attempt (nothing of the batch was applied), so it is not counted
+//!   as a retry.
+//! - `connector.batch.size-bytes` (default 16 MiB): the most tablet bytes
+//!   in one request.
+//! - `connector.batch.max-delay-seconds` (default 1): the longest a record
+//!   may wait to be batched. edgepipe never holds a batch back to fill it:
+//!   a request carries what the log holds when the connector is ready for
+//!   it (so batches grow by themselves while the receiver is busy), and an
+//!   idle pipe sends a new record at once. Every batch therefore leaves
+//!   within the delay, whatever its value (0 included).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,17 +41,22 @@ use std::time::Duration;
 use super::{check_keys, parse_bool, PipeEvent};
 
 pub mod legacy;
+pub mod thrift_async;
 pub mod thrift_sync;
 pub mod transport;
 
 pub use legacy::{DatabaseOf, Identity, LegacySpec};
+pub use thrift_async::AsyncConnector;
 
-/// A live connector, of the protocol its spec names.
+/// A live connector that keeps one request in flight, of the protocol its
+/// spec names.
 #[derive(Debug)]
 pub enum Connector {
-    /// `pipeTransfer` (and `do-nothing-connector`).
+    /// `pipeTransfer` (`iotdb-thrift-sync-connector`), and
+    /// `do-nothing-connector`.
     ThriftSync(thrift_sync::Connector),
-    /// The legacy sync protocol.
+    /// The legacy sync protocol (`iotdb-legacy-pipe-connector`, PIPESINK
+    /// pipes).
     Legacy(legacy::Connector),
 }
 
@@ -43,7 +74,9 @@ pub struct ConnectorEnv {
 }
 
 impl Connector {
-    /// The live connector for `spec`.
+    /// The live connector for `spec` (an `iotdb-thrift-async-connector`
+    /// spec gets a sync one here: the pipes run it as an
+    /// [`AsyncConnector`]).
     pub fn new(spec: ConnectorSpec, env: &ConnectorEnv) -> Connector {
         match spec {
             ConnectorSpec::Legacy(l) => Connector::Legacy(legacy::Connector::new(
@@ -60,20 +93,27 @@ impl Connector {
         }
     }
 
-    /// Sends `events` and waits for the receiver's acknowledgement.
-    /// Cancel-safe (see each protocol's `transfer`).
+    /// Sends `events[*sent..]` and waits for the receiver's
+    /// acknowledgement; `*sent` advances over the events acknowledged (all
+    /// of them on success; after a failure, those the receiver is known to
+    /// have applied, so a retry goes on after them). Cancel-safe (see each
+    /// protocol's `transfer`).
     ///
     /// # Errors
     /// Connection failures, timeouts and refusals, named.
-    pub async fn transfer(&mut self, events: &[PipeEvent]) -> Result<(), TransferError> {
+    pub async fn transfer(
+        &mut self,
+        events: &[PipeEvent],
+        sent: &mut usize,
+    ) -> Result<(), TransferError> {
         match self {
-            Connector::ThriftSync(c) => c.transfer(events).await,
-            Connector::Legacy(c) => c.transfer(events).await,
+            Connector::ThriftSync(c) => c.transfer(events, sent).await,
+            Connector::Legacy(c) => c.transfer(events, sent).await,
         }
     }
 
     /// What the transfers since the last call skipped (sentences for the
-    /// pipe's WARN message), taken.
+    /// pipe's message), taken.
     pub fn take_notes(&mut self) -> Vec<String> {
         match self {
             Connector::ThriftSync(_) => Vec::new(),
@@ -93,15 +133,70 @@ impl std::fmt::Display for TransferError {
     }
 }
 
+/// An I/O error in the operating system's words, as IoTDB reports it
+/// (`Connection refused`), without the ` (os error 111)` that Rust's
+/// `Display` appends.
+pub(crate) fn io_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rsplit_once(" (os error ") {
+        Some((words, code))
+            if code
+                .strip_suffix(')')
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            words.to_string()
+        }
+        _ => text,
+    }
+}
+
+/// A connector timeout in the words of its setting:
+/// `900000 ms (pipe_connector_timeout_ms)`.
+pub(crate) fn timeout_text(timeout: Duration) -> String {
+    format!("{} ms (pipe_connector_timeout_ms)", timeout.as_millis())
+}
+
+/// The `connector.batch.*` settings of a thrift connector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// `connector.batch.enable`: tablets in batches (type 6), else one per
+    /// request (type 3).
+    pub enable: bool,
+    /// `connector.batch.max-delay-seconds` (see the module doc: always
+    /// met, a batch is never held back).
+    pub max_delay: Duration,
+    /// `connector.batch.size-bytes`: the most tablet bytes per request.
+    pub size_bytes: usize,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Batching {
+            enable: true,
+            max_delay: Duration::from_secs(1),
+            size_bytes: DEFAULT_BATCH_BYTES,
+        }
+    }
+}
+
 /// A connector's settings, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectorSpec {
-    /// `iotdb-thrift-sync-connector`: node URLs to try in order.
+    /// `iotdb-thrift-sync-connector` (alias `iotdb-thrift-connector`):
+    /// node URLs to try in order, one request in flight.
     ThriftSync {
         /// `host:port` targets.
         urls: Vec<(String, u16)>,
-        /// Most payload bytes per request.
-        batch_bytes: usize,
+        /// `connector.batch.*`.
+        batch: Batching,
+    },
+    /// `iotdb-thrift-async-connector`: requests spread over the node URLs,
+    /// several in flight.
+    ThriftAsync {
+        /// `host:port` targets.
+        urls: Vec<(String, u16)>,
+        /// `connector.batch.*`.
+        batch: Batching,
     },
     /// `iotdb-legacy-pipe-connector` (and sync-tool pipes).
     Legacy(LegacySpec),
@@ -111,6 +206,88 @@ pub enum ConnectorSpec {
 
 /// Default largest request: IoTDB's `connector.batch.size-bytes` (16 MiB).
 pub const DEFAULT_BATCH_BYTES: usize = 16 << 20;
+
+/// The smallest `connector.batch.size-bytes` accepted: below it a request's
+/// fixed cost (frame, thrift header, round trip) outweighs its tablets.
+pub const MIN_BATCH_BYTES: usize = 1024;
+
+/// Keys both thrift connectors accept.
+const THRIFT_KEYS: [&str; 8] = [
+    "connector",
+    "connector.ip",
+    "connector.port",
+    "connector.node-urls",
+    "connector.batch.enable",
+    "connector.batch.max-delay-seconds",
+    "connector.batch.size-bytes",
+    "connector.parallel.tasks",
+];
+
+/// The node URLs of a thrift connector: `connector.ip` + `connector.port`
+/// first, then `connector.node-urls`, duplicates removed.
+fn parse_urls(attrs: &BTreeMap<String, String>) -> Result<Vec<(String, u16)>, String> {
+    let mut urls = Vec::new();
+    match (attrs.get("connector.ip"), attrs.get("connector.port")) {
+        (Some(ip), Some(port)) => {
+            let p: u16 = port
+                .parse()
+                .ok()
+                .filter(|&p| p > 0)
+                .ok_or_else(|| format!("'connector.port'='{port}': not a port number"))?;
+            urls.push((ip.clone(), p));
+        }
+        (Some(_), None) => return Err("'connector.ip' needs 'connector.port'".into()),
+        (None, Some(_)) => return Err("'connector.port' needs 'connector.ip'".into()),
+        (None, None) => {}
+    }
+    if let Some(list) = attrs.get("connector.node-urls") {
+        for u in list.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            let (h, p) = u
+                .rsplit_once(':')
+                .ok_or_else(|| format!("'connector.node-urls': '{u}' is not host:port"))?;
+            let p: u16 = p
+                .parse()
+                .ok()
+                .filter(|&p| p > 0)
+                .ok_or_else(|| format!("'connector.node-urls': '{u}' has no valid port"))?;
+            if !urls.contains(&(h.to_string(), p)) {
+                urls.push((h.to_string(), p));
+            }
+        }
+    }
+    if urls.is_empty() {
+        return Err("the thrift connector needs 'connector.ip' and 'connector.port', or 'connector.node-urls'".into());
+    }
+    Ok(urls)
+}
+
+/// The `connector.batch.*` keys.
+fn parse_batching(attrs: &BTreeMap<String, String>) -> Result<Batching, String> {
+    let enable = parse_bool(attrs, "connector.batch.enable", true)?;
+    let max_delay = match attrs.get("connector.batch.max-delay-seconds") {
+        Some(v) => Duration::from_secs(v.parse::<u64>().map_err(|_| {
+            format!("'connector.batch.max-delay-seconds'='{v}': not a number of seconds")
+        })?),
+        None => Duration::from_secs(1),
+    };
+    let size_bytes = match attrs.get("connector.batch.size-bytes") {
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n >= MIN_BATCH_BYTES)
+            .ok_or_else(|| {
+                format!(
+                    "'connector.batch.size-bytes'='{v}': a number of at least {MIN_BATCH_BYTES}"
+                )
+            })?,
+        None => DEFAULT_BATCH_BYTES,
+    };
+    Ok(Batching {
+        enable,
+        max_delay,
+        size_bytes,
+    })
+}
 
 impl ConnectorSpec {
     /// Validates connector attributes.
@@ -125,55 +302,22 @@ impl ConnectorSpec {
             );
         };
         match name.to_ascii_lowercase().as_str() {
-            "iotdb-thrift-connector" | "iotdb-thrift-sync-connector" => {
-                check_keys(
-                    "connector",
-                    attrs,
-                    &[
-                        "connector",
-                        "connector.ip",
-                        "connector.port",
-                        "connector.node-urls",
-                        "connector.batch.enable",
-                        "connector.batch.max-delay-seconds",
-                        "connector.batch.size-bytes",
-                        "connector.parallel.tasks",
-                    ],
-                )?;
-                let mut urls = Vec::new();
-                match (attrs.get("connector.ip"), attrs.get("connector.port")) {
-                    (Some(ip), Some(port)) => {
-                        let p: u16 = port.parse().ok().filter(|&p| p > 0).ok_or_else(|| format!("'connector.port'='{port}': not a port number"))?;
-                        urls.push((ip.clone(), p));
-                    }
-                    (Some(_), None) => return Err("'connector.ip' needs 'connector.port'".into()),
-                    (None, Some(_)) => return Err("'connector.port' needs 'connector.ip'".into()),
-                    (None, None) => {}
-                }
-                if let Some(list) = attrs.get("connector.node-urls") {
-                    for u in list.split(',').map(str::trim).filter(|u| !u.is_empty()) {
-                        let (h, p) = u.rsplit_once(':').ok_or_else(|| format!("'connector.node-urls': '{u}' is not host:port"))?;
-                        let p: u16 = p.parse().ok().filter(|&p| p > 0).ok_or_else(|| format!("'connector.node-urls': '{u}' has no valid port"))?;
-                        if !urls.contains(&(h.to_string(), p)) {
-                            urls.push((h.to_string(), p));
-                        }
-                    }
-                }
-                if urls.is_empty() {
-                    return Err("the thrift connector needs 'connector.ip' and 'connector.port', or 'connector.node-urls'".into());
-                }
-                parse_bool(attrs, "connector.batch.enable", true)?;
-                if let Some(v) = attrs.get("connector.batch.max-delay-seconds") {
-                    v.parse::<u64>().map_err(|_| format!("'connector.batch.max-delay-seconds'='{v}': not a number"))?;
-                }
+            name @ ("iotdb-thrift-connector"
+            | "iotdb-thrift-sync-connector"
+            | "iotdb-thrift-async-connector") => {
+                check_keys("connector", attrs, &THRIFT_KEYS)?;
+                let urls = parse_urls(attrs)?;
+                let batch = parse_batching(attrs)?;
                 if let Some(v) = attrs.get("connector.parallel.tasks") {
-                    v.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(|| format!("'connector.parallel.tasks'='{v}': not a positive number"))?;
+                    v.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                        format!("'connector.parallel.tasks'='{v}': not a positive number")
+                    })?;
                 }
-                let batch_bytes = match attrs.get("connector.batch.size-bytes") {
-                    Some(v) => v.parse::<usize>().ok().filter(|&n| n >= 1024).ok_or_else(|| format!("'connector.batch.size-bytes'='{v}': a number of at least 1024"))?,
-                    None => DEFAULT_BATCH_BYTES,
-                };
-                Ok(ConnectorSpec::ThriftSync { urls, batch_bytes })
+                Ok(if name == "iotdb-thrift-async-connector" {
+                    ConnectorSpec::ThriftAsync { urls, batch }
+                } else {
+                    ConnectorSpec::ThriftSync { urls, batch }
+                })
             }
             "do-nothing-connector" => {
                 check_keys("connector", attrs, &["connector"])?;
@@ -208,17 +352,21 @@ impl ConnectorSpec {
                     version,
                 }))
             }
-            "iotdb-thrift-async-connector" | "websocket-connector" | "opc-ua-connector" => {
-                Err(format!("connector plugin '{name}' is not supported by edgepipe yet; use iotdb-thrift-sync-connector"))
-            }
-            other => Err(format!("unknown connector plugin '{other}'; built-in: iotdb-thrift-connector, iotdb-thrift-sync-connector, iotdb-legacy-pipe-connector, do-nothing-connector")),
+            "websocket-connector" | "opc-ua-connector" => Err(format!(
+                "connector plugin '{name}' is an IoTDB 1.2 plugin that edgepipe does not implement; SHOW PIPEPLUGINS lists the ones it does"
+            )),
+            other => Err(format!(
+                "unknown connector plugin '{other}'; built-in: iotdb-thrift-connector, iotdb-thrift-sync-connector, iotdb-thrift-async-connector, iotdb-legacy-pipe-connector, do-nothing-connector"
+            )),
         }
     }
 
     /// The most payload bytes a request may carry.
     pub fn batch_bytes(&self) -> usize {
         match self {
-            ConnectorSpec::ThriftSync { batch_bytes, .. } => *batch_bytes,
+            ConnectorSpec::ThriftSync { batch, .. } | ConnectorSpec::ThriftAsync { batch, .. } => {
+                batch.size_bytes
+            }
             ConnectorSpec::Legacy(_) | ConnectorSpec::DoNothing => DEFAULT_BATCH_BYTES,
         }
     }
@@ -226,11 +374,123 @@ impl ConnectorSpec {
     /// The receivers it sends to, `ip:port` (SHOW PIPES' Remote column).
     pub fn targets(&self) -> Vec<String> {
         match self {
-            ConnectorSpec::ThriftSync { urls, .. } => {
+            ConnectorSpec::ThriftSync { urls, .. } | ConnectorSpec::ThriftAsync { urls, .. } => {
                 urls.iter().map(|(h, p)| format!("{h}:{p}")).collect()
             }
             ConnectorSpec::Legacy(l) => vec![format!("{}:{}", l.ip, l.port)],
             ConnectorSpec::DoNothing => Vec::new(),
         }
+    }
+
+    /// Whether the connector sends `event` (the thrift connectors send
+    /// tablets: IoTDB 1.2's `pipeTransfer` has no request for deletions;
+    /// the legacy one sends deletions too, as `sendPipeData`). What a pipe
+    /// counts as remaining is what its connector sends.
+    pub fn sends(&self, event: &PipeEvent) -> bool {
+        match self {
+            ConnectorSpec::ThriftSync { .. } | ConnectorSpec::ThriftAsync { .. } => {
+                matches!(event, PipeEvent::Tablet(_))
+            }
+            ConnectorSpec::Legacy(_) => true,
+            // Takes every event (and drops it at once).
+            ConnectorSpec::DoNothing => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn thrift_specs_and_batching_keys() {
+        let s = ConnectorSpec::parse(&attrs(&[
+            ("connector", "iotdb-thrift-async-connector"),
+            (
+                "connector.node-urls",
+                "127.0.0.1:6667, 127.0.0.1:6668,127.0.0.1:6667",
+            ),
+            ("connector.batch.enable", "false"),
+            ("connector.batch.max-delay-seconds", "3"),
+            ("connector.batch.size-bytes", "2048"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s,
+            ConnectorSpec::ThriftAsync {
+                urls: vec![("127.0.0.1".into(), 6667), ("127.0.0.1".into(), 6668)],
+                batch: Batching {
+                    enable: false,
+                    max_delay: Duration::from_secs(3),
+                    size_bytes: 2048
+                }
+            }
+        );
+        let s = ConnectorSpec::parse(&attrs(&[
+            ("connector", "IoTDB-Thrift-Connector"),
+            ("connector.ip", "h"),
+            ("connector.port", "1"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s,
+            ConnectorSpec::ThriftSync {
+                urls: vec![("h".into(), 1)],
+                batch: Batching::default()
+            }
+        );
+        for (kv, needle) in [
+            (
+                vec![("connector.batch.size-bytes", "10")],
+                "'connector.batch.size-bytes'='10': a number of at least 1024",
+            ),
+            (
+                vec![("connector.batch.enable", "yes")],
+                "'connector.batch.enable'='yes': expected true or false",
+            ),
+            (
+                vec![("connector.batch.max-delay-seconds", "-1")],
+                "'connector.batch.max-delay-seconds'='-1': not a number of seconds",
+            ),
+            (
+                vec![("connector.user", "root")],
+                "unknown connector attribute 'connector.user'",
+            ),
+        ] {
+            let mut a = attrs(&[
+                ("connector", "iotdb-thrift-async-connector"),
+                ("connector.ip", "h"),
+                ("connector.port", "1"),
+            ]);
+            a.extend(attrs(&kv));
+            let e = ConnectorSpec::parse(&a).unwrap_err();
+            assert!(e.contains(needle), "{e}");
+        }
+        let e = ConnectorSpec::parse(&attrs(&[("connector", "opc-ua-connector")])).unwrap_err();
+        assert!(e.contains("does not implement"), "{e}");
+    }
+
+    #[test]
+    fn errors_read_like_iotdbs() {
+        let refused = std::io::Error::from_raw_os_error(111);
+        assert!(refused.to_string().ends_with("(os error 111)"));
+        assert_eq!(io_text(&refused), "Connection refused");
+        // Only Rust's suffix goes.
+        let other = std::io::Error::other("reply frame of 0 bytes (os error x)");
+        assert_eq!(io_text(&other), "reply frame of 0 bytes (os error x)");
+        assert_eq!(
+            timeout_text(Duration::from_secs(900)),
+            "900000 ms (pipe_connector_timeout_ms)"
+        );
+        assert_eq!(
+            timeout_text(Duration::from_millis(100)),
+            "100 ms (pipe_connector_timeout_ms)"
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! `iotdb-thrift-sync-connector`: IoTDB 1.2's `pipeTransfer` over one
-//! blocking-style connection, one request in flight, in order.
+//! connection, one request in flight, in order; and the thrift `Client`
+//! that both thrift connectors speak through.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use protocol::message::read_reply;
@@ -10,28 +12,245 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
-use super::{ConnectorSpec, TransferError};
+use super::{io_text, timeout_text, Batching, ConnectorSpec, TransferError};
 use crate::plugin::PipeEvent;
 
-/// A live connector: for the thrift one, a connection to the first node
-/// URL that answers, handshaken, reused until it fails.
+/// The largest reply frame a client reads: replies carry a status and at
+/// most a short body.
+const MAX_REPLY_FRAME: i32 = 64 << 20;
+
+/// One handshaken `pipeTransfer` connection.
 ///
-/// A request in flight owns its connection (an `InFlight`): the
-/// connection goes back to the connector only once the reply arrived. If
-/// the transfer is abandoned instead (its future dropped because the pipe
-/// stops) or fails, the connection is reset and its unsent bytes are
-/// discarded, so an abandoned request never goes out late and never leaves
-/// a reply behind for the next one.
+/// A client with a request in flight is *busy*; it becomes idle again only
+/// once the reply arrived. A busy client that is dropped (its request
+/// abandoned because the pipe stops, timed out or failed) closes with a
+/// reset (`SO_LINGER` 0): whatever the kernel still holds of the request
+/// is discarded rather than sent after the sender gave up on it, and no
+/// reply to it is ever read by a later request.
+pub(crate) struct Client {
+    stream: TcpStream,
+    /// `ip:port` it is connected to.
+    pub(crate) addr: String,
+    seq: i32,
+    busy: bool,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if self.busy {
+            let _ = self.stream.set_zero_linger();
+        }
+    }
+}
+
+/// What became of the tablets of one [`Client::send_tablets`] call.
+pub(crate) type Sent = Result<(), TransferError>;
+
+impl Client {
+    /// Connects to `addr` and handshakes with our timestamp `precision`,
+    /// each within `timeout`.
+    ///
+    /// # Errors
+    /// The address, and why it failed: refused, timed out, or the
+    /// receiver's handshake status.
+    pub(crate) async fn connect(
+        addr: &str,
+        precision: &str,
+        timeout: Duration,
+    ) -> Result<Client, TransferError> {
+        let s = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(TransferError(format!("{addr}: {}", io_text(&e)))),
+            Err(_) => {
+                return Err(TransferError(format!(
+                    "{addr}: connect timed out after {}",
+                    timeout_text(timeout)
+                )))
+            }
+        };
+        let _ = s.set_nodelay(true);
+        let mut c = Client {
+            stream: s,
+            addr: addr.to_string(),
+            seq: 0,
+            busy: false,
+        };
+        let hs = pipe::handshake_body(precision);
+        match c.call(pipe::HANDSHAKE, &[&hs], timeout).await {
+            Ok(r) if r.status.code == 200 => {
+                info!(target_addr = %addr, "pipe connector connected");
+                Ok(c)
+            }
+            Ok(r) => Err(TransferError(format!(
+                "{addr}: handshake refused ({}: {})",
+                r.status.code,
+                r.status.message.unwrap_or_default()
+            ))),
+            Err(e) => Err(TransferError(format!("{addr}: {}", e.0))),
+        }
+    }
+
+    /// Whether the last call was answered (the connection can be reused).
+    pub(crate) fn is_idle(&self) -> bool {
+        !self.busy
+    }
+
+    /// Whether the receiver closed this idle connection (a node closes a
+    /// connection that has not logged in after `dn_connection_timeout_ms`
+    /// without a request, and a pipe sender never logs in). Looks without
+    /// waiting: an end of stream or a reset already received means closed;
+    /// bytes nobody asked for mean the connection is out of step, and it is
+    /// not reused either. Nothing was sent on it since its last reply, so
+    /// the receiver holds nothing of ours from it.
+    pub(crate) fn closed_by_peer(&self) -> bool {
+        let mut b = [0u8; 1];
+        match self.stream.try_read(&mut b) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            Ok(_) | Err(_) => true,
+        }
+    }
+
+    /// One `pipeTransfer` call: the frame is written around the body's
+    /// parts, not copied with them. The client is busy until the reply
+    /// arrived (see the type's doc).
+    ///
+    /// # Errors
+    /// A failed write or read, no reply within `timeout`, a reply that
+    /// does not decode. The client must then be dropped.
+    pub(crate) async fn call(
+        &mut self,
+        kind: i16,
+        body: &[&[u8]],
+        timeout: Duration,
+    ) -> Result<TPipeTransferResp, TransferError> {
+        self.busy = true;
+        self.seq = self.seq.wrapping_add(1);
+        let len = body.iter().map(|p| p.len()).sum();
+        let head = pipe::call_head(self.seq, kind, len);
+        let s = &mut self.stream;
+        let io = async {
+            s.write_all(&head).await?;
+            for part in body {
+                s.write_all(part).await?;
+            }
+            s.write_all(&pipe::TAIL).await?;
+            let mut len = [0u8; 4];
+            s.read_exact(&mut len).await?;
+            let n = i32::from_be_bytes(len);
+            if !(1..=MAX_REPLY_FRAME).contains(&n) {
+                return Err(std::io::Error::other(format!("reply frame of {n} bytes")));
+            }
+            let mut buf = vec![0u8; n as usize];
+            s.read_exact(&mut buf).await?;
+            Ok(buf)
+        };
+        let buf = match tokio::time::timeout(timeout, io).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => return Err(TransferError(format!("connection failed: {}", io_text(&e)))),
+            Err(_) => {
+                return Err(TransferError(format!(
+                    "no reply within {}",
+                    timeout_text(timeout)
+                )))
+            }
+        };
+        debug!(bytes = len, "pipeTransfer answered");
+        let r = read_reply::<TPipeTransferResp>(&buf)
+            .map_err(|e| TransferError(format!("reply does not decode: {e}")))?;
+        self.busy = false;
+        Ok(r)
+    }
+
+    /// Sends `tablets[*sent..]` (each a `Tablet.serialize()` + aligned byte
+    /// body) and advances `*sent` over what the receiver acknowledged. In
+    /// one batch (type 6) when batching is on and more than one is left;
+    /// else one tablet per request (type 3). A batch answered 1801
+    /// (PIPE_TYPE_ERROR: the receiver, e.g. IoTDB 1.2.0, does not know the
+    /// type) sets `singles` and goes again as single tablets at once: the
+    /// receiver applied nothing of it, so this is no failed attempt.
+    ///
+    /// # Errors
+    /// A connection failure (the client must be dropped) or a non-success
+    /// status (the client stays usable), naming the address.
+    pub(crate) async fn send_tablets(
+        &mut self,
+        tablets: &[&[u8]],
+        sent: &mut usize,
+        batching: &Batching,
+        singles: &AtomicBool,
+        timeout: Duration,
+    ) -> Sent {
+        let addr = self.addr.clone();
+        let refused = |r: TPipeTransferResp| {
+            TransferError(format!(
+                "receiver {addr} answered {}: {}",
+                r.status.code,
+                r.status.message.unwrap_or_default()
+            ))
+        };
+        let left = &tablets[*sent..];
+        if left.len() > 1 && batching.enable && !singles.load(Ordering::Relaxed) {
+            // The body goes out in parts, straight from the events' buffers.
+            let head = pipe::batch_head(left.len());
+            let mut parts = Vec::with_capacity(left.len() + 1);
+            parts.push(&head[..]);
+            parts.extend_from_slice(left);
+            let r = self
+                .call(pipe::TRANSFER_TABLET_BATCH, &parts, timeout)
+                .await?;
+            match r.status.code {
+                200 => {
+                    *sent = tablets.len();
+                    return Ok(());
+                }
+                pipe::PIPE_TYPE_ERROR => {
+                    if !singles.swap(true, Ordering::Relaxed) {
+                        info!(target_addr = %self.addr, "the receiver does not know tablet batches (1801); sending single tablets from now on");
+                    }
+                }
+                _ => return Err(refused(r)),
+            }
+        }
+        while *sent < tablets.len() {
+            let r = self
+                .call(pipe::TRANSFER_TABLET_RAW, &[tablets[*sent]], timeout)
+                .await?;
+            if r.status.code != 200 {
+                return Err(refused(r));
+            }
+            *sent += 1;
+        }
+        Ok(())
+    }
+}
+
+/// The tablet bodies among `events` (deletions are not sent: IoTDB 1.2's
+/// `pipeTransfer` has no request for them, and 1.2 does not propagate
+/// deletions either).
+pub(crate) fn tablets(events: &[PipeEvent]) -> Vec<&[u8]> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            PipeEvent::Tablet(b) => Some(&b[..]),
+            PipeEvent::Delete { .. } => None,
+        })
+        .collect()
+}
+
+/// A live connector: for the thrift one, a connection to the first node
+/// URL that answers, handshaken, reused until it fails (a `Client`).
 pub struct Connector {
     spec: ConnectorSpec,
     precision: String,
     timeout: Duration,
     /// The idle, handshaken connection (`None` while a request is in
     /// flight, or before the first one).
-    conn: Option<TcpStream>,
+    conn: Option<Client>,
     /// Index of the URL to try next.
     next_url: usize,
-    seq: i32,
+    /// Set once a receiver answered a batch with 1801: single tablets from
+    /// then on.
+    singles: AtomicBool,
 }
 
 impl std::fmt::Debug for Connector {
@@ -40,34 +259,6 @@ impl std::fmt::Debug for Connector {
             .field("spec", &self.spec)
             .field("connected", &self.conn.is_some())
             .finish()
-    }
-}
-
-/// A connection with a request in flight. Dropped without [`InFlight::done`]
-/// (the request abandoned or failed), it is closed with a reset
-/// (`SO_LINGER` 0): whatever the kernel still holds of the request is
-/// discarded rather than sent after the sender gave up on it.
-struct InFlight(Option<TcpStream>);
-
-impl InFlight {
-    fn stream(&mut self) -> &mut TcpStream {
-        self.0.as_mut().expect("in flight")
-    }
-
-    /// The request was answered: the connection is idle and reusable.
-    fn done(mut self) -> TcpStream {
-        self.0.take().expect("in flight")
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if let Some(s) = self.0.take() {
-            // Every path but an answered request: abandoned, timed out,
-            // failed, or refused by status (then nothing is pending and
-            // the reset costs nothing).
-            let _ = s.set_zero_linger();
-        }
     }
 }
 
@@ -81,7 +272,7 @@ impl Connector {
             timeout,
             conn: None,
             next_url: 0,
-            seq: 0,
+            singles: AtomicBool::new(false),
         }
     }
 
@@ -90,96 +281,99 @@ impl Connector {
         &self.spec
     }
 
-    /// Sends `events` and waits for the receiver's acknowledgement.
-    /// Deletions are not sent: IoTDB 1.2's `pipeTransfer` has no request for
-    /// them (1.2 does not propagate deletions either).
+    /// Sends `events[*sent..]` and waits for the receiver's
+    /// acknowledgement; `*sent` advances over the events acknowledged (all
+    /// of them on success; with single-tablet requests, those answered
+    /// before a failure, so a retry does not send them again). Deletions
+    /// are not sent (IoTDB 1.2's `pipeTransfer` has no request for them).
+    ///
+    /// An idle connection that the receiver closed meanwhile (it closes
+    /// connections that never log in after `dn_connection_timeout_ms`) is
+    /// noticed before anything is written on it and replaced at once: no
+    /// failure, no retry. Nothing of the transfer went out on it, so
+    /// nothing is sent twice for it.
     ///
     /// Cancel-safe: dropping the returned future abandons the request; its
     /// connection is reset (nothing more of it goes out, and no reply to it
     /// is ever read), and the next transfer connects afresh.
     ///
     /// # Errors
-    /// Connection failures, timeouts and non-success statuses; the
-    /// connection is dropped so the next attempt reconnects (to the next
-    /// URL).
-    pub async fn transfer(&mut self, events: &[PipeEvent]) -> Result<(), TransferError> {
-        let tablets: Vec<&[u8]> = events
-            .iter()
-            .filter_map(|e| match e {
-                PipeEvent::Tablet(b) => Some(&b[..]),
-                PipeEvent::Delete { .. } => None,
-            })
-            .collect();
-        let ConnectorSpec::ThriftSync { urls, .. } = &self.spec else {
-            return Ok(());
-        };
-        if tablets.is_empty() {
-            return Ok(());
-        }
-        // The body goes out in parts, straight from the events' buffers.
-        let head;
-        let (kind, parts): (i16, Vec<&[u8]>) = if tablets.len() == 1 {
-            (pipe::TRANSFER_TABLET_RAW, tablets)
-        } else {
-            head = pipe::batch_head(tablets.len());
-            let mut parts = Vec::with_capacity(tablets.len() + 1);
-            parts.push(&head[..]);
-            parts.extend(tablets);
-            (pipe::TRANSFER_TABLET_BATCH, parts)
-        };
-        // The connection is taken out for the call and put back only when
-        // the call succeeded (see `InFlight`).
-        let mut conn = match self.conn.take() {
-            Some(s) => InFlight(Some(s)),
-            None => {
-                let urls = urls.clone();
-                self.connect(&urls).await?
+    /// Connection failures, timeouts and non-success statuses; after a
+    /// connection failure the next attempt reconnects (to the next URL).
+    pub async fn transfer(
+        &mut self,
+        events: &[PipeEvent],
+        sent: &mut usize,
+    ) -> Result<(), TransferError> {
+        let (urls, batching) = match &self.spec {
+            ConnectorSpec::ThriftSync { urls, batch }
+            | ConnectorSpec::ThriftAsync { urls, batch } => (urls.clone(), *batch),
+            ConnectorSpec::DoNothing => {
+                *sent = events.len();
+                return Ok(());
+            }
+            ConnectorSpec::Legacy(_) => {
+                return Err(TransferError(
+                    "the legacy protocol is not pipeTransfer: a legacy connector sends it".into(),
+                ))
             }
         };
-        let resp = self.rpc(conn.stream(), kind, &parts).await?;
-        if resp.status.code != 200 {
-            return Err(TransferError(format!(
-                "receiver answered {}: {}",
-                resp.status.code,
-                resp.status.message.unwrap_or_default()
-            )));
+        let all: Vec<&[u8]> = tablets(events);
+        // `sent` counts events; the tablets are what goes out.
+        let mut done = events[..*sent]
+            .iter()
+            .filter(|e| matches!(e, PipeEvent::Tablet(_)))
+            .count();
+        if done == all.len() {
+            *sent = events.len();
+            return Ok(());
         }
-        self.conn = Some(conn.done());
-        Ok(())
+        let mut client = match self.conn.take() {
+            Some(c) if c.closed_by_peer() => {
+                debug!(target_addr = %c.addr, "the receiver closed the idle connection; reconnecting");
+                drop(c);
+                self.connect(&urls).await?
+            }
+            Some(c) => c,
+            None => self.connect(&urls).await?,
+        };
+        let r = client
+            .send_tablets(&all, &mut done, &batching, &self.singles, self.timeout)
+            .await;
+        // Back to events: the first `done` tablets, and the deletions
+        // among and right after them, are done.
+        let mut n = 0;
+        *sent = events
+            .iter()
+            .position(|e| {
+                if matches!(e, PipeEvent::Tablet(_)) {
+                    n += 1;
+                    n > done
+                } else {
+                    false
+                }
+            })
+            .unwrap_or(events.len());
+        if client.is_idle() {
+            // Answered (with success or a status): reusable.
+            self.conn = Some(client);
+        }
+        r
     }
 
     /// Connects to the URLs in turn, starting at the next one, and
-    /// handshakes. The connection is the caller's only once handshaken.
-    async fn connect(&mut self, urls: &[(String, u16)]) -> Result<InFlight, TransferError> {
+    /// handshakes.
+    async fn connect(&mut self, urls: &[(String, u16)]) -> Result<Client, TransferError> {
         let mut errors = Vec::new();
         for k in 0..urls.len() {
             let i = (self.next_url + k) % urls.len();
             let (h, p) = &urls[i];
-            let addr = format!("{h}:{p}");
-            match tokio::time::timeout(self.timeout, TcpStream::connect(&addr)).await {
-                Ok(Ok(s)) => {
-                    let _ = s.set_nodelay(true);
-                    let mut conn = InFlight(Some(s));
-                    let hs = pipe::handshake_body(&self.precision);
-                    match self.rpc(conn.stream(), pipe::HANDSHAKE, &[&hs]).await {
-                        Ok(r) if r.status.code == 200 => {
-                            self.next_url = i;
-                            info!(target_addr = %addr, "pipe connector connected");
-                            return Ok(conn);
-                        }
-                        Ok(r) => errors.push(format!(
-                            "{addr}: handshake refused ({}: {})",
-                            r.status.code,
-                            r.status.message.unwrap_or_default()
-                        )),
-                        Err(e) => errors.push(format!("{addr}: {e}")),
-                    }
+            match Client::connect(&format!("{h}:{p}"), &self.precision, self.timeout).await {
+                Ok(c) => {
+                    self.next_url = i;
+                    return Ok(c);
                 }
-                Ok(Err(e)) => errors.push(format!("{addr}: {e}")),
-                Err(_) => errors.push(format!(
-                    "{addr}: connect timed out after {:?}",
-                    self.timeout
-                )),
+                Err(e) => errors.push(e.0),
             }
         }
         self.next_url = (self.next_url + 1) % urls.len();
@@ -187,47 +381,5 @@ impl Connector {
             "all target servers are unavailable: {}",
             errors.join("; ")
         )))
-    }
-
-    /// One `pipeTransfer` call on `s`: the frame is written around the
-    /// body's parts, not copied with them.
-    async fn rpc(
-        &mut self,
-        s: &mut TcpStream,
-        kind: i16,
-        body: &[&[u8]],
-    ) -> Result<TPipeTransferResp, TransferError> {
-        self.seq = self.seq.wrapping_add(1);
-        let len = body.iter().map(|p| p.len()).sum();
-        let head = pipe::call_head(self.seq, kind, len);
-        let timeout = self.timeout;
-        let io = async {
-            s.write_all(&head).await?;
-            for part in body {
-                s.write_all(part).await?;
-            }
-            s.write_all(&pipe::TAIL).await?;
-            let mut len = [0u8; 4];
-            s.read_exact(&mut len).await?;
-            let n = i32::from_be_bytes(len);
-            if !(1..=64 << 20).contains(&n) {
-                return Err(std::io::Error::other(format!("reply frame of {n} bytes")));
-            }
-            let mut buf = vec![0u8; n as usize];
-            s.read_exact(&mut buf).await?;
-            Ok(buf)
-        };
-        let buf = match tokio::time::timeout(timeout, io).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => return Err(TransferError(format!("connection failed: {e}"))),
-            Err(_) => {
-                return Err(TransferError(format!(
-                    "no reply within {timeout:?} (pipe_connector_timeout_ms)"
-                )))
-            }
-        };
-        debug!(bytes = len, "pipeTransfer answered");
-        read_reply::<TPipeTransferResp>(&buf)
-            .map_err(|e| TransferError(format!("reply does not decode: {e}")))
     }
 }
