@@ -130,7 +130,8 @@ impl ClientTls {
 
 /// Reads a file of a store, naming it when it cannot be read.
 fn read_store(path: &Path) -> Result<Vec<u8>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("{}: {}", path.display(), super::io_text(&e)))?;
     if bytes.starts_with(&JKS_MAGIC) {
         return Err(format!(
             "{p}: a Java KeyStore in the old JKS format, which edgepipe does not read; convert it to PKCS#12 with `keytool -importkeystore -srckeystore {p} -destkeystore {p}.p12 -deststoretype PKCS12` (or give PEM files)",
@@ -376,13 +377,14 @@ impl AsyncWrite for Stream {
 }
 
 /// Connects to `host:port`, with TLS when `tls` is given (verifying the
-/// server's certificate for `host`), within `timeout` for the TCP connect
-/// and the handshake together. Sets `TCP_NODELAY`.
+/// server's certificate for `host`), within `timeout` (a connector's
+/// `pipe_connector_timeout_ms`) for the TCP connect and the handshake
+/// together. Sets `TCP_NODELAY`.
 ///
 /// # Errors
 /// What failed, in a sentence without the address (callers prefix it):
-/// the TCP connect, the timeout, or the TLS handshake (see
-/// [`explain_tls`]).
+/// the TCP connect in the operating system's words, the timeout, or the
+/// TLS handshake (see [`explain_tls`]).
 pub async fn connect(
     host: &str,
     port: u16,
@@ -390,32 +392,66 @@ pub async fn connect(
     timeout: Duration,
 ) -> Result<Stream, String> {
     let name = tls.map(|_| ClientTls::server_name(host)).transpose()?;
-    let work = async {
-        let tcp = TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port))
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = tcp.set_nodelay(true);
-        match (tls, name) {
-            (Some(t), Some(name)) => {
-                let connector = tokio_rustls::TlsConnector::from(t.config.clone());
-                match connector.connect(name, tcp).await {
-                    Ok(s) => Ok(Stream::Tls(Box::new(s))),
-                    Err(e) => Err(explain_tls(&e)),
-                }
-            }
-            _ => Ok(Stream::Plain(tcp)),
+    let deadline = tokio::time::Instant::now() + timeout;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let tcp = match tokio::time::timeout_at(deadline, TcpStream::connect((bare, port))).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(super::io_text(&e)),
+        Err(_) => {
+            return Err(format!(
+                "connect timed out after {}",
+                super::timeout_text(timeout)
+            ))
         }
     };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(r) => r,
+    let _ = tcp.set_nodelay(true);
+    let (Some(t), Some(name)) = (tls, name) else {
+        return Ok(Stream::Plain(tcp));
+    };
+    let connector = tokio_rustls::TlsConnector::from(t.config.clone());
+    match tokio::time::timeout_at(deadline, connector.connect(name, tcp)).await {
+        Ok(Ok(s)) => Ok(Stream::Tls(Box::new(s))),
+        Ok(Err(e)) => Err(explain_tls(&e)),
         Err(_) => Err(format!(
-            "no connection{} within {timeout:?}",
-            if tls.is_some() {
-                " and TLS handshake"
-            } else {
-                ""
-            }
+            "TLS handshake not finished within {}: does the server serve TLS (enable_thrift_ssl=true)?",
+            super::timeout_text(timeout)
         )),
+    }
+}
+
+/// A connector's TLS, its trust store read at the first connect and kept
+/// (a store that cannot be read is an error of that connect, and is read
+/// again at the next).
+#[derive(Debug, Default)]
+pub struct LazyTls {
+    spec: Option<TlsSpec>,
+    loaded: std::sync::Mutex<Option<ClientTls>>,
+}
+
+impl LazyTls {
+    /// TLS as `spec` says (`None`: plain TCP).
+    pub fn new(spec: Option<TlsSpec>) -> LazyTls {
+        LazyTls {
+            spec,
+            loaded: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// What to connect with: `None` for plain TCP.
+    ///
+    /// # Errors
+    /// The trust store cannot be read (see [`TlsSpec::load`]).
+    pub fn get(&self) -> Result<Option<ClientTls>, String> {
+        let Some(spec) = &self.spec else {
+            return Ok(None);
+        };
+        let mut loaded = self.loaded.lock().expect("tls lock");
+        if let Some(t) = loaded.as_ref() {
+            return Ok(Some(t.clone()));
+        }
+        let t = spec.load()?;
+        *loaded = Some(t.clone());
+        Ok(Some(t))
     }
 }
 
@@ -523,6 +559,19 @@ pub fn connect_blocking(
     ))))
 }
 
+/// A name a certificate presents, as rustls words it
+/// (`DnsName("cloud.example")`, `IpAddress(10.0.0.1)`), without the
+/// wrapping.
+fn name_text(p: &str) -> &str {
+    p.strip_prefix("DnsName(\"")
+        .and_then(|x| x.strip_suffix("\")"))
+        .or_else(|| {
+            p.strip_prefix("IpAddress(")
+                .and_then(|x| x.strip_suffix(')'))
+        })
+        .unwrap_or(p)
+}
+
 fn date(t: rustls::pki_types::UnixTime) -> String {
     chrono::DateTime::from_timestamp(t.as_secs() as i64, 0)
         .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
@@ -556,7 +605,11 @@ pub fn explain_tls(e: &io::Error) -> String {
             C::NotValidForNameContext { expected, presented } => format!(
                 "it is not valid for the host name {} (wrong host name; the certificate names {})",
                 expected.to_str(),
-                if presented.is_empty() { "no host".to_string() } else { presented.join(", ") }
+                if presented.is_empty() {
+                    "no host".to_string()
+                } else {
+                    presented.iter().map(|p| name_text(p)).collect::<Vec<_>>().join(", ")
+                }
             ),
             C::Expired => "it has expired".to_string(),
             C::ExpiredContext { not_after, .. } => format!("it expired on {}", date(*not_after)),
