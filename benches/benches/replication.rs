@@ -26,68 +26,19 @@
 //!   builds (anonymous memory, i.e. beyond the mapped log and chunk pages).
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use benches::cluster::{exec, Server};
+use benches::sys::{cpu_steal_ms, free_port, status_kib};
 use node::client::Session;
 use protocol::tablet::{Column, Tablet};
 
-struct Proc {
-    child: Child,
-    port: u16,
-}
-
-impl Proc {
-    fn start(dir: &Path, port: u16, fsync: &str) -> Proc {
-        let exe = std::env::current_exe().unwrap();
-        let bin: PathBuf = exe.parent().unwrap().parent().unwrap().join("edgepipe");
-        assert!(bin.exists(), "build it first: cargo build --release");
-        let cfg = dir.with_extension("properties");
-        std::fs::write(&cfg, format!("wal_mode={fsync}\n")).unwrap();
-        let mut child = Command::new(bin)
-            .args([
-                "server",
-                "--rpc-address",
-                "127.0.0.1",
-                "--rpc-port",
-                &port.to_string(),
-                "--config",
-            ])
-            .arg(&cfg)
-            .arg("--data-dir")
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.with_extension("log")).unwrap())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(out).read_line(&mut line).unwrap();
-        let port = line.trim().rsplit(':').next().unwrap().parse().unwrap();
-        Proc { child, port }
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn rss_anon_kib(&self) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        s.lines()
-            .find_map(|l| l.strip_prefix("RssAnon:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    }
-
-    fn stop(mut self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
+/// A real server with the fsync policy `fsync` (and the properties of
+/// `EDGEPIPE_BENCH_CONFIG`, if set).
+fn start_node(dir: &Path, fsync: &str) -> Server {
+    Server::start(dir, 0, &benches::cluster::node_config(fsync))
 }
 
 fn tablet(device: &str, from: i64, rows: i64, cols: usize) -> Tablet {
@@ -103,13 +54,6 @@ fn tablet(device: &str, from: i64, rows: i64, cols: usize) -> Tablet {
     }
 }
 
-fn exec(addr: &str, sql: &str) -> Option<node::client::Rows> {
-    let mut s = Session::open(addr, "root", "root").unwrap();
-    let r = s.execute(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let _ = s.close();
-    r
-}
-
 fn remaining(addr: &str) -> u64 {
     exec(addr, "show pipe p").unwrap().rows[0].1[7]
         .as_ref()
@@ -117,14 +61,6 @@ fn remaining(addr: &str) -> u64 {
         .to_string()
         .parse()
         .unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Writes `points` points (10 columns) with 8 concurrent clients: each to
@@ -168,8 +104,8 @@ fn backfill(points: u64, fsync: &str, plugin: &str, devices: bool) -> (f64, f64,
         .prefix("bench-repl")
         .tempdir_in(".")
         .unwrap();
-    let edge = Proc::start(&tmp.path().join("edge"), 0, fsync);
-    let cloud = Proc::start(&tmp.path().join("cloud"), 0, fsync);
+    let edge = start_node(&tmp.path().join("edge"), fsync);
+    let cloud = start_node(&tmp.path().join("cloud"), fsync);
     // Created (STOPPED) before the fill, so its consumer keeps the whole
     // backlog in the change log: the node drops segments the store has
     // checkpointed and no pipe needs, so a pipe created after the fill
@@ -214,8 +150,8 @@ fn realtime_lag(fsync: &str, seconds: u64, plugin: &str) -> (Duration, Duration,
         .prefix("bench-lag")
         .tempdir_in(".")
         .unwrap();
-    let edge = Proc::start(&tmp.path().join("edge"), 0, fsync);
-    let cloud = Proc::start(&tmp.path().join("cloud"), 0, fsync);
+    let edge = start_node(&tmp.path().join("edge"), fsync);
+    let cloud = start_node(&tmp.path().join("cloud"), fsync);
     exec(&edge.addr(), &format!("create pipe p WITH CONNECTOR ('connector'='{plugin}', 'connector.ip'='127.0.0.1', 'connector.port'='{}')", cloud.port));
     exec(&edge.addr(), "start pipe p");
     let pending: Arc<Mutex<VecDeque<(i64, Instant)>>> = Arc::default();
@@ -298,11 +234,11 @@ fn outage_rss(seconds: u64) -> (u64, u64, u64, u64) {
         .prefix("bench-rss")
         .tempdir_in(".")
         .unwrap();
-    let edge = Proc::start(&tmp.path().join("edge"), 0, "ASYNC");
+    let edge = start_node(&tmp.path().join("edge"), "ASYNC");
     let dead = free_port();
     exec(&edge.addr(), &format!("create pipe p WITH CONNECTOR ('connector'='iotdb-thrift-connector', 'connector.ip'='127.0.0.1', 'connector.port'='{dead}')"));
     exec(&edge.addr(), "start pipe p");
-    let idle = edge.rss_anon_kib();
+    let idle = status_kib(edge.pid(), "RssAnon");
     let mut s = Session::open(&edge.addr(), "root", "root").unwrap();
     let start = Instant::now();
     let mut k = 0i64;
@@ -312,27 +248,12 @@ fn outage_rss(seconds: u64) -> (u64, u64, u64, u64) {
             .unwrap();
         k += 1;
         if k % 50 == 0 {
-            peak = peak.max(edge.rss_anon_kib());
+            peak = peak.max(status_kib(edge.pid(), "RssAnon"));
         }
     }
     let backlog = remaining(&edge.addr());
     edge.stop();
     (idle, peak, backlog, k as u64 * 10_000 / seconds)
-}
-
-/// CPU time the hypervisor gave to others (`steal` in `/proc/stat`), in
-/// ms summed over the CPUs: on a shared VM it explains runs whose tail is
-/// far off the others.
-fn cpu_steal_ms() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let ticks: u64 = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .nth(8)?
-        .parse()
-        .ok()?;
-    Some(ticks * 10) // USER_HZ is 100 on Linux
 }
 
 fn main() {

@@ -1,6 +1,15 @@
 //! Shared pieces of the end-to-end benchmarks: an in-process node serving
-//! the client RPC on a loopback port.
+//! the client RPC on a loopback port ([`BenchNode`]), real server
+//! processes ([`cluster`]), the NATS JetStream yardstick ([`nats`]), a
+//! rate-limited link ([`proxy`]), sensor-like data ([`sensor`]) and what
+//! `/proc` says about the machine and a process ([`sys`]).
 #![deny(missing_docs)]
+
+pub mod cluster;
+pub mod nats;
+pub mod proxy;
+pub mod sensor;
+pub mod sys;
 
 use std::path::Path;
 use std::sync::Arc;
