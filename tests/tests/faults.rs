@@ -363,7 +363,16 @@ fn kill9_at_random_moments_keeps_every_acknowledged_row() {
                 }
             }
         });
-        let delay = 200 + (seed.wrapping_mul(round + 7919) % 800);
+        // The kill lands mid-stream: after the first acknowledged write
+        // (waited for, bounded: a loaded machine may take a while to get the
+        // writer going), then a random moment later.
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                progress.load(std::sync::atomic::Ordering::SeqCst) > acked
+            }),
+            "round {round}: no write was acknowledged within 30 s"
+        );
+        let delay = seed.wrapping_mul(round + 7919) % 800;
         std::thread::sleep(Duration::from_millis(delay));
         let before = progress.load(std::sync::atomic::Ordering::SeqCst);
         node.kill9();

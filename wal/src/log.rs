@@ -177,14 +177,14 @@ impl Log {
         let rec = crate::recovery::recover(dir.as_ref(), &config)?;
         let stale = rec.checkpoint_stale;
         let log = Log::from_recovered(dir.as_ref(), config, rec, false);
-        if stale {
-            // The recovery point on disk is missing, or claims records or a
-            // log start that recovery did not keep (a lossy recovery): new
-            // records must not be taken for those.
-            let active = log.shared.snapshot().last().expect("a segment").clone();
-            let rp = (active.next_offset(), active.base_offset, active.data_len());
-            log.shared.write_checkpoint(false, Some(rp), true)?;
-        }
+        // From now on a crash is an unclean stop: the recovery point on disk
+        // stops saying "clean", so a kill before the first periodic
+        // checkpoint is recovered (and reported) as one. When it is stale
+        // (missing, or claiming records or a log start that recovery did not
+        // keep: a lossy recovery), new records must not be taken for those.
+        let active = log.shared.snapshot().last().expect("a segment").clone();
+        let rp = (active.next_offset(), active.base_offset, active.data_len());
+        log.shared.write_checkpoint(false, Some(rp), stale)?;
         if let FsyncPolicy::Interval(every) = log.shared.config.fsync {
             log.spawn_flusher(every);
         } else {
