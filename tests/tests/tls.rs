@@ -605,3 +605,49 @@ fn pipes_replicate_over_tls_and_refuse_bad_certificates() {
     edge.stop();
     cloud.stop();
 }
+
+#[test]
+fn stalled_handshakes_are_displaced_at_the_connection_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = pki(tmp.path());
+    // Two connections at most; the timeout far away, so only displacement
+    // can free a place.
+    let node = tls_node(
+        &tmp.path().join("cloud"),
+        &pki.node_pem,
+        "",
+        &[("rpc_max_concurrent_client_num", "2")],
+    );
+    let addr: std::net::SocketAddr = node.addr().parse().unwrap();
+    let mut stalled: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(&[0x16, 0x03, 0x01]).unwrap();
+            s
+        })
+        .collect();
+    // Both are admitted (and stalled in their handshakes) before the client
+    // comes.
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let rows = tls_sql(&node.addr(), &pki.ca, "show pipeserver").unwrap();
+    assert_eq!(rows.rows.len(), 1);
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "the client waited {:?} for a place",
+        start.elapsed()
+    );
+    assert!(
+        stalled
+            .iter_mut()
+            .any(|s| closed_within(s, Duration::from_secs(5)).is_some()),
+        "no stalled handshake was displaced"
+    );
+    assert!(
+        node.log_text()
+            .contains("displaced at the connection limit (during the TLS handshake)"),
+        "{}",
+        node.log_text()
+    );
+    node.stop();
+}
