@@ -454,7 +454,12 @@ fn write_rows(addr: &str, device: &str, n: i64) {
 
 /// `count(x)` of `device` on a TLS node, or 0.
 fn count_on(addr: &str, ca: &Path, device: &str) -> i64 {
-    let Ok(mut s) = Session::open_with(addr, "root", "root", Some(&trust(ca))) else {
+    count_with(addr, Some(&trust(ca)), device)
+}
+
+/// `count(x)` of `device` on a node (TLS when `tls` is given), or 0.
+fn count_with(addr: &str, tls: Option<&ClientTls>, device: &str) -> i64 {
+    let Ok(mut s) = Session::open_with(addr, "root", "root", tls) else {
         return 0;
     };
     let n = match s.execute(&format!("select count(x) from {device}")) {
@@ -553,11 +558,13 @@ fn pipes_replicate_over_tls_and_refuse_bad_certificates() {
     // A CA that did not sign the cloud's certificate, and a host name the
     // certificate does not name: refused, the reason in SHOW PIPES.
     let other = pki.other_ca.display();
+    sql(&e, &format!("create pipe pasyncwrongca WITH CONNECTOR ('connector'='iotdb-thrift-async-connector', 'connector.node-urls'='127.0.0.1:{c}', 'connector.ssl.enable'='true', 'connector.ssl.trust-store-path'='{other}')"));
     sql(&e, &format!("create pipe pwrongca WITH CONNECTOR ('connector'='iotdb-thrift-sync-connector', 'connector.ip'='127.0.0.1', 'connector.port'='{c}', 'connector.ssl.enable'='true', 'connector.ssl.trust-store-path'='{other}')"));
     sql(&e, &format!("create pipe pwronghost WITH CONNECTOR ('connector'='iotdb-thrift-sync-connector', 'connector.ip'='localhost', 'connector.port'='{c}', {ssl})"));
     sql(&e, &format!("create pipe plegacyca WITH CONNECTOR ('connector'='iotdb-legacy-pipe-connector', 'connector.ip'='127.0.0.1', 'connector.port'='{pipe_port}', 'connector.ssl.enable'='true', 'connector.ssl.trust-store-path'='{other}')"));
     for (id, want) in [
         ("pwrongca", "unknown CA"),
+        ("pasyncwrongca", "unknown CA"),
         (
             "pwronghost",
             "not valid for the host name localhost (wrong host name; the certificate names 127.0.0.1, cloud.edgepipe.test)",
@@ -592,6 +599,39 @@ fn pipes_replicate_over_tls_and_refuse_bad_certificates() {
         }),
         "pplain: {last:?}"
     );
+    // TLS pipes to a node that serves plain TCP: refused with a reason,
+    // and not one row goes over plain TCP instead (no fallback).
+    let plain = NodeProc::start(&tmp.path().join("plain"), &[]);
+    let p = plain.port;
+    write_rows(&e, "root.tplain.d", 10);
+    for (id, conn) in [
+        ("pfallsync", format!("'connector'='iotdb-thrift-sync-connector', 'connector.ip'='127.0.0.1', 'connector.port'='{p}', {ssl}")),
+        ("pfallasync", format!("'connector'='iotdb-thrift-async-connector', 'connector.node-urls'='127.0.0.1:{p}', {ssl}")),
+    ] {
+        sql(&e, &format!("create pipe {id} WITH EXTRACTOR ('extractor.pattern'='root.tplain') WITH CONNECTOR ({conn})"));
+        sql(&e, &format!("start pipe {id}"));
+        assert!(
+            wait_until(WAIT, || {
+                last = exception_of(&e, id);
+                last.contains(&format!("127.0.0.1:{p}")) && last.contains("does it serve TLS")
+            }),
+            "{id}: {last:?}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        count_with(&plain.addr(), None, "root.tplain.d"),
+        0,
+        "rows reached the plaintext node"
+    );
+    assert!(
+        plain
+            .log_text()
+            .contains("a TLS handshake on a plaintext port"),
+        "{}",
+        plain.log_text()
+    );
+    plain.stop();
     // A trust store that is not there: named.
     sql(&e, &format!("create pipe pnostore WITH CONNECTOR ('connector'='iotdb-thrift-sync-connector', 'connector.ip'='127.0.0.1', 'connector.port'='{c}', 'connector.ssl.enable'='true', 'connector.ssl.trust-store-path'='/nonexistent/ca.pem')"));
     sql(&e, "start pipe pnostore");
