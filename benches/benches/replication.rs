@@ -26,7 +26,9 @@
 //!   cloud acknowledged all of it, with both logs at the default fsync
 //!   policy and with fsync off. Plain TCP and TLS read the same fill: one
 //!   edge, one pipe per link (each to its own cloud), run one after the
-//!   other, plain TCP first.
+//!   other, plain TCP first, each once the nodes are idle again; with the
+//!   CPU time the edge and the cloud spent on it (the cost of TLS, less
+//!   sensitive than the rate to the machine's other tenants).
 //! - Realtime lag at 1 M points/s: a writer sends a 10,000-point tablet to
 //!   the edge every 10 ms; another thread polls the cloud for each tablet;
 //!   lag = cloud queryable − edge acknowledged.
@@ -39,7 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use benches::cluster::{exec, Server};
-use benches::sys::{free_port, status_kib, Run};
+use benches::sys::{cpu_secs, free_port, status_kib, Run};
 use benches::tls::Pki;
 use node::client::Session;
 use protocol::tablet::{Column, Tablet};
@@ -112,6 +114,8 @@ struct Backfill {
     points: f64,
     /// Edge-log bytes per second.
     log_bytes: f64,
+    /// CPU seconds the edge and the cloud spent while the pipe ran.
+    cpu: (f64, f64),
     /// CPU steal and load while the pipe ran.
     machine: String,
 }
@@ -182,6 +186,11 @@ fn backfill(
     let mut out = Vec::new();
     for (i, cloud) in clouds.iter().enumerate() {
         let pipe = format!("p{i}");
+        // The fill's (or the previous pipe's) flushes are done first: each
+        // link gets the machine as quiet as the other tenants leave it.
+        settle(edge.pid());
+        clouds.iter().for_each(|c| settle(c.pid()));
+        let cpu = (cpu_secs(edge.pid()), cpu_secs(cloud.pid()));
         let run = Run::start();
         edge.exec(&format!("start pipe {pipe}"));
         while edge.remaining(&pipe) > 0 {
@@ -189,6 +198,7 @@ fn backfill(
         }
         let secs = run.elapsed().as_secs_f64();
         let machine = run.finish();
+        let cpu = (cpu_secs(edge.pid()) - cpu.0, cpu_secs(cloud.pid()) - cpu.1);
         let got = cloud.exec("count timeseries").unwrap();
         let series = if devices { "10000" } else { "80" };
         assert_eq!(got.rows[0].1[0].as_ref().unwrap().to_string(), series);
@@ -197,6 +207,7 @@ fn backfill(
         out.push(Backfill {
             points: points as f64 / secs,
             log_bytes: log_bytes as f64 / secs,
+            cpu,
             machine,
         });
     }
@@ -205,6 +216,18 @@ fn backfill(
         c.stop();
     }
     out
+}
+
+/// Waits (up to 10 s) until process `pid` is idle: under 5 % of a core
+/// over 200 ms.
+fn settle(pid: u32) {
+    for _ in 0..50 {
+        let before = cpu_secs(pid);
+        std::thread::sleep(Duration::from_millis(200));
+        if cpu_secs(pid) - before < 0.01 {
+            return;
+        }
+    }
 }
 
 fn walkdir_size(dir: &Path) -> u64 {
@@ -390,7 +413,7 @@ fn main() {
                     }
                     _ => String::new(),
                 };
-                println!("| backfill {}M points edge → cloud, {shape}, {plugin}, {}, {name} ({}) | {:.2} M points/s ({:.0} MB/s of edge log{share}) | {target} |", points / 1_000_000, link.name(), b.machine, b.points / 1e6, b.log_bytes / 1e6);
+                println!("| backfill {}M points edge → cloud, {shape}, {plugin}, {}, {name} ({}) | {:.2} M points/s ({:.0} MB/s of edge log{share}); CPU edge {:.2} s, cloud {:.2} s | {target} |", points / 1_000_000, link.name(), b.machine, b.points / 1e6, b.log_bytes / 1e6, b.cpu.0, b.cpu.1);
             }
         }
     }
