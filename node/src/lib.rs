@@ -50,6 +50,8 @@ pub struct Node {
     /// The connection limits, shared by the client port and the pipe
     /// server (its timeout changes with `LOAD CONFIGURATION`).
     pub limits: server::Limits,
+    /// TLS on the client port and the pipe server (`enable_thrift_ssl`).
+    pub tls: Option<server::Tls>,
 }
 
 impl std::fmt::Debug for Node {
@@ -81,6 +83,9 @@ impl Node {
     /// what to do about it.
     pub fn open(config: config::NodeConfig) -> Result<Node, String> {
         config.validate()?;
+        // Read before anything is opened: a key store that cannot serve
+        // stops the start with its reason.
+        let tls = server::Tls::from_config(&config)?;
         let dir = &config.data_dir;
         // Read before the log opens: damage to what the store has applied
         // must not keep the log from opening. (A store whose checkpoints
@@ -161,6 +166,7 @@ impl Node {
         let pipe_server = Arc::new(server::PipeServer::new(
             &config,
             limits.clone(),
+            tls.clone(),
             &system,
             handle,
         ));
@@ -198,12 +204,14 @@ impl Node {
             pipes,
             control,
             limits,
+            tls,
         })
     }
 
-    /// Serves the client RPC on `listener` until `shutdown` completes, and
-    /// the pipe server if it ran when the node last stopped (a port that
-    /// cannot be bound is logged, and the node serves without it).
+    /// Serves the client RPC on `listener` (with TLS when
+    /// `enable_thrift_ssl`) until `shutdown` completes, and the pipe server
+    /// if it ran when the node last stopped (a port that cannot be bound is
+    /// logged, and the node serves without it).
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
@@ -220,6 +228,7 @@ impl Node {
             listener,
             self.service.clone(),
             self.limits.clone(),
+            self.tls.clone(),
             shutdown,
         )
         .await;

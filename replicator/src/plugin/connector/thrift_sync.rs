@@ -8,10 +8,10 @@ use std::time::Duration;
 use protocol::message::read_reply;
 use protocol::pipe;
 use protocol::rpc::TPipeTransferResp;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 use tracing::{debug, info};
 
+use super::transport::{self, ClientTls, LazyTls, Stream};
 use super::{io_text, timeout_text, Batching, ConnectorSpec, TransferError};
 use crate::plugin::PipeEvent;
 
@@ -28,7 +28,8 @@ const MAX_REPLY_FRAME: i32 = 64 << 20;
 /// is discarded rather than sent after the sender gave up on it, and no
 /// reply to it is ever read by a later request.
 pub(crate) struct Client {
-    stream: TcpStream,
+    /// Plain TCP, or TLS (`connector.ssl.*`).
+    stream: Stream,
     /// `ip:port` it is connected to.
     pub(crate) addr: String,
     seq: i32,
@@ -47,38 +48,32 @@ impl Drop for Client {
 pub(crate) type Sent = Result<(), TransferError>;
 
 impl Client {
-    /// Connects to `addr` and handshakes with our timestamp `precision`,
-    /// each within `timeout`.
+    /// Connects to `host:port` (with TLS when `tls` is given) and
+    /// handshakes with our timestamp `precision`, each within `timeout`.
     ///
     /// # Errors
-    /// The address, and why it failed: refused, timed out, or the
-    /// receiver's handshake status.
+    /// The address, and why it failed: refused, timed out, a certificate
+    /// that does not verify (and why), or the receiver's handshake status.
     pub(crate) async fn connect(
-        addr: &str,
+        (host, port): (&str, u16),
+        tls: Option<&ClientTls>,
         precision: &str,
         timeout: Duration,
     ) -> Result<Client, TransferError> {
-        let s = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(TransferError(format!("{addr}: {}", io_text(&e)))),
-            Err(_) => {
-                return Err(TransferError(format!(
-                    "{addr}: connect timed out after {}",
-                    timeout_text(timeout)
-                )))
-            }
-        };
-        let _ = s.set_nodelay(true);
+        let addr = format!("{host}:{port}");
+        let s = transport::connect(host, port, tls, timeout)
+            .await
+            .map_err(|e| TransferError(format!("{addr}: {e}")))?;
         let mut c = Client {
             stream: s,
-            addr: addr.to_string(),
+            addr: addr.clone(),
             seq: 0,
             busy: false,
         };
         let hs = pipe::handshake_body(precision);
         match c.call(pipe::HANDSHAKE, &[&hs], timeout).await {
             Ok(r) if r.status.code == 200 => {
-                info!(target_addr = %addr, "pipe connector connected");
+                info!(target_addr = %addr, tls = tls.is_some(), "pipe connector connected");
                 Ok(c)
             }
             Ok(r) => Err(TransferError(format!(
@@ -86,6 +81,12 @@ impl Client {
                 r.status.code,
                 r.status.message.unwrap_or_default()
             ))),
+            Err(e) if tls.is_none() && e.0.starts_with("connection failed") => {
+                Err(TransferError(format!(
+                    "{addr}: {}; if the receiver serves TLS (enable_thrift_ssl=true), set 'connector.ssl.enable'='true' and 'connector.ssl.trust-store-path'",
+                    e.0
+                )))
+            }
             Err(e) => Err(TransferError(format!("{addr}: {}", e.0))),
         }
     }
@@ -103,8 +104,10 @@ impl Client {
     /// not reused either. Nothing was sent on it since its last reply, so
     /// the receiver holds nothing of ours from it.
     pub(crate) fn closed_by_peer(&self) -> bool {
+        // On TLS too the TCP socket is what tells: nothing is due on an
+        // idle connection, not even TLS records.
         let mut b = [0u8; 1];
-        match self.stream.try_read(&mut b) {
+        match self.stream.tcp().try_read(&mut b) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
             Ok(_) | Err(_) => true,
         }
@@ -128,12 +131,12 @@ impl Client {
         let len = body.iter().map(|p| p.len()).sum();
         let head = pipe::call_head(self.seq, kind, len);
         let s = &mut self.stream;
+        let mut parts = Vec::with_capacity(body.len() + 2);
+        parts.push(&head[..]);
+        parts.extend_from_slice(body);
+        parts.push(&pipe::TAIL[..]);
         let io = async {
-            s.write_all(&head).await?;
-            for part in body {
-                s.write_all(part).await?;
-            }
-            s.write_all(&pipe::TAIL).await?;
+            s.write_parts(&parts).await?;
             let mut len = [0u8; 4];
             s.read_exact(&mut len).await?;
             let n = i32::from_be_bytes(len);
@@ -243,6 +246,8 @@ pub struct Connector {
     spec: ConnectorSpec,
     precision: String,
     timeout: Duration,
+    /// `connector.ssl.*`.
+    tls: LazyTls,
     /// The idle, handshaken connection (`None` while a request is in
     /// flight, or before the first one).
     conn: Option<Client>,
@@ -266,7 +271,14 @@ impl Connector {
     /// A connector for `spec`, sending our timestamp `precision` in the
     /// handshake and giving up on an unanswered call after `timeout`.
     pub fn new(spec: ConnectorSpec, precision: &str, timeout: Duration) -> Connector {
+        let tls = match &spec {
+            ConnectorSpec::ThriftSync { tls, .. } | ConnectorSpec::ThriftAsync { tls, .. } => {
+                tls.clone()
+            }
+            ConnectorSpec::Legacy(_) | ConnectorSpec::DoNothing => None,
+        };
         Connector {
+            tls: LazyTls::new(tls),
             spec,
             precision: precision.into(),
             timeout,
@@ -306,8 +318,8 @@ impl Connector {
         sent: &mut usize,
     ) -> Result<(), TransferError> {
         let (urls, batching) = match &self.spec {
-            ConnectorSpec::ThriftSync { urls, batch }
-            | ConnectorSpec::ThriftAsync { urls, batch } => (urls.clone(), *batch),
+            ConnectorSpec::ThriftSync { urls, batch, .. }
+            | ConnectorSpec::ThriftAsync { urls, batch, .. } => (urls.clone(), *batch),
             ConnectorSpec::DoNothing => {
                 *sent = events.len();
                 return Ok(());
@@ -364,11 +376,12 @@ impl Connector {
     /// Connects to the URLs in turn, starting at the next one, and
     /// handshakes.
     async fn connect(&mut self, urls: &[(String, u16)]) -> Result<Client, TransferError> {
+        let tls = self.tls.get().map_err(TransferError)?;
         let mut errors = Vec::new();
         for k in 0..urls.len() {
             let i = (self.next_url + k) % urls.len();
             let (h, p) = &urls[i];
-            match Client::connect(&format!("{h}:{p}"), &self.precision, self.timeout).await {
+            match Client::connect((h, *p), tls.as_ref(), &self.precision, self.timeout).await {
                 Ok(c) => {
                     self.next_url = i;
                     return Ok(c);
