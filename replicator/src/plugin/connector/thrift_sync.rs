@@ -8,7 +8,7 @@ use std::time::Duration;
 use protocol::message::read_reply;
 use protocol::pipe;
 use protocol::rpc::TPipeTransferResp;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
@@ -111,8 +111,8 @@ impl Client {
     }
 
     /// One `pipeTransfer` call: the frame is written around the body's
-    /// parts, not copied with them. The client is busy until the reply
-    /// arrived (see the type's doc).
+    /// parts, not copied with them, in vectored writes ([`write_parts`]).
+    /// The client is busy until the reply arrived (see the type's doc).
     ///
     /// # Errors
     /// A failed write or read, no reply within `timeout`, a reply that
@@ -128,12 +128,12 @@ impl Client {
         let len = body.iter().map(|p| p.len()).sum();
         let head = pipe::call_head(self.seq, kind, len);
         let s = &mut self.stream;
+        let mut parts = Vec::with_capacity(body.len() + 2);
+        parts.push(&head[..]);
+        parts.extend_from_slice(body);
+        parts.push(&pipe::TAIL[..]);
         let io = async {
-            s.write_all(&head).await?;
-            for part in body {
-                s.write_all(part).await?;
-            }
-            s.write_all(&pipe::TAIL).await?;
+            write_parts(s, &parts).await?;
             let mut len = [0u8; 4];
             s.read_exact(&mut len).await?;
             let n = i32::from_be_bytes(len);
@@ -222,6 +222,41 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// Writes `parts` in order, then flushes: one request's frame in as few
+/// system calls as the kernel allows. Each `writev` takes up to 1,024
+/// slices (`IOV_MAX`), so a request of 4,096 tablets goes out in about five
+/// calls where a write per part took about 4,100 (the many-devices profile
+/// of issue 11 spent 91 % of the sender's time there). The parts are
+/// written from where they lie (the log reader's buffers), never gathered
+/// into one buffer. Generic over the stream: plain TCP and TLS alike (a
+/// stream without vectored writes gets one part per call, still correct).
+///
+/// Dropping the future part-way leaves part of the frame written: the
+/// caller's connection is then out of step and must not be reused (see
+/// [`Client`], which resets it).
+///
+/// # Errors
+/// The stream's write error; `WriteZero` if it accepts nothing.
+pub(crate) async fn write_parts<W: AsyncWrite + Unpin + ?Sized>(
+    w: &mut W,
+    parts: &[&[u8]],
+) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| std::io::IoSlice::new(p))
+        .collect();
+    let mut left = &mut slices[..];
+    while !left.is_empty() {
+        let n = w.write_vectored(left).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        std::io::IoSlice::advance_slices(&mut left, n);
+    }
+    w.flush().await
 }
 
 /// The tablet bodies among `events` (deletions are not sent: IoTDB 1.2's
@@ -381,5 +416,103 @@ impl Connector {
             "all target servers are unavailable: {}",
             errors.join("; ")
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// Parts of every size (empty ones too), far more than one `writev`
+    /// takes.
+    fn parts() -> Vec<Vec<u8>> {
+        (0..5000u32)
+            .map(|i| (0..(i * 7919) % 301).map(|j| (i + j) as u8).collect())
+            .collect()
+    }
+
+    /// A stream that takes at most `max` bytes a call, across slices, and
+    /// counts its calls.
+    struct Trickle {
+        got: Vec<u8>,
+        max: usize,
+        calls: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.poll_write_vectored(cx, &[std::io::IoSlice::new(buf)])
+        }
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            self.calls += 1;
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.max - n);
+                self.got.extend_from_slice(&b[..take]);
+                n += take;
+                if n == self.max {
+                    break;
+                }
+            }
+            Poll::Ready(Ok(n))
+        }
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn parts_go_out_whole_and_in_order_through_partial_writes() {
+        let parts = parts();
+        let refs: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
+        let want: Vec<u8> = parts.concat();
+        for max in [1, 7, 300, 4096, usize::MAX] {
+            let mut w = Trickle {
+                got: Vec::new(),
+                max,
+                calls: 0,
+            };
+            write_parts(&mut w, &refs).await.unwrap();
+            assert_eq!(w.got, want, "at most {max} bytes a call");
+            if max == usize::MAX {
+                // Everything in one call when the stream takes it.
+                assert_eq!(w.calls, 1);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn parts_go_out_whole_over_tcp() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let parts = parts();
+        let want: Vec<u8> = parts.concat();
+        let n = want.len();
+        let reader = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut got = vec![0u8; n];
+            s.read_exact(&mut got).await.unwrap();
+            got
+        });
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let refs: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
+        write_parts(&mut s, &refs).await.unwrap();
+        assert_eq!(reader.await.unwrap(), want);
     }
 }
