@@ -6,6 +6,9 @@
 //!   flight, in order; and the thrift client both thrift connectors use.
 //! - [`thrift_async`]: `iotdb-thrift-async-connector`, the same requests,
 //!   several in flight over a pool of connections.
+//! - [`wire`]: how both thrift connectors' requests go on the wire,
+//!   compressed (`connector.compressor`) and paced
+//!   (`connector.rate-limit-bytes-per-second`).
 //! - [`legacy`]: `iotdb-legacy-pipe-connector` and the sync tool's
 //!   PIPESINK pipes, IoTDB 1.0/1.1's sync protocol, one call in flight, in
 //!   order.
@@ -32,6 +35,17 @@
 //!   it (so batches grow by themselves while the receiver is busy), and an
 //!   idle pipe sends a new record at once. Every batch therefore leaves
 //!   within the delay, whatever its value (0 included).
+//!
+//! # On the wire (`connector.*` or `sink.*`, both thrift connectors; [`wire`])
+//! - `connector.compressor` (default none): a comma-separated list of
+//!   snappy, gzip, lz4, zstd, lzma2, applied in that order to every request
+//!   but the handshake, sent as IoTDB 1.3's compressed request (type 300).
+//!   The receiver must be IoTDB 1.3 or later, or edgepipe.
+//! - `connector.compressor.zstd.level` (default 3, zstd's own): zstd's
+//!   level, -131072 (fastest) to 22 (smallest).
+//! - `connector.rate-limit-bytes-per-second` (default -1: unlimited): the
+//!   most bytes per second the connector writes, compressed bytes as they
+//!   go out; zero or negative means unlimited, as in IoTDB.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -41,9 +55,11 @@ use super::{check_keys, parse_bool, PipeEvent};
 pub mod legacy;
 pub mod thrift_async;
 pub mod thrift_sync;
+pub mod wire;
 
 pub use legacy::{DatabaseOf, Identity, LegacySpec};
 pub use thrift_async::AsyncConnector;
+pub use wire::WireSpec;
 
 /// A live connector that keeps one request in flight, of the protocol its
 /// spec names.
@@ -186,6 +202,8 @@ pub enum ConnectorSpec {
         urls: Vec<(String, u16)>,
         /// `connector.batch.*`.
         batch: Batching,
+        /// `connector.compressor`, `connector.rate-limit-bytes-per-second`.
+        wire: WireSpec,
     },
     /// `iotdb-thrift-async-connector`: requests spread over the node URLs,
     /// several in flight.
@@ -194,6 +212,8 @@ pub enum ConnectorSpec {
         urls: Vec<(String, u16)>,
         /// `connector.batch.*`.
         batch: Batching,
+        /// `connector.compressor`, `connector.rate-limit-bytes-per-second`.
+        wire: WireSpec,
     },
     /// `iotdb-legacy-pipe-connector` (and sync-tool pipes).
     Legacy(LegacySpec),
@@ -209,7 +229,7 @@ pub const DEFAULT_BATCH_BYTES: usize = 16 << 20;
 pub const MIN_BATCH_BYTES: usize = 1024;
 
 /// Keys both thrift connectors accept.
-const THRIFT_KEYS: [&str; 8] = [
+const THRIFT_KEYS: [&str; 14] = [
     "connector",
     "connector.ip",
     "connector.port",
@@ -218,7 +238,78 @@ const THRIFT_KEYS: [&str; 8] = [
     "connector.batch.max-delay-seconds",
     "connector.batch.size-bytes",
     "connector.parallel.tasks",
+    "connector.compressor",
+    "sink.compressor",
+    "connector.compressor.zstd.level",
+    "sink.compressor.zstd.level",
+    "connector.rate-limit-bytes-per-second",
+    "sink.rate-limit-bytes-per-second",
 ];
+
+/// The value of `connector.<key>`, else of `sink.<key>` (IoTDB reads them
+/// in that order), with the key it came from.
+fn either<'a>(attrs: &'a BTreeMap<String, String>, key: &str) -> Option<(String, &'a str)> {
+    ["connector", "sink"].into_iter().find_map(|p| {
+        let k = format!("{p}.{key}");
+        attrs.get(&k).map(|v| (k, v.as_str()))
+    })
+}
+
+/// The `connector.compressor*` and `connector.rate-limit-bytes-per-second`
+/// keys (see the module doc).
+fn parse_wire(attrs: &BTreeMap<String, String>) -> Result<WireSpec, String> {
+    use protocol::pipe::compress::{Compressor, DEFAULT_ZSTD_LEVEL, MAX_COMPRESSORS};
+    let level = match either(attrs, "compressor.zstd.level") {
+        Some((k, v)) => {
+            let range = Compressor::zstd_levels();
+            v.trim()
+                .parse::<i32>()
+                .ok()
+                .filter(|l| range.contains(l))
+                .ok_or_else(|| {
+                    format!(
+                        "'{k}'='{v}': a zstd level from {} to {}",
+                        range.start(),
+                        range.end()
+                    )
+                })?
+        }
+        None => DEFAULT_ZSTD_LEVEL,
+    };
+    let mut compressors = Vec::new();
+    if let Some((k, v)) = either(attrs, "compressor") {
+        for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            compressors.push(Compressor::from_name(name, level).ok_or_else(|| {
+                format!("'{k}'='{v}': '{name}' is not a compressor; use snappy, gzip, lz4, zstd or lzma2, comma-separated")
+            })?);
+        }
+        if compressors.len() > MAX_COMPRESSORS {
+            return Err(format!(
+                "'{k}'='{v}': {} compressors; at most {MAX_COMPRESSORS} (a receiver refuses more)",
+                compressors.len()
+            ));
+        }
+    }
+    let rate_limit = match either(attrs, "rate-limit-bytes-per-second") {
+        Some((k, v)) => {
+            let r = v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|r| r.is_finite())
+                .ok_or_else(|| {
+                    format!("'{k}'='{v}': a number of bytes per second (-1: unlimited)")
+                })?;
+            // As IoTDB: zero or negative is unlimited.
+            (r > 0.0).then(|| (r.ceil() as u64).max(1))
+        }
+        None => None,
+    };
+    Ok(WireSpec {
+        compressors,
+        rate_limit,
+    })
+}
 
 /// The node URLs of a thrift connector: `connector.ip` + `connector.port`
 /// first, then `connector.node-urls`, duplicates removed.
@@ -305,15 +396,16 @@ impl ConnectorSpec {
                 check_keys("connector", attrs, &THRIFT_KEYS)?;
                 let urls = parse_urls(attrs)?;
                 let batch = parse_batching(attrs)?;
+                let wire = parse_wire(attrs)?;
                 if let Some(v) = attrs.get("connector.parallel.tasks") {
                     v.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(|| {
                         format!("'connector.parallel.tasks'='{v}': not a positive number")
                     })?;
                 }
                 Ok(if name == "iotdb-thrift-async-connector" {
-                    ConnectorSpec::ThriftAsync { urls, batch }
+                    ConnectorSpec::ThriftAsync { urls, batch, wire }
                 } else {
-                    ConnectorSpec::ThriftSync { urls, batch }
+                    ConnectorSpec::ThriftSync { urls, batch, wire }
                 })
             }
             "do-nothing-connector" => {
@@ -426,7 +518,8 @@ mod tests {
                     enable: false,
                     max_delay: Duration::from_secs(3),
                     size_bytes: 2048
-                }
+                },
+                wire: WireSpec::default(),
             }
         );
         let s = ConnectorSpec::parse(&attrs(&[
@@ -439,7 +532,8 @@ mod tests {
             s,
             ConnectorSpec::ThriftSync {
                 urls: vec![("h".into(), 1)],
-                batch: Batching::default()
+                batch: Batching::default(),
+                wire: WireSpec::default(),
             }
         );
         for (kv, needle) in [
@@ -471,6 +565,86 @@ mod tests {
         }
         let e = ConnectorSpec::parse(&attrs(&[("connector", "opc-ua-connector")])).unwrap_err();
         assert!(e.contains("does not implement"), "{e}");
+    }
+
+    #[test]
+    fn compressor_and_rate_limit_keys() {
+        use protocol::pipe::compress::Compressor;
+        let base = [
+            ("connector", "iotdb-thrift-connector"),
+            ("connector.ip", "h"),
+            ("connector.port", "1"),
+        ];
+        let wire = |kv: &[(&str, &str)]| {
+            let mut a = attrs(&base);
+            a.extend(attrs(kv));
+            ConnectorSpec::parse(&a).map(|s| match s {
+                ConnectorSpec::ThriftSync { wire, .. } => wire,
+                other => panic!("{other:?}"),
+            })
+        };
+        assert_eq!(wire(&[]).unwrap(), WireSpec::default());
+        assert_eq!(
+            wire(&[
+                ("connector.compressor", " Snappy, zstd ,,LZMA2"),
+                ("connector.compressor.zstd.level", "19"),
+                ("connector.rate-limit-bytes-per-second", "1250000.5"),
+            ])
+            .unwrap(),
+            WireSpec {
+                compressors: vec![Compressor::Snappy, Compressor::Zstd(19), Compressor::Lzma2],
+                rate_limit: Some(1_250_001),
+            }
+        );
+        // IoTDB's sink.* spellings; connector.* wins when both are given.
+        assert_eq!(
+            wire(&[
+                ("sink.compressor", "gzip"),
+                ("sink.rate-limit-bytes-per-second", "-1"),
+            ])
+            .unwrap(),
+            WireSpec {
+                compressors: vec![Compressor::Gzip],
+                rate_limit: None,
+            }
+        );
+        assert_eq!(
+            wire(&[("sink.compressor", "gzip"), ("connector.compressor", "lz4")])
+                .unwrap()
+                .compressors,
+            vec![Compressor::Lz4]
+        );
+        assert_eq!(
+            wire(&[("connector.rate-limit-bytes-per-second", "0")])
+                .unwrap()
+                .rate_limit,
+            None
+        );
+        for (kv, needle) in [
+            (
+                ("connector.compressor", "zstd,lzo"),
+                "'connector.compressor'='zstd,lzo': 'lzo' is not a compressor; use snappy, gzip, lz4, zstd or lzma2",
+            ),
+            (
+                ("sink.compressor", "lz4,lz4,lz4,lz4,lz4,lz4,lz4,lz4,lz4"),
+                "9 compressors; at most 8",
+            ),
+            (
+                ("connector.compressor.zstd.level", "23"),
+                "'connector.compressor.zstd.level'='23': a zstd level from",
+            ),
+            (
+                ("connector.rate-limit-bytes-per-second", "fast"),
+                "'connector.rate-limit-bytes-per-second'='fast': a number of bytes per second",
+            ),
+            (
+                ("sink.rate-limit-bytes-per-second", "NaN"),
+                "'sink.rate-limit-bytes-per-second'='NaN'",
+            ),
+        ] {
+            let e = wire(&[kv]).unwrap_err();
+            assert!(e.contains(needle), "{e}");
+        }
     }
 
     #[test]

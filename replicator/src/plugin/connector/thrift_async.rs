@@ -36,6 +36,7 @@ use tokio::sync::Semaphore;
 use tracing::debug;
 
 use super::thrift_sync::Client;
+use super::wire::Wire;
 use super::{Batching, ConnectorSpec, TransferError};
 
 /// The selector threads: a runtime of their own that drives every async
@@ -106,6 +107,8 @@ pub struct AsyncConnector {
     /// Set once a receiver answered a batch with 1801: single tablets from
     /// then on.
     singles: AtomicBool,
+    /// Compressors and rate limit, shared by every pooled connection.
+    wire: Arc<Wire>,
 }
 
 impl std::fmt::Debug for AsyncConnector {
@@ -137,12 +140,14 @@ impl AsyncConnector {
         size: PoolSize,
         selectors: tokio::runtime::Handle,
     ) -> AsyncConnector {
-        let (urls, batching) = match &spec {
-            ConnectorSpec::ThriftAsync { urls, batch }
-            | ConnectorSpec::ThriftSync { urls, batch } => (urls.clone(), *batch),
+        let (urls, batching, wire) = match &spec {
+            ConnectorSpec::ThriftAsync { urls, batch, wire }
+            | ConnectorSpec::ThriftSync { urls, batch, wire } => {
+                (urls.clone(), *batch, Wire::new(wire))
+            }
             // Not pipeTransfer: no endpoints (a request fails, see `run`).
             ConnectorSpec::DoNothing | ConnectorSpec::Legacy(_) => {
-                (Vec::new(), super::Batching::default())
+                (Vec::new(), super::Batching::default(), Wire::default())
             }
         };
         let max = size.max.max(1);
@@ -164,6 +169,7 @@ impl AsyncConnector {
             core: size.core.clamp(1, max),
             max,
             singles: AtomicBool::new(false),
+            wire: Arc::new(wire),
         }
     }
 
@@ -225,7 +231,14 @@ impl AsyncConnector {
                 .expect("the semaphore is never closed");
             let mut client = match self.idle_client(ep) {
                 Some(c) => c,
-                None => match Client::connect(&ep.addr, &self.precision, self.timeout).await {
+                None => match Client::connect(
+                    &ep.addr,
+                    &self.precision,
+                    self.timeout,
+                    self.wire.clone(),
+                )
+                .await
+                {
                     Ok(c) => c,
                     Err(e) => {
                         errors.push(e.0);

@@ -3,6 +3,7 @@
 //! that both thrift connectors speak through.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::message::read_reply;
@@ -12,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
+use super::wire::Wire;
 use super::{io_text, timeout_text, Batching, ConnectorSpec, TransferError};
 use crate::plugin::PipeEvent;
 
@@ -33,6 +35,8 @@ pub(crate) struct Client {
     pub(crate) addr: String,
     seq: i32,
     busy: bool,
+    /// The connector's compressors and rate limit.
+    wire: Arc<Wire>,
 }
 
 impl Drop for Client {
@@ -48,7 +52,7 @@ pub(crate) type Sent = Result<(), TransferError>;
 
 impl Client {
     /// Connects to `addr` and handshakes with our timestamp `precision`,
-    /// each within `timeout`.
+    /// each within `timeout`; its requests go through `wire`.
     ///
     /// # Errors
     /// The address, and why it failed: refused, timed out, or the
@@ -57,6 +61,7 @@ impl Client {
         addr: &str,
         precision: &str,
         timeout: Duration,
+        wire: Arc<Wire>,
     ) -> Result<Client, TransferError> {
         let s = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
@@ -74,6 +79,7 @@ impl Client {
             addr: addr.to_string(),
             seq: 0,
             busy: false,
+            wire,
         };
         let hs = pipe::handshake_body(precision);
         match c.call(pipe::HANDSHAKE, &[&hs], timeout).await {
@@ -111,12 +117,16 @@ impl Client {
     }
 
     /// One `pipeTransfer` call: the frame is written around the body's
-    /// parts, not copied with them, in vectored writes ([`write_parts`]).
-    /// The client is busy until the reply arrived (see the type's doc).
+    /// parts, not copied with them, in vectored writes ([`write_parts`]);
+    /// with `connector.compressor`, every request but the handshake goes
+    /// compressed (type 300), and with a rate limit it waits for its bytes
+    /// first (`wire`; the wait is not part of `timeout`). The client is
+    /// busy until the reply arrived (see the type's doc).
     ///
     /// # Errors
     /// A failed write or read, no reply within `timeout`, a reply that
-    /// does not decode. The client must then be dropped.
+    /// does not decode, a receiver that does not take compressed requests.
+    /// The client must then be dropped.
     pub(crate) async fn call(
         &mut self,
         kind: i16,
@@ -125,8 +135,22 @@ impl Client {
     ) -> Result<TPipeTransferResp, TransferError> {
         self.busy = true;
         self.seq = self.seq.wrapping_add(1);
+        let packed = if kind == pipe::HANDSHAKE {
+            None
+        } else {
+            self.wire.pack(kind, body).await
+        };
+        let one;
+        let (kind, body): (i16, &[&[u8]]) = match &packed {
+            Some(p) => {
+                one = [&p[..]];
+                (pipe::TRANSFER_COMPRESSED, &one)
+            }
+            None => (kind, body),
+        };
         let len = body.iter().map(|p| p.len()).sum();
         let head = pipe::call_head(self.seq, kind, len);
+        self.wire.pace(head.len() + len + pipe::TAIL.len()).await;
         let s = &mut self.stream;
         let mut parts = Vec::with_capacity(body.len() + 2);
         parts.push(&head[..]);
@@ -157,6 +181,15 @@ impl Client {
         debug!(bytes = len, "pipeTransfer answered");
         let r = read_reply::<TPipeTransferResp>(&buf)
             .map_err(|e| TransferError(format!("reply does not decode: {e}")))?;
+        if packed.is_some() && r.status.code == pipe::PIPE_TYPE_ERROR {
+            // Not a batch the receiver does not know (the caller would fall
+            // back to single tablets): the compressed request itself.
+            return Err(TransferError(format!(
+                "the receiver does not take compressed requests (it answered {}: {}); it predates IoTDB 1.3: remove 'connector.compressor'",
+                r.status.code,
+                r.status.message.unwrap_or_default()
+            )));
+        }
         self.busy = false;
         Ok(r)
     }
@@ -286,6 +319,8 @@ pub struct Connector {
     /// Set once a receiver answered a batch with 1801: single tablets from
     /// then on.
     singles: AtomicBool,
+    /// Compressors and rate limit, shared by its connections.
+    wire: Arc<Wire>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -301,7 +336,14 @@ impl Connector {
     /// A connector for `spec`, sending our timestamp `precision` in the
     /// handshake and giving up on an unanswered call after `timeout`.
     pub fn new(spec: ConnectorSpec, precision: &str, timeout: Duration) -> Connector {
+        let wire = match &spec {
+            ConnectorSpec::ThriftSync { wire, .. } | ConnectorSpec::ThriftAsync { wire, .. } => {
+                Wire::new(wire)
+            }
+            ConnectorSpec::Legacy(_) | ConnectorSpec::DoNothing => Wire::default(),
+        };
         Connector {
+            wire: Arc::new(wire),
             spec,
             precision: precision.into(),
             timeout,
@@ -341,8 +383,8 @@ impl Connector {
         sent: &mut usize,
     ) -> Result<(), TransferError> {
         let (urls, batching) = match &self.spec {
-            ConnectorSpec::ThriftSync { urls, batch }
-            | ConnectorSpec::ThriftAsync { urls, batch } => (urls.clone(), *batch),
+            ConnectorSpec::ThriftSync { urls, batch, .. }
+            | ConnectorSpec::ThriftAsync { urls, batch, .. } => (urls.clone(), *batch),
             ConnectorSpec::DoNothing => {
                 *sent = events.len();
                 return Ok(());
@@ -403,7 +445,14 @@ impl Connector {
         for k in 0..urls.len() {
             let i = (self.next_url + k) % urls.len();
             let (h, p) = &urls[i];
-            match Client::connect(&format!("{h}:{p}"), &self.precision, self.timeout).await {
+            match Client::connect(
+                &format!("{h}:{p}"),
+                &self.precision,
+                self.timeout,
+                self.wire.clone(),
+            )
+            .await
+            {
                 Ok(c) => {
                     self.next_url = i;
                     return Ok(c);
