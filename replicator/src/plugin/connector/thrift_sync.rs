@@ -119,9 +119,10 @@ impl Client {
     /// One `pipeTransfer` call: the frame is written around the body's
     /// parts, not copied with them, in vectored writes ([`write_parts`]);
     /// with `connector.compressor`, every request but the handshake goes
-    /// compressed (type 300), and with a rate limit it waits for its bytes
-    /// first (`wire`; the wait is not part of `timeout`). The client is
-    /// busy until the reply arrived (see the type's doc).
+    /// compressed (type 300), and with a rate limit its frame is written in
+    /// slices paced by the connector's bucket (`wire`; the pacing time is
+    /// added to `timeout`). The client is busy until the reply arrived (see
+    /// the type's doc).
     ///
     /// # Errors
     /// A failed write or read, no reply within `timeout`, a reply that
@@ -150,14 +151,21 @@ impl Client {
         };
         let len = body.iter().map(|p| p.len()).sum();
         let head = pipe::call_head(self.seq, kind, len);
-        self.wire.pace(head.len() + len + pipe::TAIL.len()).await;
+        // With a rate limit the frame goes out in paced slices; the wait
+        // for them is added to the timeout (it is not the receiver's).
+        let wire = self.wire.clone();
+        let deadline = timeout + wire.pacing(head.len() + len + pipe::TAIL.len());
         let s = &mut self.stream;
         let mut parts = Vec::with_capacity(body.len() + 2);
         parts.push(&head[..]);
         parts.extend_from_slice(body);
         parts.push(&pipe::TAIL[..]);
         let io = async {
-            write_parts(s, &parts).await?;
+            if wire.is_paced() {
+                wire.write_paced(s, &parts).await?;
+            } else {
+                write_parts(s, &parts).await?;
+            }
             let mut len = [0u8; 4];
             s.read_exact(&mut len).await?;
             let n = i32::from_be_bytes(len);
@@ -168,7 +176,7 @@ impl Client {
             s.read_exact(&mut buf).await?;
             Ok(buf)
         };
-        let buf = match tokio::time::timeout(timeout, io).await {
+        let buf = match tokio::time::timeout(deadline, io).await {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => return Err(TransferError(format!("connection failed: {}", io_text(&e)))),
             Err(_) => {
