@@ -162,6 +162,8 @@ impl Node {
             version: config.legacy_receiver_version.clone(),
             max_file_size: config.pipe_receiver_max_file_size,
         })?);
+        // A compressed pipeTransfer unpacks to no more than a frame carries.
+        receiver.set_max_request(config.max_frame_size);
         let limits = server::Limits::from_config(&config);
         let pipe_server = Arc::new(server::PipeServer::new(
             &config,

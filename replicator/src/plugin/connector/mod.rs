@@ -6,6 +6,9 @@
 //!   flight, in order; and the thrift client both thrift connectors use.
 //! - [`thrift_async`]: `iotdb-thrift-async-connector`, the same requests,
 //!   several in flight over a pool of connections.
+//! - [`wire`]: how both thrift connectors' requests go on the wire,
+//!   compressed (`connector.compressor`) and paced
+//!   (`connector.rate-limit-bytes-per-second`).
 //! - [`legacy`]: `iotdb-legacy-pipe-connector` and the sync tool's
 //!   PIPESINK pipes, IoTDB 1.0/1.1's sync protocol, one call in flight, in
 //!   order.
@@ -55,6 +58,17 @@
 //!   it (so batches grow by themselves while the receiver is busy), and an
 //!   idle pipe sends a new record at once. Every batch therefore leaves
 //!   within the delay, whatever its value (0 included).
+//!
+//! # On the wire (`connector.*` or `sink.*`, both thrift connectors; [`wire`])
+//! - `connector.compressor` (default none): a comma-separated list of
+//!   snappy, gzip, lz4, zstd, lzma2, applied in that order to every request
+//!   but the handshake, sent as IoTDB 1.3's compressed request (type 300).
+//!   The receiver must be IoTDB 1.3 or later, or edgepipe.
+//! - `connector.compressor.zstd.level` (default 3, zstd's own): zstd's
+//!   level, -131072 (fastest) to 22 (smallest).
+//! - `connector.rate-limit-bytes-per-second` (default -1: unlimited): the
+//!   most bytes per second the connector writes, compressed bytes as they
+//!   go out; zero or negative means unlimited, as in IoTDB.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -66,9 +80,11 @@ pub mod legacy;
 pub mod thrift_async;
 pub mod thrift_sync;
 pub mod transport;
+pub mod wire;
 
 pub use legacy::{DatabaseOf, Identity, LegacySpec};
 pub use thrift_async::AsyncConnector;
+pub use wire::WireSpec;
 
 /// A live connector that keeps one request in flight, of the protocol its
 /// spec names.
@@ -213,6 +229,8 @@ pub enum ConnectorSpec {
         batch: Batching,
         /// `connector.ssl.*`: TLS, when on.
         tls: Option<TlsSpec>,
+        /// `connector.compressor`, `connector.rate-limit-bytes-per-second`.
+        wire: WireSpec,
     },
     /// `iotdb-thrift-async-connector`: requests spread over the node URLs,
     /// several in flight.
@@ -223,6 +241,8 @@ pub enum ConnectorSpec {
         batch: Batching,
         /// `connector.ssl.*`: TLS, when on.
         tls: Option<TlsSpec>,
+        /// `connector.compressor`, `connector.rate-limit-bytes-per-second`.
+        wire: WireSpec,
     },
     /// `iotdb-legacy-pipe-connector` (and sync-tool pipes).
     Legacy(LegacySpec),
@@ -238,7 +258,7 @@ pub const DEFAULT_BATCH_BYTES: usize = 16 << 20;
 pub const MIN_BATCH_BYTES: usize = 1024;
 
 /// Keys both thrift connectors accept.
-const THRIFT_KEYS: [&str; 11] = [
+const THRIFT_KEYS: [&str; 14] = [
     "connector",
     "connector.ip",
     "connector.port",
@@ -250,6 +270,9 @@ const THRIFT_KEYS: [&str; 11] = [
     SSL_ENABLE,
     SSL_TRUST_STORE_PATH,
     SSL_TRUST_STORE_PWD,
+    "connector.compressor",
+    "connector.compressor.zstd.level",
+    "connector.rate-limit-bytes-per-second",
 ];
 
 /// `connector.ssl.enable` (IoTDB 1.3: `sink.ssl.enable`).
@@ -309,6 +332,69 @@ fn parse_tls(attrs: &BTreeMap<String, String>, preset: bool) -> Result<Option<Tl
         trust_store_path: path.trim().to_string(),
         trust_store_pwd: attrs.get(SSL_TRUST_STORE_PWD).cloned().unwrap_or_default(),
     }))
+}
+
+/// The value of `connector.<key>` (a `sink.<key>` was read as it by
+/// [`connector_keys`]), with the key.
+fn wire_key<'a>(attrs: &'a BTreeMap<String, String>, key: &str) -> Option<(String, &'a str)> {
+    let k = format!("connector.{key}");
+    attrs.get(&k).map(|v| (k, v.as_str()))
+}
+
+/// The `connector.compressor*` and `connector.rate-limit-bytes-per-second`
+/// keys (see the module doc).
+fn parse_wire(attrs: &BTreeMap<String, String>) -> Result<WireSpec, String> {
+    use protocol::pipe::compress::{Compressor, DEFAULT_ZSTD_LEVEL, MAX_COMPRESSORS};
+    let level = match wire_key(attrs, "compressor.zstd.level") {
+        Some((k, v)) => {
+            let range = Compressor::zstd_levels();
+            v.trim()
+                .parse::<i32>()
+                .ok()
+                .filter(|l| range.contains(l))
+                .ok_or_else(|| {
+                    format!(
+                        "'{k}'='{v}': a zstd level from {} to {}",
+                        range.start(),
+                        range.end()
+                    )
+                })?
+        }
+        None => DEFAULT_ZSTD_LEVEL,
+    };
+    let mut compressors = Vec::new();
+    if let Some((k, v)) = wire_key(attrs, "compressor") {
+        for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            compressors.push(Compressor::from_name(name, level).ok_or_else(|| {
+                format!("'{k}'='{v}': '{name}' is not a compressor; use snappy, gzip, lz4, zstd or lzma2, comma-separated")
+            })?);
+        }
+        if compressors.len() > MAX_COMPRESSORS {
+            return Err(format!(
+                "'{k}'='{v}': {} compressors; at most {MAX_COMPRESSORS} (a receiver refuses more)",
+                compressors.len()
+            ));
+        }
+    }
+    let rate_limit = match wire_key(attrs, "rate-limit-bytes-per-second") {
+        Some((k, v)) => {
+            let r = v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|r| r.is_finite())
+                .ok_or_else(|| {
+                    format!("'{k}'='{v}': a number of bytes per second (-1: unlimited)")
+                })?;
+            // As IoTDB: zero or negative is unlimited.
+            (r > 0.0).then(|| (r.ceil() as u64).max(1))
+        }
+        None => None,
+    };
+    Ok(WireSpec {
+        compressors,
+        rate_limit,
+    })
 }
 
 /// The node URLs of a thrift connector: `connector.ip` + `connector.port`
@@ -400,15 +486,26 @@ impl ConnectorSpec {
                 let urls = parse_urls(attrs)?;
                 let batch = parse_batching(attrs)?;
                 let tls = parse_tls(attrs, SSL_PRESETS.contains(&name))?;
+                let wire = parse_wire(attrs)?;
                 if let Some(v) = attrs.get("connector.parallel.tasks") {
                     v.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(|| {
                         format!("'connector.parallel.tasks'='{v}': not a positive number")
                     })?;
                 }
                 Ok(if name == "iotdb-thrift-async-connector" {
-                    ConnectorSpec::ThriftAsync { urls, batch, tls }
+                    ConnectorSpec::ThriftAsync {
+                        urls,
+                        batch,
+                        tls,
+                        wire,
+                    }
                 } else {
-                    ConnectorSpec::ThriftSync { urls, batch, tls }
+                    ConnectorSpec::ThriftSync {
+                        urls,
+                        batch,
+                        tls,
+                        wire,
+                    }
                 })
             }
             "do-nothing-connector" => {
@@ -528,6 +625,7 @@ mod tests {
                     size_bytes: 2048
                 },
                 tls: None,
+                wire: WireSpec::default(),
             }
         );
         let s = ConnectorSpec::parse(&attrs(&[
@@ -542,6 +640,7 @@ mod tests {
                 urls: vec![("h".into(), 1)],
                 batch: Batching::default(),
                 tls: None,
+                wire: WireSpec::default(),
             }
         );
         for (kv, needle) in [
@@ -621,6 +720,7 @@ mod tests {
                     trust_store_path: "/etc/ca.p12".into(),
                     trust_store_pwd: "pw".into(),
                 }),
+                wire: WireSpec::default(),
             }
         );
         // Half a TLS setting is an error, never a plain connection.
@@ -661,6 +761,85 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.contains("must name the trust store"), "{e}");
+    }
+
+    #[test]
+    fn compressor_and_rate_limit_keys() {
+        use protocol::pipe::compress::Compressor;
+        let base = [
+            ("connector", "iotdb-thrift-connector"),
+            ("connector.ip", "h"),
+            ("connector.port", "1"),
+        ];
+        let wire = |kv: &[(&str, &str)]| {
+            let mut a = attrs(&base);
+            a.extend(attrs(kv));
+            ConnectorSpec::parse(&a).map(|s| match s {
+                ConnectorSpec::ThriftSync { wire, .. } => wire,
+                other => panic!("{other:?}"),
+            })
+        };
+        assert_eq!(wire(&[]).unwrap(), WireSpec::default());
+        assert_eq!(
+            wire(&[
+                ("connector.compressor", " Snappy, zstd ,,LZMA2"),
+                ("connector.compressor.zstd.level", "19"),
+                ("connector.rate-limit-bytes-per-second", "1250000.5"),
+            ])
+            .unwrap(),
+            WireSpec {
+                compressors: vec![Compressor::Snappy, Compressor::Zstd(19), Compressor::Lzma2],
+                rate_limit: Some(1_250_001),
+            }
+        );
+        // IoTDB's sink.* spellings; both spellings at once are refused.
+        assert_eq!(
+            wire(&[
+                ("sink.compressor", "gzip"),
+                ("sink.rate-limit-bytes-per-second", "-1"),
+            ])
+            .unwrap(),
+            WireSpec {
+                compressors: vec![Compressor::Gzip],
+                rate_limit: None,
+            }
+        );
+        let e = wire(&[("sink.compressor", "gzip"), ("connector.compressor", "lz4")]).unwrap_err();
+        assert!(
+            e.contains("'sink.compressor' and 'connector.compressor' are the same attribute"),
+            "{e}"
+        );
+        assert_eq!(
+            wire(&[("connector.rate-limit-bytes-per-second", "0")])
+                .unwrap()
+                .rate_limit,
+            None
+        );
+        for (kv, needle) in [
+            (
+                ("connector.compressor", "zstd,lzo"),
+                "'connector.compressor'='zstd,lzo': 'lzo' is not a compressor; use snappy, gzip, lz4, zstd or lzma2",
+            ),
+            (
+                ("sink.compressor", "lz4,lz4,lz4,lz4,lz4,lz4,lz4,lz4,lz4"),
+                "9 compressors; at most 8",
+            ),
+            (
+                ("connector.compressor.zstd.level", "23"),
+                "'connector.compressor.zstd.level'='23': a zstd level from",
+            ),
+            (
+                ("connector.rate-limit-bytes-per-second", "fast"),
+                "'connector.rate-limit-bytes-per-second'='fast': a number of bytes per second",
+            ),
+            (
+                ("sink.rate-limit-bytes-per-second", "NaN"),
+                "'connector.rate-limit-bytes-per-second'='NaN'",
+            ),
+        ] {
+            let e = wire(&[kv]).unwrap_err();
+            assert!(e.contains(needle), "{e}");
+        }
     }
 
     #[test]

@@ -37,6 +37,7 @@ use tracing::debug;
 
 use super::thrift_sync::Client;
 use super::transport::LazyTls;
+use super::wire::Wire;
 use super::{Batching, ConnectorSpec, TransferError};
 
 /// The selector threads: a runtime of their own that drives every async
@@ -111,6 +112,8 @@ pub struct AsyncConnector {
     /// Set once a receiver answered a batch with 1801: single tablets from
     /// then on.
     singles: AtomicBool,
+    /// Compressors and rate limit, shared by every pooled connection.
+    wire: Arc<Wire>,
 }
 
 impl std::fmt::Debug for AsyncConnector {
@@ -142,13 +145,26 @@ impl AsyncConnector {
         size: PoolSize,
         selectors: tokio::runtime::Handle,
     ) -> AsyncConnector {
-        let (urls, batching, tls) = match &spec {
-            ConnectorSpec::ThriftAsync { urls, batch, tls }
-            | ConnectorSpec::ThriftSync { urls, batch, tls } => (urls.clone(), *batch, tls.clone()),
-            // Not pipeTransfer: no endpoints (a request fails, see `run`).
-            ConnectorSpec::DoNothing | ConnectorSpec::Legacy(_) => {
-                (Vec::new(), super::Batching::default(), None)
+        let (urls, batching, tls, wire) = match &spec {
+            ConnectorSpec::ThriftAsync {
+                urls,
+                batch,
+                tls,
+                wire,
             }
+            | ConnectorSpec::ThriftSync {
+                urls,
+                batch,
+                tls,
+                wire,
+            } => (urls.clone(), *batch, tls.clone(), Wire::new(wire)),
+            // Not pipeTransfer: no endpoints (a request fails, see `run`).
+            ConnectorSpec::DoNothing | ConnectorSpec::Legacy(_) => (
+                Vec::new(),
+                super::Batching::default(),
+                None,
+                Wire::default(),
+            ),
         };
         let max = size.max.max(1);
         AsyncConnector {
@@ -171,6 +187,7 @@ impl AsyncConnector {
             core: size.core.clamp(1, max),
             max,
             singles: AtomicBool::new(false),
+            wire: Arc::new(wire),
         }
     }
 
@@ -238,6 +255,7 @@ impl AsyncConnector {
                     tls.as_ref(),
                     &self.precision,
                     self.timeout,
+                    self.wire.clone(),
                 )
                 .await
                 {

@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// The first bytes of a Java KeyStore in the JKS format.
@@ -282,39 +282,6 @@ impl Stream {
     /// The socket option cannot be set.
     pub fn set_zero_linger(&self) -> io::Result<()> {
         self.tcp().set_zero_linger()
-    }
-
-    /// Writes `parts` one after the other and flushes them out: on TLS as
-    /// few records as their length allows (the parts are encrypted where
-    /// they are, not gathered first); on TCP each part as it is.
-    ///
-    /// # Errors
-    /// The connection failed.
-    pub async fn write_parts(&mut self, parts: &[&[u8]]) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => {
-                for p in parts {
-                    s.write_all(p).await?;
-                }
-                Ok(())
-            }
-            Stream::Tls(s) => {
-                let mut slices: Vec<IoSlice<'_>> = parts
-                    .iter()
-                    .filter(|p| !p.is_empty())
-                    .map(|p| IoSlice::new(p))
-                    .collect();
-                let mut bufs = &mut slices[..];
-                while !bufs.is_empty() {
-                    let n = s.write_vectored(bufs).await?;
-                    if n == 0 {
-                        return Err(io::ErrorKind::WriteZero.into());
-                    }
-                    IoSlice::advance_slices(&mut bufs, n);
-                }
-                s.flush().await
-            }
-        }
     }
 }
 
