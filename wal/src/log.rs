@@ -168,6 +168,13 @@ pub(crate) struct Recovered {
 }
 
 impl Log {
+    /// Bytes a batch takes in a segment besides its records (its header):
+    /// a batch of payloads `p` takes `BATCH_OVERHEAD + Σ (RECORD_OVERHEAD +
+    /// p.len())`, which must fit [`Config::max_batch_bytes`].
+    pub const BATCH_OVERHEAD: usize = format::BATCH_HEADER_LEN;
+    /// Bytes a record takes in a batch besides its payload.
+    pub const RECORD_OVERHEAD: usize = format::RECORD_HEADER_LEN;
+
     /// Opens (creating if needed) the log in `dir` for writing, recovering
     /// from an unclean stop as `config.recovery_mode` says.
     ///
