@@ -69,6 +69,23 @@ pub struct NodeConfig {
     /// flight) an async connector opens at most per target node. Default
     /// 16. Minimum 1.
     pub pipe_async_max_clients: usize,
+    /// `pipe_auto_restart_enabled` (IoTDB's key): restart a pipe that
+    /// stopped on its own after its transfers kept failing (after
+    /// `max_number_of_sync_file_retry`), for as long as that lasts. A pipe
+    /// stopped by `STOP PIPE` stays stopped. Default true.
+    pub pipe_auto_restart: bool,
+    /// `pipe_auto_restart_interval_init_ms` (edgepipe's, in the style of
+    /// IoTDB's `pipe_connector_retry_interval_ms`): the wait before the
+    /// first restart; it doubles for each restart in a row that got nothing
+    /// acknowledged, up to the max below, jittered by ±25 %. Default 10 s.
+    /// Minimum 1 ms.
+    pub pipe_restart_interval: Duration,
+    /// `pipe_auto_restart_interval_max_ms` (edgepipe's): the longest wait
+    /// between restarts, so a pipe runs again at most about this long after
+    /// its link returns. Default 3 min (IoTDB checks for pipes to restart
+    /// every `pipe_meta_syncer_sync_interval_minutes` = 3). Minimum 1 ms
+    /// and at least the initial wait.
+    pub pipe_restart_interval_max: Duration,
     /// `ip_white_list`: comma-separated IPv4/IPv6 CIDR blocks of the
     /// senders allowed to write through a pipe (`pipeTransfer`, the legacy
     /// pipe server), checked on the socket's peer address. Default
@@ -139,6 +156,9 @@ impl Default for NodeConfig {
             pipe_async_selectors: 1,
             pipe_async_core_clients: 8,
             pipe_async_max_clients: 16,
+            pipe_auto_restart: true,
+            pipe_restart_interval: replicator::DEFAULT_RESTART_BASE,
+            pipe_restart_interval_max: replicator::DEFAULT_RESTART_CAP,
             ip_white_list: receiver::whitelist::IpWhiteList::default(),
             pipe_server_port: 6670,
             legacy_receiver_version: "1.1".into(),
@@ -277,6 +297,18 @@ impl NodeConfig {
                     return Err(format!("{key}={v}: must be between 1 and 1024"));
                 }
             }
+            "pipe_auto_restart_enabled" => self.pipe_auto_restart = parse_bool(key, v)?,
+            "pipe_auto_restart_interval_init_ms" | "pipe_auto_restart_interval_max_ms" => {
+                let ms: u64 = parse_num(key, v)?;
+                if ms == 0 {
+                    return Err(format!("{key}={v}: must be at least 1"));
+                }
+                if key.ends_with("init_ms") {
+                    self.pipe_restart_interval = Duration::from_millis(ms);
+                } else {
+                    self.pipe_restart_interval_max = Duration::from_millis(ms);
+                }
+            }
             "ip_white_list" => {
                 self.ip_white_list = v.parse().map_err(|e| format!("{key}={v}: {e}"))?
             }
@@ -331,6 +363,13 @@ impl NodeConfig {
     /// # Errors
     /// A contradiction, naming the keys.
     pub fn validate(&self) -> Result<(), String> {
+        if self.pipe_restart_interval_max < self.pipe_restart_interval {
+            return Err(format!(
+                "pipe_auto_restart_interval_max_ms={} must be at least pipe_auto_restart_interval_init_ms={}",
+                self.pipe_restart_interval_max.as_millis(),
+                self.pipe_restart_interval.as_millis()
+            ));
+        }
         let seg = self.wal_segment_bytes;
         if self.wal_max_pinned_bytes < seg {
             return Err(format!(
@@ -524,6 +563,54 @@ mod tests {
         assert!(NodeConfig::load(&p)
             .unwrap_err()
             .contains("expected key=value"));
+    }
+
+    #[test]
+    fn auto_restart_keys() {
+        let d = NodeConfig::default();
+        assert_eq!(
+            (
+                d.pipe_auto_restart,
+                d.pipe_restart_interval,
+                d.pipe_restart_interval_max
+            ),
+            (true, Duration::from_secs(10), Duration::from_secs(180)),
+            "IoTDB's default (on), and a 3-minute longest wait as IoTDB's check round"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("iotdb.properties");
+        std::fs::write(&p, "pipe_auto_restart_enabled=false\npipe_auto_restart_interval_init_ms=200\npipe_auto_restart_interval_max_ms=2000\n").unwrap();
+        let c = NodeConfig::load(&p).unwrap();
+        assert_eq!(
+            (
+                c.pipe_auto_restart,
+                c.pipe_restart_interval,
+                c.pipe_restart_interval_max
+            ),
+            (false, Duration::from_millis(200), Duration::from_secs(2))
+        );
+        for (bad, want) in [
+            (
+                "pipe_auto_restart_enabled=sometimes",
+                "pipe_auto_restart_enabled=sometimes: expected true or false",
+            ),
+            (
+                "pipe_auto_restart_interval_init_ms=0",
+                "pipe_auto_restart_interval_init_ms=0: must be at least 1",
+            ),
+            (
+                "pipe_auto_restart_interval_max_ms=soon",
+                "pipe_auto_restart_interval_max_ms=soon: not a valid number",
+            ),
+            (
+                "pipe_auto_restart_interval_init_ms=5000\npipe_auto_restart_interval_max_ms=1000",
+                "pipe_auto_restart_interval_max_ms=1000 must be at least pipe_auto_restart_interval_init_ms=5000",
+            ),
+        ] {
+            std::fs::write(&p, bad).unwrap();
+            let e = NodeConfig::load(&p).unwrap_err();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
     }
 
     #[test]

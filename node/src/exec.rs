@@ -388,6 +388,33 @@ impl Executor {
         self
     }
 
+    /// Refuses a pipe sending to one of `targets` (`host:port`) that is
+    /// this node itself (see [`crate::control::Control::self_target`]):
+    /// everything it sends would come back into the node's change log, to
+    /// be read and sent again, forever (A→A).
+    ///
+    /// # Errors
+    /// The first such target, and why it is this node.
+    fn refuse_self_target(&self, targets: &[String]) -> Result<(), String> {
+        let Some(control) = &self.control else {
+            return Ok(());
+        };
+        for t in targets {
+            let Some((host, port)) = t.rsplit_once(':') else {
+                continue;
+            };
+            let Ok(port) = port.parse::<u16>() else {
+                continue;
+            };
+            if let Some(why) = control.self_target(host, port) {
+                return Err(format!(
+                    "points at this node itself: {why}. A pipe to itself would send every record back into this node's own change log, to be read and sent again, forever (IoTDB A -> IoTDB A); point it at another node"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn control(&self) -> SResult<&Arc<crate::control::Control>> {
         self.control.as_ref().ok_or_else(|| {
             StoreError::new(
@@ -918,6 +945,16 @@ impl Executor {
                 processor,
                 connector,
             } => {
+                // A connector that does not parse is the replicator's to
+                // name.
+                if let Ok(spec) = replicator::plugin::ConnectorSpec::parse(&connector) {
+                    self.refuse_self_target(&spec.targets()).map_err(|m| {
+                        StoreError::new(
+                            replicator::PIPE_ERROR,
+                            format!("Failed to create pipe {id}: the connector {m}"),
+                        )
+                    })?;
+                }
                 self.pipes()?
                     .create(&id, extractor, processor, connector)
                     .map_err(pipe_err)?;
@@ -1020,6 +1057,15 @@ impl Executor {
                     None => None,
                 };
                 let pipes = self.pipes()?;
+                if let Some(k) = pipes.pipesinks(Some(&sink)).first() {
+                    self.refuse_self_target(&[format!("{}:{}", k.ip, k.port)])
+                        .map_err(|m| {
+                            StoreError::new(
+                                replicator::QUERY_PROCESS_ERROR,
+                                format!("Failed to create pipe {id}: pipeSink {sink} {m}"),
+                            )
+                        })?;
+                }
                 pipes
                     .create_sink_pipe(&id, &sink, start, &attributes)
                     .map_err(pipe_err)?;
@@ -1234,6 +1280,40 @@ mod tests {
             .unwrap();
         let r = rows(e.execute(&ctx, "select s0 from root.vehicle.d0").unwrap());
         assert_eq!(r.times, [2]);
+    }
+
+    #[test]
+    fn quoted_nodes_with_dots_are_one_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = exec(dir.path());
+        let ctx = utc();
+        e.execute(&ctx, "create database root.sg").unwrap();
+        e.execute(
+            &ctx,
+            "create timeseries root.sg.`a.b`.s with datatype=INT32",
+        )
+        .unwrap();
+        e.execute(&ctx, "insert into root.sg.`a.b`(time, s) values (1, 7)")
+            .unwrap();
+        e.execute(&ctx, "insert into root.sg.a(time, b) values (1, 8)")
+            .unwrap();
+        let r = rows(e.execute(&ctx, "select s from root.sg.`a.b`").unwrap());
+        assert_eq!(r.times, [1]);
+        let r = rows(e.execute(&ctx, "select b from root.sg.a").unwrap());
+        assert_eq!(r.times, [1]);
+        let r = rows(e.execute(&ctx, "show timeseries root.sg.**").unwrap());
+        assert_eq!(r.rows(), 2, "{r:?}");
+        // The dotted node is one level: root.sg.*.s finds it, root.sg.*.*.s does not.
+        let r = rows(e.execute(&ctx, "select s from root.sg.*").unwrap());
+        assert_eq!(r.times, [1]);
+        let r = rows(e.execute(&ctx, "select s from root.sg.*.*").unwrap());
+        assert!(r.times.is_empty(), "{r:?}");
+        // Deleting the dotted device's data leaves root.sg.a alone.
+        e.execute(&ctx, "delete from root.sg.`a.b`.**").unwrap();
+        let r = rows(e.execute(&ctx, "select s from root.sg.`a.b`").unwrap());
+        assert!(r.times.is_empty(), "{r:?}");
+        let r = rows(e.execute(&ctx, "select b from root.sg.a").unwrap());
+        assert_eq!(r.times, [1]);
     }
 
     #[test]

@@ -120,6 +120,9 @@ impl Node {
             async_selectors: config.pipe_async_selectors,
             async_core_clients: config.pipe_async_core_clients,
             async_max_clients: config.pipe_async_max_clients,
+            auto_restart: config.pipe_auto_restart,
+            restart_base: config.pipe_restart_interval,
+            restart_cap: config.pipe_restart_interval_max,
             database_of: {
                 let st = store.clone();
                 replicator::plugin::DatabaseOf(Arc::new(move |path| st.database_of(path)))
@@ -197,6 +200,11 @@ impl Node {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future,
     ) {
+        if let Ok(client) = listener.local_addr() {
+            // What a pipe of this node must not point at (A→A).
+            self.control
+                .set_listening(client, self.config.pipe_server_port);
+        }
         self.restore_pipe_server();
         let pipe_server = self.control.pipe_server();
         server::run(

@@ -27,7 +27,7 @@ use tracing::debug;
 use crate::event::Event;
 use crate::exec::{zone_from_name, Context, Executor, Outcome, Precision, ResultSet};
 use crate::sql::Literal;
-use crate::store::{self, StoreError};
+use crate::store::{self, Origin, StoreError};
 
 /// Rows per page when the client asks for none (`fetchSize` ≤ 0).
 pub const DEFAULT_FETCH_SIZE: usize = 5000;
@@ -84,6 +84,11 @@ pub struct Connection {
     session: Option<Session>,
     queries: BTreeMap<i64, Query>,
     receiver: receiver::ReceiverState,
+    /// Set once a legacy (IoTDB 1.1 sync) handshake succeeded on this
+    /// connection: the rows its session then inserts (edgepipe's legacy
+    /// connector sends them so) arrived through a pipe and are logged as
+    /// such.
+    legacy_sender: bool,
 }
 
 impl Connection {
@@ -515,6 +520,9 @@ impl Service {
                         .legacy_handshake(&mut conn.receiver, &info, &apply)
                 });
                 let status = self.durable_status(status, offset).await;
+                if status.code == status::SUCCESS {
+                    conn.legacy_sender = true;
+                }
                 r(&|p, n, s| reply(p, n, s, &status))
             }
             Request::SendPipeData(args) => {
@@ -807,7 +815,8 @@ impl Service {
 
     /// Decodes (off the async threads), writes and waits for durability.
     /// Several tablets: each is written; failures make a 302 with one
-    /// sub-status per tablet.
+    /// sub-status per tablet. On a legacy sender's connection the rows are
+    /// logged as arrived through a pipe.
     async fn insert<F>(self: &Arc<Self>, conn: &Connection, decode: F) -> TSStatus
     where
         F: FnOnce() -> Result<Vec<Tablet>, StoreError> + Send + 'static,
@@ -819,6 +828,11 @@ impl Service {
             );
         };
         let user = session.user.clone();
+        let origin = if conn.legacy_sender {
+            Origin::Pipe
+        } else {
+            Origin::Local
+        };
         let svc = self.clone();
         let done = tokio::task::spawn_blocking(
             move || -> Result<(Vec<Result<u64, StoreError>>, usize), StoreError> {
@@ -829,7 +843,7 @@ impl Service {
                 Ok((
                     tablets
                         .into_iter()
-                        .map(|t| svc.exec.store().write(Event::Tablet(t)))
+                        .map(|t| svc.exec.store().write_from(Event::Tablet(t), origin))
                         .collect(),
                     n,
                 ))
@@ -894,7 +908,9 @@ fn not_alive(proto: Proto, name: &str, seq: i32, e: receiver::legacy::NotAlive) 
 }
 
 /// What received data does to the store: every write through the change
-/// log, in order.
+/// log, in order, marked as arrived through a pipe ([`Origin::Pipe`]) so
+/// that a pipe with `extractor.forwarding-pipe-requests=false` does not
+/// send it on.
 struct StoreApply<'a> {
     /// Deletions go through the executor, so they reach the pipes'
     /// deletion index (no pipe ships a point deleted before it read it).
@@ -914,7 +930,7 @@ impl receiver::Apply for StoreApply<'_> {
     /// status.
     fn apply(&self, tablets: Vec<(Tablet, &[u8])>) -> Result<Option<u64>, (i32, String)> {
         self.store
-            .write_tablets(tablets, crate::event::KIND_TABLET)
+            .write_tablets(tablets, Origin::Pipe)
             .map_err(code_of)
     }
 
@@ -974,14 +990,16 @@ impl receiver::Apply for StoreApply<'_> {
             max,
         };
         self.exec
-            .log_deletion(patterns, min, max, || self.store.write(ev))
+            .log_deletion(patterns, min, max, || {
+                self.store.write_from(ev, Origin::Pipe)
+            })
             .map(Some)
             .map_err(code_of)
     }
 
     fn create_database(&self, database: &str) -> Result<Option<u64>, (i32, String)> {
         let ev = Event::Schema(crate::event::SchemaOp::CreateDatabase(database.to_string()));
-        match self.store.write(ev) {
+        match self.store.write_from(ev, Origin::Pipe) {
             Ok(o) => Ok(Some(o)),
             Err(e) if e.code == status::DATABASE_ALREADY_EXISTS => Ok(None),
             Err(e) => Err(code_of(e)),
@@ -997,11 +1015,11 @@ impl receiver::Apply for StoreApply<'_> {
         let ev = Event::Schema(SchemaOp::DeleteDatabase(name.clone()));
         self.exec
             .log_deletion(vec![format!("{name}.**")], i64::MIN, i64::MAX, || {
-                self.store.write(ev)
+                self.store.write_from(ev, Origin::Pipe)
             })
             .map_err(code_of)?;
         self.store
-            .write(Event::Schema(SchemaOp::CreateDatabase(name)))
+            .write_from(Event::Schema(SchemaOp::CreateDatabase(name)), Origin::Pipe)
             .map(Some)
             .map_err(code_of)
     }

@@ -12,7 +12,23 @@
 //!                 3 create timeseries  String path, u8 type, String encoding,
 //!                                      String compressor, u8 aligned
 //! String = u32 length + UTF-8
+//!
+//! kind | 0x80        the same record, arrived through a pipe (FROM_PIPE):
+//!                     0x81 TABLET, 0x82 DELETE, 0x83 SCHEMA, payloads as
+//!                     above (a received tablet is logged as it came)
 //! ```
+//!
+//! # Records that arrived through a pipe
+//! What a node's receiving side writes (IoTDB 1.2's `pipeTransfer` of any
+//! type, IoTDB 1.1's legacy `handshake` / `sendPipeData` / `sendFile`, and
+//! the session writes on a connection that made a legacy handshake) is
+//! logged with the [`FROM_PIPE`] bit set, so a pipe with
+//! `extractor.forwarding-pipe-requests=false` can leave it out: two nodes
+//! can then replicate to each other without sending each other's data
+//! back. The bit changes nothing else: every reader takes a record's
+//! [`base_kind`] and decodes the same payload. (An edgepipe before this
+//! bit existed refuses such a log with "unknown change-log record kind
+//! 129".)
 //!
 //! Do not renumber kinds or ops: logs on disk and pipes depend on them.
 
@@ -25,6 +41,20 @@ pub const KIND_TABLET: u8 = 1;
 pub const KIND_DELETE: u8 = 2;
 /// Record kind of a schema change.
 pub const KIND_SCHEMA: u8 = 3;
+/// Set in the kind of a record that arrived through a pipe (see the module
+/// doc): `KIND_TABLET | FROM_PIPE` is a received tablet.
+pub const FROM_PIPE: u8 = 0x80;
+
+/// The kind of a record without its [`FROM_PIPE`] mark: what its payload
+/// is.
+pub const fn base_kind(kind: u8) -> u8 {
+    kind & !FROM_PIPE
+}
+
+/// Whether a record of this kind arrived through a pipe.
+pub const fn from_pipe(kind: u8) -> bool {
+    kind & FROM_PIPE != 0
+}
 
 /// A schema change.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,12 +179,12 @@ impl Event {
         }
     }
 
-    /// Decodes a change-log record.
+    /// Decodes a change-log record, marked ([`FROM_PIPE`]) or not.
     ///
     /// # Errors
     /// A message naming what does not decode (an unknown kind included).
     pub fn decode(kind: u8, payload: &[u8]) -> Result<Event, String> {
-        match kind {
+        match base_kind(kind) {
             KIND_TABLET => Ok(Event::Tablet(Tablet::deserialize_v12(payload)?)),
             KIND_DELETE => {
                 let mut b = Buf { b: payload, at: 0 };
@@ -190,7 +220,7 @@ impl Event {
                 };
                 Ok(Event::Schema(op))
             }
-            other => Err(format!("unknown change-log record kind {other}")),
+            _ => Err(format!("unknown change-log record kind {kind}")),
         }
     }
 }
@@ -219,13 +249,23 @@ mod tests {
         ];
         for e in evs {
             let (k, p) = e.encode();
+            assert!(!from_pipe(k));
             assert_eq!(Event::decode(k, &p).unwrap(), e);
+            // The same payload, received through a pipe.
+            let received = k | FROM_PIPE;
+            assert!(from_pipe(received));
+            assert_eq!(base_kind(received), k);
+            assert_eq!(Event::decode(received, &p).unwrap(), e);
             for cut in 0..p.len() {
                 assert!(Event::decode(k, &p[..cut]).is_err());
+                assert!(Event::decode(received, &p[..cut]).is_err());
             }
         }
         assert!(Event::decode(9, &[])
             .unwrap_err()
             .contains("unknown change-log record kind 9"));
+        assert!(Event::decode(9 | FROM_PIPE, &[])
+            .unwrap_err()
+            .contains("unknown change-log record kind 137"));
     }
 }

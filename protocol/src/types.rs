@@ -170,7 +170,7 @@ pub mod status {
     /// The database already exists.
     pub const DATABASE_ALREADY_EXISTS: i32 = 501;
     /// The series already exists.
-    pub const TIMESERIES_ALREADY_EXIST: i32 = 502;
+    pub const TIMESERIES_ALREADY_EXIST: i32 = 503;
     /// Schema trouble (type mismatch, series missing in strict mode).
     pub const METADATA_ERROR: i32 = 507;
     /// The path does not exist.

@@ -65,7 +65,9 @@ impl DeletionRecord {
     /// # Errors
     /// A delete or schema record that does not decode.
     pub fn of_record(offset: u64, kind: u8, payload: &[u8]) -> Result<Option<Self>, String> {
-        if kind != KIND_DELETE && kind != KIND_SCHEMA {
+        // Received deletions (marked FROM_PIPE) delete alike.
+        let base = protocol::event::base_kind(kind);
+        if base != KIND_DELETE && base != KIND_SCHEMA {
             return Ok(None);
         }
         Ok(match Event::decode(kind, payload)? {

@@ -36,6 +36,27 @@
 //!   `max_number_of_sync_file_retry` times per batch; then the pipe goes
 //!   STOPPED with the error as its exception message, and `START PIPE`
 //!   resumes from the committed offset.
+//! - Auto-restart (`pipe_auto_restart_enabled`, default true, as IoTDB):
+//!   a pipe that stopped on its own for a reason a restart may fix (its
+//!   transfers kept failing: the link, the receiver; or its offset could
+//!   not be committed) stays STOPPED and waits, then runs again from its
+//!   committed offset. The wait starts at
+//!   `pipe_auto_restart_interval_init_ms` and doubles for each restart in a
+//!   row that got nothing more acknowledged, up to
+//!   `pipe_auto_restart_interval_max_ms`, jittered by ±25 %; it never gives
+//!   up, so a pipe is RUNNING again at most about one longest wait after
+//!   its link returns, however long the outage. SHOW PIPES says
+//!   `auto-restart at <time> (attempt n): <why it stopped>`. Not restarted:
+//!   a pipe a person stopped (STOP PIPE), and one that stopped for a reason
+//!   a restart cannot fix (a change-log record that does not decode, a
+//!   definition that does not configure, a damaged change log): those wait
+//!   for START PIPE. The wait is persisted: a node stopped meanwhile
+//!   restarts the pipe after it starts (at once when it is overdue). With
+//!   auto-restart off, a pipe stays STOPPED as the seed says.
+//! - Loop guards: records that arrived through a pipe are marked in the
+//!   change log (`protocol::event::FROM_PIPE`); a pipe with
+//!   `extractor.forwarding-pipe-requests=false` leaves them out, so A→B and
+//!   B→A pipes can run side by side.
 //! - `STOP PIPE` / `DROP PIPE` return within about half a second whatever
 //!   the receiver does: the request in flight is abandoned (its connection
 //!   reset, so nothing of it goes out later; sent again at the next START)
@@ -152,6 +173,16 @@ pub struct Settings {
     pub async_max_clients: usize,
     /// The node's databases (legacy handshakes carry a tablet's database).
     pub database_of: DatabaseOf,
+    /// Restart pipes that stopped on their own after transfer failures
+    /// (`pipe_auto_restart_enabled`). Default true.
+    pub auto_restart: bool,
+    /// The wait before the first restart of a pipe that stopped on its
+    /// own; doubled for each restart in a row that got nothing
+    /// acknowledged (`pipe_auto_restart_interval_init_ms`). Default 10 s.
+    pub restart_base: Duration,
+    /// The longest wait between restarts
+    /// (`pipe_auto_restart_interval_max_ms`). Default 3 min.
+    pub restart_cap: Duration,
 }
 
 impl Default for Settings {
@@ -168,9 +199,21 @@ impl Default for Settings {
             async_core_clients: 8,
             async_max_clients: 16,
             database_of: DatabaseOf::default(),
+            auto_restart: true,
+            restart_base: DEFAULT_RESTART_BASE,
+            restart_cap: DEFAULT_RESTART_CAP,
         }
     }
 }
+
+/// Default `pipe_auto_restart_interval_init_ms`: 10 s, a short wait for a
+/// blip (the retries before the stop took about half a minute already).
+pub const DEFAULT_RESTART_BASE: Duration = Duration::from_secs(10);
+/// Default `pipe_auto_restart_interval_max_ms`: 3 min, the round of IoTDB's
+/// own restart check (`pipe_meta_syncer_sync_interval_minutes` = 3 times
+/// `pipe_meta_syncer_auto_restart_pipe_check_interval_round` = 1): a pipe
+/// is RUNNING again at most about this long after its link returns.
+pub const DEFAULT_RESTART_CAP: Duration = Duration::from_secs(180);
 
 /// How long STOP / DROP wait for a task to wind down (it abandons its
 /// transfer at once and commits what was acknowledged, one fsync) before
@@ -190,6 +233,10 @@ struct Entry {
     meta: PipeMeta,
     stats: Arc<Stats>,
     running: Option<Running>,
+    /// Set while the run was started by an auto-restart: its attempt, and
+    /// the committed offset it started from (a run that committed nothing
+    /// more counts as a failed attempt when it stops again).
+    restarted: Option<(u32, u64)>,
 }
 
 /// A live connector as the pipes using it share it.
@@ -222,6 +269,8 @@ struct Inner {
     generation: u64,
     /// The async connectors' selector threads, started with the first one.
     selectors: Option<Selectors>,
+    /// Set by [`PipeManager::shutdown`]: no pipe is restarted after it.
+    closed: bool,
 }
 
 pub(crate) struct Shared {
@@ -361,6 +410,7 @@ impl PipeManager {
                     meta: m,
                     stats,
                     running: None,
+                    restarted: None,
                 },
             );
         }
@@ -377,6 +427,7 @@ impl PipeManager {
                 connectors: HashMap::new(),
                 generation: 0,
                 selectors: None,
+                closed: false,
             }),
         });
         let mgr = PipeManager { shared };
@@ -394,6 +445,8 @@ impl PipeManager {
             let mut inner = mgr.shared.inner.lock().expect("pipes lock");
             mgr.shared.spawn(&mut inner, &id);
         }
+        // Pipes that were waiting to restart when the node stopped.
+        mgr.shared.rearm_restarts();
         Ok(mgr)
     }
 
@@ -403,17 +456,28 @@ impl PipeManager {
     /// sync, async or legacy, is remade when it is started and no running
     /// pipe shares it). The selector threads are started once, with the
     /// first async connector.
+    ///
+    /// Auto-restart (`pipe_auto_restart_enabled` and its intervals) applies
+    /// at once: turned off, the pipes waiting to restart stay STOPPED (as
+    /// with it off all along); a shorter longest wait brings forward the
+    /// restarts due later than it. Turned on, it applies to pipes that stop
+    /// from then on.
     pub fn update_settings(&self, settings: Settings) {
         let s = &self.shared;
-        let timeout_changed = {
+        let (timeout_changed, restarts_changed) = {
             let mut cur = s.settings.write().expect("settings lock");
             let changed = cur.timeout != settings.timeout;
+            let restarts = cur.auto_restart != settings.auto_restart
+                || cur.restart_cap != settings.restart_cap;
             *cur = settings;
-            changed
+            (changed, restarts)
         };
         if timeout_changed {
             let mut inner = s.inner.lock().expect("pipes lock");
             inner.connectors.retain(|_, c| c.in_use());
+        }
+        if restarts_changed {
+            s.rearm_restarts();
         }
     }
 
@@ -485,6 +549,7 @@ impl PipeManager {
             warning: String::new(),
             history_end,
             sink,
+            restart: None,
         };
         let stats = Arc::new(Stats::new(start));
         let replaced = inner.pipes.insert(
@@ -493,6 +558,7 @@ impl PipeManager {
                 meta,
                 stats,
                 running: None,
+                restarted: None,
             },
         );
         if let Err(e) = s.save(&inner) {
@@ -730,6 +796,9 @@ impl PipeManager {
         e.meta.state = PipeState::Running;
         e.meta.exception.clear();
         e.meta.warning.clear();
+        // Started by a person: not waiting to restart any more.
+        e.meta.restart = None;
+        e.restarted = None;
         s.save(&inner).map_err(|m| PipeError::new(PIPE_ERROR, m))?;
         s.spawn(&mut inner, id);
         Ok(())
@@ -756,6 +825,10 @@ impl PipeManager {
                 return Err(dropped(id));
             }
             e.meta.state = PipeState::Stopped;
+            // Stopped by a person: it stays stopped, even if it was waiting
+            // to restart.
+            e.meta.restart = None;
+            e.restarted = None;
             let r = e.running.take();
             s.save(&inner).map_err(|m| PipeError::new(PIPE_ERROR, m))?;
             r
@@ -793,6 +866,7 @@ impl PipeManager {
             let old = e.meta.clone();
             let removed = if e.meta.sink.is_some() {
                 e.meta.state = PipeState::Dropped;
+                e.meta.restart = None;
                 None
             } else {
                 inner.pipes.remove(id)
@@ -927,9 +1001,13 @@ impl PipeManager {
     /// Stops every task (the pipes stay RUNNING on disk, to resume at the
     /// next start) and persists the deletion index. Waits for in-flight
     /// batches.
+    ///
+    /// Pipes waiting to restart stay so on disk: they restart after the
+    /// next start, when due.
     pub fn shutdown(&self) {
         let runs: Vec<Running> = {
             let mut inner = self.shared.inner.lock().expect("pipes lock");
+            inner.closed = true;
             inner
                 .pipes
                 .values_mut()
@@ -1100,23 +1178,142 @@ impl Shared {
 
     /// Called by a task that gave up: the pipe goes STOPPED with `message`
     /// as its exception (shown as `ERROR: message` for a sync-tool pipe,
-    /// see `progress::message`).
-    fn fail(&self, id: &str, generation: u64, message: String) {
+    /// see `progress::message`). When the failure is one a restart may fix
+    /// (`restartable`: transfers that kept failing, an offset commit that
+    /// failed) and `pipe_auto_restart_enabled`, the pipe waits to restart
+    /// (see [`Shared::arm`]).
+    fn fail(self: &Arc<Self>, id: &str, generation: u64, message: String, restartable: bool) {
         let mut inner = self.inner.lock().expect("pipes lock");
+        let closed = inner.closed;
         let Some(e) = inner.pipes.get_mut(id) else {
             return;
         };
+        // Only the run that failed may stop the pipe (not a later one).
         if e.running
             .as_ref()
-            .is_some_and(|r| r.generation == generation)
+            .is_none_or(|r| r.generation != generation)
         {
-            e.running = None;
-            e.meta.state = PipeState::Stopped;
-            e.meta.exception = message.clone();
-            warn!(pipe = id, exception = %message, "pipe stopped by an unrecoverable error");
-            if let Err(err) = self.save(&inner) {
-                warn!(pipe = id, cause = %err, "could not persist the pipe's state");
+            return;
+        }
+        e.running = None;
+        e.meta.state = PipeState::Stopped;
+        e.meta.exception = message.clone();
+        let restarted = e.restarted.take();
+        let settings = self.settings();
+        let restart = if restartable && settings.auto_restart {
+            // A restart that got nothing more acknowledged waits longer
+            // before the next one; one that did starts the count again.
+            let committed = e.stats.committed.load(Ordering::Relaxed);
+            let attempt = match restarted {
+                Some((a, from)) if committed <= from => a.saturating_add(1),
+                _ => 1,
+            };
+            let wait = task::backoff(settings.restart_base, settings.restart_cap, attempt);
+            let r = meta::Restart {
+                at_ms: now_ms().saturating_add(wait.as_millis() as i64),
+                attempt,
+            };
+            warn!(pipe = id, exception = %message, attempt, restart_in_ms = wait.as_millis() as u64, "pipe stopped; it restarts then (pipe_auto_restart_enabled)");
+            Some(r)
+        } else {
+            warn!(pipe = id, exception = %message, restartable, "pipe stopped by an unrecoverable error");
+            None
+        };
+        e.meta.restart = restart;
+        if let Err(err) = self.save(&inner) {
+            warn!(pipe = id, cause = %err, "could not persist the pipe's state");
+        }
+        if let (Some(r), false) = (restart, closed) {
+            self.arm(id, r);
+        }
+    }
+
+    /// Arms the timer of the restart `r` of pipe `id` (waiting to
+    /// restart): when it is due, the pipe runs again, unless something
+    /// changed meanwhile (START, STOP, DROP, another failure, auto-restart
+    /// turned off, the node shutting down). A wait is never longer than
+    /// `pipe_auto_restart_interval_max_ms` (with its jitter), whatever the
+    /// clock did.
+    fn arm(self: &Arc<Self>, id: &str, r: meta::Restart) {
+        let cap = self.settings().restart_cap.mul_f64(1.25);
+        let delay = Duration::from_millis(r.at_ms.saturating_sub(now_ms()).max(0) as u64).min(cap);
+        let weak = Arc::downgrade(self);
+        let id = id.to_string();
+        self.handle.spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Some(s) = weak.upgrade() {
+                s.auto_restart(&id, r);
             }
+        });
+    }
+
+    /// The restart `r` of pipe `id` is due: it runs again if it still
+    /// waits for exactly that restart.
+    fn auto_restart(self: &Arc<Self>, id: &str, r: meta::Restart) {
+        let mut inner = self.inner.lock().expect("pipes lock");
+        if inner.closed || !self.settings().auto_restart {
+            return;
+        }
+        let Some(e) = inner.pipes.get_mut(id) else {
+            return;
+        };
+        if e.meta.restart != Some(r) || e.running.is_some() || e.meta.state != PipeState::Stopped {
+            return;
+        }
+        e.meta.restart = None;
+        e.meta.state = PipeState::Running;
+        e.meta.exception.clear();
+        e.restarted = Some((r.attempt, e.stats.committed.load(Ordering::Relaxed)));
+        info!(
+            pipe = id,
+            attempt = r.attempt,
+            "restarting a pipe that stopped on its own (pipe_auto_restart_enabled)"
+        );
+        if let Err(err) = self.save(&inner) {
+            // It runs; on disk it still waits, so a node restart restarts
+            // it again.
+            warn!(pipe = id, cause = %err, "could not persist the pipe's state");
+        }
+        self.spawn(&mut inner, id);
+    }
+
+    /// Re-arms the pipes waiting to restart after the settings changed (or
+    /// the node started): with auto-restart off they stay STOPPED (their
+    /// waits are dropped); a restart due later than the longest wait from
+    /// now comes forward to it.
+    fn rearm_restarts(self: &Arc<Self>) {
+        let settings = self.settings();
+        let mut inner = self.inner.lock().expect("pipes lock");
+        if inner.closed {
+            return;
+        }
+        let latest = now_ms().saturating_add(settings.restart_cap.as_millis() as i64);
+        let mut arm = Vec::new();
+        let mut changed = false;
+        for e in inner.pipes.values_mut() {
+            let Some(mut r) = e.meta.restart else {
+                continue;
+            };
+            if !settings.auto_restart || e.meta.state != PipeState::Stopped {
+                e.meta.restart = None;
+                changed = true;
+                continue;
+            }
+            if r.at_ms > latest {
+                r.at_ms = latest;
+                e.meta.restart = Some(r);
+                changed = true;
+            }
+            arm.push((e.meta.id.clone(), r));
+        }
+        if changed {
+            if let Err(err) = self.save(&inner) {
+                warn!(cause = %err, "could not persist the pipes' restart times");
+            }
+        }
+        drop(inner);
+        for (id, r) in arm {
+            self.arm(&id, r);
         }
     }
 

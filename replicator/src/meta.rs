@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 /// A pipe's state (IoTDB's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PipeState {
-    /// Not processing data: new, stopped by the user, or stopped by an
-    /// unrecoverable error (see the exception message).
+    /// Not processing data: new, stopped by the user, or stopped on its own
+    /// (see the exception message), perhaps waiting to restart
+    /// ([`PipeMeta::restart`]).
     #[serde(rename = "STOPPED")]
     Stopped,
     /// Processing data.
@@ -68,6 +69,24 @@ pub struct PipeMeta {
     /// Set for a sync-tool pipe (`CREATE PIPE … TO <pipesink>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sink: Option<SinkPipe>,
+    /// Set while the pipe waits to be restarted (`pipe_auto_restart_enabled`):
+    /// it stopped on its own for a reason a restart may fix (its transfers
+    /// kept failing), so it is STOPPED with `exception` saying why, and
+    /// restarts at the time given. Persisted: a node stopped meanwhile
+    /// restarts it after it starts. Cleared by START, STOP and DROP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<Restart>,
+}
+
+/// When a pipe that stopped on its own restarts (see [`PipeMeta::restart`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restart {
+    /// The restart's time, ms since the epoch.
+    pub at_ms: i64,
+    /// Restarts in a row without progress, this one included (1 for the
+    /// first after a run that got something acknowledged): what the wait
+    /// before it grew from.
+    pub attempt: u32,
 }
 
 /// What a sync-tool pipe adds to a pipe: its PipeSink and `SyncDelOp`.

@@ -15,7 +15,12 @@
 //!   when nothing remains. A stalled pipe's lag grows by a second a second.
 //! - **ExceptionMessage** ([`message`]): while the pipe runs, the failure
 //!   it retries after (`retry 3 of 5: …`), cleared when that transfer
-//!   succeeds; once it stopped on its own, why. Beside it, what the pipe
+//!   succeeds; once it stopped on its own, why; while it waits to restart
+//!   (`pipe_auto_restart_enabled`; State stays STOPPED, as IoTDB keeps a
+//!   pipe stopped by a runtime failure), when and why first: `auto-restart
+//!   at 2026-05-04T10:15:30.123+02:00 (attempt 3): transfer failed 6
+//!   times …` (a pipe a person stopped has no `auto-restart at`). Beside
+//!   it, what the pipe
 //!   skipped (a deletion the receiver could not apply: kept until START)
 //!   and records the change log lost before the pipe sent them. A PIPESINK
 //!   pipe (seed 000) shows the same in the sync tool's words: `ERROR: …`
@@ -299,7 +304,16 @@ impl Stats {
 /// from its figures `f` and what the change log `lost` before it sent it.
 pub(crate) fn message(meta: &PipeMeta, f: &Figures, lost: Option<String>) -> String {
     let text = |s: &String| (!s.is_empty()).then(|| s.clone());
-    let failure = text(&meta.exception);
+    // A pipe waiting to restart says when, then why it stopped.
+    let failure = match (&meta.restart, meta.state) {
+        (Some(r), PipeState::Stopped) => Some(format!(
+            "auto-restart at {} (attempt {}): {}",
+            local_time(r.at_ms),
+            r.attempt,
+            meta.exception
+        )),
+        _ => text(&meta.exception),
+    };
     let warning = text(&meta.warning);
     let join = |parts: [Option<String>; 3]| -> String {
         parts.into_iter().flatten().collect::<Vec<_>>().join("; ")
@@ -326,6 +340,16 @@ pub(crate) fn message(meta: &PipeMeta, f: &Figures, lost: Option<String>) -> Str
         m
     } else {
         format!("WARN: {m}")
+    }
+}
+
+/// `at_ms` (ms since the epoch) as the node's local time with its offset,
+/// to the millisecond: `2026-05-04T10:15:30.123+02:00`.
+fn local_time(at_ms: i64) -> String {
+    use chrono::TimeZone;
+    match chrono::Local.timestamp_millis_opt(at_ms).single() {
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string(),
+        None => format!("{at_ms} ms since the epoch"),
     }
 }
 
@@ -429,6 +453,7 @@ mod tests {
                 pipesink: "far".into(),
                 sync_del_op: true,
             }),
+            restart: None,
         }
     }
 
@@ -524,6 +549,39 @@ mod tests {
         ] {
             let m = meta(sink, state, exception, warning);
             assert_eq!(message(&m, f, lost), want, "{m:?} {f:?}");
+        }
+    }
+
+    /// A pipe waiting to restart: STOPPED (STOP) with when it restarts and
+    /// why it stopped; one a person stopped (no restart) as before.
+    #[test]
+    fn a_pipe_waiting_to_restart_says_when() {
+        use crate::meta::Restart;
+        let at_ms = 1_777_000_000_123;
+        let when = local_time(at_ms);
+        assert!(when.contains(".123") && when.len() == 29, "{when}");
+        let why = "transfer failed 6 times (max_number_of_sync_file_retry = 5): Connection refused";
+        for sink in [false, true] {
+            let mut m = meta(sink, PipeState::Stopped, why, "");
+            m.restart = Some(Restart { at_ms, attempt: 3 });
+            let want = format!("auto-restart at {when} (attempt 3): {why}");
+            let got = message(&m, &Figures::default(), Some("2 record(s) lost".into()));
+            if sink {
+                assert_eq!(got, format!("ERROR: {want}; 2 record(s) lost"));
+            } else {
+                assert_eq!(got, format!("{want}; 2 record(s) lost"));
+            }
+            // Stopped by a person (or auto-restart off): the seed's words.
+            m.restart = None;
+            let got = message(&m, &Figures::default(), None);
+            assert_eq!(
+                got,
+                if sink {
+                    format!("ERROR: {why}")
+                } else {
+                    why.to_string()
+                }
+            );
         }
     }
 

@@ -106,14 +106,25 @@ pub(crate) const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 /// Capped exponential backoff for retry `attempt` (1-based): `base`
 /// doubled each attempt up to `cap`, then spread uniformly over ±25 % so
 /// pipes that failed together (one receiver down) do not retry together.
-fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
+/// Transfer retries and auto-restarts (`lib.rs`) wait so.
+pub(crate) fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
     let exp = base.saturating_mul(1u32 << (attempt - 1).min(16)).min(cap);
     exp.mul_f64(0.75 + fastrand::f64() / 2.0)
 }
 
+/// Why a task ended.
 enum Stop {
+    /// STOP / DROP / shutdown.
     Requested,
+    /// A failure a restart cannot fix: a change-log record that does not
+    /// decode, a definition that no longer configures, a change log that
+    /// cannot be read (damage). The pipe stays STOPPED until START.
     Failed(String),
+    /// Transfers failed `max_number_of_sync_file_retry` times over (the
+    /// link, the receiver), or the offset could not be committed (the
+    /// ledger's disk): a later run may succeed, so the pipe is restarted
+    /// when `pipe_auto_restart_enabled` (see `Shared::fail`).
+    Interrupted(String),
 }
 
 /// A batch ready to send: events (each with the offset of the record it
@@ -240,7 +251,8 @@ impl PipeTask {
         self.stats.stopped(self.committed.load(Ordering::Relaxed));
         match end {
             Stop::Requested => debug!("pipe task stopped"),
-            Stop::Failed(m) => self.shared.fail(&self.meta.id, self.generation, m),
+            Stop::Failed(m) => self.shared.fail(&self.meta.id, self.generation, m, false),
+            Stop::Interrupted(m) => self.shared.fail(&self.meta.id, self.generation, m, true),
         }
     }
 
@@ -248,7 +260,7 @@ impl PipeTask {
     async fn pump(&self, stop: &mut tokio::sync::watch::Receiver<bool>) -> Stop {
         tokio::select! {
             s = self.transfer_loop(stop) => s,
-            m = self.commit_loop() => Stop::Failed(m),
+            m = self.commit_loop() => Stop::Interrupted(m),
         }
     }
 
@@ -446,7 +458,7 @@ impl PipeTask {
                                     f.attempt, settings.max_retry
                                 );
                                 cancel_all(&mut lanes).await;
-                                return Stop::Failed(m);
+                                return Stop::Interrupted(m);
                             }
                             let wait = backoff(settings.retry_base, settings.retry_cap, f.attempt);
                             warn!(attempt = f.attempt, lane = i, retry_in_ms = wait.as_millis() as u64, cause = %e, "transfer failed; retrying");
@@ -608,7 +620,9 @@ impl PipeTask {
             let mut deletions = self.shared.deletions.view();
             let mut unindexed = false;
             for rec in batches.iter().flat_map(|b| b.iter()) {
-                if rec.kind != protocol::event::KIND_TABLET && !deletions.has(rec.offset) {
+                if protocol::event::base_kind(rec.kind) != protocol::event::KIND_TABLET
+                    && !deletions.has(rec.offset)
+                {
                     if let Ok(Some(d)) =
                         DeletionRecord::of_record(rec.offset, rec.kind, rec.payload)
                     {
@@ -761,7 +775,7 @@ impl PipeTask {
                     let settings = self.shared.settings();
                     attempt += 1;
                     if attempt > settings.max_retry {
-                        return Some(Stop::Failed(format!(
+                        return Some(Stop::Interrupted(format!(
                             "transfer failed {attempt} times (max_number_of_sync_file_retry = {}): {e}",
                             settings.max_retry
                         )));

@@ -197,7 +197,7 @@ def errors(port):
     s = session(port)
     for sql, code in [("selec ** from root", "700"),
                       ("insert into root.vehicle.d0(timestamp,s0) values(1,'text')", "614"),
-                      ("CREATE TIMESERIES root.vehicle.d0.s0 WITH DATATYPE=INT32", "502"),
+                      ("CREATE TIMESERIES root.vehicle.d0.s0 WITH DATATYPE=INT32", "503"),
                       ("drop database root.nothing", "500")]:
         try:
             s.execute_non_query_statement(sql)

@@ -276,7 +276,9 @@ pub fn everything(addr: &str) -> Option<node::client::Rows> {
 }
 
 /// A TCP proxy on a loopback port in front of `target`, whose connections
-/// can be cut on demand, and which delays every chunk it forwards.
+/// can be cut on demand, and which delays every chunk it forwards. It can
+/// also refuse connections for a while, as a link that is down does
+/// ([`Proxy::refuse`]).
 ///
 /// It follows the framed requests (client to target) and replies (back)
 /// of each connection, so it can tell whether a cut hit a request in
@@ -284,6 +286,8 @@ pub fn everything(addr: &str) -> Option<node::client::Rows> {
 pub struct Proxy {
     /// The port clients connect to.
     pub port: u16,
+    /// The listening socket; `None` while it refuses connections.
+    listener: std::sync::Arc<std::sync::Mutex<Option<std::net::TcpListener>>>,
     cut: std::sync::Arc<std::sync::atomic::AtomicU64>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     conns: std::sync::Arc<std::sync::Mutex<Vec<std::sync::Arc<ProxyConn>>>>,
@@ -355,23 +359,53 @@ impl Proxy {
     /// Starts forwarding `127.0.0.1:port` to `target`, sleeping `delay`
     /// before each forwarded chunk.
     pub fn start(target: String, delay: Duration) -> Proxy {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        Proxy::serve(l, target, delay)
+    }
+
+    /// Starts a proxy as [`Proxy::start`] does (no delay), on a loopback
+    /// port below the kernel's ephemeral range, so that no other socket
+    /// takes the port while [`Proxy::refuse`] has it closed.
+    pub fn start_refusable(target: String) -> Proxy {
+        let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+            .unwrap_or(32768);
+        assert!(low > 11000, "ephemeral ports start at {low}");
+        let seed = std::process::id() as u64
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos() as u64);
+        let span = u64::from(low - 10000);
+        for i in 0..span {
+            let port = 10000 + ((seed.wrapping_mul(2654435761) + i * 7919) % span) as u16;
+            if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                return Proxy::serve(l, target, Duration::ZERO);
+            }
+        }
+        panic!("no free loopback port below {low}");
+    }
+
+    fn serve(l: std::net::TcpListener, target: String, delay: Duration) -> Proxy {
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
         use std::sync::{Arc, Mutex};
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         l.set_nonblocking(true).expect("nonblocking");
         let port = l.local_addr().expect("addr").port();
+        let listener = Arc::new(Mutex::new(Some(l)));
         let cut = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let conns: Arc<Mutex<Vec<Arc<ProxyConn>>>> = Arc::default();
-        let (cut2, stop2, conns2) = (cut.clone(), stop.clone(), conns.clone());
+        let (cut2, stop2, conns2, listener2) =
+            (cut.clone(), stop.clone(), conns.clone(), listener.clone());
         std::thread::spawn(move || {
             while !stop2.load(Ordering::Relaxed) {
-                let (client, _) = match l.accept() {
-                    Ok(c) => c,
-                    Err(_) => {
-                        std::thread::sleep(Duration::from_millis(10));
-                        continue;
-                    }
+                let accepted = match listener2.lock().expect("proxy listener").as_ref() {
+                    Some(l) => l.accept().ok(),
+                    None => None,
+                };
+                let Some((client, _)) = accepted else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
                 };
                 let _ = client.set_nonblocking(false);
                 let Ok(server) = std::net::TcpStream::connect(&target) else {
@@ -461,10 +495,47 @@ impl Proxy {
         });
         Proxy {
             port,
+            listener,
             cut,
             stop,
             conns,
             hits: std::sync::Mutex::default(),
+        }
+    }
+
+    /// `true`: the link goes down. The proxy closes its port, so every
+    /// connection attempt is refused (`Connection refused`, as from a host
+    /// whose service is down), and cuts the open connections. `false`: the
+    /// link returns; the port listens again (waiting up to 10 s for it to
+    /// bind).
+    ///
+    /// # Panics
+    /// When the port cannot be bound again within 10 s.
+    pub fn refuse(&self, refuse: bool) {
+        let mut l = self.listener.lock().expect("proxy listener");
+        if refuse {
+            *l = None;
+            drop(l);
+            self.cut();
+            return;
+        }
+        if l.is_some() {
+            return;
+        }
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            match std::net::TcpListener::bind(("127.0.0.1", self.port)) {
+                Ok(n) => {
+                    n.set_nonblocking(true).expect("nonblocking");
+                    *l = Some(n);
+                    return;
+                }
+                Err(e) if Instant::now() < end => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("the proxy cannot listen on port {} again: {e}", self.port),
+            }
         }
     }
 

@@ -507,7 +507,8 @@ fn retries_run_out(plugin: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let cport = free_port();
     let cfg = tmp.path().join("edge.properties");
-    std::fs::write(&cfg, "pipe_connector_retry_interval_ms=20\nmax_number_of_sync_file_retry=3\npipe_connector_timeout_ms=1000\n").unwrap();
+    // The seed's behaviour (auto-restart off): only START PIPE resumes.
+    std::fs::write(&cfg, "pipe_connector_retry_interval_ms=20\nmax_number_of_sync_file_retry=3\npipe_connector_timeout_ms=1000\npipe_auto_restart_enabled=false\n").unwrap();
     let edge = NodeProc::start(
         &tmp.path().join("edge"),
         &["--config", cfg.to_str().unwrap()],

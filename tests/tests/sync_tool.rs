@@ -510,6 +510,8 @@ fn a_pipesink_pipe_that_gives_up_shows_error_then_resumes_on_start() {
             "max_number_of_sync_file_retry=3",
             "pipe_connector_retry_interval_ms=20",
             "pipe_connector_timeout_ms=2000",
+            // The seed's behaviour: the pipe stays STOP until START PIPE.
+            "pipe_auto_restart_enabled=false",
         ],
     );
     ok(

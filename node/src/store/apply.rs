@@ -36,10 +36,17 @@ fn auto_database(config: &StoreConfig, path: &str) -> Option<String> {
 }
 
 fn check_series_path(path: &str) -> SResult<()> {
-    let mut nodes = path.split('.');
-    let ok = nodes.next() == Some("root")
-        && path.split('.').all(|n| !n.is_empty())
-        && nodes.nth(1).is_some();
+    let ok = if path.contains('`') {
+        // Backquoted nodes may hold dots: the store's own split.
+        let nodes = split(path);
+        nodes.len() >= 3 && nodes[0] == "root" && nodes.iter().all(|n| !n.is_empty())
+    } else {
+        // The usual path, without allocating.
+        let mut nodes = path.split('.');
+        nodes.next() == Some("root")
+            && path.split('.').all(|n| !n.is_empty())
+            && nodes.nth(1).is_some()
+    };
     if !ok {
         return Err(StoreError::new(status::ILLEGAL_PATH, format!("{path} is not a valid series path: a series needs root, a database and a measurement, e.g. root.sg.d.s")));
     }
@@ -214,7 +221,8 @@ pub(super) fn validate(inner: &Inner, config: &StoreConfig, ev: &Event) -> SResu
                     format!("timeseries {path} already exists"),
                 ));
             }
-            let device = &path[..path.rfind('.').expect("checked path")];
+            let last = split(path).last().map_or(0, |n| n.len());
+            let device = &path[..path.len() - last - 1];
             if let Some((_, s)) =
                 inner
                     .series

@@ -2,7 +2,6 @@
 //! same as writing them one by one.
 
 use super::*;
-use crate::event::KIND_TABLET;
 use protocol::types::status;
 use wal::{Config, FsyncPolicy};
 
@@ -88,7 +87,7 @@ fn a_bad_tablet_in_the_middle_fails_the_request_with_its_status() {
     let bytes = serialized(&ts);
     let end = s.log().end_offset();
     let e = s
-        .write_tablets(with_bytes(&ts, &bytes), KIND_TABLET)
+        .write_tablets(with_bytes(&ts, &bytes), Origin::Pipe)
         .unwrap_err();
     assert_eq!(e.code, status::DATA_TYPE_MISMATCH);
     assert_eq!(
@@ -105,7 +104,9 @@ fn a_bad_tablet_in_the_middle_fails_the_request_with_its_status() {
     assert!(points(&s, "root.sg.c.x").is_none());
     assert!(s.series_info("root.sg.c.x").is_none());
     // The same error as the tablet written alone.
-    let alone = s.write_tablet_bytes(ts[2].clone(), &bytes[2]).unwrap_err();
+    let alone = s
+        .write_tablet_bytes(ts[2].clone(), &bytes[2], Origin::Pipe)
+        .unwrap_err();
     assert_eq!(alone, e);
     // A restart replays the same.
     drop(s);
@@ -129,7 +130,7 @@ fn tablets_of_one_request_creating_the_same_series() {
     ];
     let bytes = serialized(&ts);
     let last = s
-        .write_tablets(with_bytes(&ts, &bytes), KIND_TABLET)
+        .write_tablets(with_bytes(&ts, &bytes), Origin::Pipe)
         .unwrap();
     assert_eq!(last, Some(s.log().end_offset() - 1));
     assert_eq!(
@@ -150,7 +151,7 @@ fn tablets_of_one_request_creating_the_same_series() {
     ];
     let bytes = serialized(&ts);
     let e = s
-        .write_tablets(with_bytes(&ts, &bytes), KIND_TABLET)
+        .write_tablets(with_bytes(&ts, &bytes), Origin::Pipe)
         .unwrap_err();
     assert_eq!(e.code, status::DATA_TYPE_MISMATCH);
     assert!(
@@ -166,7 +167,7 @@ fn tablets_of_one_request_creating_the_same_series() {
     let ts = vec![doubles("root.new.g", "w", 0, 5), aligned];
     let bytes = serialized(&ts);
     let e = s
-        .write_tablets(with_bytes(&ts, &bytes), KIND_TABLET)
+        .write_tablets(with_bytes(&ts, &bytes), Origin::Pipe)
         .unwrap_err();
     assert_eq!(e.code, status::METADATA_ERROR);
     assert_eq!(
@@ -209,7 +210,7 @@ fn schema_creation_off_refuses_at_the_first_new_series() {
     ];
     let bytes = serialized(&ts);
     let e = s
-        .write_tablets(with_bytes(&ts, &bytes), KIND_TABLET)
+        .write_tablets(with_bytes(&ts, &bytes), Origin::Pipe)
         .unwrap_err();
     assert_eq!(e.code, status::PATH_NOT_EXIST);
     assert_eq!(points(&s, "root.sg.d.x").unwrap().times, vec![0, 1, 2]);
@@ -240,12 +241,12 @@ fn a_request_writes_what_one_by_one_writes() {
     let batched = open_with(a.path(), 16 << 10);
     let single = open_with(b.path(), 16 << 10);
     let e1 = batched
-        .write_tablets(with_bytes(&ts, &bytes), KIND_TABLET)
+        .write_tablets(with_bytes(&ts, &bytes), Origin::Pipe)
         .unwrap_err();
     let e2 = ts
         .iter()
         .zip(&bytes)
-        .map(|(t, b)| single.write_tablet_bytes(t.clone(), b))
+        .map(|(t, b)| single.write_tablet_bytes(t.clone(), b, Origin::Pipe))
         .find_map(Result::err)
         .unwrap();
     assert_eq!(e1, e2);
@@ -253,6 +254,11 @@ fn a_request_writes_what_one_by_one_writes() {
     let (r1, n1) = log_records(&batched);
     let (r2, n2) = log_records(&single);
     assert_eq!(r1.len(), 250);
+    assert!(
+        r1.iter()
+            .all(|r| r.1 == crate::event::KIND_TABLET | crate::event::FROM_PIPE),
+        "marked as arrived through a pipe"
+    );
     assert!(r1 == r2, "the same records");
     assert!(n1 > 1 && n1 < n2 / 10, "{n1} batches against {n2}");
     let all = [crate::sql::parse_path("root.**").unwrap()];

@@ -194,8 +194,10 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// A stored path's nodes: split on the dots outside backquotes, so
+/// `root.sg.`a.b`.s` is four nodes, as IoTDB reads it.
 fn split(path: &str) -> Vec<&str> {
-    path.split('.').collect()
+    protocol::names::split_nodes(path).unwrap_or_else(|_| path.split('.').collect())
 }
 
 /// A series' points in a time range, sorted, one per timestamp.
@@ -205,6 +207,20 @@ pub struct Points {
     pub times: Vec<i64>,
     /// Values, one per time.
     pub values: Column,
+}
+
+/// Where a write comes from, as the change log records it (see
+/// [`crate::event::FROM_PIPE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Origin {
+    /// A client of this node (SQL, the session inserts).
+    #[default]
+    Local,
+    /// A pipe: IoTDB 1.2's `pipeTransfer` (every type), IoTDB 1.1's legacy
+    /// sync calls, and the session writes of a legacy sender's connection.
+    /// A pipe with `extractor.forwarding-pipe-requests=false` does not
+    /// send it on.
+    Pipe,
 }
 
 /// The record kind of the empty records that fill a gap in the change log
@@ -467,21 +483,32 @@ impl Store {
     /// # Errors
     /// Schema or type errors (nothing is logged then), or log I/O errors.
     pub fn write(&self, ev: Event) -> SResult<u64> {
-        self.write_encoded(ev, None)
+        self.write_encoded(ev, None, Origin::Local)
     }
 
-    /// As [`Store::write`], for a tablet whose change-log payload is
-    /// already at hand (a pipe's tablet as received: `Tablet.serialize()` +
-    /// aligned byte), so it is not encoded again.
+    /// As [`Store::write`], for a write from `origin`: one that arrived
+    /// through a pipe is logged marked as such
+    /// ([`crate::event::FROM_PIPE`]), and applied the same.
     ///
     /// # Errors
     /// As [`Store::write`].
-    pub fn write_tablet_bytes(&self, tablet: Tablet, bytes: &[u8]) -> SResult<u64> {
-        self.write_encoded(Event::Tablet(tablet), Some(bytes))
+    pub fn write_from(&self, ev: Event, origin: Origin) -> SResult<u64> {
+        self.write_encoded(ev, None, origin)
     }
 
-    /// Writes the tablets of one request, each with its change-log payload
-    /// as received, as a few change-log batches of record kind `kind` (up
+    /// As [`Store::write_from`], for a tablet whose change-log payload is
+    /// already at hand (a pipe's tablet as received: `Tablet.serialize()` +
+    /// aligned byte), so it is not encoded again: the log holds the bytes
+    /// as they came.
+    ///
+    /// # Errors
+    /// As [`Store::write`].
+    pub fn write_tablet_bytes(&self, tablet: Tablet, bytes: &[u8], origin: Origin) -> SResult<u64> {
+        self.write_encoded(Event::Tablet(tablet), Some(bytes), origin)
+    }
+
+    /// Writes the tablets of one request from `origin`, each with its
+    /// change-log payload as received, as a few change-log batches (up
     /// to [`MAX_TABLET_BATCH_BYTES`] each; written with `pwritev` by the
     /// log) instead of one append per tablet. Returns the offset of the
     /// last record, to wait on before acknowledging (`None` for no
@@ -498,11 +525,19 @@ impl Store {
     /// # Errors
     /// The first bad tablet's (names, schema, type), or a log error (the
     /// tablets of earlier batches stay written).
-    pub fn write_tablets(&self, tablets: Vec<(Tablet, &[u8])>, kind: u8) -> SResult<Option<u64>> {
+    pub fn write_tablets(
+        &self,
+        tablets: Vec<(Tablet, &[u8])>,
+        origin: Origin,
+    ) -> SResult<Option<u64>> {
         if tablets.is_empty() {
             return Ok(None);
         }
         let limit = MAX_TABLET_BATCH_BYTES.min(self.log.config().max_batch_bytes() as usize);
+        let kind = match origin {
+            Origin::Local => crate::event::KIND_TABLET,
+            Origin::Pipe => crate::event::KIND_TABLET | crate::event::FROM_PIPE,
+        };
         let _w = self.write_lock.lock().expect("write lock");
         {
             let inner = self.inner.read().expect("store lock");
@@ -565,7 +600,7 @@ impl Store {
         Ok(last)
     }
 
-    fn write_encoded(&self, ev: Event, payload: Option<&[u8]>) -> SResult<u64> {
+    fn write_encoded(&self, ev: Event, payload: Option<&[u8]>, origin: Origin) -> SResult<u64> {
         // Names are checked here, where every write passes and replay does
         // not (a replayed record was accepted once and must stay so).
         protocol::names::check_event(&ev).map_err(|e| StoreError::new(e.code(), e.to_string()))?;
@@ -589,6 +624,10 @@ impl Store {
                 encoded = ev.encode();
                 (encoded.0, &encoded.1[..])
             }
+        };
+        let kind = match origin {
+            Origin::Local => kind,
+            Origin::Pipe => kind | crate::event::FROM_PIPE,
         };
         let offset = self.log.append(kind, payload).map_err(log_error)?;
         let points = {

@@ -438,3 +438,70 @@ fn damaged_chunk_files_give_errors_never_values() {
     assert_eq!(times(&s, "root.sg.a.x"), Vec::<i64>::new());
     assert_eq!(times(&s, "root.sg.b.y"), vec![5000]);
 }
+
+/// What arrived through a pipe is logged with the FROM_PIPE mark (a
+/// received tablet's bytes as they came), applied like a local write, and
+/// replayed so after a restart.
+#[test]
+fn received_writes_are_marked_in_the_log_and_replay() {
+    use crate::event::{FROM_PIPE, KIND_DELETE, KIND_SCHEMA, KIND_TABLET};
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let t = Tablet {
+        device: "root.sg.d".into(),
+        measurements: vec!["x".into()],
+        nulls: vec![None],
+        columns: vec![Column::Double(vec![1.0, 2.0, 3.0])],
+        times: vec![1, 2, 3],
+        aligned: false,
+    };
+    let bytes = t.serialize_v12();
+    s.write(tablet("root.sg.d", "x", vec![10], vec![10.0]))
+        .unwrap();
+    s.write_tablet_bytes(t.clone(), &bytes, Origin::Pipe)
+        .unwrap();
+    s.write_from(
+        Event::Delete {
+            patterns: vec!["root.sg.d.x".into()],
+            min: 2,
+            max: 2,
+        },
+        Origin::Pipe,
+    )
+    .unwrap();
+    s.write_from(
+        Event::Schema(SchemaOp::CreateDatabase("root.other".into())),
+        Origin::Pipe,
+    )
+    .unwrap();
+    s.write(tablet("root.sg.e", "x", vec![5], vec![5.0]))
+        .unwrap();
+    let log = s.log().clone();
+    let mut r = log.reader(log.log_start()).unwrap();
+    let mut recs = Vec::new();
+    while let Ok(Some(b)) = r.try_next() {
+        recs.extend(b.iter().map(|x| (x.kind, x.payload.to_vec())));
+    }
+    let kinds: Vec<u8> = recs.iter().map(|r| r.0).collect();
+    // The store's own records (database creation) are local.
+    let want_tail = [
+        KIND_TABLET,
+        KIND_TABLET | FROM_PIPE,
+        KIND_DELETE | FROM_PIPE,
+        KIND_SCHEMA | FROM_PIPE,
+        KIND_TABLET,
+    ];
+    assert_eq!(&kinds[kinds.len() - 5..], &want_tail, "{kinds:?}");
+    // The tablet fast path: the received bytes, as they came.
+    assert_eq!(recs[recs.len() - 4].1, bytes);
+    let expect = |s: &Store| {
+        assert_eq!(times(s, "root.sg.d.x"), vec![1, 3, 10]);
+        assert_eq!(times(s, "root.sg.e.x"), vec![5]);
+        assert!(s.databases().contains(&"root.other".to_string()));
+    };
+    expect(&s);
+    drop((s, r, log));
+    // Replayed from the log (nothing was flushed).
+    let s = open(dir.path());
+    expect(&s);
+}

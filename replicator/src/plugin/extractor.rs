@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use protocol::event::{Event, SchemaOp, KIND_DELETE, KIND_SCHEMA, KIND_TABLET};
+use protocol::event::{self, Event, SchemaOp, KIND_DELETE, KIND_SCHEMA, KIND_TABLET};
 use protocol::tablet::{Column, Tablet};
 
 use super::{check_keys, parse_bool, PipeEvent};
@@ -70,6 +70,12 @@ pub struct Extractor {
     /// events: false for a sync-tool pipe with `SyncDelOp=false`. Not an
     /// attribute; set from the pipe's definition.
     pub deletions: bool,
+    /// `extractor.forwarding-pipe-requests` (IoTDB 1.2's key, default
+    /// true): whether what arrived through a pipe (records marked
+    /// [`event::FROM_PIPE`]) is extracted too. False lets two nodes
+    /// replicate to each other (A→B beside B→A) without sending each
+    /// other's data back.
+    pub forwarding: bool,
 }
 
 impl Extractor {
@@ -101,6 +107,7 @@ impl Extractor {
                 "extractor.history.end-time",
                 "extractor.realtime.enable",
                 "extractor.realtime.mode",
+                "extractor.forwarding-pipe-requests",
             ],
         )?;
         let pattern = attrs
@@ -114,6 +121,7 @@ impl Extractor {
         }
         let history = parse_bool(attrs, "extractor.history.enable", true)?;
         let realtime = parse_bool(attrs, "extractor.realtime.enable", true)?;
+        let forwarding = parse_bool(attrs, "extractor.forwarding-pipe-requests", true)?;
         if !history && !realtime {
             return Err("'extractor.history.enable' and 'extractor.realtime.enable' are both false: the pipe would extract nothing".into());
         }
@@ -142,12 +150,14 @@ impl Extractor {
             start,
             end,
             deletions: true,
+            forwarding,
         })
     }
 
     /// Turns the change-log record at `offset` into an event for the pipe,
-    /// or nothing (filtered out, or a schema change other than delete
-    /// database: DDL is not synced). A tablet loses the points that a
+    /// or nothing (filtered out, arrived through a pipe while forwarding is
+    /// off, or a schema change other than delete database: DDL is not
+    /// synced). A tablet loses the points that a
     /// deletion in `deletions` (the deletions the log held when the record
     /// was read) logged after it removed. A delete database is the deletion
     /// of `db.**` over all time.
@@ -162,7 +172,10 @@ impl Extractor {
         is_history: bool,
         deletions: &DeletionView,
     ) -> Result<Option<PipeEvent>, String> {
-        match kind {
+        if !self.forwarding && event::from_pipe(kind) {
+            return Ok(None);
+        }
+        match event::base_kind(kind) {
             KIND_TABLET => {
                 let bounded = is_history && (self.start != i64::MIN || self.end != i64::MAX);
                 let mut device = None;
@@ -257,4 +270,85 @@ fn device_of(payload: &[u8]) -> Result<String, String> {
     }
     String::from_utf8(payload[4..4 + n as usize].to_vec())
         .map_err(|_| "tablet device is not UTF-8".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::event::FROM_PIPE;
+
+    fn extractor(attrs: &[(&str, &str)]) -> Result<Extractor, String> {
+        let mut a: BTreeMap<String, String> = attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Extractor::configure(&mut a, 1000)
+    }
+
+    /// `extractor.forwarding-pipe-requests`: true (the default) extracts
+    /// what arrived through a pipe as any record (a tablet's bytes as
+    /// stored); false leaves every marked record out and nothing else.
+    #[test]
+    fn forwarding_pipe_requests() {
+        let t = Tablet {
+            device: "root.sg.d".into(),
+            measurements: vec!["s".into()],
+            columns: vec![Column::Int64(vec![7])],
+            nulls: vec![None],
+            times: vec![1],
+            aligned: false,
+        };
+        let tablet = Bytes::from(t.serialize_v12());
+        let (dk, delete) = Event::Delete {
+            patterns: vec!["root.sg.**".into()],
+            min: 0,
+            max: 9,
+        }
+        .encode();
+        let (sk, drop_db) = Event::Schema(SchemaOp::DeleteDatabase("root.sg".into())).encode();
+        let records = [
+            (KIND_TABLET, tablet.clone()),
+            (dk, Bytes::from(delete)),
+            (sk, Bytes::from(drop_db)),
+        ];
+        let none = DeletionView::of(vec![]);
+        let on = extractor(&[]).unwrap();
+        assert!(on.forwarding, "IoTDB's default");
+        let off = extractor(&[("extractor.forwarding-pipe-requests", "false")]).unwrap();
+        let patterned = extractor(&[
+            ("extractor.forwarding-pipe-requests", "FALSE"),
+            ("extractor.pattern", "root.sg.d.s"),
+        ])
+        .unwrap();
+        for (kind, payload) in records {
+            for e in [&on, &off, &patterned] {
+                let local = e.extract(1, kind, payload.clone(), false, &none).unwrap();
+                assert!(local.is_some(), "a local record of kind {kind}");
+                let received = e
+                    .extract(1, kind | FROM_PIPE, payload.clone(), false, &none)
+                    .unwrap();
+                if e.forwarding {
+                    assert_eq!(received, local, "forwarded as a local one");
+                } else {
+                    assert_eq!(received, None, "kind {kind} received: not sent on");
+                }
+            }
+        }
+        // The fast path: a received tablet forwarded is the bytes stored.
+        match on
+            .extract(1, KIND_TABLET | FROM_PIPE, tablet.clone(), true, &none)
+            .unwrap()
+        {
+            Some(PipeEvent::Tablet(b)) => {
+                assert_eq!(b, tablet);
+                assert_eq!(b.as_ptr(), tablet.as_ptr(), "not copied");
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = extractor(&[("extractor.forwarding-pipe-requests", "sometimes")]).unwrap_err();
+        assert!(
+            e.contains("'extractor.forwarding-pipe-requests'='sometimes': expected true or false"),
+            "{e}"
+        );
+    }
 }
