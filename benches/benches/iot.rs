@@ -186,7 +186,7 @@ struct Backfill {
 fn tempdir(prefix: &str) -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix(prefix)
-        .tempdir_in(".")
+        .tempdir()
         .expect("temp dir")
 }
 

@@ -41,7 +41,7 @@ fn tablet(device: &str, start: i64, rows: usize, cols: usize) -> Tablet {
 fn ingest_rust(clients: usize, tablets_per_client: usize) -> (f64, Duration) {
     let dir = tempfile::Builder::new()
         .prefix("bench-ingest")
-        .tempdir_in(".")
+        .tempdir()
         .unwrap();
     let node = BenchNode::start(dir.path(), NodeConfig::default());
     let addr = node.addr();
@@ -93,7 +93,7 @@ fn ingest_python(fsync: wal::FsyncPolicy) -> Option<String> {
         })?;
     let dir = tempfile::Builder::new()
         .prefix("bench-py")
-        .tempdir_in(".")
+        .tempdir()
         .unwrap();
     let node = BenchNode::start(
         dir.path(),
@@ -116,7 +116,7 @@ fn ingest_python(fsync: wal::FsyncPolicy) -> Option<String> {
 fn query_bench() -> (Duration, Duration, Duration, usize) {
     let dir = tempfile::Builder::new()
         .prefix("bench-query")
-        .tempdir_in(".")
+        .tempdir()
         .unwrap();
     let cfg = NodeConfig {
         fsync: wal::FsyncPolicy::Never,

@@ -6,8 +6,14 @@
 //! EDGEPIPE_BENCH_POINTS=20000000 cargo bench -p benches --bench replication   # smaller backfill
 //! EDGEPIPE_BENCH_CONNECTOR=async EDGEPIPE_BENCH_ONLY=backfill cargo bench -p benches --bench replication
 //! EDGEPIPE_BENCH_SHAPE=devices EDGEPIPE_BENCH_CONNECTOR=both EDGEPIPE_BENCH_ONLY=backfill cargo bench -p benches --bench replication
+//! EDGEPIPE_BENCH_TLS=off cargo bench -p benches --bench replication   # plain TCP only
 //! ```
 //!
+//! `EDGEPIPE_BENCH_TLS` = `both` (default: every backfill and lag row over
+//! plain TCP, then over TLS), `off` (plain TCP only) or `on` (TLS only).
+//! Over TLS the cloud serves TLS with a certificate made at the start
+//! (`benches::tls`) and the pipe connects with `connector.ssl.*`; the edge's
+//! own clients stay on plain TCP, as an edge box's local writers would.
 //! `EDGEPIPE_BENCH_CONNECTOR` = `sync` (default: `iotdb-thrift-connector`),
 //! `async` (`iotdb-thrift-async-connector`) or `both`;
 //! `EDGEPIPE_BENCH_SHAPE` = `large` (default: 8 devices, 5,000-row tablets)
@@ -18,7 +24,11 @@
 //!   starts (it is created, STOPPED, before they are written, so its
 //!   consumer keeps them in the change log); time from START PIPE until the
 //!   cloud acknowledged all of it, with both logs at the default fsync
-//!   policy and with fsync off.
+//!   policy and with fsync off. Plain TCP and TLS read the same fill: one
+//!   edge, one pipe per link (each to its own cloud), run one after the
+//!   other, plain TCP first, each once the nodes are idle again; with the
+//!   CPU time the edge and the cloud spent on it (the cost of TLS, less
+//!   sensitive than the rate to the machine's other tenants).
 //! - Realtime lag at 1 M points/s: a writer sends a 10,000-point tablet to
 //!   the edge every 10 ms; another thread polls the cloud for each tablet;
 //!   lag = cloud queryable − edge acknowledged.
@@ -31,7 +41,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use benches::cluster::{exec, Server};
-use benches::sys::{cpu_steal_ms, free_port, status_kib};
+use benches::sys::{cpu_secs, free_port, status_kib, Run};
+use benches::tls::Pki;
 use node::client::Session;
 use protocol::tablet::{Column, Tablet};
 
@@ -39,6 +50,40 @@ use protocol::tablet::{Column, Tablet};
 /// `EDGEPIPE_BENCH_CONFIG`, if set).
 fn start_node(dir: &Path, fsync: &str) -> Server {
     Server::start(dir, 0, &benches::cluster::node_config(fsync))
+}
+
+/// The edge → cloud link: plain TCP or TLS.
+#[derive(Clone, Copy)]
+enum Link<'a> {
+    Plain,
+    Tls(&'a Pki),
+}
+
+impl Link<'_> {
+    fn name(self) -> &'static str {
+        match self {
+            Link::Plain => "plain TCP",
+            Link::Tls(_) => "TLS",
+        }
+    }
+
+    /// A cloud node serving this link.
+    fn cloud(self, dir: &Path, fsync: &str) -> Server {
+        let config = benches::cluster::node_config(fsync);
+        match self {
+            Link::Plain => Server::start(dir, 0, &config),
+            Link::Tls(pki) => pki.start(dir, 0, &config),
+        }
+    }
+
+    /// The `CREATE PIPE` of pipe `id` towards `cloud` over this link.
+    fn create_pipe(self, edge: &Server, id: &str, plugin: &str, cloud: &Server) {
+        let ssl = match self {
+            Link::Plain => String::new(),
+            Link::Tls(pki) => pki.connector_attrs(),
+        };
+        edge.exec(&format!("create pipe {id} WITH CONNECTOR ('connector'='{plugin}', 'connector.ip'='127.0.0.1', 'connector.port'='{}'{ssl})", cloud.port));
+    }
 }
 
 fn tablet(device: &str, from: i64, rows: i64, cols: usize) -> Tablet {
@@ -61,6 +106,18 @@ fn remaining(addr: &str) -> u64 {
         .to_string()
         .parse()
         .unwrap()
+}
+
+/// One backfill's figures.
+struct Backfill {
+    /// Points per second.
+    points: f64,
+    /// Edge-log bytes per second.
+    log_bytes: f64,
+    /// CPU seconds the edge and the cloud spent while the pipe ran.
+    cpu: (f64, f64),
+    /// CPU steal and load while the pipe ran.
+    machine: String,
 }
 
 /// Writes `points` points (10 columns) with 8 concurrent clients: each to
@@ -98,41 +155,79 @@ fn fill(addr: &str, points: u64, devices: bool) {
     }
 }
 
-/// Points/s, edge-log bytes/s and the CPU steal (ms) while the pipe ran.
-fn backfill(points: u64, fsync: &str, plugin: &str, devices: bool) -> (f64, f64, Option<u64>) {
+/// Backfills `points` from one edge, filled once, over each of `links` in
+/// turn (a pipe and a cloud per link): their figures, in order.
+fn backfill(
+    points: u64,
+    fsync: &str,
+    plugin: &str,
+    devices: bool,
+    links: &[Link],
+) -> Vec<Backfill> {
     let tmp = tempfile::Builder::new()
         .prefix("bench-repl")
-        .tempdir_in(".")
+        .tempdir()
         .unwrap();
     let edge = start_node(&tmp.path().join("edge"), fsync);
-    let cloud = start_node(&tmp.path().join("cloud"), fsync);
-    // Created (STOPPED) before the fill, so its consumer keeps the whole
+    let clouds: Vec<Server> = links
+        .iter()
+        .enumerate()
+        .map(|(i, link)| link.cloud(&tmp.path().join(format!("cloud{i}")), fsync))
+        .collect();
+    // Created (STOPPED) before the fill, so their consumers keep the whole
     // backlog in the change log: the node drops segments the store has
     // checkpointed and no pipe needs, so a pipe created after the fill
     // would find only the tail of it there.
-    exec(&edge.addr(), &format!("create pipe p WITH CONNECTOR ('connector'='{plugin}', 'connector.ip'='127.0.0.1', 'connector.port'='{}')", cloud.port));
+    for (i, (link, cloud)) in links.iter().zip(&clouds).enumerate() {
+        link.create_pipe(&edge, &format!("p{i}"), plugin, cloud);
+    }
     fill(&edge.addr(), points, devices);
     let log_bytes: u64 = walkdir_size(&tmp.path().join("edge/wal"));
-    let steal = cpu_steal_ms();
-    let t = Instant::now();
-    exec(&edge.addr(), "start pipe p");
-    while remaining(&edge.addr()) > 0 {
-        std::thread::sleep(Duration::from_millis(20));
+    let mut out = Vec::new();
+    for (i, cloud) in clouds.iter().enumerate() {
+        let pipe = format!("p{i}");
+        // The fill's (or the previous pipe's) flushes are done first: each
+        // link gets the machine as quiet as the other tenants leave it.
+        settle(edge.pid());
+        clouds.iter().for_each(|c| settle(c.pid()));
+        let cpu = (cpu_secs(edge.pid()), cpu_secs(cloud.pid()));
+        let run = Run::start();
+        edge.exec(&format!("start pipe {pipe}"));
+        while edge.remaining(&pipe) > 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let secs = run.elapsed().as_secs_f64();
+        let machine = run.finish();
+        let cpu = (cpu_secs(edge.pid()) - cpu.0, cpu_secs(cloud.pid()) - cpu.1);
+        let got = cloud.exec("count timeseries").unwrap();
+        let series = if devices { "10000" } else { "80" };
+        assert_eq!(got.rows[0].1[0].as_ref().unwrap().to_string(), series);
+        let count = |s: &Server| s.exec("select count(s0) from root.bf.d0").map(|r| r.rows);
+        assert_eq!(count(cloud), count(&edge), "the cloud got all of it");
+        out.push(Backfill {
+            points: points as f64 / secs,
+            log_bytes: log_bytes as f64 / secs,
+            cpu,
+            machine,
+        });
     }
-    let secs = t.elapsed().as_secs_f64();
-    let steal = cpu_steal_ms().zip(steal).map(|(b, a)| b - a);
-    let got = exec(&cloud.addr(), "count timeseries").unwrap();
-    let series = if devices { "10000" } else { "80" };
-    assert_eq!(got.rows[0].1[0].as_ref().unwrap().to_string(), series);
-    let count = |a: &str| exec(a, "select count(s0) from root.bf.d0").map(|r| r.rows);
-    assert_eq!(
-        count(&cloud.addr()),
-        count(&edge.addr()),
-        "the cloud got all of it"
-    );
     edge.stop();
-    cloud.stop();
-    (points as f64 / secs, log_bytes as f64 / secs, steal)
+    for c in clouds {
+        c.stop();
+    }
+    out
+}
+
+/// Waits (up to 10 s) until process `pid` is idle: under 5 % of a core
+/// over 200 ms.
+fn settle(pid: u32) {
+    for _ in 0..50 {
+        let before = cpu_secs(pid);
+        std::thread::sleep(Duration::from_millis(200));
+        if cpu_secs(pid) - before < 0.01 {
+            return;
+        }
+    }
 }
 
 fn walkdir_size(dir: &Path) -> u64 {
@@ -145,14 +240,19 @@ fn walkdir_size(dir: &Path) -> u64 {
     })
 }
 
-fn realtime_lag(fsync: &str, seconds: u64, plugin: &str) -> (Duration, Duration, usize) {
+fn realtime_lag(
+    fsync: &str,
+    seconds: u64,
+    plugin: &str,
+    link: Link,
+) -> (Duration, Duration, usize) {
     let tmp = tempfile::Builder::new()
         .prefix("bench-lag")
-        .tempdir_in(".")
+        .tempdir()
         .unwrap();
     let edge = start_node(&tmp.path().join("edge"), fsync);
-    let cloud = start_node(&tmp.path().join("cloud"), fsync);
-    exec(&edge.addr(), &format!("create pipe p WITH CONNECTOR ('connector'='{plugin}', 'connector.ip'='127.0.0.1', 'connector.port'='{}')", cloud.port));
+    let cloud = link.cloud(&tmp.path().join("cloud"), fsync);
+    link.create_pipe(&edge, "p", plugin, &cloud);
     exec(&edge.addr(), "start pipe p");
     let pending: Arc<Mutex<VecDeque<(i64, Instant)>>> = Arc::default();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -180,7 +280,7 @@ fn realtime_lag(fsync: &str, seconds: u64, plugin: &str) -> (Duration, Duration,
         })
     };
     let mut lags = Vec::new();
-    let mut s = Session::open(&cloud.addr(), "root", "root").unwrap();
+    let mut s = Session::open_with(&cloud.addr(), "root", "root", cloud.tls.as_ref()).unwrap();
     loop {
         let next = pending.lock().unwrap().front().copied();
         let Some((t, acked)) = next else {
@@ -232,7 +332,7 @@ fn realtime_lag(fsync: &str, seconds: u64, plugin: &str) -> (Duration, Duration,
 fn outage_rss(seconds: u64) -> (u64, u64, u64, u64) {
     let tmp = tempfile::Builder::new()
         .prefix("bench-rss")
-        .tempdir_in(".")
+        .tempdir()
         .unwrap();
     let edge = start_node(&tmp.path().join("edge"), "ASYNC");
     let dead = free_port();
@@ -274,6 +374,14 @@ fn main() {
     };
     // EDGEPIPE_BENCH_ONLY=backfill|lag|rss runs one part.
     let only = std::env::var("EDGEPIPE_BENCH_ONLY").unwrap_or_default();
+    // EDGEPIPE_BENCH_TLS=both|off|on: the links each row runs over.
+    let pki = Pki::new();
+    let links: &[Link] = match std::env::var("EDGEPIPE_BENCH_TLS").as_deref() {
+        Ok("off") => &[Link::Plain],
+        Ok("on") => &[Link::Tls(&pki)],
+        Ok("both") | Err(_) => &[Link::Plain, Link::Tls(&pki)],
+        Ok(other) => panic!("EDGEPIPE_BENCH_TLS={other}: expected both, off or on"),
+    };
     let run = |part: &str| only.is_empty() || only == part;
     // EDGEPIPE_BENCH_FSYNC=ASYNC|DISABLE runs one fsync policy.
     let policy = std::env::var("EDGEPIPE_BENCH_FSYNC").unwrap_or_default();
@@ -295,10 +403,18 @@ fn main() {
             continue;
         }
         for plugin in plugins {
-            let (pps, bps, steal) = backfill(points, fsync, plugin, devices);
-            let steal = steal.map_or("unknown".into(), |ms| format!("{ms} ms"));
             let target = if devices { "≥ 10 M points/s" } else { target };
-            println!("| backfill {}M points edge → cloud, {shape}, {plugin}, {name} (CPU steal while the pipe ran: {steal}) | {:.2} M points/s ({:.0} MB/s of edge log) | {target} |", points / 1_000_000, pps / 1e6, bps / 1e6);
+            let runs = backfill(points, fsync, plugin, devices, links);
+            for (link, b) in links.iter().zip(&runs) {
+                // Over TLS: its share of the plain TCP figure of the same fill.
+                let share = match (link, &runs[..]) {
+                    (Link::Tls(_), [plain, _]) => {
+                        format!("; {:.0} % of plain TCP", 100.0 * b.points / plain.points)
+                    }
+                    _ => String::new(),
+                };
+                println!("| backfill {}M points edge → cloud, {shape}, {plugin}, {}, {name} ({}) | {:.2} M points/s ({:.0} MB/s of edge log{share}); CPU edge {:.2} s, cloud {:.2} s | {target} |", points / 1_000_000, link.name(), b.machine, b.points / 1e6, b.log_bytes / 1e6, b.cpu.0, b.cpu.1);
+            }
         }
     }
     for (fsync, name, target) in [
@@ -312,15 +428,17 @@ fn main() {
             continue;
         }
         for plugin in plugins {
-            let steal = cpu_steal_ms();
-            let (p50, p99, n) = realtime_lag(fsync, 10, plugin);
-            let steal = cpu_steal_ms().zip(steal).map(|(b, a)| b - a);
-            println!(
-                "| realtime lag at 1 M points/s (10,000-point tablets every 10 ms), {plugin}, {name}, {n} tablets (CPU steal during the run: {}) | p50 {:.1} ms, p99 {:.1} ms | {target} |",
-                steal.map_or("unknown".into(), |ms| format!("{ms} ms")),
-                p50.as_secs_f64() * 1e3,
-                p99.as_secs_f64() * 1e3
-            );
+            for &link in links {
+                let run = Run::start();
+                let (p50, p99, n) = realtime_lag(fsync, 10, plugin, link);
+                println!(
+                    "| realtime lag at 1 M points/s (10,000-point tablets every 10 ms), {plugin}, {}, {name}, {n} tablets ({}) | p50 {:.1} ms, p99 {:.1} ms | {target} |",
+                    link.name(),
+                    run.finish(),
+                    p50.as_secs_f64() * 1e3,
+                    p99.as_secs_f64() * 1e3
+                );
+            }
         }
     }
     if !run("rss") {

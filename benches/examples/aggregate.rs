@@ -35,7 +35,7 @@ fn median(s: &mut Session, sql: &str) -> (Duration, usize) {
 fn main() {
     let dir = tempfile::Builder::new()
         .prefix("bench-aggregate")
-        .tempdir_in(".")
+        .tempdir()
         .unwrap();
     let cfg = NodeConfig {
         fsync: wal::FsyncPolicy::Never,

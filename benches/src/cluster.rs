@@ -39,6 +39,9 @@ pub struct Server {
     pub port: u16,
     /// Its data directory.
     pub dir: PathBuf,
+    /// The TLS its clients need: set for a server serving TLS (see
+    /// [`crate::tls::Pki::start`]), used by [`Server::exec`].
+    pub tls: Option<node::client::ClientTls>,
 }
 
 impl Server {
@@ -75,6 +78,7 @@ impl Server {
             child,
             port,
             dir: dir.to_path_buf(),
+            tls: None,
         }
     }
 
@@ -88,12 +92,17 @@ impl Server {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Runs `sql`.
+    /// Runs `sql` (over TLS when it serves TLS).
     ///
     /// # Panics
     /// When it fails.
     pub fn exec(&self, sql: &str) -> Option<node::client::Rows> {
-        exec(&self.addr(), sql)
+        let addr = self.addr();
+        let mut s = Session::open_with(&addr, "root", "root", self.tls.as_ref())
+            .unwrap_or_else(|e| panic!("open a session to {addr}: {e}"));
+        let r = s.execute(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let _ = s.close();
+        r
     }
 
     /// Events pipe `pipe` has still to transfer (`SHOW PIPE`'s

@@ -1,8 +1,9 @@
 //! Shared pieces of the end-to-end benchmarks: an in-process node serving
 //! the client RPC on a loopback port ([`BenchNode`]), real server
 //! processes ([`cluster`]), the NATS JetStream yardstick ([`nats`]), a
-//! rate-limited link ([`proxy`]), sensor-like data ([`sensor`]) and what
-//! `/proc` says about the machine and a process ([`sys`]).
+//! rate-limited link ([`proxy`]), sensor-like data ([`sensor`]), what
+//! `/proc` says about the machine and a process ([`sys`]), and TLS between
+//! the nodes ([`tls`]).
 #![deny(missing_docs)]
 
 pub mod cluster;
@@ -10,6 +11,7 @@ pub mod nats;
 pub mod proxy;
 pub mod sensor;
 pub mod sys;
+pub mod tls;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,9 +1,12 @@
 //! A small synchronous client of the IoTDB client RPC, for `edgepipe cli`,
-//! tests and benchmarks. It speaks exactly what the official clients send.
+//! tests and benchmarks. It speaks exactly what the official clients send,
+//! over plain TCP or TLS ([`Session::open_with`]).
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
+
+pub use replicator::plugin::connector::transport::ClientTls;
+use replicator::plugin::connector::transport::{connect_blocking, BlockingStream};
 
 use protocol::message::{call, read_reply, Proto};
 use protocol::rpc::{
@@ -72,9 +75,12 @@ pub struct Rows {
     pub rows: Vec<(i64, Vec<Option<Value>>)>,
 }
 
+/// How long a connect (and TLS handshake) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// An open session.
 pub struct Session {
-    stream: TcpStream,
+    stream: BlockingStream,
     session_id: i64,
     statement_id: i64,
     /// The server's timestamp precision (`ms`, `us`, `ns`).
@@ -90,15 +96,32 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    /// Connects and opens a session.
+    /// Connects over plain TCP and opens a session.
     ///
     /// # Errors
     /// Connection failures and a refused login (801).
     pub fn open(addr: &str, user: &str, password: &str) -> CResult<Session> {
-        let stream = TcpStream::connect(addr)
+        Session::open_with(addr, user, password, None)
+    }
+
+    /// Connects, with TLS when `tls` is given (the server's certificate
+    /// verified for the host of `addr`), and opens a session.
+    ///
+    /// # Errors
+    /// Connection failures (a certificate that does not verify names the
+    /// reason; a server that closes a plaintext connection at once is
+    /// probably serving TLS, and the error says so), and a refused login
+    /// (801).
+    pub fn open_with(
+        addr: &str,
+        user: &str,
+        password: &str,
+        tls: Option<&ClientTls>,
+    ) -> CResult<Session> {
+        let stream = connect_blocking(addr, tls, CONNECT_TIMEOUT)
             .map_err(|e| ClientError::Transport(format!("cannot connect to {addr}: {e}")))?;
-        stream.set_nodelay(true).map_err(transport)?;
         stream
+            .tcp()
             .set_read_timeout(Some(Duration::from_secs(600)))
             .map_err(transport)?;
         let mut s = Session {
@@ -123,7 +146,14 @@ impl Session {
                 .collect(),
             ),
         };
-        let resp: TSOpenSessionResp = s.call("openSession", &req)?;
+        let resp: TSOpenSessionResp = match s.call("openSession", &req) {
+            Err(ClientError::Transport(m)) if tls.is_none() => {
+                return Err(ClientError::Transport(format!(
+                    "{addr}: {m}; if the node serves TLS (enable_thrift_ssl=true), connect with TLS (edgepipe cli -usessl true -ts CA.pem)"
+                )))
+            }
+            r => r?,
+        };
         check(&resp.status)?;
         s.session_id = resp.session_id.unwrap_or_default();
         if let Some(p) = resp
@@ -139,6 +169,7 @@ impl Session {
     fn call<A: TSerializable, R: TSerializable>(&mut self, name: &str, arg: &A) -> CResult<R> {
         let frame = call(Proto::Binary, name, 0, 1, arg);
         self.stream.write_all(&frame).map_err(transport)?;
+        self.stream.flush().map_err(transport)?;
         let mut len = [0u8; 4];
         self.stream
             .read_exact(&mut len)

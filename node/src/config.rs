@@ -104,6 +104,20 @@ pub struct NodeConfig {
     /// pipe server), checked on the socket's peer address. Default
     /// `0.0.0.0/0,::/0` (everyone); empty admits nobody.
     pub ip_white_list: receiver::whitelist::IpWhiteList,
+    /// `enable_thrift_ssl` (IoTDB's key): the client port and the pipe
+    /// server serve TLS only, with the certificate of `key_store_path`.
+    /// Default false (plain TCP).
+    pub enable_thrift_ssl: bool,
+    /// `key_store_path` (IoTDB's key): the node's certificate chain and
+    /// private key for `enable_thrift_ssl`: a PEM file holding both (e.g.
+    /// `cat node.crt node.key > node.pem`, the key unencrypted), or a
+    /// PKCS#12 store (`.p12`, what Java's keytool writes since Java 9)
+    /// opened with `key_store_pwd`. Read when the node starts. Default
+    /// empty.
+    pub key_store_path: String,
+    /// `key_store_pwd` (IoTDB's key): the password of a PKCS#12
+    /// `key_store_path` (unused for PEM). Default empty.
+    pub key_store_pwd: String,
     /// `pipe_server_port`: the legacy pipe server's port. Default 6670.
     pub pipe_server_port: u16,
     /// `legacy_receiver_version` (edgepipe's): the IoTDB version this node
@@ -176,6 +190,9 @@ impl Default for NodeConfig {
             pipe_restart_interval: replicator::DEFAULT_RESTART_BASE,
             pipe_restart_interval_max: replicator::DEFAULT_RESTART_CAP,
             ip_white_list: receiver::whitelist::IpWhiteList::default(),
+            enable_thrift_ssl: false,
+            key_store_path: String::new(),
+            key_store_pwd: String::new(),
             pipe_server_port: 6670,
             legacy_receiver_version: "1.1".into(),
             pipe_receiver_max_file_size: 4 << 30,
@@ -353,6 +370,9 @@ impl NodeConfig {
             "ip_white_list" => {
                 self.ip_white_list = v.parse().map_err(|e| format!("{key}={v}: {e}"))?
             }
+            "enable_thrift_ssl" => self.enable_thrift_ssl = parse_bool(key, v)?,
+            "key_store_path" => self.key_store_path = v.to_string(),
+            "key_store_pwd" => self.key_store_pwd = v.to_string(),
             "pipe_server_port" => self.pipe_server_port = parse_num(key, v)?,
             "legacy_receiver_version" => {
                 if protocol::legacy::major_minor(v).is_none() {
@@ -410,6 +430,9 @@ impl NodeConfig {
                 self.pipe_restart_interval_max.as_millis(),
                 self.pipe_restart_interval.as_millis()
             ));
+        }
+        if self.enable_thrift_ssl && self.key_store_path.is_empty() {
+            return Err("enable_thrift_ssl=true needs key_store_path: a PEM file with the node's certificate chain and private key, or a PKCS#12 key store (with key_store_pwd)".into());
         }
         let seg = self.wal_segment_bytes;
         if self.wal_max_pinned_bytes < seg {
@@ -691,6 +714,36 @@ mod tests {
             let e = NodeConfig::load(&p).unwrap_err();
             assert!(e.contains(want), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn tls_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("iotdb.properties");
+        let c = NodeConfig::default();
+        assert!(!c.enable_thrift_ssl);
+        assert!(c.key_store_path.is_empty() && c.key_store_pwd.is_empty());
+        std::fs::write(
+            &p,
+            "enable_thrift_ssl=true\nkey_store_path=/etc/edgepipe/node.p12\nkey_store_pwd=s3cret\n",
+        )
+        .unwrap();
+        let c = NodeConfig::load(&p).unwrap();
+        assert!(c.enable_thrift_ssl);
+        assert_eq!(c.key_store_path, "/etc/edgepipe/node.p12");
+        assert_eq!(c.key_store_pwd, "s3cret");
+        std::fs::write(&p, "enable_thrift_ssl=true\n").unwrap();
+        let e = NodeConfig::load(&p).unwrap_err();
+        assert!(
+            e.contains("enable_thrift_ssl=true needs key_store_path"),
+            "{e}"
+        );
+        std::fs::write(&p, "enable_thrift_ssl=yes\n").unwrap();
+        let e = NodeConfig::load(&p).unwrap_err();
+        assert!(
+            e.contains("enable_thrift_ssl=yes: expected true or false"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct Node {
     pub exporter: Arc<metrics::Exporter>,
     /// The metrics endpoint's task, while it serves (ended by `close`).
     metrics_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// TLS on the client port and the pipe server (`enable_thrift_ssl`).
+    pub tls: Option<server::Tls>,
 }
 
 impl std::fmt::Debug for Node {
@@ -88,6 +90,9 @@ impl Node {
     /// what to do about it.
     pub fn open(config: config::NodeConfig) -> Result<Node, String> {
         config.validate()?;
+        // Read before anything is opened: a key store that cannot serve
+        // stops the start with its reason.
+        let tls = server::Tls::from_config(&config)?;
         let dir = &config.data_dir;
         // Read before the log opens: damage to what the store has applied
         // must not keep the log from opening. (A store whose checkpoints
@@ -164,10 +169,13 @@ impl Node {
             version: config.legacy_receiver_version.clone(),
             max_file_size: config.pipe_receiver_max_file_size,
         })?);
+        // A compressed pipeTransfer unpacks to no more than a frame carries.
+        receiver.set_max_request(config.max_frame_size);
         let limits = server::Limits::from_config(&config);
         let pipe_server = Arc::new(server::PipeServer::new(
             &config,
             limits.clone(),
+            tls.clone(),
             &system,
             handle,
         ));
@@ -212,6 +220,7 @@ impl Node {
             limits,
             exporter,
             metrics_task: std::sync::Mutex::new(None),
+            tls,
         })
     }
 
@@ -229,9 +238,10 @@ impl Node {
         }
     }
 
-    /// Serves the client RPC on `listener` until `shutdown` completes, and
-    /// the pipe server if it ran when the node last stopped (a port that
-    /// cannot be bound is logged, and the node serves without it).
+    /// Serves the client RPC on `listener` (with TLS when
+    /// `enable_thrift_ssl`) until `shutdown` completes, and the pipe server
+    /// if it ran when the node last stopped (a port that cannot be bound is
+    /// logged, and the node serves without it).
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
@@ -248,6 +258,7 @@ impl Node {
             listener,
             self.service.clone(),
             self.limits.clone(),
+            self.tls.clone(),
             shutdown,
         )
         .await;

@@ -26,6 +26,20 @@
 //!   or whose payload is not thrift, closes that connection with a logged
 //!   reason; other connections are untouched.
 //!
+//! # TLS
+//! With `enable_thrift_ssl=true` both ports serve TLS only ([`Tls`], the
+//! certificate and key of `key_store_path`). The handshake runs in the
+//! connection's task after it was admitted, so everything above holds over
+//! TLS too: it counts against the connection limit (and, as a connection
+//! receiving a frame, may be displaced there), and it must finish within
+//! the connection timeout, or the connection is closed (a client that
+//! stalls mid-handshake is cut). A client that does not start with a TLS
+//! handshake (a plaintext IoTDB client) is closed at once with a log line
+//! saying so; on a plaintext port, a TLS handshake where the first frame
+//! should be is closed the same way, so neither side waits for a frame
+//! that never comes. Before login a TLS connection holds rustls' buffers
+//! (tens of KiB) besides the frame buffer.
+//!
 //! # The pipe server
 //! [`PipeServer`] is seed 000's `START PIPESERVER` / `STOP PIPESERVER`: a
 //! second listener on `pipe_server_port` (default 6670) serving the very
@@ -49,7 +63,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BufMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -135,6 +149,102 @@ impl Default for Limits {
     }
 }
 
+/// TLS on a port (`enable_thrift_ssl`): the node's certificate chain and
+/// key, read from `key_store_path` (see
+/// [`replicator::plugin::connector::transport`] for the formats). Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct Tls(tokio_rustls::TlsAcceptor);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+impl Tls {
+    /// The TLS a node's configuration asks for: `None` unless
+    /// `enable_thrift_ssl` is true.
+    ///
+    /// # Errors
+    /// An unreadable or unusable `key_store_path`, named.
+    pub fn from_config(c: &NodeConfig) -> Result<Option<Tls>, String> {
+        if !c.enable_thrift_ssl {
+            return Ok(None);
+        }
+        Tls::from_key_store(std::path::Path::new(&c.key_store_path), &c.key_store_pwd)
+            .map(Some)
+            .map_err(|e| format!("key_store_path: {e}"))
+    }
+
+    /// Serves the certificate chain and key of the key store at `path`
+    /// (PEM, or PKCS#12 opened with `password`).
+    ///
+    /// # Errors
+    /// An unreadable store, a wrong password, a key that does not match
+    /// the certificate or that TLS cannot use; each naming the file.
+    pub fn from_key_store(path: &std::path::Path, password: &str) -> Result<Tls, String> {
+        let (chain, key) = replicator::plugin::connector::transport::key_store(path, password)?;
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| {
+            format!(
+                "{}: the key and certificate cannot serve TLS: {e}",
+                path.display()
+            )
+        })?;
+        Ok(Tls(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+    }
+
+    /// The TLS handshake on `socket`, within `timeout`: a peer whose first
+    /// byte is not a TLS handshake record is refused at once.
+    async fn accept(
+        &self,
+        socket: TcpStream,
+        timeout: Duration,
+    ) -> Result<tokio_rustls::server::TlsStream<TcpStream>, String> {
+        let work = async {
+            let mut first = [0u8; 1];
+            match socket.peek(&mut first).await {
+                Ok(0) => return Err("closed before the TLS handshake".to_string()),
+                Ok(_) if first[0] != TLS_HANDSHAKE_RECORD => {
+                    return Err(format!(
+                        "not a TLS client: its first byte is {:#04x}, not a TLS handshake (this port serves TLS only, enable_thrift_ssl=true; connect with TLS, e.g. the CLI's -usessl true)",
+                        first[0]
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(format!("closed before the TLS handshake: {e}")),
+            }
+            self.0.accept(socket).await.map_err(|e| {
+                let alert = e
+                    .get_ref()
+                    .and_then(|i| i.downcast_ref::<rustls::Error>())
+                    .is_some_and(|r| matches!(r, rustls::Error::AlertReceived(_)));
+                if alert {
+                    format!("TLS handshake failed: the client refused this node's certificate ({e}); does its trust store hold the CA that signed key_store_path?")
+                } else {
+                    format!("TLS handshake failed: {e}")
+                }
+            })
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "the TLS handshake did not finish within {timeout:?} (dn_connection_timeout_ms)"
+            )),
+        }
+    }
+}
+
+/// The first byte of a TLS handshake record (a ClientHello starts with it).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
 /// A connection's state, as the accept loop sees it when choosing one to
 /// displace.
 const IDLE: u8 = 0;
@@ -217,15 +327,17 @@ impl Drop for Registered {
     }
 }
 
-/// Serves `listener` until `shutdown` completes, then waits (up to 10 s)
-/// for connections to finish their current call.
+/// Serves `listener` (with TLS when `tls` is given) until `shutdown`
+/// completes, then waits (up to 10 s) for connections to finish their
+/// current call.
 pub async fn run(
     listener: TcpListener,
     service: Arc<Service>,
     limits: Limits,
+    tls: Option<Tls>,
     shutdown: impl Future,
 ) {
-    serve(listener, service, limits, shutdown, false).await;
+    serve(listener, service, limits, tls, shutdown, false).await;
 }
 
 /// [`run`] for the client port (`pipe_server` false) or the pipe server's
@@ -235,6 +347,7 @@ async fn serve(
     listener: TcpListener,
     service: Arc<Service>,
     limits: Limits,
+    tls: Option<Tls>,
     shutdown: impl Future,
     pipe_server: bool,
 ) {
@@ -281,8 +394,9 @@ async fn serve(
                 warn!(sender = %peer.ip().to_canonical(), ip_white_list = %list, "pipe server: refused a connection from outside ip_white_list (its first request is answered with the refusal, then it is closed)");
                 if let Ok(permit) = refusals.clone().try_acquire_owned() {
                     let timeout = limits.timeout.get();
+                    let tls = tls.clone();
                     tokio::spawn(async move {
-                        refuse(socket, status, timeout).await;
+                        refuse(socket, tls, status, timeout).await;
                         drop(permit);
                     });
                 }
@@ -327,6 +441,7 @@ async fn serve(
         let mut stop = notify_tx.subscribe();
         let done = done_tx.clone();
         let (limits, budget) = (limits.clone(), budget.clone());
+        let tls = tls.clone();
         tokio::spawn(
             async move {
                 let _permit = permit;
@@ -334,7 +449,7 @@ async fn serve(
                 let _counted = service.rpc_metrics().connection();
                 let registry = registered.registry.clone();
                 let _registered = registered;
-                let mut c = Conn {
+                let c = Conn {
                     socket,
                     peer,
                     pipe_server,
@@ -345,8 +460,20 @@ async fn serve(
                     buf: Vec::new(),
                     lease: None,
                     charged: 0,
+                    first: true,
+                    tls: tls.is_some(),
                 };
-                c.serve(&service, &mut stop).await;
+                match tls {
+                    None => {
+                        let mut c = c;
+                        c.serve(&service, &mut stop).await
+                    }
+                    Some(tls) => {
+                        if let Some(mut c) = c.handshake(&tls, &mut stop).await {
+                            c.serve(&service, &mut stop).await;
+                        }
+                    }
+                }
             }
             .instrument(tracing::info_span!("conn", %peer)),
         );
@@ -370,42 +497,62 @@ const MAX_REFUSALS: usize = 64;
 /// `status` (1108, naming the address and the list), so the sender learns
 /// why, then closes it. Nothing of the request is decoded beyond its
 /// method name; a first frame over [`REFUSAL_FRAME`] bytes, or none within
-/// `timeout`, just closes it.
-async fn refuse(mut socket: TcpStream, status: protocol::rpc::TSStatus, timeout: Duration) {
-    use protocol::message::{exception, reply, Call};
+/// `timeout` (the TLS handshake included), just closes it.
+async fn refuse(
+    socket: TcpStream,
+    tls: Option<Tls>,
+    status: protocol::rpc::TSStatus,
+    timeout: Duration,
+) {
     let answer = async {
-        let mut len = [0u8; 4];
-        socket.read_exact(&mut len).await.ok()?;
-        let n = i32::from_be_bytes(len);
-        if n <= 0 || n as usize > REFUSAL_FRAME {
-            return None;
+        match tls {
+            None => answer_refusal(socket, status).await,
+            Some(tls) => {
+                let s = tls.accept(socket, timeout).await.ok()?;
+                answer_refusal(s, status).await
+            }
         }
-        let mut buf = vec![0u8; n as usize];
-        socket.read_exact(&mut buf).await.ok()?;
-        let (p, name, seq) = {
-            let call = Call::parse(&buf).ok()?;
-            (call.proto, call.name, call.seq)
-        };
-        let name = name.as_str();
-        let frame = match name {
-            "pipeTransfer" => reply(
-                p,
-                name,
-                seq,
-                &protocol::rpc::TPipeTransferResp { status, body: None },
-            ),
-            "handshake" | "sendFile" | "sendPipeData" => reply(p, name, seq, &status),
-            _ => exception(
-                p,
-                name,
-                seq,
-                thrift::ApplicationErrorKind::InternalError,
-                status.message.as_deref().unwrap_or_default(),
-            ),
-        };
-        socket.write_all(&frame).await.ok()
     };
     let _ = tokio::time::timeout(timeout, answer).await;
+}
+
+/// [`refuse`]'s answer on a plain or TLS stream.
+async fn answer_refusal<S: AsyncRead + AsyncWrite + Unpin>(
+    mut socket: S,
+    status: protocol::rpc::TSStatus,
+) -> Option<()> {
+    use protocol::message::{exception, reply, Call};
+    let mut len = [0u8; 4];
+    socket.read_exact(&mut len).await.ok()?;
+    let n = i32::from_be_bytes(len);
+    if n <= 0 || n as usize > REFUSAL_FRAME {
+        return None;
+    }
+    let mut buf = vec![0u8; n as usize];
+    socket.read_exact(&mut buf).await.ok()?;
+    let (p, name, seq) = {
+        let call = Call::parse(&buf).ok()?;
+        (call.proto, call.name, call.seq)
+    };
+    let name = name.as_str();
+    let frame = match name {
+        "pipeTransfer" => reply(
+            p,
+            name,
+            seq,
+            &protocol::rpc::TPipeTransferResp { status, body: None },
+        ),
+        "handshake" | "sendFile" | "sendPipeData" => reply(p, name, seq, &status),
+        _ => exception(
+            p,
+            name,
+            seq,
+            thrift::ApplicationErrorKind::InternalError,
+            status.message.as_deref().unwrap_or_default(),
+        ),
+    };
+    socket.write_all(&frame).await.ok()?;
+    socket.flush().await.ok()
 }
 
 /// Why a connection stops reading.
@@ -422,9 +569,9 @@ enum Stop {
     Info(String),
 }
 
-/// One connection: its socket and its frame buffer.
-struct Conn<'a> {
-    socket: TcpStream,
+/// One connection: its socket (plain TCP or TLS) and its frame buffer.
+struct Conn<'a, S> {
+    socket: S,
     peer: SocketAddr,
     /// Accepted on the pipe server's port.
     pipe_server: bool,
@@ -438,9 +585,56 @@ struct Conn<'a> {
     lease: Option<OwnedSemaphorePermit>,
     /// How many bytes `lease` holds.
     charged: usize,
+    /// No frame has started yet.
+    first: bool,
+    /// The port serves TLS.
+    tls: bool,
 }
 
-impl Conn<'_> {
+impl<'a> Conn<'a, TcpStream> {
+    /// The TLS handshake, within the connection timeout; while it runs the
+    /// connection counts as receiving a frame (it may be displaced at the
+    /// connection limit). `None` (logged) when it failed, timed out, or the
+    /// connection was displaced or the server stopped meanwhile.
+    async fn handshake(
+        self,
+        tls: &Tls,
+        stop: &mut broadcast::Receiver<()>,
+    ) -> Option<Conn<'a, tokio_rustls::server::TlsStream<TcpStream>>> {
+        self.registry.set(self.slot, RECEIVING);
+        let peer = self.peer;
+        let accepted = tokio::select! {
+            r = tls.accept(self.socket, self.limits.timeout.get()) => r,
+            _ = stop.recv() => return None,
+            _ = self.slot.kick.notified() => {
+                info!(%peer, "closing connection: displaced at the connection limit (during the TLS handshake)");
+                return None;
+            }
+        };
+        match accepted {
+            Ok(socket) => Some(Conn {
+                socket,
+                peer,
+                pipe_server: self.pipe_server,
+                limits: self.limits,
+                budget: self.budget,
+                registry: self.registry,
+                slot: self.slot,
+                buf: self.buf,
+                lease: self.lease,
+                charged: self.charged,
+                first: self.first,
+                tls: self.tls,
+            }),
+            Err(reason) => {
+                warn!(%peer, "closing connection: {reason}");
+                None
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
     async fn serve(&mut self, service: &Arc<Service>, stop: &mut broadcast::Receiver<()>) {
         debug!("connected");
         let mut conn = Connection::new(self.peer, self.pipe_server);
@@ -461,7 +655,12 @@ impl Conn<'_> {
             match service.handle(&mut conn, &self.buf).await {
                 Handled::Reply(frame) => {
                     let allowance = self.limits.allowance(frame.len());
-                    match tokio::time::timeout(allowance, self.socket.write_all(&frame)).await {
+                    let socket = &mut self.socket;
+                    let write = async {
+                        socket.write_all(&frame).await?;
+                        socket.flush().await
+                    };
+                    match tokio::time::timeout(allowance, write).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => {
                             debug!(cause = %e, "write failed");
@@ -541,6 +740,16 @@ impl Conn<'_> {
                 _ = stop.recv() => return Err(Stop::Shutdown),
                 _ = self.slot.kick.notified() => return Err(Stop::Displaced),
             }
+        }
+        if std::mem::take(&mut self.first)
+            && !self.tls
+            && len[0] == TLS_HANDSHAKE_RECORD
+            && len[1] == 3
+            && len[2] <= 4
+        {
+            return Err(Stop::Warn(
+                "a TLS handshake on a plaintext port: this port does not serve TLS (enable_thrift_ssl=false); connect without TLS, or set enable_thrift_ssl=true and key_store_path".into(),
+            ));
         }
         let n = i32::from_be_bytes(len);
         if n <= 0 || n as usize > limits.max_frame {
@@ -658,6 +867,8 @@ pub struct PipeServer {
     /// `pipe_server_port`, for the next start.
     port: std::sync::atomic::AtomicU16,
     limits: Limits,
+    /// TLS (`enable_thrift_ssl`), as on the client port.
+    tls: Option<Tls>,
     /// The file that says whether it runs.
     state_file: std::path::PathBuf,
     /// The service it serves (set once the node has built it).
@@ -676,11 +887,13 @@ impl std::fmt::Debug for PipeServer {
 }
 
 impl PipeServer {
-    /// A stopped pipe server for a node configured with `c`, on the
-    /// runtime of `handle`; `system` is the node's system directory.
+    /// A stopped pipe server for a node configured with `c`, serving TLS
+    /// when `tls` is given, on the runtime of `handle`; `system` is the
+    /// node's system directory.
     pub fn new(
         c: &NodeConfig,
         limits: Limits,
+        tls: Option<Tls>,
         system: &std::path::Path,
         handle: tokio::runtime::Handle,
     ) -> PipeServer {
@@ -689,6 +902,7 @@ impl PipeServer {
             address: c.rpc_address.clone(),
             port: std::sync::atomic::AtomicU16::new(c.pipe_server_port),
             limits,
+            tls,
             state_file: system.join(PIPE_SERVER_STATE),
             service: std::sync::OnceLock::new(),
             running: Mutex::new(None),
@@ -768,11 +982,13 @@ impl PipeServer {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (closed_tx, closed_rx) = std::sync::mpsc::channel();
         let limits = self.limits.clone();
+        let tls = self.tls.clone();
         self.handle.spawn(async move {
             serve(
                 listener,
                 service,
                 limits,
+                tls,
                 async {
                     let _ = stop_rx.await;
                 },
@@ -781,7 +997,7 @@ impl PipeServer {
             .await;
             let _ = closed_tx.send(());
         });
-        info!(addr = %local, "pipe server listening");
+        info!(addr = %local, tls = self.tls.is_some(), "pipe server listening");
         *running = Some(Listening {
             stop: Some(stop_tx),
             closed: closed_rx,

@@ -948,16 +948,14 @@ fn code_of(e: StoreError) -> (i32, String) {
 }
 
 impl receiver::Apply for StoreApply<'_> {
+    /// One request's tablets as a few change-log batches
+    /// ([`crate::store::Store::write_tablets`]): in order, the tablets
+    /// before a bad one written, the request failing with the bad one's
+    /// status.
     fn apply(&self, tablets: Vec<(Tablet, &[u8])>) -> Result<Option<u64>, (i32, String)> {
-        let mut last = None;
-        for (t, bytes) in tablets {
-            last = Some(
-                self.store
-                    .write_tablet_bytes(t, bytes, Origin::Pipe)
-                    .map_err(code_of)?,
-            );
-        }
-        Ok(last)
+        self.store
+            .write_tablets(tablets, Origin::Pipe)
+            .map_err(code_of)
     }
 
     fn check_series(&self, series: &[receiver::SeriesCheck]) -> Result<(), (i32, String)> {

@@ -16,9 +16,13 @@
 //!                                  i32 n, n × InsertNode
 //!                                  i32 n, n × (Tablet.serialize() + u8 isAligned)
 //! type 7 TRANSFER_TABLET_BINARY    a raw WAL entry (crate::insert_node)
+//! type 300 TRANSFER_COMPRESSED     any other request, compressed (IoTDB 1.3,
+//!                                  `connector.compressor`; see [`compress`])
 //! ```
 //! Strings are i32 length + UTF-8, big-endian; the file name is a bare
 //! name (no directory).
+
+pub mod compress;
 
 /// The field id of `pipeTransfer`'s argument: IoTDB's IDL declares it
 /// without an id, so its generated code sends (and a Java receiver reads)
@@ -40,6 +44,8 @@ pub const TRANSFER_FILE_SEAL: i16 = 5;
 pub const TRANSFER_TABLET_BATCH: i16 = 6;
 /// A raw WAL entry.
 pub const TRANSFER_TABLET_BINARY: i16 = 7;
+/// Another request, compressed (IoTDB 1.3's `PipeRequestType`; [`compress`]).
+pub const TRANSFER_COMPRESSED: i16 = 300;
 
 /// Status: unsupported request version.
 pub const PIPE_VERSION_ERROR: i32 = 1800;
@@ -65,6 +71,7 @@ pub fn type_name(t: i16) -> &'static str {
         TRANSFER_FILE_SEAL => "TRANSFER_FILE_SEAL",
         TRANSFER_TABLET_BATCH => "TRANSFER_TABLET_BATCH",
         TRANSFER_TABLET_BINARY => "TRANSFER_TABLET_BINARY",
+        TRANSFER_COMPRESSED => "TRANSFER_COMPRESSED",
         _ => "UNKNOWN",
     }
 }

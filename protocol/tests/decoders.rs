@@ -2,8 +2,8 @@
 //! reaches before logging in (issue 7, DESIGN invariant 11): thrift frames
 //! and calls with each request's arguments (binary and compact), tablets
 //! (client RPC, record values, `Tablet.serialize()` bodies), `pipeTransfer`
-//! bodies (handshake, batch, the in-place read) and TsBlocks (the client's
-//! side of a query). Each input must decode or fail with an error, never
+//! bodies (handshake, batch, the in-place read, IoTDB 1.3's compressed
+//! requests) and TsBlocks (the client's side of a query). Each input must decode or fail with an error, never
 //! panic, and the decoder's peak allocation must stay under
 //! [`K`] × the input's length + [`C`], measured by a counting global
 //! allocator in this test binary (per thread, so parallel tests do not
@@ -18,6 +18,7 @@ use std::cell::Cell;
 use proptest::prelude::*;
 use protocol::message::{call, Call, Proto};
 use protocol::pipe;
+use protocol::pipe::compress;
 use protocol::rpc::*;
 use protocol::tablet::{Column, Tablet};
 use protocol::tsblock;
@@ -384,6 +385,37 @@ fn decode_pipe_body(b: &[u8]) -> usize {
     pipe::read_handshake(b).is_ok() as usize + pipe::read_batch(b).is_ok() as usize
 }
 
+/// A type-300 body (IoTDB 1.3's compressed request) is allowed what its
+/// bounds say ([`compress::inflate_bound`]) twice over (a step's input and
+/// output), and a codec's working memory: an .xz dictionary of up to
+/// 8 MiB (IoTDB's preset 6 writes that whatever the input), a zstd window.
+fn compressed_ceiling(input: &[u8]) -> usize {
+    2 * compress::inflate_bound(input.len(), compress::MAX_INFLATED) + (8 << 20) + (512 << 10)
+}
+
+/// Unpacks a type-300 body and decodes the request inside as a batch.
+fn decode_compressed(b: &[u8]) -> usize {
+    match compress::decompress(b) {
+        Ok(inner) => 1 + pipe::read_batch(inner.body()).is_ok() as usize,
+        Err(_) => 0,
+    }
+}
+
+/// The sample batch compressed by each compressor, and by two in a chain.
+fn sample_compressed() -> Vec<Vec<u8>> {
+    let batch = sample_batch();
+    let mut chains: Vec<Vec<compress::Compressor>> =
+        compress::Compressor::ALL.iter().map(|&c| vec![c]).collect();
+    chains.push(vec![
+        compress::Compressor::Snappy,
+        compress::Compressor::Gzip,
+    ]);
+    chains
+        .iter()
+        .map(|c| compress::compressed_body(c, pipe::TRANSFER_TABLET_BATCH, &[&batch]).unwrap())
+        .collect()
+}
+
 fn sample_batch() -> Vec<u8> {
     let a = sample_tablet(4).serialize_v12();
     let b = sample_tablet(1).serialize_v12();
@@ -455,6 +487,23 @@ proptest! {
     }
 
     #[test]
+    fn compressed_bodies_arbitrary(b in any_bytes(), id in 0..6u8) {
+        // A plausible header (one compressor, a length), then anything.
+        let mut body = vec![1, id];
+        body.extend_from_slice(&b);
+        for x in [&body, &b] {
+            let used = peak(|| decode_compressed(x));
+            prop_assert!(used <= compressed_ceiling(x), "{used} bytes for {} bytes", x.len());
+        }
+    }
+
+    #[test]
+    fn compressed_bodies_mutated(b in (0..6usize).prop_flat_map(|i| mutated(sample_compressed()[i].clone()))) {
+        let used = peak(|| decode_compressed(&b));
+        prop_assert!(used <= compressed_ceiling(&b), "{used} bytes for {} bytes", b.len());
+    }
+
+    #[test]
     fn tsblocks_arbitrary(b in any_bytes()) {
         bounded("tsblock", &b, || tsblock::decode(&b).is_ok())?;
     }
@@ -474,6 +523,9 @@ fn samples_decode() {
         }
     }
     assert_eq!(pipe::read_batch(&sample_batch()).unwrap().tablets.len(), 2);
+    for c in sample_compressed() {
+        assert_eq!(decode_compressed(&c), 2);
+    }
     assert_eq!(tsblock::decode(&sample_tsblock()).unwrap().rows(), 20);
     let t = sample_tablet(7);
     assert_eq!(Tablet::deserialize_v12(&t.serialize_v12()).unwrap(), t);
@@ -546,4 +598,47 @@ fn absent_columns_are_not_materialised() {
     let used = peak(|| Tablet::deserialize_v12(&b).unwrap());
     assert!(used <= 2 * b.len(), "{used} bytes for {} bytes", b.len());
     assert!(Tablet::deserialize_v12(&b).unwrap().columns.is_empty());
+}
+
+/// Issue 11: an .xz stream names its dictionary's size in its block
+/// header, and the decoder allocated it whatever the output's length: a
+/// 100-byte compressed request (or TsFile page) with a 4 GiB dictionary
+/// made the receiver allocate 4 GiB. Now refused before the allocation.
+#[test]
+fn an_xz_dictionary_is_bounded_by_the_output() {
+    let data = b"one small request".repeat(4);
+    let inner = compress::inner_request(pipe::TRANSFER_TABLET_RAW, &[&data]);
+    let mut xz = compress::Compressor::Lzma2.compress(&inner).unwrap();
+    // The block header at 12: its size, flags, optional sizes, then the
+    // LZMA2 filter (id 0x21, one property byte: the dictionary size).
+    let h = 12;
+    let size = (usize::from(xz[h]) + 1) * 4;
+    let flags = xz[h + 1];
+    let mut at = h + 2;
+    for bit in [0x40u8, 0x80] {
+        if flags & bit != 0 {
+            while xz[at] & 0x80 != 0 {
+                at += 1;
+            }
+            at += 1;
+        }
+    }
+    assert_eq!(&xz[at..at + 2], &[0x21, 1], "the LZMA2 filter");
+    // 40: a dictionary of 4 GiB - 1 (the largest the format names).
+    xz[at + 2] = 40;
+    let mut crc = flate2::Crc::new();
+    crc.update(&xz[h..h + size - 4]);
+    xz[h + size - 4..h + size].copy_from_slice(&crc.sum().to_le_bytes());
+    let mut body = vec![1, compress::Compressor::Lzma2.id()];
+    body.extend_from_slice(&(inner.len() as i32).to_be_bytes());
+    body.extend_from_slice(&xz);
+    let mut got = None;
+    let used = peak(|| got = Some(compress::decompress(&body).map(|_| ())));
+    assert!(
+        used < 16 << 20,
+        "{used} bytes allocated for {} bytes",
+        body.len()
+    );
+    let err = got.unwrap().unwrap_err();
+    assert!(err.contains("dictionary"), "{err}");
 }

@@ -40,7 +40,7 @@ pub mod whitelist;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use protocol::pipe::{self, Batch};
@@ -153,6 +153,9 @@ pub struct Receiver {
     whitelist: whitelist::SharedWhiteList,
     version: RwLock<String>,
     max_file_size: AtomicU64,
+    /// The most bytes a compressed request may unpack to
+    /// (`thrift_max_frame_size`: no more than an uncompressed one carries).
+    max_request: AtomicUsize,
     next_dir: AtomicU64,
     registry: Arc<registry::Registry>,
 }
@@ -182,6 +185,7 @@ impl Receiver {
             whitelist: whitelist::SharedWhiteList::new(config.ip_white_list),
             version: RwLock::new(config.version),
             max_file_size: AtomicU64::new(config.max_file_size),
+            max_request: AtomicUsize::new(pipe::compress::MAX_INFLATED),
             next_dir: AtomicU64::new(1),
             registry: Arc::new(registry::Registry::default()),
         })
@@ -225,6 +229,13 @@ impl Receiver {
     /// Replaces the bound on a connection's received files.
     pub fn set_max_file_size(&self, bytes: u64) {
         self.max_file_size.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Sets the most bytes a compressed request (type 300) may unpack to:
+    /// the node's `thrift_max_frame_size` (default
+    /// [`pipe::compress::MAX_INFLATED`], the default frame limit).
+    pub fn set_max_request(&self, bytes: usize) {
+        self.max_request.store(bytes, Ordering::Relaxed);
     }
 
     /// Whether the connection's peer may send: `ip_white_list`, remembered
@@ -401,6 +412,27 @@ impl Receiver {
                 Ok((name, len)) => state.files.seal(&name, len, apply),
                 Err(e) => (file_error(format!("TRANSFER_FILE_SEAL body does not decode: {e}")), None),
             },
+            // IoTDB 1.3's compressed request: unpacked within the bounds of
+            // `pipe::compress`, then handled as if it had come alone. One
+            // level only: no sender nests them, and each level would
+            // multiply what a request can make the receiver hold.
+            pipe::TRANSFER_COMPRESSED => {
+                match pipe::compress::decompress_within(body, self.max_request.load(Ordering::Relaxed)) {
+                    Ok(inner) if inner.type_ == pipe::TRANSFER_COMPRESSED => undecodable(
+                        "a compressed request inside a compressed request (one level is accepted)".into(),
+                    ),
+                    Ok(inner) => {
+                        debug!(
+                            r#type = pipe::type_name(inner.type_),
+                            compressed = body.len(),
+                            bytes = inner.body().len(),
+                            "pipeTransfer unpacked"
+                        );
+                        self.dispatch(state, Some(inner.version), Some(inner.type_), inner.body(), apply)
+                    }
+                    Err(e) => undecodable(e),
+                }
+            }
             other => (resp(pipe::PIPE_TYPE_ERROR, Some(format!("Unknown PipeRequestType {other}."))), None),
         }
     }
@@ -724,6 +756,99 @@ pub(crate) mod tests {
         for (t, b) in sink.tablets.lock().unwrap().iter() {
             assert_eq!(&t.serialize_v12(), b);
         }
+    }
+
+    /// IoTDB 1.3's compressed request, built by hand from its layout
+    /// (`PipeTransferCompressedReq.toTPipeTransferReq`: u8 count, then
+    /// per compressor its id and the i32 length it was given, then the
+    /// compressed version + type + body), with every compressor: applied
+    /// as the request inside, logged as received uncompressed.
+    #[test]
+    fn compressed_requests_are_unpacked_and_bombs_refused() {
+        use protocol::pipe::compress::Compressor;
+        let tmp = tempfile::tempdir().unwrap();
+        let rx = receiver(tmp.path());
+        let sink = Sink::default();
+        let mut st = ReceiverState::default();
+        let by_hand = |c: Compressor, t: i16, body: &[u8]| {
+            let mut inner = vec![1u8];
+            inner.extend_from_slice(&t.to_be_bytes());
+            inner.extend_from_slice(body);
+            let mut b = vec![1, c.id()];
+            b.extend_from_slice(&(inner.len() as i32).to_be_bytes());
+            b.extend_from_slice(&c.compress(&inner).unwrap());
+            req(pipe::TRANSFER_COMPRESSED, b)
+        };
+        // Even the handshake may come compressed.
+        let (r, _) = rx.transfer(
+            &mut st,
+            by_hand(
+                Compressor::Gzip,
+                pipe::HANDSHAKE,
+                &pipe::handshake_body("ms"),
+            ),
+            &sink,
+        );
+        assert_eq!(r.status.code, 200, "{:?}", r.status.message);
+        for (i, c) in Compressor::ALL.into_iter().enumerate() {
+            let bytes: Vec<Vec<u8>> = (0..50)
+                .map(|k| tablet(&format!("root.z.d{i}_{k}")).serialize_v12())
+                .collect();
+            let batch = pipe::batch_body(bytes.iter().map(|b| &b[..]));
+            let (r, off) = rx.transfer(
+                &mut st,
+                by_hand(c, pipe::TRANSFER_TABLET_BATCH, &batch),
+                &sink,
+            );
+            assert_eq!(r.status.code, 200, "{c}: {:?}", r.status.message);
+            assert!(off.is_some());
+            let got = sink.tablets.lock().unwrap().split_off(0);
+            assert_eq!(got.len(), 50, "{c}");
+            for (k, (t, logged)) in got.into_iter().enumerate() {
+                assert_eq!(t, tablet(&format!("root.z.d{i}_{k}")));
+                assert_eq!(logged, bytes[k]);
+            }
+        }
+        // A chain, as edgepipe's sender makes it: the same.
+        let one = tablet("root.z.chain").serialize_v12();
+        let z = pipe::compress::compressed_body(
+            &[Compressor::Snappy, Compressor::Zstd(3)],
+            pipe::TRANSFER_TABLET_RAW,
+            &[&one],
+        )
+        .unwrap();
+        let (r, _) = rx.transfer(&mut st, req(pipe::TRANSFER_COMPRESSED, z.clone()), &sink);
+        assert_eq!(r.status.code, 200);
+        assert_eq!(sink.tablets(), vec![tablet("root.z.chain")]);
+        // Refused, with what was wrong: a claimed length past the bounds
+        // (nothing allocated for it), past this receiver's frame limit, a
+        // request nested in another, an unknown compressor.
+        let mut bomb = vec![1, 3];
+        bomb.extend_from_slice(&(1i32 << 30).to_be_bytes());
+        bomb.extend_from_slice(&[0; 64]);
+        let (r, _) = rx.transfer(&mut st, req(300, bomb), &sink);
+        assert_eq!(r.status.code, status::PIPE_ERROR);
+        let m = r.status.message.unwrap();
+        assert!(m.contains("TRANSFER_COMPRESSED body does not decode: zstd: says it unpacks to 1073741824 bytes"), "{m}");
+        rx.set_max_request(16);
+        let (r, _) = rx.transfer(&mut st, req(300, z.clone()), &sink);
+        let m = r.status.message.unwrap();
+        assert!(m.contains("at most 16: thrift_max_frame_size"), "{m}");
+        rx.set_max_request(pipe::compress::MAX_INFLATED);
+        let nested = by_hand(Compressor::Lz4, pipe::TRANSFER_COMPRESSED, &z);
+        let (r, _) = rx.transfer(&mut st, nested, &sink);
+        assert!(r
+            .status
+            .message
+            .unwrap()
+            .contains("inside a compressed request"));
+        let (r, _) = rx.transfer(&mut st, req(300, vec![1, 9, 0, 0, 0, 1, 0]), &sink);
+        assert!(r
+            .status
+            .message
+            .unwrap()
+            .contains("unknown compressor id 9"));
+        assert_eq!(sink.tablets().len(), 1);
     }
 
     #[test]

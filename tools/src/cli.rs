@@ -37,8 +37,8 @@ use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 
 use crate::table::{Style, Table};
 
-/// Options of `edgepipe cli` (IoTDB's CLI flags: `-h -p -u -pw -e`, and
-/// `-disableISO8601`).
+/// Options of `edgepipe cli` (IoTDB's CLI flags: `-h -p -u -pw -e`,
+/// `-usessl -ts -tpw`, and `-disableISO8601`).
 #[derive(Debug, Args)]
 pub struct CliOpt {
     /// Host of the node.
@@ -57,6 +57,9 @@ pub struct CliOpt {
     /// succeeded, 1 if one failed.
     #[arg(short = 'e', long = "execute")]
     pub execute: Option<String>,
+    /// TLS.
+    #[command(flatten)]
+    pub tls: TlsOpt,
     /// Print times as numbers, not ISO 8601 (`-disableISO8601` as in IoTDB).
     #[arg(long = "disable-iso8601")]
     pub disable_iso8601: bool,
@@ -65,12 +68,71 @@ pub struct CliOpt {
     pub help: Option<bool>,
 }
 
-/// Rewrites IoTDB's single-dash long flags (`-pw`, `-disableISO8601`),
-/// which clap cannot express, into their `--` forms.
+/// TLS flags of `edgepipe cli` and `edgepipe top`, as IoTDB's CLI spells
+/// them: `-usessl true -ts ca.pem [-tpw PASSWORD]`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsOpt {
+    /// Connect with TLS (`-usessl true`), verifying the node's certificate
+    /// for the host given with -h against the trust store of -ts. A
+    /// certificate that does not verify is an error; there is no fallback
+    /// to plain TCP.
+    #[arg(
+        long = "usessl",
+        visible_alias = "use_ssl",
+        value_name = "true|false",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub use_ssl: bool,
+    /// The trust store (`-ts`): the CA certificate(s) that signed the
+    /// node's certificate, in PEM, or a PKCS#12 trust store (with -tpw).
+    #[arg(long = "ts", visible_alias = "trust_store", value_name = "FILE")]
+    pub trust_store: Option<PathBuf>,
+    /// The password of a PKCS#12 trust store (`-tpw`).
+    #[arg(
+        long = "tpw",
+        visible_alias = "trust_store_password",
+        value_name = "PASSWORD",
+        default_value = ""
+    )]
+    pub trust_store_pwd: String,
+}
+
+impl TlsOpt {
+    /// The TLS to connect with: `None` without `-usessl true`.
+    ///
+    /// # Errors
+    /// `-usessl true` without `-ts`, `-ts` without `-usessl true`, or a
+    /// trust store that cannot be read.
+    pub fn client_tls(&self) -> anyhow::Result<Option<node::client::ClientTls>> {
+        match (&self.trust_store, self.use_ssl) {
+            (None, false) => Ok(None),
+            (Some(ts), false) => anyhow::bail!(
+                "-ts {} is given but not -usessl true: add -usessl true to connect with TLS",
+                ts.display()
+            ),
+            (None, true) => anyhow::bail!(
+                "-usessl true needs the trust store: -ts FILE (the CA certificate that signed the node's, in PEM; or a PKCS#12 trust store with -tpw)"
+            ),
+            (Some(ts), true) => node::client::ClientTls::from_trust_store(ts, &self.trust_store_pwd)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("-ts: {e}")),
+        }
+    }
+}
+
+/// Rewrites IoTDB's single-dash long flags (`-pw`, `-usessl`, `-ts`,
+/// `-tpw`, `-disableISO8601`), which clap cannot express, into their `--`
+/// forms.
 pub fn fix_args(args: Vec<String>) -> Vec<String> {
     args.into_iter()
         .map(|a| match a.as_str() {
             "-pw" => "--pw".to_string(),
+            "-usessl" => "--usessl".to_string(),
+            "-ts" => "--ts".to_string(),
+            "-tpw" => "--tpw".to_string(),
             "-disableISO8601" => "--disable-iso8601".to_string(),
             _ => a,
         })
@@ -373,16 +435,24 @@ struct Conn {
     addr: String,
     user: String,
     password: String,
+    tls: Option<node::client::ClientTls>,
     session: Option<Session>,
 }
 
 impl Conn {
-    fn open(addr: String, user: String, password: String) -> anyhow::Result<Conn> {
-        let session = Session::open(&addr, &user, &password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    fn open(
+        addr: String,
+        user: String,
+        password: String,
+        tls: Option<node::client::ClientTls>,
+    ) -> anyhow::Result<Conn> {
+        let session = Session::open_with(&addr, &user, &password, tls.as_ref())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(Conn {
             addr,
             user,
             password,
+            tls,
             session: Some(session),
         })
     }
@@ -393,9 +463,12 @@ impl Conn {
     fn execute(&mut self, sql: &str) -> Result<(Option<Rows>, Precision), ClientError> {
         let s = match &mut self.session {
             Some(s) => s,
-            None => self
-                .session
-                .insert(Session::open(&self.addr, &self.user, &self.password)?),
+            None => self.session.insert(Session::open_with(
+                &self.addr,
+                &self.user,
+                &self.password,
+                self.tls.as_ref(),
+            )?),
         };
         let precision = Precision::parse(&s.precision).unwrap_or_default();
         match s.execute(sql) {
@@ -561,7 +634,8 @@ fn restrict(path: &std::path::Path) {
 /// The first connection failing (address, login), or the terminal failing.
 pub fn run(opt: CliOpt, out: &mut dyn Write) -> anyhow::Result<crate::Outcome> {
     let addr = format!("{}:{}", opt.host, opt.port);
-    let conn = Conn::open(addr.clone(), opt.user.clone(), opt.password.clone())?;
+    let tls = opt.tls.client_tls()?;
+    let conn = Conn::open(addr.clone(), opt.user.clone(), opt.password.clone(), tls)?;
     let mut shell = Shell {
         conn,
         display: if opt.disable_iso8601 {
@@ -752,6 +826,59 @@ mod tests {
             fix_args(vec!["-pw".into(), "root".into(), "-disableISO8601".into()]),
             vec!["--pw", "root", "--disable-iso8601"]
         );
+    }
+
+    #[test]
+    fn iotdb_tls_flags() {
+        use clap::Parser;
+        #[derive(Parser)]
+        #[command(disable_help_flag = true)]
+        struct T {
+            #[command(flatten)]
+            cli: CliOpt,
+        }
+        let parse = |args: &[&str]| {
+            let mut v = vec!["cli".to_string()];
+            v.extend(args.iter().map(|a| a.to_string()));
+            T::try_parse_from(fix_args(v)).map(|t| t.cli)
+        };
+        let o = parse(&[
+            "-h", "node", "-usessl", "true", "-ts", "ca.pem", "-tpw", "pw",
+        ])
+        .unwrap();
+        assert!(o.tls.use_ssl);
+        assert_eq!(
+            o.tls.trust_store.as_deref(),
+            Some(std::path::Path::new("ca.pem"))
+        );
+        assert_eq!(o.tls.trust_store_pwd, "pw");
+        // A bare -usessl means true; no flag means false.
+        assert!(parse(&["-usessl", "-ts", "ca.pem"]).unwrap().tls.use_ssl);
+        let o = parse(&[]).unwrap();
+        assert!(!o.tls.use_ssl);
+        assert!(o.tls.client_tls().unwrap().is_none());
+        // Half the settings is an error, never a silent plain connection.
+        let e = parse(&["-ts", "ca.pem"])
+            .unwrap()
+            .tls
+            .client_tls()
+            .unwrap_err();
+        assert!(e.to_string().contains("add -usessl true"), "{e}");
+        let e = parse(&["-usessl", "true"])
+            .unwrap()
+            .tls
+            .client_tls()
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("needs the trust store: -ts FILE"),
+            "{e}"
+        );
+        let e = parse(&["-usessl", "true", "-ts", "/nonexistent/ca.pem"])
+            .unwrap()
+            .tls
+            .client_tls()
+            .unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 
 pub mod cli;
 mod demo;
+pub mod malloc;
 pub mod server;
 mod storecmd;
 mod table;

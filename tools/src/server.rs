@@ -83,6 +83,11 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 /// Configuration, data directory or bind failures.
 pub fn run(opt: ServerOpt) -> anyhow::Result<()> {
     let config = opt.config()?;
+    // Before the runtime's threads: they allocate from the first request on.
+    let heap = crate::malloc::bound_heap();
+    if !heap.is_empty() {
+        tracing::debug!(set = ?heap, "allocator bounds");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -51,6 +51,9 @@ pub struct TopOpt {
     /// Password (`-pw` as in IoTDB's CLI).
     #[arg(long = "pw", visible_alias = "password", default_value = "root")]
     pub password: String,
+    /// TLS (`-usessl true -ts ca.pem`, as the CLI).
+    #[command(flatten)]
+    pub tls: crate::cli::TlsOpt,
     /// The node's data directory, when the node runs on this machine: the
     /// change log is read there (read-only, safe beside the running node)
     /// instead of through `SHOW CHANGELOG`.
@@ -227,6 +230,7 @@ struct Sampler {
     addr: String,
     user: String,
     password: String,
+    tls: Option<node::client::ClientTls>,
     data_dir: Option<PathBuf>,
     session: Option<Session>,
 }
@@ -236,7 +240,7 @@ impl Sampler {
         let s = match &mut self.session {
             Some(s) => s,
             None => self.session.insert(
-                Session::open(&self.addr, &self.user, &self.password)
+                Session::open_with(&self.addr, &self.user, &self.password, self.tls.as_ref())
                     .map_err(|e| anyhow::anyhow!("{e}"))?,
             ),
         };
@@ -606,6 +610,7 @@ pub fn run(opt: TopOpt, out: &mut dyn Write) -> anyhow::Result<crate::Outcome> {
         addr: addr.clone(),
         user: opt.user.clone(),
         password: opt.password.clone(),
+        tls: opt.tls.client_tls()?,
         data_dir: opt.data_dir.clone(),
         session: None,
     };

@@ -61,6 +61,9 @@ pub(crate) struct WriterState {
     pub last_arrival: i64,
     /// Index bookkeeping of the active segment.
     pub cursor: IndexCursor,
+    /// Byte of the active segment below which the writer gave its pages
+    /// back ([`Segment::release`]).
+    pub released: u64,
     pub closed: bool,
 }
 
@@ -167,6 +170,13 @@ pub(crate) struct Recovered {
 }
 
 impl Log {
+    /// Bytes a batch takes in a segment besides its records (its header):
+    /// a batch of payloads `p` takes `BATCH_OVERHEAD + Σ (RECORD_OVERHEAD +
+    /// p.len())`, which must fit [`Config::max_batch_bytes`].
+    pub const BATCH_OVERHEAD: usize = format::BATCH_HEADER_LEN;
+    /// Bytes a record takes in a batch besides its payload.
+    pub const RECORD_OVERHEAD: usize = format::RECORD_HEADER_LEN;
+
     /// Opens (creating if needed) the log in `dir` for writing, recovering
     /// from an unclean stop as `config.recovery_mode` says.
     ///
@@ -218,11 +228,17 @@ impl Log {
             .expect("recovery yields a segment")
             .clone();
         let end = active.next_offset();
+        // Recovery read what it checked through the mappings: give those
+        // pages back before anyone shares the segments.
+        for s in &rec.segments {
+            s.release(0, u64::MAX);
+        }
         let writer = (!read_only).then(|| {
             Mutex::new(WriterState {
                 active: active.clone(),
                 last_arrival: rec.last_arrival,
                 cursor: active.cursor(),
+                released: 0,
                 closed: false,
             })
         });
@@ -361,8 +377,20 @@ impl Log {
         ws.active.publish_batch(&header, interval, &mut ws.cursor);
         w.last_arrival = arrival;
         shared.end.store(header.next_offset(), Ordering::SeqCst);
+        // Pages the writer copied small batches into stay resident until
+        // given back: keep one step behind the end for tailing readers,
+        // give back the rest, outside the lock.
+        let step = w.active.release_step();
+        let behind = (pos + len).saturating_sub(step);
+        let release = (behind >= w.released + step).then(|| {
+            let from = std::mem::replace(&mut w.released, behind);
+            (w.active.clone(), from, behind)
+        });
         drop(w);
         shared.wake_readers();
+        if let Some((seg, from, to)) = release {
+            seg.release(from, to);
+        }
         if shared.config.fsync == FsyncPolicy::Always {
             shared.sync_to(header.next_offset())?;
         }
@@ -935,6 +963,7 @@ impl Shared {
             crate::fsutil::sync_dir(&self.dir, "replaced segment")?;
             w.active = fresh;
             w.cursor = IndexCursor::default();
+            w.released = 0;
             return Ok(());
         }
         // Under `never` the sealed data is flushed later by the flusher
@@ -967,6 +996,10 @@ impl Shared {
         old.mark_sealed();
         w.active = new;
         w.cursor = IndexCursor::default();
+        // Sealed: nothing writes it again, every page of it can go (its
+        // dirty pages are still written back by the flush that seals it,
+        // now or, under `never`, by the flusher).
+        old.release(std::mem::take(&mut w.released), u64::MAX);
         self.appended.notify_waiters();
         debug!(
             segment = old.base_offset,

@@ -99,12 +99,27 @@ impl RecordBatch {
 /// A reader holds its segment alive: retention may unlink the files, but
 /// the reader keeps reading its mapping and then reports
 /// [`Error::OffsetOutOfRange`] for what is gone.
+///
+/// What it has read it gives back to the kernel as it goes (the pages of
+/// the mapping behind it, in steps; a segment it leaves, whole; what it
+/// holds when dropped): a reader going through a long backlog does not
+/// grow the process's resident set (see `segment.rs`, "Resident memory").
 pub struct Reader {
     shared: Arc<Shared>,
     /// The next offset to return.
     next: u64,
     /// The segment and byte position `next` lies at, once located.
     at: Option<(Arc<Segment>, u64)>,
+    /// The segment this reader last read and the bytes `[from, to)` of it
+    /// whose pages it has not given back yet.
+    held: Option<Held>,
+}
+
+/// Part of a segment a reader read and has not given back yet.
+struct Held {
+    seg: Arc<Segment>,
+    from: u64,
+    to: u64,
 }
 
 impl std::fmt::Debug for Reader {
@@ -119,7 +134,36 @@ impl Reader {
             shared,
             next: offset,
             at: None,
+            held: None,
         }
+    }
+
+    /// Notes that `[from, to)` of `seg` was read through the mapping, and
+    /// gives back what lies behind: in steps of the segment's release step
+    /// while the reader stays in a segment, the rest of a segment it
+    /// leaves.
+    fn read_through(&mut self, seg: &Arc<Segment>, from: u64, to: u64) {
+        if let Some(h) = &mut self.held {
+            if Arc::ptr_eq(&h.seg, seg) {
+                h.from = h.from.min(from);
+                h.to = h.to.max(to);
+                if to >= h.from + seg.release_step() {
+                    // The page holding `to` (where the next batch starts)
+                    // stays: `release` rounds down.
+                    seg.release(h.from, to);
+                    h.from = to;
+                }
+                return;
+            }
+        }
+        if let Some(old) = self.held.take() {
+            old.seg.release(old.from, u64::MAX);
+        }
+        self.held = Some(Held {
+            seg: seg.clone(),
+            from,
+            to,
+        });
     }
 
     /// The offset the next record returned will have.
@@ -176,8 +220,10 @@ impl Reader {
                     return Err(err);
                 }
             };
+            let end = pos + u64::from(h.length);
             if h.next_offset() <= self.next {
-                self.at = Some((seg, pos + u64::from(h.length)));
+                self.read_through(&seg, pos, end);
+                self.at = Some((seg, end));
                 continue;
             }
             if h.base_offset > self.next {
@@ -200,7 +246,8 @@ impl Reader {
                 bytes: bytes::Bytes::copy_from_slice(&bytes[..h.length as usize]),
             };
             self.next = h.next_offset();
-            self.at = Some((seg, pos + u64::from(h.length)));
+            self.read_through(&seg, pos, end);
+            self.at = Some((seg, end));
             return Ok(Some(batch));
         }
     }
@@ -269,6 +316,15 @@ impl Reader {
             .floor_offset(rel)
             .map_or(format::SEGMENT_HEADER_LEN as u64, |(_, p)| u64::from(p));
         Ok((seg, pos))
+    }
+}
+
+impl Drop for Reader {
+    /// Gives back the pages this reader still holds.
+    fn drop(&mut self) {
+        if let Some(h) = self.held.take() {
+            h.seg.release(h.from, h.to);
+        }
     }
 }
 

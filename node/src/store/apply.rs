@@ -1,9 +1,14 @@
 //! Validating events against the schema and applying them to the
 //! in-memory state.
+//!
+//! A tablet's series paths (`device.measurement`) are built in a buffer
+//! the caller keeps across tablets, and looked up by `&str`: no allocation
+//! per series unless it is new.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-use protocol::types::status;
+use protocol::tablet::Tablet;
+use protocol::types::{status, DataType};
 
 use super::memtable::Mem;
 use super::{
@@ -31,9 +36,139 @@ fn auto_database(config: &StoreConfig, path: &str) -> Option<String> {
 }
 
 fn check_series_path(path: &str) -> SResult<()> {
-    let nodes = split(path);
-    if nodes.len() < 3 || nodes[0] != "root" || nodes.iter().any(|n| n.is_empty()) {
+    let ok = if path.contains('`') {
+        // Backquoted nodes may hold dots: the store's own split.
+        let nodes = split(path);
+        nodes.len() >= 3 && nodes[0] == "root" && nodes.iter().all(|n| !n.is_empty())
+    } else {
+        // The usual path, without allocating.
+        let mut nodes = path.split('.');
+        nodes.next() == Some("root")
+            && path.split('.').all(|n| !n.is_empty())
+            && nodes.nth(1).is_some()
+    };
+    if !ok {
         return Err(StoreError::new(status::ILLEGAL_PATH, format!("{path} is not a valid series path: a series needs root, a database and a measurement, e.g. root.sg.d.s")));
+    }
+    Ok(())
+}
+
+/// Puts `device.measurement` in `buf`.
+pub(super) fn series_path<'b>(buf: &'b mut String, device: &str, measurement: &str) -> &'b str {
+    buf.clear();
+    buf.push_str(device);
+    buf.push('.');
+    buf.push_str(measurement);
+    buf
+}
+
+/// What tablets earlier in the same request will create, once applied:
+/// validating a request's tablets before any of them is logged must see
+/// them as writing the tablets one by one would (a series the first tablet
+/// creates has the type and alignment it gave it; a database it creates
+/// exists).
+#[derive(Debug, Default)]
+pub(super) struct Pending {
+    /// New series: type and alignment.
+    series: HashMap<String, (DataType, bool)>,
+    /// New databases.
+    databases: BTreeSet<String>,
+}
+
+impl Pending {
+    /// Forgets everything: what it held is applied.
+    pub(super) fn clear(&mut self) {
+        self.series.clear();
+        self.databases.clear();
+    }
+
+    fn has_database_of(&self, path: &str) -> bool {
+        self.databases.iter().any(|d| {
+            path == d.as_str()
+                || (path.starts_with(d.as_str()) && path.as_bytes().get(d.len()) == Some(&b'.'))
+        })
+    }
+}
+
+/// Checks a tablet against the schema (and what `pending` says earlier
+/// tablets of its request create) without changing the store; records in
+/// `pending` what this one creates.
+pub(super) fn validate_tablet(
+    inner: &Inner,
+    config: &StoreConfig,
+    t: &Tablet,
+    mut pending: Option<&mut Pending>,
+    buf: &mut String,
+) -> SResult<()> {
+    if t.measurements.is_empty() {
+        return Err(StoreError::new(
+            status::ILLEGAL_PARAMETER,
+            format!("insert into {}: no measurements", t.device),
+        ));
+    }
+    // A set only for wide tablets: a few measurements are compared
+    // directly, without allocating.
+    let mut seen: Option<HashSet<&str>> = (t.measurements.len() > 16).then(HashSet::new);
+    for (i, (m, c)) in t.measurements.iter().zip(&t.columns).enumerate() {
+        let twice = match &mut seen {
+            Some(set) => !set.insert(m.as_str()),
+            None => t.measurements[..i].contains(m),
+        };
+        if twice {
+            return Err(StoreError::new(
+                status::ILLEGAL_PARAMETER,
+                format!("insert into {}: measurement {m} appears twice", t.device),
+            ));
+        }
+        let path = series_path(buf, &t.device, m);
+        check_series_path(path)?;
+        let known = match inner.series.get(path) {
+            Some(s) => Some((s.info.data_type, s.info.aligned)),
+            None => pending.as_ref().and_then(|p| p.series.get(path).copied()),
+        };
+        match known {
+            Some((data_type, _)) if data_type != c.data_type() => {
+                return Err(StoreError::new(
+                    status::DATA_TYPE_MISMATCH,
+                    format!(
+                        "data type of {path} is not consistent, registered type {data_type}, inserting type {}",
+                        c.data_type()
+                    ),
+                ))
+            }
+            Some((_, aligned)) if aligned != t.aligned => {
+                return Err(StoreError::new(
+                    status::METADATA_ERROR,
+                    format!(
+                        "device {} is {}aligned, but this insert is {}aligned",
+                        t.device,
+                        if aligned { "" } else { "not " },
+                        if t.aligned { "" } else { "not " }
+                    ),
+                ))
+            }
+            Some(_) => {}
+            None if !config.auto_create_schema => {
+                return Err(StoreError::new(status::PATH_NOT_EXIST, format!("series {path} does not exist and automatic schema creation is off (enable_auto_create_schema=false); create it first")));
+            }
+            None => {
+                let has_db = db_of(inner, path).is_some()
+                    || pending.as_ref().is_some_and(|p| p.has_database_of(path));
+                let auto = if has_db {
+                    None
+                } else {
+                    match auto_database(config, path) {
+                        Some(db) => Some(db),
+                        None => return Err(StoreError::new(status::DATABASE_NOT_EXIST, format!("no database for {path} and it is too short to make one at level {}", config.default_database_level))),
+                    }
+                };
+                if let Some(p) = pending.as_deref_mut() {
+                    p.series
+                        .insert(path.to_string(), (c.data_type(), t.aligned));
+                    p.databases.extend(auto);
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -41,58 +176,7 @@ fn check_series_path(path: &str) -> SResult<()> {
 /// Checks an event against the schema without changing anything.
 pub(super) fn validate(inner: &Inner, config: &StoreConfig, ev: &Event) -> SResult<()> {
     match ev {
-        Event::Tablet(t) => {
-            if t.measurements.is_empty() {
-                return Err(StoreError::new(
-                    status::ILLEGAL_PARAMETER,
-                    format!("insert into {}: no measurements", t.device),
-                ));
-            }
-            let mut seen = BTreeSet::new();
-            for (m, c) in t.measurements.iter().zip(&t.columns) {
-                if !seen.insert(m) {
-                    return Err(StoreError::new(
-                        status::ILLEGAL_PARAMETER,
-                        format!("insert into {}: measurement {m} appears twice", t.device),
-                    ));
-                }
-                let path = format!("{}.{m}", t.device);
-                check_series_path(&path)?;
-                match inner.series.get(&path) {
-                    Some(s) if s.info.data_type != c.data_type() => {
-                        return Err(StoreError::new(
-                            status::DATA_TYPE_MISMATCH,
-                            format!(
-                                "data type of {path} is not consistent, registered type {}, inserting type {}",
-                                s.info.data_type,
-                                c.data_type()
-                            ),
-                        ))
-                    }
-                    Some(s) if s.info.aligned != t.aligned => {
-                        return Err(StoreError::new(
-                            status::METADATA_ERROR,
-                            format!(
-                                "device {} is {}aligned, but this insert is {}aligned",
-                                t.device,
-                                if s.info.aligned { "" } else { "not " },
-                                if t.aligned { "" } else { "not " }
-                            ),
-                        ))
-                    }
-                    Some(_) => {}
-                    None if !config.auto_create_schema => {
-                        return Err(StoreError::new(status::PATH_NOT_EXIST, format!("series {path} does not exist and automatic schema creation is off (enable_auto_create_schema=false); create it first")));
-                    }
-                    None => {
-                        if db_of(inner, &path).is_none() && auto_database(config, &path).is_none() {
-                            return Err(StoreError::new(status::DATABASE_NOT_EXIST, format!("no database for {path} and it is too short to make one at level {}", config.default_database_level)));
-                        }
-                    }
-                }
-            }
-            Ok(())
-        }
+        Event::Tablet(t) => validate_tablet(inner, config, t, None, &mut String::new()),
         Event::Delete { .. } => Ok(()),
         Event::Schema(SchemaOp::CreateDatabase(p)) => {
             let nodes = split(p);
@@ -177,6 +261,58 @@ fn ensure_database(inner: &mut Inner, config: &StoreConfig, path: &str) {
     }
 }
 
+/// Applies a validated tablet to the memtables, creating its new series.
+pub(super) fn apply_tablet(inner: &mut Inner, config: &StoreConfig, t: &Tablet, buf: &mut String) {
+    for (ci, (m, c)) in t.measurements.iter().zip(&t.columns).enumerate() {
+        let path = series_path(buf, &t.device, m);
+        if !inner.series.contains_key(path) {
+            ensure_database(inner, config, path);
+            let info = SeriesInfo {
+                data_type: c.data_type(),
+                encoding: encoding_name(c.data_type().default_encoding()).to_string(),
+                compressor: "LZ4".into(),
+                aligned: t.aligned,
+            };
+            inner.series.insert(
+                path.to_string(),
+                Series {
+                    mem: Mem::new(info.data_type),
+                    info,
+                    frozen: None,
+                    chunks: Vec::new(),
+                },
+            );
+        }
+        let s = inner.series.get_mut(path).expect("just ensured");
+        let before = s.mem.times.len();
+        let last = s.mem.times.last().copied();
+        let added = match &t.nulls[ci] {
+            // No nulls: whole slices.
+            None => {
+                s.mem.times.extend_from_slice(&t.times);
+                s.mem.values.extend_from(c);
+                t.rows()
+            }
+            Some(nulls) => {
+                let rows: Vec<usize> = (0..t.rows()).filter(|&r| !nulls[r]).collect();
+                s.mem.times.extend(rows.iter().map(|&r| t.times[r]));
+                s.mem.values.extend_rows(c, rows.iter().copied());
+                rows.len()
+            }
+        };
+        let new = &s.mem.times[before..];
+        let in_order = new.windows(2).all(|w| w[0] < w[1])
+            && match (last, new.first()) {
+                (Some(l), Some(&f)) => l < f,
+                _ => true,
+            };
+        if !in_order {
+            s.mem.sorted = false;
+        }
+        inner.mem_points += added;
+    }
+}
+
 /// Applies an event to the in-memory state.
 pub(super) fn apply(
     inner: &mut Inner,
@@ -189,54 +325,7 @@ pub(super) fn apply(
             if check {
                 validate(inner, config, ev)?;
             }
-            for (ci, (m, c)) in t.measurements.iter().zip(&t.columns).enumerate() {
-                let path = format!("{}.{m}", t.device);
-                if !inner.series.contains_key(&path) {
-                    ensure_database(inner, config, &path);
-                    let info = SeriesInfo {
-                        data_type: c.data_type(),
-                        encoding: encoding_name(c.data_type().default_encoding()).to_string(),
-                        compressor: "LZ4".into(),
-                        aligned: t.aligned,
-                    };
-                    inner.series.insert(
-                        path.clone(),
-                        Series {
-                            mem: Mem::new(info.data_type),
-                            info,
-                            frozen: None,
-                            chunks: Vec::new(),
-                        },
-                    );
-                }
-                let s = inner.series.get_mut(&path).expect("just ensured");
-                let before = s.mem.times.len();
-                let last = s.mem.times.last().copied();
-                let added = match &t.nulls[ci] {
-                    // No nulls: whole slices.
-                    None => {
-                        s.mem.times.extend_from_slice(&t.times);
-                        s.mem.values.extend_from(c);
-                        t.rows()
-                    }
-                    Some(nulls) => {
-                        let rows: Vec<usize> = (0..t.rows()).filter(|&r| !nulls[r]).collect();
-                        s.mem.times.extend(rows.iter().map(|&r| t.times[r]));
-                        s.mem.values.extend_rows(c, rows.iter().copied());
-                        rows.len()
-                    }
-                };
-                let new = &s.mem.times[before..];
-                let in_order = new.windows(2).all(|w| w[0] < w[1])
-                    && match (last, new.first()) {
-                        (Some(l), Some(&f)) => l < f,
-                        _ => true,
-                    };
-                if !in_order {
-                    s.mem.sorted = false;
-                }
-                inner.mem_points += added;
-            }
+            apply_tablet(inner, config, t, &mut String::new());
             Ok(())
         }
         Event::Delete { patterns, min, max } => {

@@ -28,6 +28,8 @@
 //!   files written before it.
 
 mod apply;
+#[cfg(test)]
+mod batch_tests;
 mod checkpoint;
 mod convert;
 mod flush;
@@ -51,7 +53,7 @@ use crate::chunkfile::{self, ChunkFile};
 use crate::event::Event;
 use crate::sql::Path;
 
-use apply::{apply, db_of, validate};
+use apply::{apply, apply_tablet, db_of, validate, validate_tablet, Pending};
 pub use convert::{coerce, encoding_name, infer, tablet_from_rows};
 use flush::FlushState;
 use memtable::{Frozen, Mem};
@@ -62,6 +64,12 @@ pub const STORE_CONSUMER: &str = "store";
 /// point (up to twice that while vectors grow), so a node's memtables stay
 /// near 32 MiB, and a crash replays at most this many points.
 pub const DEFAULT_FLUSH_POINTS: usize = 1_000_000;
+
+/// The most bytes of tablets [`Store::write_tablets`] puts in one
+/// change-log batch: 4 MiB, so that a 16 MiB request is a handful of
+/// appends, while whoever reads the log (a pipe onward, a replay) copies
+/// out at most this much at a time.
+pub const MAX_TABLET_BATCH_BYTES: usize = 4 << 20;
 
 /// An error with an IoTDB status code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -515,6 +523,99 @@ impl Store {
     /// As [`Store::write`].
     pub fn write_tablet_bytes(&self, tablet: Tablet, bytes: &[u8], origin: Origin) -> SResult<u64> {
         self.write_encoded(Event::Tablet(tablet), Some(bytes), origin)
+    }
+
+    /// Writes the tablets of one request from `origin`, each with its
+    /// change-log payload as received, as a few change-log batches (up
+    /// to [`MAX_TABLET_BATCH_BYTES`] each; written with `pwritev` by the
+    /// log) instead of one append per tablet. Returns the offset of the
+    /// last record, to wait on before acknowledging (`None` for no
+    /// tablets).
+    ///
+    /// The same as writing them one by one with
+    /// [`Store::write_tablet_bytes`], in order: each tablet is checked
+    /// against the schema as the tablets before it leave it (two tablets
+    /// that create the same new series create it once; the second must
+    /// agree with the first's type); the tablets before the first bad one
+    /// are logged and applied, the bad one and those after it are not, and
+    /// the error is the bad tablet's.
+    ///
+    /// # Errors
+    /// The first bad tablet's (names, schema, type), or a log error (the
+    /// tablets of earlier batches stay written).
+    pub fn write_tablets(
+        &self,
+        tablets: Vec<(Tablet, &[u8])>,
+        origin: Origin,
+    ) -> SResult<Option<u64>> {
+        if tablets.is_empty() {
+            return Ok(None);
+        }
+        let limit = MAX_TABLET_BATCH_BYTES.min(self.log.config().max_batch_bytes() as usize);
+        let kind = match origin {
+            Origin::Local => crate::event::KIND_TABLET,
+            Origin::Pipe => crate::event::KIND_TABLET | crate::event::FROM_PIPE,
+        };
+        let _w = self.write_lock.lock().expect("write lock");
+        {
+            let inner = self.inner.read().expect("store lock");
+            if let Err(e) = self.refuse_if_cannot_flush(inner.mem_points) {
+                drop(inner);
+                self.flush_in_background(self.config.flush_points)?;
+                return Err(e);
+            }
+        }
+        let mut buf = String::new();
+        let mut pending = Pending::default();
+        let mut last = None;
+        let mut tablets = tablets.into_iter().peekable();
+        let mut chunk: Vec<(Tablet, &[u8])> = Vec::new();
+        while tablets.peek().is_some() {
+            // Check tablets until the batch is full or one is bad.
+            let mut failed = None;
+            {
+                let inner = self.inner.read().expect("store lock");
+                let mut bytes = wal::Log::BATCH_OVERHEAD;
+                while let Some((t, b)) = tablets.next_if(|(_, b)| {
+                    chunk.is_empty() || bytes + wal::Log::RECORD_OVERHEAD + b.len() <= limit
+                }) {
+                    let checked = protocol::names::check_tablet(&t.device, &t.measurements)
+                        .map_err(|e| StoreError::new(e.code(), e.to_string()))
+                        .and_then(|()| {
+                            validate_tablet(&inner, &self.config, &t, Some(&mut pending), &mut buf)
+                        });
+                    if let Err(e) = checked {
+                        failed = Some(e);
+                        break;
+                    }
+                    bytes += wal::Log::RECORD_OVERHEAD + b.len();
+                    chunk.push((t, b));
+                }
+            }
+            if !chunk.is_empty() {
+                let records: Vec<(u8, &[u8])> = chunk.iter().map(|(_, b)| (kind, *b)).collect();
+                let first = self.log.append_batch(&records).map_err(log_error)?;
+                last = Some(first + records.len() as u64 - 1);
+                let points = {
+                    let mut inner = self.inner.write().expect("store lock");
+                    for (t, _) in &chunk {
+                        apply_tablet(&mut inner, &self.config, t, &mut buf);
+                    }
+                    inner.mem_points
+                };
+                chunk.clear();
+                pending.clear();
+                if points >= self.config.flush_points
+                    || (points > 0 && self.log.checkpoint_wanted())
+                {
+                    self.flush_in_background(points)?;
+                }
+            }
+            if let Some(e) = failed {
+                return Err(e);
+            }
+        }
+        Ok(last)
     }
 
     fn write_encoded(&self, ev: Event, payload: Option<&[u8]>, origin: Origin) -> SResult<u64> {

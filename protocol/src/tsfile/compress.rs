@@ -93,6 +93,25 @@ impl std::fmt::Display for Compression {
 /// # Errors
 /// A message saying what does not decompress.
 pub(crate) fn decompress(c: Compression, body: Vec<u8>, size: usize) -> Result<Vec<u8>, String> {
+    if c == Compression::Uncompressed {
+        if body.len() != size {
+            return Err(format!(
+                "uncompressed page of {} bytes says it holds {size}",
+                body.len()
+            ));
+        }
+        return Ok(body);
+    }
+    decode(c, &body, size)
+}
+
+/// [`decompress`] from a borrowed body (`pipe::compress` too: IoTDB's
+/// pipe compressors write the same containers). Allocates `size` and at
+/// most a window of the same order; never more, whatever the body claims.
+///
+/// # Errors
+/// A message saying what does not decompress.
+pub(crate) fn decode(c: Compression, body: &[u8], size: usize) -> Result<Vec<u8>, String> {
     let out = match c {
         Compression::Uncompressed => {
             if body.len() != size {
@@ -101,10 +120,10 @@ pub(crate) fn decompress(c: Compression, body: Vec<u8>, size: usize) -> Result<V
                     body.len()
                 ));
             }
-            return Ok(body);
+            body.to_vec()
         }
         Compression::Snappy => {
-            let n = snap::raw::decompress_len(&body).map_err(|e| format!("snappy: {e}"))?;
+            let n = snap::raw::decompress_len(body).map_err(|e| format!("snappy: {e}"))?;
             if n != size {
                 return Err(format!(
                     "snappy block holds {n} bytes, the page header says {size}"
@@ -112,20 +131,20 @@ pub(crate) fn decompress(c: Compression, body: Vec<u8>, size: usize) -> Result<V
             }
             let mut out = vec![0u8; size];
             let got = snap::raw::Decoder::new()
-                .decompress(&body, &mut out)
+                .decompress(body, &mut out)
                 .map_err(|e| format!("snappy: {e}"))?;
             out.truncate(got);
             out
         }
         Compression::Lz4 => {
             let mut out = vec![0u8; size];
-            let got = lz4_flex::block::decompress_into(&body, &mut out)
+            let got = lz4_flex::block::decompress_into(body, &mut out)
                 .map_err(|e| format!("lz4: {e}"))?;
             out.truncate(got);
             out
         }
         Compression::Gzip => {
-            let mut d = flate2::read::GzDecoder::new(body.as_slice());
+            let mut d = flate2::read::GzDecoder::new(body);
             let out = read_limited(&mut d, size).map_err(|e| format!("gzip: {e}"))?;
             // Reading to the end checked the CRC-32 and length trailer.
             let rest = d.into_inner();
@@ -138,11 +157,8 @@ pub(crate) fn decompress(c: Compression, body: Vec<u8>, size: usize) -> Result<V
             // The window is allocated up front: bound it by the page (a
             // single-segment frame, as zstd-jni writes, has window = content).
             let window = (size as u64).max(128 << 10);
-            let mut d = ruzstd::decoding::StreamingDecoder::new_with_max_window_size(
-                body.as_slice(),
-                window,
-            )
-            .map_err(|e| format!("zstd: {e}"))?;
+            let mut d = ruzstd::decoding::StreamingDecoder::new_with_max_window_size(body, window)
+                .map_err(|e| format!("zstd: {e}"))?;
             let out = read_limited(&mut d, size).map_err(|e| format!("zstd: {e}"))?;
             let (rest, frame) = d.into_parts();
             if !rest.is_empty() {
@@ -161,9 +177,21 @@ pub(crate) fn decompress(c: Compression, body: Vec<u8>, size: usize) -> Result<V
             out
         }
         Compression::Lzma2 => {
-            let mut input = body.as_slice();
-            let mut d = lzma_rust2::XzReader::new(&mut input, false);
-            let out = read_limited(&mut d, size).map_err(|e| format!("xz: {e}"))?;
+            let mut input = body;
+            // The dictionary is allocated at the size the stream's block
+            // header names (up to 4 GiB from a few bytes): allow what
+            // IoTDB's encoder writes (preset 6, 8 MiB whatever the input)
+            // or twice the output, never more.
+            let dict = size.saturating_mul(2).max(XZ_PRESET_6_DICT);
+            let limit_kb = u32::try_from(dict / 1024 + XZ_DECODER_KB).unwrap_or(u32::MAX);
+            let mut d = lzma_rust2::XzReader::new_mem_limit(&mut input, false, limit_kb);
+            let out = read_limited(&mut d, size).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::OutOfMemory {
+                    format!("xz: the stream's dictionary is larger than the {} KiB allowed for {size} bytes of output", limit_kb)
+                } else {
+                    format!("xz: {e}")
+                }
+            })?;
             drop(d);
             if !input.is_empty() {
                 return Err(format!("xz: {} bytes after the stream", input.len()));
@@ -179,6 +207,15 @@ pub(crate) fn decompress(c: Compression, body: Vec<u8>, size: usize) -> Result<V
     }
     Ok(out)
 }
+
+/// The dictionary of an .xz stream from `XZOutputStream` at preset 6 (what
+/// IoTDB's LZMA2 compressors write), whatever the input's size.
+const XZ_PRESET_6_DICT: usize = 8 << 20;
+
+/// An LZMA2 decoder's memory besides its dictionary, in KiB (lzma-rust2's
+/// `get_memory_usage`: 40 KiB of state and a 64 KiB input buffer), with
+/// room for rounding.
+const XZ_DECODER_KB: usize = 128;
 
 /// Reads `r` to its end, failing once it yields more than `size` bytes.
 fn read_limited(r: &mut impl Read, size: usize) -> std::io::Result<Vec<u8>> {

@@ -70,7 +70,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod compress;
+pub(crate) mod compress;
 mod encoding;
 mod error;
 mod io;

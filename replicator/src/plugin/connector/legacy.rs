@@ -41,9 +41,9 @@ use protocol::rpc::{
 use protocol::tablet::{Column, Tablet};
 use thrift::protocol::TSerializable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tracing::{debug, info};
 
+use super::transport::{self, LazyTls, Stream};
 use super::{io_text, timeout_text, TransferError};
 use crate::plugin::PipeEvent;
 
@@ -70,6 +70,8 @@ pub struct LegacySpec {
     pub password: String,
     /// `connector.version`: the version string of the handshake. Default 1.1.
     pub version: String,
+    /// `connector.ssl.*`: TLS, when on.
+    pub tls: Option<super::transport::TlsSpec>,
 }
 
 /// A lookup of the database holding a path.
@@ -106,7 +108,8 @@ pub struct Identity {
 
 /// An open, handshaken, logged-in connection.
 struct Conn {
-    stream: TcpStream,
+    /// Plain TCP, or TLS (`connector.ssl.*`).
+    stream: Stream,
     session: i64,
     /// Databases handshaken on this connection.
     databases: HashSet<String>,
@@ -139,6 +142,8 @@ pub struct Connector {
     spec: LegacySpec,
     identity: Identity,
     timeout: Duration,
+    /// `connector.ssl.*`.
+    tls: LazyTls,
     database_of: DatabaseOf,
     conn: Option<Conn>,
     seq: i32,
@@ -179,6 +184,7 @@ impl Connector {
         database_of: DatabaseOf,
     ) -> Connector {
         Connector {
+            tls: LazyTls::new(spec.tls.clone()),
             spec,
             identity,
             timeout,
@@ -277,22 +283,10 @@ impl Connector {
     /// Connects, handshakes (database "") and logs in.
     async fn connect(&mut self) -> Result<Busy, TransferError> {
         let target = self.target();
-        let stream = match tokio::time::timeout(self.timeout, TcpStream::connect(&target)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                return Err(TransferError(format!(
-                    "cannot connect to {target}: {}",
-                    io_text(&e)
-                )))
-            }
-            Err(_) => {
-                return Err(TransferError(format!(
-                    "cannot connect to {target}: no answer within {}",
-                    timeout_text(self.timeout)
-                )))
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let tls = self.tls.get().map_err(TransferError)?;
+        let stream = transport::connect(&self.spec.ip, self.spec.port, tls.as_ref(), self.timeout)
+            .await
+            .map_err(|e| TransferError(format!("cannot connect to {target}: {e}")))?;
         let mut c = Busy(Some(Conn {
             stream,
             session: 0,
@@ -301,8 +295,13 @@ impl Connector {
         if let Err(e) = self.handshake(&mut c.get().stream, "").await {
             if e.0.contains("connection failed") {
                 return Err(TransferError(format!(
-                    "{}; the receiver closed the connection: is its pipe server started, and does its ip_white_list admit this node's address?",
-                    e.0
+                    "{}; the receiver closed the connection: is its pipe server started, and does its ip_white_list admit this node's address?{}",
+                    e.0,
+                    if tls.is_none() {
+                        " Does it serve TLS (enable_thrift_ssl=true; then set 'connector.ssl.enable'='true')?"
+                    } else {
+                        ""
+                    }
                 )));
             }
             return Err(e);
@@ -333,7 +332,7 @@ impl Connector {
         Ok(c)
     }
 
-    async fn handshake(&mut self, s: &mut TcpStream, database: &str) -> Result<(), TransferError> {
+    async fn handshake(&mut self, s: &mut Stream, database: &str) -> Result<(), TransferError> {
         let info = TSyncIdentityInfo {
             pipe_name: Some(self.identity.pipe_name.clone()),
             create_time: Some(self.identity.creation_time_ms),
@@ -459,7 +458,7 @@ impl Connector {
     /// struct, or (`None`) the argument struct itself; the reply's result.
     async fn call<A: TSerializable, R: TSerializable>(
         &mut self,
-        s: &mut TcpStream,
+        s: &mut Stream,
         name: &str,
         field_id: Option<i16>,
         arg: &A,
@@ -472,6 +471,7 @@ impl Connector {
         };
         let io = async {
             s.write_all(&frame).await?;
+            s.flush().await?;
             let mut len = [0u8; 4];
             s.read_exact(&mut len).await?;
             let n = i32::from_be_bytes(len);

@@ -6,15 +6,41 @@
 //!   flight, in order; and the thrift client both thrift connectors use.
 //! - [`thrift_async`]: `iotdb-thrift-async-connector`, the same requests,
 //!   several in flight over a pool of connections.
+//! - [`wire`]: how both thrift connectors' requests go on the wire,
+//!   compressed (`connector.compressor`) and paced
+//!   (`connector.rate-limit-bytes-per-second`).
 //! - [`legacy`]: `iotdb-legacy-pipe-connector` and the sync tool's
 //!   PIPESINK pipes, IoTDB 1.0/1.1's sync protocol, one call in flight, in
 //!   order.
+//! - [`transport`]: the connection they all open, plain TCP or TLS, and the
+//!   key and trust stores TLS reads.
 //!
 //! The connectors that keep one request in flight (the sync thrift one,
 //! the legacy one and `do-nothing-connector`) are the variants of
 //! [`Connector`]; a pipe task sends through them one batch at a time. The
 //! async one is [`AsyncConnector`], which a pipe task feeds through lanes
 //! (`task.rs`).
+//!
+//! # TLS (`connector.ssl.*`, every connector)
+//! - `connector.ssl.enable` (default false): connect with TLS, verifying
+//!   the receiver's certificate for the host named in `connector.ip` /
+//!   `connector.node-urls`. A certificate that does not verify fails the
+//!   transfer with the host and the reason (SHOW PIPES shows it); there is
+//!   never a fallback to plain TCP.
+//! - `connector.ssl.trust-store-path`: the CA certificate(s) that signed
+//!   the receivers' certificates: PEM, or a PKCS#12 trust store (see
+//!   [`transport`]). Required with TLS; read at the first connect.
+//! - `connector.ssl.trust-store-pwd`: the PKCS#12 trust store's password
+//!   (IoTDB requires it; for PEM it may be left out).
+//! - `'connector'='iotdb-thrift-ssl-sink'` (the preset of later IoTDB
+//!   versions; also `iotdb-thrift-ssl-connector`) is the sync thrift
+//!   connector with TLS on.
+//!
+//! Trust-store keys while TLS is off are an error at `CREATE PIPE` rather
+//! than a silent plain connection. IoTDB 1.3 spells these keys
+//! `sink.ssl.*`: every `sink.*` key (and `sink` itself) is read as its
+//! `connector.*` twin, so IoTDB 1.3's `WITH SINK ('sink'=…, 'sink.…'=…)`
+//! works as written.
 //!
 //! # Batching (`connector.batch.*`, both thrift connectors)
 //! - `connector.batch.enable` (default true): tablets travel in batches
@@ -32,18 +58,33 @@
 //!   it (so batches grow by themselves while the receiver is busy), and an
 //!   idle pipe sends a new record at once. Every batch therefore leaves
 //!   within the delay, whatever its value (0 included).
+//!
+//! # On the wire (`connector.*` or `sink.*`, both thrift connectors; [`wire`])
+//! - `connector.compressor` (default none): a comma-separated list of
+//!   snappy, gzip, lz4, zstd, lzma2, applied in that order to every request
+//!   but the handshake, sent as IoTDB 1.3's compressed request (type 300).
+//!   The receiver must be IoTDB 1.3 or later, or edgepipe.
+//! - `connector.compressor.zstd.level` (default 3, zstd's own): zstd's
+//!   level, -131072 (fastest) to 22 (smallest).
+//! - `connector.rate-limit-bytes-per-second` (default -1: unlimited): the
+//!   most bytes per second the connector writes, compressed bytes as they
+//!   go out; zero or negative means unlimited, as in IoTDB.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{check_keys, parse_bool, PipeEvent};
+use transport::TlsSpec;
 
 pub mod legacy;
 pub mod thrift_async;
 pub mod thrift_sync;
+pub mod transport;
+pub mod wire;
 
 pub use legacy::{DatabaseOf, Identity, LegacySpec};
 pub use thrift_async::AsyncConnector;
+pub use wire::WireSpec;
 
 /// A live connector that keeps one request in flight, of the protocol its
 /// spec names.
@@ -186,6 +227,10 @@ pub enum ConnectorSpec {
         urls: Vec<(String, u16)>,
         /// `connector.batch.*`.
         batch: Batching,
+        /// `connector.ssl.*`: TLS, when on.
+        tls: Option<TlsSpec>,
+        /// `connector.compressor`, `connector.rate-limit-bytes-per-second`.
+        wire: WireSpec,
     },
     /// `iotdb-thrift-async-connector`: requests spread over the node URLs,
     /// several in flight.
@@ -194,6 +239,10 @@ pub enum ConnectorSpec {
         urls: Vec<(String, u16)>,
         /// `connector.batch.*`.
         batch: Batching,
+        /// `connector.ssl.*`: TLS, when on.
+        tls: Option<TlsSpec>,
+        /// `connector.compressor`, `connector.rate-limit-bytes-per-second`.
+        wire: WireSpec,
     },
     /// `iotdb-legacy-pipe-connector` (and sync-tool pipes).
     Legacy(LegacySpec),
@@ -209,7 +258,7 @@ pub const DEFAULT_BATCH_BYTES: usize = 16 << 20;
 pub const MIN_BATCH_BYTES: usize = 1024;
 
 /// Keys both thrift connectors accept.
-const THRIFT_KEYS: [&str; 8] = [
+const THRIFT_KEYS: [&str; 14] = [
     "connector",
     "connector.ip",
     "connector.port",
@@ -218,7 +267,135 @@ const THRIFT_KEYS: [&str; 8] = [
     "connector.batch.max-delay-seconds",
     "connector.batch.size-bytes",
     "connector.parallel.tasks",
+    SSL_ENABLE,
+    SSL_TRUST_STORE_PATH,
+    SSL_TRUST_STORE_PWD,
+    "connector.compressor",
+    "connector.compressor.zstd.level",
+    "connector.rate-limit-bytes-per-second",
 ];
+
+/// `connector.ssl.enable` (IoTDB 1.3: `sink.ssl.enable`).
+const SSL_ENABLE: &str = "connector.ssl.enable";
+/// `connector.ssl.trust-store-path` (IoTDB 1.3: `sink.ssl.trust-store-path`).
+const SSL_TRUST_STORE_PATH: &str = "connector.ssl.trust-store-path";
+/// `connector.ssl.trust-store-pwd` (IoTDB 1.3: `sink.ssl.trust-store-pwd`).
+const SSL_TRUST_STORE_PWD: &str = "connector.ssl.trust-store-pwd";
+
+/// The thrift presets with TLS always on (`iotdb-thrift-ssl-sink` of
+/// later IoTDB versions, and its `-connector` spelling).
+const SSL_PRESETS: [&str; 2] = ["iotdb-thrift-ssl-sink", "iotdb-thrift-ssl-connector"];
+
+/// The attributes with every `sink` / `sink.*` key read as its `connector`
+/// twin (IoTDB 1.3 spells its connector keys both ways).
+///
+/// # Errors
+/// A key given both ways.
+fn connector_keys(attrs: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in attrs {
+        let key = match k.strip_prefix("sink") {
+            Some("") => "connector".to_string(),
+            Some(rest) if rest.starts_with('.') => format!("connector{rest}"),
+            _ => k.clone(),
+        };
+        if out.insert(key.clone(), v.clone()).is_some() {
+            return Err(format!(
+                "'{k}' and '{key}' are the same attribute; give it once"
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The `connector.ssl.*` keys: TLS when `connector.ssl.enable` is true or
+/// the plugin is a TLS preset (`preset`).
+fn parse_tls(attrs: &BTreeMap<String, String>, preset: bool) -> Result<Option<TlsSpec>, String> {
+    let enable = parse_bool(attrs, SSL_ENABLE, false)? || preset;
+    let path = attrs.get(SSL_TRUST_STORE_PATH);
+    if !enable {
+        for key in [SSL_TRUST_STORE_PATH, SSL_TRUST_STORE_PWD] {
+            if attrs.contains_key(key) {
+                return Err(format!(
+                    "'{key}' is given but TLS is off: add '{SSL_ENABLE}'='true' to connect with TLS (or leave the trust store out)"
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    let Some(path) = path.filter(|p| !p.trim().is_empty()) else {
+        return Err(format!(
+            "with TLS on, '{SSL_TRUST_STORE_PATH}' must name the trust store: the CA certificate that signed the receiver's, in PEM, or a PKCS#12 trust store with '{SSL_TRUST_STORE_PWD}'"
+        ));
+    };
+    Ok(Some(TlsSpec {
+        trust_store_path: path.trim().to_string(),
+        trust_store_pwd: attrs.get(SSL_TRUST_STORE_PWD).cloned().unwrap_or_default(),
+    }))
+}
+
+/// The value of `connector.<key>` (a `sink.<key>` was read as it by
+/// [`connector_keys`]), with the key.
+fn wire_key<'a>(attrs: &'a BTreeMap<String, String>, key: &str) -> Option<(String, &'a str)> {
+    let k = format!("connector.{key}");
+    attrs.get(&k).map(|v| (k, v.as_str()))
+}
+
+/// The `connector.compressor*` and `connector.rate-limit-bytes-per-second`
+/// keys (see the module doc).
+fn parse_wire(attrs: &BTreeMap<String, String>) -> Result<WireSpec, String> {
+    use protocol::pipe::compress::{Compressor, DEFAULT_ZSTD_LEVEL, MAX_COMPRESSORS};
+    let level = match wire_key(attrs, "compressor.zstd.level") {
+        Some((k, v)) => {
+            let range = Compressor::zstd_levels();
+            v.trim()
+                .parse::<i32>()
+                .ok()
+                .filter(|l| range.contains(l))
+                .ok_or_else(|| {
+                    format!(
+                        "'{k}'='{v}': a zstd level from {} to {}",
+                        range.start(),
+                        range.end()
+                    )
+                })?
+        }
+        None => DEFAULT_ZSTD_LEVEL,
+    };
+    let mut compressors = Vec::new();
+    if let Some((k, v)) = wire_key(attrs, "compressor") {
+        for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            compressors.push(Compressor::from_name(name, level).ok_or_else(|| {
+                format!("'{k}'='{v}': '{name}' is not a compressor; use snappy, gzip, lz4, zstd or lzma2, comma-separated")
+            })?);
+        }
+        if compressors.len() > MAX_COMPRESSORS {
+            return Err(format!(
+                "'{k}'='{v}': {} compressors; at most {MAX_COMPRESSORS} (a receiver refuses more)",
+                compressors.len()
+            ));
+        }
+    }
+    let rate_limit = match wire_key(attrs, "rate-limit-bytes-per-second") {
+        Some((k, v)) => {
+            let r = v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|r| r.is_finite())
+                .ok_or_else(|| {
+                    format!("'{k}'='{v}': a number of bytes per second (-1: unlimited)")
+                })?;
+            // As IoTDB: zero or negative is unlimited.
+            (r > 0.0).then(|| (r.ceil() as u64).max(1))
+        }
+        None => None,
+    };
+    Ok(WireSpec {
+        compressors,
+        rate_limit,
+    })
+}
 
 /// The node URLs of a thrift connector: `connector.ip` + `connector.port`
 /// first, then `connector.node-urls`, duplicates removed.
@@ -292,6 +469,7 @@ impl ConnectorSpec {
     /// # Errors
     /// A missing or unknown plugin, an unknown key, a bad value.
     pub fn parse(attrs: &BTreeMap<String, String>) -> Result<ConnectorSpec, String> {
+        let attrs = &connector_keys(attrs)?;
         let Some(name) = attrs.get("connector") else {
             return Err(
                 "WITH CONNECTOR needs 'connector', e.g. 'connector'='iotdb-thrift-connector'"
@@ -301,19 +479,33 @@ impl ConnectorSpec {
         match name.to_ascii_lowercase().as_str() {
             name @ ("iotdb-thrift-connector"
             | "iotdb-thrift-sync-connector"
-            | "iotdb-thrift-async-connector") => {
+            | "iotdb-thrift-async-connector"
+            | "iotdb-thrift-ssl-sink"
+            | "iotdb-thrift-ssl-connector") => {
                 check_keys("connector", attrs, &THRIFT_KEYS)?;
                 let urls = parse_urls(attrs)?;
                 let batch = parse_batching(attrs)?;
+                let tls = parse_tls(attrs, SSL_PRESETS.contains(&name))?;
+                let wire = parse_wire(attrs)?;
                 if let Some(v) = attrs.get("connector.parallel.tasks") {
                     v.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(|| {
                         format!("'connector.parallel.tasks'='{v}': not a positive number")
                     })?;
                 }
                 Ok(if name == "iotdb-thrift-async-connector" {
-                    ConnectorSpec::ThriftAsync { urls, batch }
+                    ConnectorSpec::ThriftAsync {
+                        urls,
+                        batch,
+                        tls,
+                        wire,
+                    }
                 } else {
-                    ConnectorSpec::ThriftSync { urls, batch }
+                    ConnectorSpec::ThriftSync {
+                        urls,
+                        batch,
+                        tls,
+                        wire,
+                    }
                 })
             }
             "do-nothing-connector" => {
@@ -331,8 +523,12 @@ impl ConnectorSpec {
                         "connector.user",
                         "connector.password",
                         "connector.version",
+                        SSL_ENABLE,
+                        SSL_TRUST_STORE_PATH,
+                        SSL_TRUST_STORE_PWD,
                     ],
                 )?;
+                let tls = parse_tls(attrs, false)?;
                 let (Some(ip), Some(port)) = (attrs.get("connector.ip"), attrs.get("connector.port")) else {
                     return Err("iotdb-legacy-pipe-connector needs 'connector.ip' and 'connector.port' (the receiver's client or pipe server port)".into());
                 };
@@ -347,13 +543,14 @@ impl ConnectorSpec {
                     user: attrs.get("connector.user").cloned().unwrap_or_else(|| "root".into()),
                     password: attrs.get("connector.password").cloned().unwrap_or_else(|| "root".into()),
                     version,
+                    tls,
                 }))
             }
             "websocket-connector" | "opc-ua-connector" => Err(format!(
                 "connector plugin '{name}' is an IoTDB 1.2 plugin that edgepipe does not implement; SHOW PIPEPLUGINS lists the ones it does"
             )),
             other => Err(format!(
-                "unknown connector plugin '{other}'; built-in: iotdb-thrift-connector, iotdb-thrift-sync-connector, iotdb-thrift-async-connector, iotdb-legacy-pipe-connector, do-nothing-connector"
+                "unknown connector plugin '{other}'; built-in: iotdb-thrift-connector, iotdb-thrift-sync-connector, iotdb-thrift-async-connector, iotdb-thrift-ssl-sink, iotdb-legacy-pipe-connector, do-nothing-connector"
             )),
         }
     }
@@ -426,7 +623,9 @@ mod tests {
                     enable: false,
                     max_delay: Duration::from_secs(3),
                     size_bytes: 2048
-                }
+                },
+                tls: None,
+                wire: WireSpec::default(),
             }
         );
         let s = ConnectorSpec::parse(&attrs(&[
@@ -439,7 +638,9 @@ mod tests {
             s,
             ConnectorSpec::ThriftSync {
                 urls: vec![("h".into(), 1)],
-                batch: Batching::default()
+                batch: Batching::default(),
+                tls: None,
+                wire: WireSpec::default(),
             }
         );
         for (kv, needle) in [
@@ -471,6 +672,174 @@ mod tests {
         }
         let e = ConnectorSpec::parse(&attrs(&[("connector", "opc-ua-connector")])).unwrap_err();
         assert!(e.contains("does not implement"), "{e}");
+    }
+
+    #[test]
+    fn tls_keys_presets_and_sink_spellings() {
+        let tls = Some(TlsSpec {
+            trust_store_path: "/etc/ca.pem".into(),
+            trust_store_pwd: String::new(),
+        });
+        // connector.ssl.* on each connector.
+        for (plugin, extra) in [
+            ("iotdb-thrift-sync-connector", vec![]),
+            ("iotdb-thrift-async-connector", vec![]),
+            ("iotdb-legacy-pipe-connector", vec![("connector.user", "u")]),
+        ] {
+            let mut a = attrs(&[
+                ("connector", plugin),
+                ("connector.ip", "cloud"),
+                ("connector.port", "6667"),
+                ("connector.ssl.enable", "true"),
+                ("connector.ssl.trust-store-path", "/etc/ca.pem"),
+            ]);
+            a.extend(attrs(&extra));
+            let got = match ConnectorSpec::parse(&a).unwrap() {
+                ConnectorSpec::ThriftSync { tls, .. } | ConnectorSpec::ThriftAsync { tls, .. } => {
+                    tls
+                }
+                ConnectorSpec::Legacy(l) => l.tls,
+                ConnectorSpec::DoNothing => unreachable!(),
+            };
+            assert_eq!(got, tls, "{plugin}");
+        }
+        // IoTDB 1.3's spelling, and the preset that turns TLS on.
+        let s = ConnectorSpec::parse(&attrs(&[
+            ("sink", "iotdb-thrift-ssl-sink"),
+            ("sink.node-urls", "cloud:6667"),
+            ("sink.ssl.trust-store-path", "/etc/ca.p12"),
+            ("sink.ssl.trust-store-pwd", "pw"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s,
+            ConnectorSpec::ThriftSync {
+                urls: vec![("cloud".into(), 6667)],
+                batch: Batching::default(),
+                tls: Some(TlsSpec {
+                    trust_store_path: "/etc/ca.p12".into(),
+                    trust_store_pwd: "pw".into(),
+                }),
+                wire: WireSpec::default(),
+            }
+        );
+        // Half a TLS setting is an error, never a plain connection.
+        for (kv, needle) in [
+            (
+                vec![("connector.ssl.enable", "true")],
+                "'connector.ssl.trust-store-path' must name the trust store",
+            ),
+            (
+                vec![("connector.ssl.trust-store-path", "/etc/ca.pem")],
+                "TLS is off: add 'connector.ssl.enable'='true'",
+            ),
+            (
+                vec![("connector.ssl.enable", "maybe")],
+                "'connector.ssl.enable'='maybe': expected true or false",
+            ),
+            (
+                vec![
+                    ("sink.ssl.enable", "true"),
+                    ("connector.ssl.enable", "true"),
+                ],
+                "'sink.ssl.enable' and 'connector.ssl.enable' are the same attribute",
+            ),
+        ] {
+            let mut a = attrs(&[
+                ("connector", "iotdb-thrift-connector"),
+                ("connector.ip", "h"),
+                ("connector.port", "1"),
+            ]);
+            a.extend(attrs(&kv));
+            let e = ConnectorSpec::parse(&a).unwrap_err();
+            assert!(e.contains(needle), "{e}");
+        }
+        let e = ConnectorSpec::parse(&attrs(&[
+            ("connector", "iotdb-thrift-ssl-sink"),
+            ("connector.ip", "h"),
+            ("connector.port", "1"),
+        ]))
+        .unwrap_err();
+        assert!(e.contains("must name the trust store"), "{e}");
+    }
+
+    #[test]
+    fn compressor_and_rate_limit_keys() {
+        use protocol::pipe::compress::Compressor;
+        let base = [
+            ("connector", "iotdb-thrift-connector"),
+            ("connector.ip", "h"),
+            ("connector.port", "1"),
+        ];
+        let wire = |kv: &[(&str, &str)]| {
+            let mut a = attrs(&base);
+            a.extend(attrs(kv));
+            ConnectorSpec::parse(&a).map(|s| match s {
+                ConnectorSpec::ThriftSync { wire, .. } => wire,
+                other => panic!("{other:?}"),
+            })
+        };
+        assert_eq!(wire(&[]).unwrap(), WireSpec::default());
+        assert_eq!(
+            wire(&[
+                ("connector.compressor", " Snappy, zstd ,,LZMA2"),
+                ("connector.compressor.zstd.level", "19"),
+                ("connector.rate-limit-bytes-per-second", "1250000.5"),
+            ])
+            .unwrap(),
+            WireSpec {
+                compressors: vec![Compressor::Snappy, Compressor::Zstd(19), Compressor::Lzma2],
+                rate_limit: Some(1_250_001),
+            }
+        );
+        // IoTDB's sink.* spellings; both spellings at once are refused.
+        assert_eq!(
+            wire(&[
+                ("sink.compressor", "gzip"),
+                ("sink.rate-limit-bytes-per-second", "-1"),
+            ])
+            .unwrap(),
+            WireSpec {
+                compressors: vec![Compressor::Gzip],
+                rate_limit: None,
+            }
+        );
+        let e = wire(&[("sink.compressor", "gzip"), ("connector.compressor", "lz4")]).unwrap_err();
+        assert!(
+            e.contains("'sink.compressor' and 'connector.compressor' are the same attribute"),
+            "{e}"
+        );
+        assert_eq!(
+            wire(&[("connector.rate-limit-bytes-per-second", "0")])
+                .unwrap()
+                .rate_limit,
+            None
+        );
+        for (kv, needle) in [
+            (
+                ("connector.compressor", "zstd,lzo"),
+                "'connector.compressor'='zstd,lzo': 'lzo' is not a compressor; use snappy, gzip, lz4, zstd or lzma2",
+            ),
+            (
+                ("sink.compressor", "lz4,lz4,lz4,lz4,lz4,lz4,lz4,lz4,lz4"),
+                "9 compressors; at most 8",
+            ),
+            (
+                ("connector.compressor.zstd.level", "23"),
+                "'connector.compressor.zstd.level'='23': a zstd level from",
+            ),
+            (
+                ("connector.rate-limit-bytes-per-second", "fast"),
+                "'connector.rate-limit-bytes-per-second'='fast': a number of bytes per second",
+            ),
+            (
+                ("sink.rate-limit-bytes-per-second", "NaN"),
+                "'connector.rate-limit-bytes-per-second'='NaN'",
+            ),
+        ] {
+            let e = wire(&[kv]).unwrap_err();
+            assert!(e.contains(needle), "{e}");
+        }
     }
 
     #[test]

@@ -36,6 +36,8 @@ use tokio::sync::Semaphore;
 use tracing::debug;
 
 use super::thrift_sync::Client;
+use super::transport::LazyTls;
+use super::wire::Wire;
 use super::{Batching, ConnectorSpec, TransferError};
 
 /// The selector threads: a runtime of their own that drives every async
@@ -81,7 +83,9 @@ impl Drop for Selectors {
 
 /// The pool of one target node.
 struct Endpoint {
-    addr: String,
+    /// The node's host and port.
+    host: String,
+    port: u16,
     /// Idle, handshaken clients (at most the core number).
     idle: Mutex<Vec<Client>>,
     /// One permit per client in use: at most the max number in flight.
@@ -93,6 +97,8 @@ struct Endpoint {
 pub struct AsyncConnector {
     spec: ConnectorSpec,
     batching: Batching,
+    /// `connector.ssl.*`.
+    tls: LazyTls,
     precision: String,
     timeout: Duration,
     selectors: tokio::runtime::Handle,
@@ -106,6 +112,8 @@ pub struct AsyncConnector {
     /// Set once a receiver answered a batch with 1801: single tablets from
     /// then on.
     singles: AtomicBool,
+    /// Compressors and rate limit, shared by every pooled connection.
+    wire: Arc<Wire>,
 }
 
 impl std::fmt::Debug for AsyncConnector {
@@ -137,26 +145,41 @@ impl AsyncConnector {
         size: PoolSize,
         selectors: tokio::runtime::Handle,
     ) -> AsyncConnector {
-        let (urls, batching) = match &spec {
-            ConnectorSpec::ThriftAsync { urls, batch }
-            | ConnectorSpec::ThriftSync { urls, batch } => (urls.clone(), *batch),
-            // Not pipeTransfer: no endpoints (a request fails, see `run`).
-            ConnectorSpec::DoNothing | ConnectorSpec::Legacy(_) => {
-                (Vec::new(), super::Batching::default())
+        let (urls, batching, tls, wire) = match &spec {
+            ConnectorSpec::ThriftAsync {
+                urls,
+                batch,
+                tls,
+                wire,
             }
+            | ConnectorSpec::ThriftSync {
+                urls,
+                batch,
+                tls,
+                wire,
+            } => (urls.clone(), *batch, tls.clone(), Wire::new(wire)),
+            // Not pipeTransfer: no endpoints (a request fails, see `run`).
+            ConnectorSpec::DoNothing | ConnectorSpec::Legacy(_) => (
+                Vec::new(),
+                super::Batching::default(),
+                None,
+                Wire::default(),
+            ),
         };
         let max = size.max.max(1);
         AsyncConnector {
             endpoints: urls
                 .iter()
                 .map(|(h, p)| Endpoint {
-                    addr: format!("{h}:{p}"),
+                    host: h.clone(),
+                    port: *p,
                     idle: Mutex::new(Vec::new()),
                     busy: Arc::new(Semaphore::new(max)),
                 })
                 .collect(),
             spec,
             batching,
+            tls: LazyTls::new(tls),
             precision: precision.into(),
             timeout,
             selectors,
@@ -164,6 +187,7 @@ impl AsyncConnector {
             core: size.core.clamp(1, max),
             max,
             singles: AtomicBool::new(false),
+            wire: Arc::new(wire),
         }
     }
 
@@ -212,6 +236,7 @@ impl AsyncConnector {
                 "the legacy protocol is not pipeTransfer: a legacy connector sends it".into(),
             ));
         }
+        let tls = self.tls.get().map_err(TransferError)?;
         let n = self.endpoints.len();
         let first = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let mut errors = Vec::new();
@@ -225,7 +250,15 @@ impl AsyncConnector {
                 .expect("the semaphore is never closed");
             let mut client = match self.idle_client(ep) {
                 Some(c) => c,
-                None => match Client::connect(&ep.addr, &self.precision, self.timeout).await {
+                None => match Client::connect(
+                    (&ep.host, ep.port),
+                    tls.as_ref(),
+                    &self.precision,
+                    self.timeout,
+                    self.wire.clone(),
+                )
+                .await
+                {
                     Ok(c) => c,
                     Err(e) => {
                         errors.push(e.0);
