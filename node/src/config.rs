@@ -48,6 +48,19 @@ pub struct NodeConfig {
     /// larger than this can never be received. Default 512 MiB (the frame
     /// size limit). Minimum 1024.
     pub max_frame_bytes_in_flight: usize,
+    /// `dn_metric_reporter_list`: IoTDB's metric reporters, comma-separated.
+    /// `PROMETHEUS` serves the node's metrics in Prometheus' text format at
+    /// `http://rpc_address:dn_metric_prometheus_reporter_port/metrics`;
+    /// IoTDB's `JMX` and `IOTDB` reporters are accepted and ignored (with a
+    /// warning). Default empty: no metrics endpoint.
+    pub metric_prometheus: bool,
+    /// `dn_metric_prometheus_reporter_port`: the metrics endpoint's port.
+    /// Default 9091 (IoTDB 1.2's default); 0 picks a free port.
+    pub metric_prometheus_port: u16,
+    /// `dn_metric_level`: OFF, CORE, IMPORTANT, NORMAL or ALL. OFF opens no
+    /// endpoint; every other level serves all of edgepipe's metrics (one
+    /// set, about IoTDB's IMPORTANT level). Default CORE, as IoTDB.
+    pub metric_level: crate::metrics::MetricLevel,
     /// The root user's password. Default `root`.
     pub root_password: String,
     /// `max_number_of_sync_file_retry`: retries of a pipe batch. Default 5.
@@ -163,6 +176,9 @@ impl Default for NodeConfig {
             max_connections: 65535,
             connection_timeout: Duration::from_secs(60),
             max_frame_bytes_in_flight: 512 << 20,
+            metric_prometheus: false,
+            metric_prometheus_port: crate::metrics::DEFAULT_PROMETHEUS_PORT,
+            metric_level: crate::metrics::MetricLevel::default(),
             root_password: "root".into(),
             max_sync_retry: 5,
             pipe_connector_timeout: Duration::from_secs(900),
@@ -283,6 +299,31 @@ impl NodeConfig {
                     return Err(format!("{key}={v}: must be at least 1024"));
                 }
                 self.max_frame_bytes_in_flight = n;
+            }
+            "dn_metric_reporter_list" => {
+                let mut prometheus = false;
+                for r in v.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+                    match r.to_ascii_uppercase().as_str() {
+                        "PROMETHEUS" => prometheus = true,
+                        "JMX" | "IOTDB" => {
+                            warn!(key, reporter = r, "this IoTDB metric reporter is not available in edgepipe; ignored (PROMETHEUS is)")
+                        }
+                        _ => {
+                            return Err(format!(
+                                "{key}={v}: unknown reporter {r:?}; expected PROMETHEUS (or IoTDB's JMX, IOTDB, which edgepipe ignores)"
+                            ))
+                        }
+                    }
+                }
+                self.metric_prometheus = prometheus;
+            }
+            "dn_metric_prometheus_reporter_port" => {
+                self.metric_prometheus_port = parse_num(key, v)?
+            }
+            "dn_metric_level" => {
+                self.metric_level = v.parse().map_err(|()| {
+                    format!("{key}={v}: expected OFF, CORE, IMPORTANT, NORMAL or ALL")
+                })?
             }
             "root_password" => self.root_password = v.to_string(),
             "max_number_of_sync_file_retry" => self.max_sync_retry = parse_num(key, v)?,
@@ -586,6 +627,45 @@ mod tests {
         assert!(NodeConfig::load(&p)
             .unwrap_err()
             .contains("expected key=value"));
+    }
+
+    #[test]
+    fn metric_keys_as_iotdb_names_them() {
+        let c = NodeConfig::default();
+        assert!(!c.metric_prometheus, "no endpoint unless asked for");
+        assert_eq!(c.metric_prometheus_port, 9091);
+        assert_eq!(c.metric_level, crate::metrics::MetricLevel::Core);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("iotdb-datanode.properties");
+        std::fs::write(
+            &p,
+            "dn_metric_reporter_list=JMX, prometheus\ndn_metric_prometheus_reporter_port=9092\ndn_metric_level=IMPORTANT\n",
+        )
+        .unwrap();
+        let c = NodeConfig::load(&p).unwrap();
+        assert!(c.metric_prometheus);
+        assert_eq!(c.metric_prometheus_port, 9092);
+        assert_eq!(c.metric_level, crate::metrics::MetricLevel::Important);
+        std::fs::write(&p, "dn_metric_reporter_list=JMX\n").unwrap();
+        assert!(!NodeConfig::load(&p).unwrap().metric_prometheus);
+        for (bad, want) in [
+            (
+                "dn_metric_reporter_list=GRAPHITE",
+                "unknown reporter \"GRAPHITE\"",
+            ),
+            (
+                "dn_metric_prometheus_reporter_port=70000",
+                "not a valid number",
+            ),
+            (
+                "dn_metric_level=LOUD",
+                "expected OFF, CORE, IMPORTANT, NORMAL or ALL",
+            ),
+        ] {
+            std::fs::write(&p, bad).unwrap();
+            let e = NodeConfig::load(&p).unwrap_err();
+            assert!(e.contains(bad) && e.contains(want), "{e}");
+        }
     }
 
     #[test]

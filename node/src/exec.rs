@@ -267,6 +267,29 @@ pub const PIPE_COLUMNS: [&str; 11] = [
     "Remote",
 ];
 
+/// The columns of SHOW CHANGELOG (all TEXT, one row).
+pub const CHANGELOG_COLUMNS: [&str; 8] = [
+    "LogStartOffset",
+    "LogEndOffset",
+    "DurableOffset",
+    "Segments",
+    "RecordBytes",
+    "DiskBytes",
+    "FirstArrival",
+    "LastArrival",
+];
+
+/// The columns of SHOW CHANGELOG CONSUMERS (all TEXT), as `edgepipe wal
+/// offsets` prints them.
+pub const CHANGELOG_CONSUMER_COLUMNS: [&str; 6] = [
+    "Consumer",
+    "CommittedOffset",
+    "LagRecords",
+    "LagBytes",
+    "LagSeconds",
+    "Lost",
+];
+
 /// Runs statements against a store (and the node's pipes and users).
 #[derive(Debug, Clone)]
 pub struct Executor {
@@ -601,6 +624,69 @@ impl Executor {
         ResultSet::text(&PIPE_COLUMNS, body)
     }
 
+    /// `SHOW CHANGELOG`: the node's change log in one row (TEXT columns,
+    /// as SHOW PIPES): offsets, segments, bytes, and the arrival times of
+    /// its first and last record (µs, in the session's zone; empty when
+    /// the log holds none). DurableOffset: every record below it is
+    /// durable.
+    fn changelog_row(&self, ctx: &Context) -> ResultSet {
+        let log = self.store.log();
+        let segs = log.segments();
+        let arrival =
+            |t: Option<i64>| t.map_or_else(String::new, |t| Precision::Us.format(t, ctx.zone));
+        let row = vec![
+            log.log_start().to_string(),
+            log.end_offset().to_string(),
+            log.durable_offset().to_string(),
+            segs.len().to_string(),
+            segs.iter()
+                .map(wal::SegmentInfo::record_bytes)
+                .sum::<u64>()
+                .to_string(),
+            log.disk_bytes().to_string(),
+            arrival(segs.iter().find_map(|s| s.first_arrival_us)),
+            arrival(segs.iter().rev().find_map(|s| s.last_arrival_us)),
+        ];
+        ResultSet::text(&CHANGELOG_COLUMNS, vec![row])
+    }
+
+    /// `SHOW CHANGELOG CONSUMERS`: each consumer of the change log (a pipe
+    /// `pipe/<id>`, the store `store`) with its committed offset, how far
+    /// it is behind the log end (records, log bytes, and arrival-time
+    /// seconds, as `edgepipe wal offsets`), and the records a disk bound
+    /// deleted before it read them.
+    fn changelog_consumers(&self) -> ResultSet {
+        let log = self.store.log();
+        let rows = log
+            .consumers()
+            .into_iter()
+            .map(|c| {
+                let lag = log.lag(c.state.committed).ok();
+                let lost: u64 = c.state.lost.iter().map(|(a, b)| b - a).sum();
+                let lost = if lost == 0 {
+                    "-".to_string()
+                } else {
+                    let ranges: Vec<String> = c
+                        .state
+                        .lost
+                        .iter()
+                        .map(|(a, b)| format!("[{a},{b})"))
+                        .collect();
+                    format!("{lost} records {}", ranges.join(" "))
+                };
+                vec![
+                    c.name,
+                    c.state.committed.to_string(),
+                    lag.map_or_else(String::new, |l| l.records.to_string()),
+                    lag.map_or_else(String::new, |l| l.bytes.to_string()),
+                    lag.map_or_else(String::new, |l| format!("{:.3}", l.arrival_us as f64 / 1e6)),
+                    lost,
+                ]
+            })
+            .collect();
+        ResultSet::text(&CHANGELOG_CONSUMER_COLUMNS, rows)
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
@@ -695,7 +781,9 @@ impl Executor {
             Statement::ShowPipeSinks(_) | Statement::ShowPipeSinkTypes => {
                 (Privilege::SHOW_PIPES, vec![])
             }
-            Statement::ShowPipeServer => (Privilege::SHOW_PIPES, vec![]),
+            Statement::ShowPipeServer | Statement::ShowChangelog { .. } => {
+                (Privilege::SHOW_PIPES, vec![])
+            }
             Statement::StartPipeServer
             | Statement::StopPipeServer
             | Statement::LoadConfiguration => {
@@ -1090,6 +1178,12 @@ impl Executor {
                     data: vec![Column::Boolean(vec![on])],
                     nulls: vec![None],
                 }))
+            }
+            Statement::ShowChangelog { consumers: false } => {
+                Ok(Outcome::Rows(self.changelog_row(ctx)))
+            }
+            Statement::ShowChangelog { consumers: true } => {
+                Ok(Outcome::Rows(self.changelog_consumers()))
             }
             Statement::LoadConfiguration => {
                 let rows = self.control()?.reload()?;
@@ -1530,6 +1624,68 @@ mod tests {
             user: user.into(),
             ..utc()
         }
+    }
+
+    /// Issue 10: the change log's figures over SQL (what `edgepipe top`
+    /// shows without the data directory), readable with SHOW_PIPES.
+    #[test]
+    fn show_changelog_and_its_consumers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (e, _) = with_users(dir.path());
+        let root = utc();
+        let r = rows(e.execute(&root, "show changelog").unwrap());
+        assert_eq!(r.columns, CHANGELOG_COLUMNS);
+        let cell = |r: &ResultSet, row: usize, col: &str| {
+            let i = r.columns.iter().position(|c| c == col).unwrap();
+            match r.value(row, i) {
+                Some(Value::Text(t)) => String::from_utf8(t).unwrap(),
+                other => panic!("{col}: {other:?}"),
+            }
+        };
+        assert_eq!(r.rows(), 1);
+        assert_eq!(cell(&r, 0, "LogEndOffset"), "0");
+        assert_eq!(cell(&r, 0, "RecordBytes"), "0");
+        assert_eq!(cell(&r, 0, "FirstArrival"), "");
+        for i in 0..3 {
+            e.execute(
+                &root,
+                &format!("insert into root.sg.d(time, s) values ({i}, {i})"),
+            )
+            .unwrap();
+        }
+        let log = e.store().log().clone();
+        let r = rows(e.execute(&root, "SHOW CHANGELOG").unwrap());
+        assert_eq!(cell(&r, 0, "LogStartOffset"), log.log_start().to_string());
+        assert_eq!(cell(&r, 0, "LogEndOffset"), log.end_offset().to_string());
+        assert_eq!(cell(&r, 0, "Segments"), "1");
+        assert_eq!(cell(&r, 0, "DiskBytes"), log.disk_bytes().to_string());
+        let records = log.lag(log.log_start()).unwrap().bytes;
+        assert_eq!(cell(&r, 0, "RecordBytes"), records.to_string());
+        assert!(cell(&r, 0, "LastArrival").ends_with("+00:00"), "{r:?}");
+        assert!(cell(&r, 0, "FirstArrival") <= cell(&r, 0, "LastArrival"));
+
+        let r = rows(e.execute(&root, "show changelog consumers").unwrap());
+        assert_eq!(r.columns, CHANGELOG_CONSUMER_COLUMNS);
+        assert_eq!(r.rows(), 1, "the store is the one consumer: {r:?}");
+        assert_eq!(cell(&r, 0, "Consumer"), crate::store::STORE_CONSUMER);
+        let committed: u64 = cell(&r, 0, "CommittedOffset").parse().unwrap();
+        let behind: u64 = cell(&r, 0, "LagRecords").parse().unwrap();
+        assert_eq!(committed + behind, log.end_offset());
+        assert_eq!(cell(&r, 0, "Lost"), "-");
+
+        e.execute(&root, "create user alice 'alice123'").unwrap();
+        let alice = as_user("alice");
+        for sql in ["show changelog", "show changelog consumers"] {
+            let err = e.execute(&alice, sql).unwrap_err();
+            assert_eq!(
+                err.message, "No permissions for this operation, please add privilege SHOW_PIPES",
+                "{sql}"
+            );
+        }
+        e.execute(&root, "grant user alice privileges SHOW_PIPES")
+            .unwrap();
+        e.execute(&alice, "show changelog").unwrap();
+        e.execute(&alice, "show changelog consumers").unwrap();
     }
 
     /// Issue 7, finding 9: data statements need IoTDB 1.2's privileges.

@@ -16,6 +16,8 @@
 //! - [`control`]: what `START`/`STOP`/`SHOW PIPESERVER` and `LOAD
 //!   CONFIGURATION` act on.
 //! - [`config`]: the node's configuration file (IoTDB key names).
+//! - [`metrics`]: what the node counts and the Prometheus endpoint
+//!   (`dn_metric_reporter_list=PROMETHEUS`).
 //! - [`client`]: a synchronous client of the same RPC (the CLI, tests).
 #![deny(missing_docs)]
 
@@ -26,6 +28,7 @@ pub mod control;
 pub use protocol::event;
 pub mod exec;
 pub mod history;
+pub mod metrics;
 pub mod query;
 pub mod server;
 pub mod service;
@@ -50,6 +53,10 @@ pub struct Node {
     /// The connection limits, shared by the client port and the pipe
     /// server (its timeout changes with `LOAD CONFIGURATION`).
     pub limits: server::Limits,
+    /// What a metrics scrape shows.
+    pub exporter: Arc<metrics::Exporter>,
+    /// The metrics endpoint's task, while it serves (ended by `close`).
+    metrics_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// TLS on the client port and the pipe server (`enable_thrift_ssl`).
     pub tls: Option<server::Tls>,
 }
@@ -199,6 +206,11 @@ impl Node {
             .with_auto_create_schema(config.auto_create_schema),
         );
         pipe_server.set_service(&service);
+        let exporter = Arc::new(metrics::Exporter::new(
+            store.clone(),
+            Some(pipes.clone()),
+            service.rpc_metrics(),
+        ));
         Ok(Node {
             config,
             store,
@@ -206,8 +218,24 @@ impl Node {
             pipes,
             control,
             limits,
+            exporter,
+            metrics_task: std::sync::Mutex::new(None),
             tls,
         })
+    }
+
+    /// Serves the metrics endpoint on `listener` (see [`metrics::bind`])
+    /// until [`Node::close`]. Call it inside the node's runtime.
+    pub fn serve_metrics(&self, listener: tokio::net::TcpListener) {
+        let task = tokio::spawn(metrics::serve(listener, self.exporter.clone()));
+        let old = self
+            .metrics_task
+            .lock()
+            .expect("metrics task lock")
+            .replace(task);
+        if let Some(old) = old {
+            old.abort();
+        }
     }
 
     /// Serves the client RPC on `listener` (with TLS when
@@ -260,6 +288,9 @@ impl Node {
     /// # Errors
     /// Flush or close failures; the next start recovers as after a crash.
     pub fn close(&self) -> Result<(), String> {
+        if let Some(t) = self.metrics_task.lock().expect("metrics task lock").take() {
+            t.abort();
+        }
         self.control.pipe_server().shutdown();
         self.pipes.shutdown();
         self.store.flush().map_err(|e| format!("flush: {e}"))?;

@@ -446,6 +446,7 @@ async fn serve(
             async move {
                 let _permit = permit;
                 let _done = done;
+                let _counted = service.rpc_metrics().connection();
                 let registry = registered.registry.clone();
                 let _registered = registered;
                 let c = Conn {

@@ -53,6 +53,8 @@ pub struct Service {
     auto_create_schema: bool,
     next_session: AtomicI64,
     next_query: AtomicI64,
+    /// RPC latency by method and open connections, for the metrics.
+    rpc_metrics: Arc<crate::metrics::RpcMetrics>,
 }
 
 impl std::fmt::Debug for Service {
@@ -355,7 +357,13 @@ impl Service {
             auto_create_schema: true,
             next_session: AtomicI64::new(1),
             next_query: AtomicI64::new(1),
+            rpc_metrics: Arc::default(),
         }
+    }
+
+    /// What the RPC front counts (latency by method, connections).
+    pub fn rpc_metrics(&self) -> &Arc<crate::metrics::RpcMetrics> {
+        &self.rpc_metrics
     }
 
     /// Whether received files may create series (`enable_auto_create_schema`,
@@ -406,12 +414,28 @@ impl Service {
 
     /// Handles one frame's payload (after the length).
     pub async fn handle(self: &Arc<Self>, conn: &mut Connection, frame: &[u8]) -> Handled {
+        let start = std::time::Instant::now();
         let (proto, name, seq, req) = match self.read_call(conn, frame) {
             Ok(x) => x,
             Err(h) => return h,
         };
         debug!(method = %name, "call");
-        let r = |v: &dyn Fn(Proto, &str, i32) -> Vec<u8>| Handled::Reply(v(proto, &name, seq));
+        let handled = self.dispatch(conn, frame, proto, &name, seq, req).await;
+        self.rpc_metrics.observe(&name, start.elapsed());
+        handled
+    }
+
+    /// Serves one decoded call.
+    async fn dispatch(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        frame: &[u8],
+        proto: Proto,
+        name: &str,
+        seq: i32,
+        req: Request,
+    ) -> Handled {
+        let r = |v: &dyn Fn(Proto, &str, i32) -> Vec<u8>| Handled::Reply(v(proto, name, seq));
         match req {
             Request::OpenSession(req) => {
                 let resp = self.open_session(conn, req);
@@ -430,7 +454,7 @@ impl Service {
                 }
                 None => Handled::Reply(exception(
                     proto,
-                    &name,
+                    name,
                     seq,
                     ApplicationErrorKind::InternalError,
                     "not logged in: call openSession first",
@@ -537,7 +561,7 @@ impl Service {
                         let status = self.durable_status(status, offset).await;
                         r(&|p, n, s| reply(p, n, s, &status))
                     }
-                    Err(e) => not_alive(proto, &name, seq, e),
+                    Err(e) => not_alive(proto, name, seq, e),
                 }
             }
             Request::SendFile(args) => {
@@ -545,7 +569,7 @@ impl Service {
                 let buff = args.buff.unwrap_or_default();
                 match blocking(|| self.receiver.send_file(&mut conn.receiver, &meta, &buff)) {
                     Ok(status) => r(&|p, n, s| reply(p, n, s, &status)),
-                    Err(e) => not_alive(proto, &name, seq, e),
+                    Err(e) => not_alive(proto, name, seq, e),
                 }
             }
         }
@@ -1167,4 +1191,32 @@ fn string_record_of(svc: &Service, r: TSInsertStringRecordReq) -> Result<Tablet,
         r.is_aligned.unwrap_or(false),
         &[(t, lits)],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every method the metrics label (`crate::metrics::METHODS`) is one
+    /// this service serves, so the list and `decode` agree.
+    #[test]
+    fn every_method_the_metrics_name_is_served() {
+        let args = ok();
+        let unknown = "is not served by edgepipe";
+        for name in crate::metrics::METHODS {
+            let framed = protocol::message::call(Proto::Binary, name, 1, 1, &args);
+            let frame = &framed[4..];
+            let call = Call::parse(frame).unwrap();
+            if let Err(Handled::Reply(r)) = decode(call, frame) {
+                let text = String::from_utf8_lossy(&r);
+                assert!(!text.contains(unknown), "{name}: {text}");
+            }
+        }
+        let framed = protocol::message::call(Proto::Binary, "noSuchMethod", 1, 1, &args);
+        let frame = &framed[4..];
+        match decode(Call::parse(frame).unwrap(), frame) {
+            Err(Handled::Reply(r)) => assert!(String::from_utf8_lossy(&r).contains(unknown)),
+            _ => panic!("an unknown method is refused"),
+        }
+    }
 }

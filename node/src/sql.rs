@@ -545,6 +545,13 @@ pub enum Statement {
     /// `SHOW PIPESERVER` (also `SHOW PIPESERVER STATUS`, as IoTDB 0.14's
     /// English document writes it).
     ShowPipeServer,
+    /// `SHOW CHANGELOG` (one row: the node's change log, as `edgepipe wal
+    /// info` shows it) or `SHOW CHANGELOG CONSUMERS` (`consumers`: each
+    /// consumer's committed offset and lag, as `edgepipe wal offsets`).
+    ShowChangelog {
+        /// `CONSUMERS`.
+        consumers: bool,
+    },
     /// `LOAD CONFIGURATION [ON LOCAL | ON CLUSTER]`.
     LoadConfiguration,
     /// `CREATE USER name 'password'`.
@@ -1851,6 +1858,10 @@ impl Parser {
                     self.eat_kw("status");
                     return Ok(Statement::ShowPipeServer);
                 }
+                if self.eat_kw("changelog") {
+                    let consumers = self.eat_kw("consumers");
+                    return Ok(Statement::ShowChangelog { consumers });
+                }
                 if self.eat_kw("pipes") {
                     let mut used_by = None;
                     if self.eat_kw("where") {
@@ -1878,7 +1889,7 @@ impl Parser {
                     return Ok(Statement::ShowDevices(opt_path(self)?));
                 }
                 self.fail(
-                    "DATABASES, STORAGE GROUP, TIMESERIES, DEVICES, PIPES, PIPE, PIPEPLUGINS, PIPESINKS, PIPESINK, PIPESINKTYPE or PIPESERVER",
+                    "DATABASES, STORAGE GROUP, TIMESERIES, DEVICES, PIPES, PIPE, PIPEPLUGINS, PIPESINKS, PIPESINK, PIPESINKTYPE, PIPESERVER or CHANGELOG",
                 )
             }
             "count" => {
@@ -2408,6 +2419,14 @@ mod tests {
             ("SHOW PIPESERVER", Statement::ShowPipeServer),
             ("show pipeserver status", Statement::ShowPipeServer),
             ("load configuration", Statement::LoadConfiguration),
+            (
+                "SHOW CHANGELOG",
+                Statement::ShowChangelog { consumers: false },
+            ),
+            (
+                "show changelog consumers;",
+                Statement::ShowChangelog { consumers: true },
+            ),
             ("LOAD CONFIGURATION ON LOCAL", Statement::LoadConfiguration),
         ] {
             assert_eq!(parse(sql).unwrap(), want, "{sql}");

@@ -324,6 +324,24 @@ fn bits_lsb(bytes: &[u8], n: usize) -> Vec<bool> {
     (0..n).map(|r| bytes[r / 8] & (1 << (r % 8)) != 0).collect()
 }
 
+/// How many of the first `n` bits of an LSB-first bitmap are set.
+fn bits_lsb_count(bytes: &[u8], n: usize) -> u64 {
+    let whole = (n / 8).min(bytes.len());
+    // Eight bytes at a time: a bitmap of 1,000 rows is 16 word counts.
+    let words = bytes[..whole].chunks_exact(8);
+    let tail = words.remainder();
+    let mut set: u64 = words
+        .map(|w| u64::from(u64::from_le_bytes(w.try_into().expect("8 bytes")).count_ones()))
+        .sum::<u64>()
+        + tail.iter().map(|b| u64::from(b.count_ones())).sum::<u64>();
+    if !n.is_multiple_of(8) {
+        if let Some(last) = bytes.get(whole) {
+            set += u64::from((last & ((1u8 << (n % 8)) - 1)).count_ones());
+        }
+    }
+    set
+}
+
 fn put_str(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(&(s.len() as i32).to_be_bytes());
     out.extend_from_slice(s);
@@ -509,6 +527,58 @@ impl Tablet {
         }
         out.push(u8::from(self.aligned));
         out
+    }
+
+    /// The points (non-null cells) of a serialized tablet
+    /// ([`Tablet::serialize_v12`]'s layout), read from its header and null
+    /// bitmaps only: rows times columns, less the cells its bitmaps mark
+    /// null. Exact for every tablet [`Tablet::serialize_v12`] writes; for a
+    /// body from another sender, a column sent absent or a TEXT cell sent
+    /// `notNull = 0` (which carry no point) are counted too. Costs a walk of
+    /// the schema and a bit count of the bitmaps, not a decode: for
+    /// counting what a pipe ships.
+    ///
+    /// # Errors
+    /// A message naming the part that does not decode.
+    pub fn points_v12(bytes: &[u8]) -> Result<u64, String> {
+        let mut b = Buf::new(bytes, "serialized tablet");
+        b.slice()?; // device
+        let rows = b.i32()?;
+        if rows < 0 {
+            return Err(format!("serialized tablet: row count {rows}"));
+        }
+        let n = rows as usize;
+        let mut columns = 0u64;
+        if b.u8()? == 1 {
+            let count = b.len("schema count")?;
+            for _ in 0..count {
+                if b.u8()? == 0 {
+                    continue;
+                }
+                b.slice()?; // measurement
+                b.take(3)?; // type, encoding, compressor
+                let props = b.len("property count")?;
+                for _ in 0..props {
+                    b.slice()?;
+                    b.slice()?;
+                }
+                columns += 1;
+            }
+        }
+        if b.u8()? == 1 {
+            b.take(n.saturating_mul(8))?;
+        }
+        let mut nulls = 0u64;
+        if b.u8()? == 1 {
+            for _ in 0..columns {
+                if b.u8()? == 1 {
+                    b.i32()?; // capacity
+                    let bitmap = b.slice()?;
+                    nulls += bits_lsb_count(bitmap, n);
+                }
+            }
+        }
+        Ok((n as u64 * columns).saturating_sub(nulls))
     }
 
     /// Decodes a serialized tablet that must end with its aligned byte,
@@ -702,6 +772,38 @@ mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
             .collect()
+    }
+
+    /// The points of a serialized tablet, counted from its header and
+    /// bitmaps, are those of the tablet (nulls, rows across the bitmap's
+    /// byte and 8-byte word boundaries, TEXT).
+    #[test]
+    fn points_of_a_serialized_tablet_match_the_tablet() {
+        for rows in [0usize, 1, 8, 9, 17, 64, 71, 72, 1000] {
+            let t = Tablet {
+                device: "root.sg.d".into(),
+                measurements: vec!["a".into(), "b".into(), "c".into()],
+                columns: vec![
+                    Column::Double((0..rows).map(|r| r as f64).collect()),
+                    Column::Int32((0..rows).map(|r| r as i32).collect()),
+                    Column::Text((0..rows).map(|r| vec![b'x'; r]).collect()),
+                ],
+                nulls: vec![
+                    None,
+                    Some((0..rows).map(|r| r % 3 == 0).collect()),
+                    Some((0..rows).map(|r| r == rows - 1).collect()),
+                ],
+                times: (0..rows as i64).collect(),
+                aligned: false,
+            };
+            let bytes = t.serialize_v12();
+            assert_eq!(
+                Tablet::points_v12(&bytes),
+                Ok(t.points() as u64),
+                "{rows} rows"
+            );
+        }
+        assert!(Tablet::points_v12(&[0, 0, 0, 9, 1]).is_err());
     }
 
     #[test]

@@ -109,7 +109,7 @@ use plugin::connector::thrift_async::{PoolSize, Selectors};
 use plugin::{
     AsyncConnector, Connector, ConnectorEnv, ConnectorSpec, DatabaseOf, Extractor, Identity,
 };
-pub use progress::{Stats, SHOW_SCAN_BYTES};
+pub use progress::{Stats, Transfers, SHOW_SCAN_BYTES, TRANSFER_BUCKETS};
 use tracing::{info, warn};
 
 /// IoTDB's PIPE_ERROR.
@@ -1038,6 +1038,24 @@ impl PipeManager {
     /// # Errors
     /// An unknown pipe in `SHOW PIPE id` or `USED BY id`.
     pub fn show(&self, id: Option<&str>, used_by: Option<&str>) -> Result<Vec<PipeRow>, PipeError> {
+        Ok(self
+            .rows(id, used_by)?
+            .into_iter()
+            .map(|(row, _)| row)
+            .collect())
+    }
+
+    /// Every pipe's SHOW PIPES row with its [`Stats`] (what its transfers
+    /// did), for the metrics. Works the figures out as SHOW PIPES does.
+    pub fn metrics(&self) -> Vec<(PipeRow, Arc<Stats>)> {
+        self.rows(None, None).unwrap_or_default()
+    }
+
+    fn rows(
+        &self,
+        id: Option<&str>,
+        used_by: Option<&str>,
+    ) -> Result<Vec<(PipeRow, Arc<Stats>)>, PipeError> {
         let s = &self.shared;
         let inner = s.inner.lock().expect("pipes lock");
         let key = match used_by {
@@ -1112,12 +1130,13 @@ impl PipeManager {
                     )
                 });
                 meta.exception = progress::message(&meta, &f, lost);
-                PipeRow {
+                let row = PipeRow {
                     meta,
                     remaining_events: f.remaining,
                     lag_seconds: f.lag_seconds,
                     remote,
-                }
+                };
+                (row, stats)
             })
             .collect())
     }

@@ -141,6 +141,10 @@ pub(crate) struct Prepared {
     pub(crate) offsets: Vec<u64>,
     pub(crate) next: u64,
     pub(crate) sends: u64,
+    /// Points and bytes of the tablets among them that the connector
+    /// sends (for the metrics).
+    pub(crate) points: u64,
+    pub(crate) bytes: u64,
     pub(crate) failure: Option<String>,
     pub(crate) history: Option<history::Mark>,
 }
@@ -152,18 +156,36 @@ impl Prepared {
             offsets: Vec::new(),
             next: 0,
             sends: 0,
+            points: 0,
+            bytes: 0,
             failure: Some(m),
             history: None,
         }
     }
 }
 
-/// A tablet waiting in a lane or in flight, with its record's offset and
-/// the sequence number of the batch it came in.
+/// The points in a tablet the connector sends (0 for what does not decode:
+/// the receiver refuses it, and the pipe says so).
+pub(crate) fn points_of(tablet: &[u8]) -> u64 {
+    protocol::tablet::Tablet::points_v12(tablet).unwrap_or(0)
+}
+
+/// The points and bytes of the tablets among `events` (a history batch,
+/// whose events are all sent), for the metrics.
+pub(crate) fn tablet_figures(events: &[PipeEvent]) -> (u64, u64) {
+    events.iter().fold((0, 0), |(points, bytes), e| match e {
+        PipeEvent::Tablet(t) => (points + points_of(t), bytes + t.len() as u64),
+        _ => (points, bytes),
+    })
+}
+
+/// A tablet waiting in a lane or in flight, with its record's offset, the
+/// sequence number of the batch it came in, and its points.
 struct Item {
     offset: u64,
     batch: u64,
     tablet: Bytes,
+    points: u64,
 }
 
 /// A batch handed to the lanes that is not wholly acknowledged yet (or a
@@ -182,6 +204,8 @@ struct Flight {
     sent: usize,
     attempt: u32,
     state: FlightState,
+    /// When the request (or its last attempt) went out.
+    since: Instant,
 }
 
 enum FlightState {
@@ -339,6 +363,7 @@ impl PipeTask {
             if let Some(stopped) = self.send(&p.events, stop).await {
                 return stopped;
             }
+            self.stats.transfers.acknowledged(p.points, p.bytes);
             self.stats.acked(p.next, p.sends);
             if let Some(m) = p.history {
                 self.history_acked(m);
@@ -400,6 +425,7 @@ impl PipeTask {
                         sent: 0,
                         attempt: 0,
                         state: FlightState::Out(conn.send(bodies, 0)),
+                        since: Instant::now(),
                     });
                 }
             }
@@ -446,10 +472,12 @@ impl PipeTask {
                         if let PipeEvent::Tablet(tablet) = ev {
                             bytes += tablet.len();
                             let lane = &mut lanes[lane_of(&tablet, n)];
+                            let points = points_of(&tablet);
                             lane.queue.push_back(Item {
                                 offset,
                                 batch,
                                 tablet,
+                                points,
                             });
                         }
                     }
@@ -466,15 +494,22 @@ impl PipeTask {
                     let f = lanes[i].flight.as_mut().expect("in flight");
                     let bodies = f.items.iter().map(|i| i.tablet.clone()).collect();
                     f.state = FlightState::Out(conn.send(bodies, f.sent));
+                    f.since = Instant::now();
                 }
                 Woke::Lane(i, LaneWoke::Ended(sent, result)) => {
                     let lane = &mut lanes[i];
                     let f = lane.flight.as_mut().expect("in flight");
                     let sent = sent.unwrap_or(f.sent).clamp(f.sent, f.items.len());
                     acked_events = (sent - f.sent) as u64;
+                    let done = &f.items[f.sent..sent];
+                    self.stats.transfers.acknowledged(
+                        done.iter().map(|i| i.points).sum(),
+                        done.iter().map(|i| i.tablet.len() as u64).sum(),
+                    );
                     f.sent = sent;
                     match result {
                         Ok(()) => {
+                            self.stats.transfers.took(f.since.elapsed());
                             lane.flight = None;
                             if lane.error.take().is_some() {
                                 self.publish_retry(&lanes);
@@ -495,6 +530,9 @@ impl PipeTask {
                             }
                             let wait = backoff(settings.retry_base, settings.retry_cap, f.attempt);
                             warn!(attempt = f.attempt, lane = i, retry_in_ms = wait.as_millis() as u64, cause = %e, "transfer failed; retrying");
+                            self.stats
+                                .transfers
+                                .retried((f.items.len() - f.sent) as u64);
                             f.state = FlightState::Backoff(Box::pin(tokio::time::sleep(wait)));
                             lane.error = Some((
                                 Instant::now(),
@@ -630,6 +668,7 @@ impl PipeTask {
         let mut events = Vec::new();
         let mut offsets = Vec::new();
         let mut sends = 0u64;
+        let (mut points, mut tablet_bytes) = (0u64, 0u64);
         let mut size = 0usize;
         loop {
             if !ext.realtime && offset >= self.meta.history_end {
@@ -662,6 +701,8 @@ impl PipeTask {
                             offsets,
                             next: offset,
                             sends,
+                            points,
+                            bytes: tablet_bytes,
                             failure: Some(format!("reading the change log: {e}")),
                             history: None,
                         };
@@ -714,8 +755,13 @@ impl PipeTask {
                             }
                             let before = events.len();
                             processor.process(ev, &mut events);
-                            sends +=
-                                events[before..].iter().filter(|e| spec.sends(e)).count() as u64;
+                            for e in events[before..].iter().filter(|e| spec.sends(e)) {
+                                sends += 1;
+                                if let PipeEvent::Tablet(t) = e {
+                                    points += points_of(t);
+                                    tablet_bytes += t.len() as u64;
+                                }
+                            }
                             offsets.resize(events.len(), rec.offset);
                         }
                         Ok(None) => {}
@@ -727,6 +773,8 @@ impl PipeTask {
                                 offsets,
                                 next,
                                 sends,
+                                points,
+                                bytes: tablet_bytes,
                                 failure: Some(m),
                                 history: None,
                             };
@@ -743,6 +791,8 @@ impl PipeTask {
                             offsets: std::mem::take(&mut offsets),
                             next,
                             sends: std::mem::take(&mut sends),
+                            points: std::mem::take(&mut points),
+                            bytes: std::mem::take(&mut tablet_bytes),
                             failure: None,
                             history: None,
                         };
@@ -759,6 +809,8 @@ impl PipeTask {
                     offsets: std::mem::take(&mut offsets),
                     next,
                     sends: std::mem::take(&mut sends),
+                    points: std::mem::take(&mut points),
+                    bytes: std::mem::take(&mut tablet_bytes),
                     failure: None,
                     history: None,
                 };
@@ -811,8 +863,9 @@ impl PipeTask {
                 _ = stop.wait_for(|s| *s) => return Some(Stop::Requested),
                 r = async {
                     let mut c = connector.lock().await;
+                    let since = Instant::now();
                     let r = c.transfer(events, &mut sent).await;
-                    (r, c.take_notes())
+                    (r, c.take_notes(), since.elapsed())
                 } => r,
             };
             // What the connector skipped and went on after (the legacy
@@ -822,6 +875,7 @@ impl PipeTask {
             }
             match r.0 {
                 Ok(()) => {
+                    self.stats.transfers.took(r.2);
                     if attempt > 0 {
                         self.stats.set_retry(None);
                     }
@@ -840,6 +894,9 @@ impl PipeTask {
                     }
                     let wait = backoff(settings.retry_base, settings.retry_cap, attempt);
                     warn!(attempt, retry_in_ms = wait.as_millis() as u64, cause = %e, "transfer failed; retrying");
+                    self.stats
+                        .transfers
+                        .retried(events.len().saturating_sub(sent) as u64);
                     self.stats.set_retry(Some(format!(
                         "retry {attempt} of {}: {e}",
                         settings.max_retry

@@ -42,6 +42,9 @@ pub struct NodeProc {
     child: Option<Child>,
     /// Its client RPC port on 127.0.0.1.
     pub port: u16,
+    /// Its metrics endpoint's port, when its configuration turns it on
+    /// (`dn_metric_reporter_list=PROMETHEUS`).
+    pub metrics_port: Option<u16>,
     /// Its data directory.
     pub data_dir: PathBuf,
     /// Its stderr log file.
@@ -81,13 +84,18 @@ impl NodeProc {
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            let port = |addr: &str| addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+            let mut metrics = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("edgepipe metrics listening on ") {
+                    metrics = port(addr);
+                }
                 if let Some(addr) = line.strip_prefix("edgepipe server listening on ") {
-                    let _ = tx.send(addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()));
+                    let _ = tx.send(port(addr).map(|p| (p, metrics)));
                 }
             }
         });
-        let port = match rx.recv_timeout(Duration::from_secs(30)) {
+        let (port, metrics_port) = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(Some(p)) => p,
             other => {
                 let _ = child.kill();
@@ -101,6 +109,7 @@ impl NodeProc {
         NodeProc {
             child: Some(child),
             port,
+            metrics_port,
             data_dir: data_dir.to_path_buf(),
             log,
         }
@@ -176,7 +185,7 @@ pub fn python() -> PathBuf {
     lock.lock().expect("lock the venv");
     let ok = py.exists()
         && Command::new(&py)
-            .args(["-c", "import iotdb, numpy, pandas"])
+            .args(["-c", "import iotdb, numpy, pandas, prometheus_client"])
             .status()
             .is_ok_and(|s| s.success());
     if !ok {
@@ -728,6 +737,7 @@ impl NodeProc {
             Ok(Some(port)) => Ok(NodeProc {
                 child: Some(child),
                 port,
+                metrics_port: None,
                 data_dir: data_dir.to_path_buf(),
                 log,
             }),

@@ -75,7 +75,8 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 }
 
 /// Runs the node. Prints `edgepipe server listening on ADDR` once the port
-/// is bound (scripts and tests read it), and stops gracefully on SIGTERM or
+/// is bound (scripts and tests read it), after `edgepipe metrics listening
+/// on ADDR` when the metrics endpoint is on, and stops gracefully on SIGTERM or
 /// Ctrl-C: connections finish, the store flushes, the log is marked clean.
 ///
 /// # Errors
@@ -99,6 +100,9 @@ pub fn run(opt: ServerOpt) -> anyhow::Result<()> {
         let listener = node::server::bind(&addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
+        let metrics = node::metrics::bind(&config)
+            .await
+            .map_err(anyhow::Error::msg)?;
         let existed = data_dir.exists();
         let node = match node::Node::open(config) {
             Ok(n) => n,
@@ -112,6 +116,10 @@ pub fn run(opt: ServerOpt) -> anyhow::Result<()> {
         };
         let shutdown = shutdown_signal().context("cannot install the SIGTERM/SIGINT handlers")?;
         node.restore_pipe_server();
+        if let Some(m) = metrics {
+            println!("edgepipe metrics listening on {}", m.local_addr()?);
+            node.serve_metrics(m);
+        }
         println!("edgepipe server listening on {}", listener.local_addr()?);
         node.serve(listener, shutdown).await;
         tracing::info!("shutting down");

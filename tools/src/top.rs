@@ -1,16 +1,16 @@
 //! `edgepipe top`: a live view of a node for the person looking after it.
 //!
-//! Every interval it samples the node over the client RPC (`SHOW PIPES`,
-//! `COUNT TIMESERIES root.**`) and, when given the node's data directory on
-//! this machine, the change log itself, read-only (log start and end
-//! offsets, segments, bytes, and each pipe's committed offset from the
-//! ledger). Rates come from successive samples:
+//! Every interval it samples the node over the client RPC: `SHOW PIPES`,
+//! `COUNT TIMESERIES root.**`, and the change log through `SHOW CHANGELOG`
+//! (log start and end offsets, segments, bytes) and `SHOW CHANGELOG
+//! CONSUMERS` (each pipe's committed offset). Given `--data-dir` (the
+//! node's data directory on this machine), it reads the change log there
+//! instead, read-only. Rates come from successive samples:
 //! - **Sent/s**: records the receiver acknowledged per second (a pipe's
-//!   committed offset moving; needs `--data-dir`).
+//!   committed offset moving).
 //! - **Drain/s**: how fast `RemainingEventCount` shrinks; negative when the
 //!   backlog grows (writes arrive faster than the pipe sends).
-//! - **ingest**: records and bytes appended to the change log per second
-//!   (needs `--data-dir`).
+//! - **ingest**: records and bytes appended to the change log per second.
 //!
 //! A pipe with a backlog gets a progress bar: how much of the backlog seen
 //! at its largest has been sent, the rate since, and the time left at that
@@ -22,9 +22,8 @@
 //! samples an interval apart so that rates are real, and exits. Both paths
 //! render the same text.
 //!
-//! The node has no statement yet for its change log's size and ingest rate
-//! (without `--data-dir` the view says so); `SHOW CHANGELOG` is proposed for
-//! that.
+//! `SHOW CHANGELOG` needs the SHOW_PIPES privilege; without it (or on a
+//! node too old to have it) the view says why the change log is missing.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -55,9 +54,9 @@ pub struct TopOpt {
     /// TLS (`-usessl true -ts ca.pem`, as the CLI).
     #[command(flatten)]
     pub tls: crate::cli::TlsOpt,
-    /// The node's data directory, when the node runs on this machine: adds
-    /// the change log's size and ingest rate and each pipe's sent rate
-    /// (opened read-only, safe beside the running node).
+    /// The node's data directory, when the node runs on this machine: the
+    /// change log is read there (read-only, safe beside the running node)
+    /// instead of through `SHOW CHANGELOG`.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Seconds between samples.
@@ -89,15 +88,16 @@ pub(crate) struct PipeRow {
     pub(crate) lag_seconds: Option<f64>,
 }
 
-/// The change log, read from the data directory.
+/// The change log, read through SQL or from the data directory.
 #[derive(Debug, Clone, PartialEq)]
 struct LogStats {
-    dir: PathBuf,
+    /// Where it was read: the directory, or `SHOW CHANGELOG`.
+    source: String,
     start: u64,
     end: u64,
     segments: usize,
     disk_bytes: u64,
-    data_bytes: u64,
+    record_bytes: u64,
     /// Committed offset of each consumer, by consumer name.
     committed: BTreeMap<String, u64>,
 }
@@ -108,7 +108,7 @@ struct Sample {
     at: Instant,
     pipes: Vec<PipeRow>,
     series: Option<u64>,
-    log: Option<Result<LogStats, String>>,
+    log: Result<LogStats, String>,
 }
 
 /// The ledger's consumer name of a pipe (`replicator::consumer_name`).
@@ -169,13 +169,59 @@ fn log_stats(data_dir: &std::path::Path) -> Result<LogStats, String> {
         end: log.end_offset(),
         segments: segs.len(),
         disk_bytes: log.disk_bytes(),
-        data_bytes: segs.iter().map(|s| s.data_bytes).sum(),
+        record_bytes: segs.iter().map(wal::SegmentInfo::record_bytes).sum(),
         committed: log
             .consumers()
             .into_iter()
             .map(|c| (c.name, c.state.committed))
             .collect(),
-        dir,
+        source: dir.display().to_string(),
+    })
+}
+
+/// Runs a statement, finding the columns of its rows by name.
+fn text_rows(s: &mut Session, sql: &str) -> Result<Vec<BTreeMap<String, String>>, String> {
+    let rows = s
+        .execute(sql)
+        .map_err(|e| format!("{sql}: {e}"))?
+        .ok_or_else(|| format!("{sql} returned no result"))?;
+    Ok(rows
+        .rows
+        .iter()
+        .map(|(_, v)| {
+            rows.columns
+                .iter()
+                .cloned()
+                .zip(v.iter().map(text))
+                .collect()
+        })
+        .collect())
+}
+
+/// The change log through `SHOW CHANGELOG` and `SHOW CHANGELOG CONSUMERS`.
+fn log_stats_sql(s: &mut Session) -> Result<LogStats, String> {
+    let log = text_rows(s, "SHOW CHANGELOG")?;
+    let row = log.first().ok_or("SHOW CHANGELOG returned no row")?;
+    let num = |row: &BTreeMap<String, String>, col: &str| -> Result<u64, String> {
+        row.get(col)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("SHOW CHANGELOG: no number in column {col}"))
+    };
+    let committed = text_rows(s, "SHOW CHANGELOG CONSUMERS")?
+        .iter()
+        .filter_map(|r| {
+            let offset = r.get("CommittedOffset")?.parse().ok()?;
+            Some((r.get("Consumer")?.clone(), offset))
+        })
+        .collect();
+    Ok(LogStats {
+        source: "SHOW CHANGELOG".into(),
+        start: num(row, "LogStartOffset")?,
+        end: num(row, "LogEndOffset")?,
+        segments: num(row, "Segments")? as usize,
+        disk_bytes: num(row, "DiskBytes")?,
+        record_bytes: num(row, "RecordBytes")?,
+        committed,
     })
 }
 
@@ -206,7 +252,10 @@ impl Sampler {
             }
         };
         let series = count_series(s);
-        let log = self.data_dir.as_deref().map(log_stats);
+        let log = match self.data_dir.as_deref() {
+            Some(d) => log_stats(d),
+            None => log_stats_sql(s),
+        };
         Ok(Sample {
             at: Instant::now(),
             pipes,
@@ -410,28 +459,20 @@ fn render(f: &Frame) -> String {
         .map_or_else(|| "?".to_string(), |n| n.to_string());
     o.push_str(&format!("node: {series} series\n"));
     match &now.log {
-        None => o.push_str(
-            "change log: size and ingest rate need --data-dir (the node's data directory on this \
-             machine); the node has no statement for them yet\n",
-        ),
-        Some(Err(e)) => o.push_str(&format!("change log: cannot read it: {e}\n")),
-        Some(Ok(l)) => {
-            let ingest = match f
-                .prev
-                .and_then(|p| p.log.as_ref())
-                .and_then(|r| r.as_ref().ok())
-            {
+        Err(e) => o.push_str(&format!("change log: cannot read it: {e}\n")),
+        Ok(l) => {
+            let ingest = match f.prev.and_then(|p| p.log.as_ref().ok()) {
                 Some(pl) => format!(
                     "ingest {} records/s, {}/s",
                     per_sec(pl.end, l.end, secs).map_or("-".into(), human),
-                    per_sec(pl.data_bytes, l.data_bytes, secs)
+                    per_sec(pl.record_bytes, l.record_bytes, secs)
                         .map_or("-".into(), |b| bytes(b.max(0.0)))
                 ),
                 None => "ingest -".to_string(),
             };
             o.push_str(&format!(
-                "change log {}: offsets {}..{} ({} records), {} segment(s), {} on disk; {ingest}\n",
-                l.dir.display(),
+                "change log ({}): offsets {}..{} ({} records), {} segment(s), {} on disk; {ingest}\n",
+                l.source,
                 l.start,
                 l.end,
                 l.end - l.start,
@@ -448,7 +489,6 @@ fn render(f: &Frame) -> String {
     ));
     let committed = |s: &Sample, id: &str| -> Option<u64> {
         s.log
-            .as_ref()?
             .as_ref()
             .ok()?
             .committed
@@ -548,7 +588,7 @@ fn render(f: &Frame) -> String {
         ));
     }
     o.push_str(
-        "Sent/s: records acknowledged per second (committed offsets, needs --data-dir). \
+        "Sent/s: records acknowledged per second (committed offsets). \
          Drain/s: how fast Remaining shrinks; negative while the backlog grows.\n",
     );
     o
@@ -748,7 +788,7 @@ mod tests {
             at,
             pipes: vec![pipe("a", r)],
             series: None,
-            log: None,
+            log: Err("not read".into()),
         };
         tr.observe(&s(t0, 100));
         tr.observe(&s(t0 + Duration::from_secs(1), 150));

@@ -17,8 +17,10 @@ use crate::Outcome;
 /// The `wal` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum WalCmd {
-    /// Segments (base offset, records, bytes, first and last arrival time),
-    /// log start and end offsets, and the durable offset.
+    /// Segments (base offset, records, record bytes, first and last arrival
+    /// time), log start and end offsets, and the offset the log can vouch
+    /// is durable: every record after a clean close, else the recovery
+    /// point (durable as of the writer's last checkpoint).
     Info(Common),
     /// Print records from an offset or an arrival time on.
     Dump {
@@ -75,7 +77,7 @@ struct SegmentJson {
     base_offset: u64,
     next_offset: u64,
     records: u64,
-    data_bytes: u64,
+    record_bytes: u64,
     file_bytes: u64,
     first_arrival_us: Option<i64>,
     last_arrival_us: Option<i64>,
@@ -100,6 +102,8 @@ pub(crate) fn execute(cmd: WalCmd, out: &mut dyn Write) -> anyhow::Result<Outcom
 fn info(c: &Common, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let log = open(&c.dir)?;
     let segs = log.segments();
+    let durability = log.durability();
+    let record_bytes: u64 = segs.iter().map(wal::SegmentInfo::record_bytes).sum();
     if c.json {
         let segments: Vec<SegmentJson> = segs
             .iter()
@@ -107,18 +111,24 @@ fn info(c: &Common, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                 base_offset: s.base_offset,
                 next_offset: s.next_offset,
                 records: s.records(),
-                data_bytes: s.data_bytes,
+                record_bytes: s.record_bytes(),
                 file_bytes: s.file_bytes,
                 first_arrival_us: s.first_arrival_us,
                 last_arrival_us: s.last_arrival_us,
                 sealed: s.sealed,
             })
             .collect();
+        let (durable_offset, recovery_point) = match durability {
+            wal::Durability::RecoveryPoint(o) => (None, Some(o)),
+            d => (Some(d.offset()), None),
+        };
         let v = json!({
             "dir": c.dir,
             "log_start_offset": log.log_start(),
             "log_end_offset": log.end_offset(),
-            "durable_offset": log.durable_offset(),
+            "durable_offset": durable_offset,
+            "recovery_point": recovery_point,
+            "record_bytes": record_bytes,
             "disk_bytes": log.disk_bytes(),
             "consumers": log.consumers().len(),
             "segments": segments,
@@ -129,18 +139,29 @@ fn info(c: &Common, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     writeln!(out, "log directory:     {}", c.dir.display())?;
     writeln!(out, "log start offset:  {}", log.log_start())?;
     writeln!(out, "log end offset:    {}", log.end_offset())?;
-    writeln!(out, "durable offset:    {}", log.durable_offset())?;
+    match durability {
+        wal::Durability::RecoveryPoint(o) => writeln!(
+            out,
+            "recovery point:    {o} (durable as of the writer's last checkpoint; a running node may have made later records durable since)"
+        )?,
+        wal::Durability::ClosedCleanly(o) => writeln!(
+            out,
+            "durable offset:    {o} (closed cleanly: every record is durable)"
+        )?,
+        d => writeln!(out, "durable offset:    {}", d.offset())?,
+    }
     writeln!(
         out,
         "records:           {}",
         log.end_offset() - log.log_start()
     )?;
+    writeln!(out, "record bytes:      {record_bytes}")?;
     writeln!(out, "disk bytes:        {}", log.disk_bytes())?;
     writeln!(out, "consumers:         {}", log.consumers().len())?;
     let mut t = Table::new(&[
         "BaseOffset",
         "Records",
-        "DataBytes",
+        "RecordBytes",
         "FileBytes",
         "FirstArrival",
         "LastArrival",
@@ -150,7 +171,7 @@ fn info(c: &Common, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         t.row(vec![
             s.base_offset.to_string(),
             s.records().to_string(),
-            s.data_bytes.to_string(),
+            s.record_bytes().to_string(),
             s.file_bytes.to_string(),
             opt_time(s.first_arrival_us),
             opt_time(s.last_arrival_us),
@@ -275,15 +296,15 @@ fn verify(c: &Common, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             "ok": first.is_none(),
             "segments": r.segments,
             "records": r.records,
-            "bytes": r.bytes,
+            "record_bytes": r.record_bytes,
             "problems": problems,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         writeln!(
             out,
-            "checked {} segment(s), {} intact record(s), {} bytes",
-            r.segments, r.records, r.bytes
+            "checked {} segment(s), {} intact record(s), {} record bytes",
+            r.segments, r.records, r.record_bytes
         )?;
         match first {
             None => writeln!(out, "ok: every record and index is intact")?,

@@ -72,6 +72,95 @@ fn info_lists_segments_and_offsets() {
     assert_eq!(total, 200);
 }
 
+/// Issue 10 ("small truths"): `wal info` and `wal verify` give one byte
+/// count, under one name. They disagreed by 16 bytes a segment: `info`
+/// counted the segment header, `verify` did not.
+#[test]
+fn info_and_verify_count_the_same_record_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = make_log(dir.path());
+    log.close().unwrap();
+    let segments = log.segments();
+    assert!(segments.len() > 1, "the test wants several segments");
+    // What the records take: 200 batches of one record each.
+    let want: u64 = (0..200u64)
+        .map(|i| wal::format::batch_len([format!("rec-{i}").as_bytes()].into_iter()) as u64)
+        .sum();
+    drop(log);
+    let d = dir.path().to_str().unwrap();
+
+    let info: serde_json::Value =
+        serde_json::from_slice(&edgepipe(&["wal", "info", "--json", d]).stdout).unwrap();
+    let per_segment: u64 = info["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["record_bytes"].as_u64().unwrap())
+        .sum();
+    let verify: serde_json::Value =
+        serde_json::from_slice(&edgepipe(&["wal", "verify", "--json", d]).stdout).unwrap();
+    assert_eq!(verify["record_bytes"].as_u64(), Some(want), "{verify}");
+    assert_eq!(info["record_bytes"].as_u64(), Some(want), "{info}");
+    assert_eq!(per_segment, want);
+
+    let text = stdout(&edgepipe(&["wal", "info", d]));
+    assert!(
+        text.contains(&format!("record bytes:      {want}")),
+        "{text}"
+    );
+    assert!(text.contains("| RecordBytes |"), "{text}");
+    let text = stdout(&edgepipe(&["wal", "verify", d]));
+    assert!(
+        text.contains(&format!("200 intact record(s), {want} record bytes")),
+        "{text}"
+    );
+}
+
+/// Issue 10 ("small truths"): a read-only `wal info` beside a running
+/// writer cannot know the writer's durable offset; it showed the last
+/// checkpoint's offset as "durable offset". It now names what it can vouch
+/// for: the recovery point, durable as of the last checkpoint.
+#[test]
+fn read_only_info_beside_a_writer_names_the_recovery_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        fsync: FsyncPolicy::Interval(std::time::Duration::from_millis(5)),
+        // No checkpoint while the test looks: the one written at open
+        // (offset 0) is what a read-only look finds.
+        checkpoint_interval: std::time::Duration::from_secs(3600),
+        ..config()
+    };
+    let log = Log::open(dir.path(), cfg).unwrap();
+    for i in 0..10u64 {
+        log.append(1, format!("rec-{i}").as_bytes()).unwrap();
+    }
+    log.wait_durable(9).unwrap();
+    assert_eq!(log.durable_offset(), 10);
+    let d = dir.path().to_str().unwrap();
+    let o = edgepipe(&["wal", "info", d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(s.contains("log end offset:    10"), "{s}");
+    assert!(
+        s.contains("recovery point:    0 (durable as of the writer's last checkpoint"),
+        "{s}"
+    );
+    assert!(!s.contains("durable offset"), "{s}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&edgepipe(&["wal", "info", "--json", d]).stdout).unwrap();
+    assert_eq!(v["recovery_point"], 0);
+    assert!(v["durable_offset"].is_null(), "{v}");
+
+    // After a clean close every record is durable, and it says so.
+    log.close().unwrap();
+    let s = stdout(&edgepipe(&["wal", "info", d]));
+    assert!(
+        s.contains("durable offset:    10 (closed cleanly: every record is durable)"),
+        "{s}"
+    );
+    assert!(!s.contains("recovery point"), "{s}");
+}
+
 #[test]
 fn dump_from_offset_time_and_limit() {
     let dir = tempfile::tempdir().unwrap();

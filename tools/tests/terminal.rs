@@ -371,6 +371,36 @@ fn top_without_a_terminal_prints_a_snapshot_of_each_pipe() {
     // Not a terminal: no escape sequences.
     assert!(!s.contains('\x1b'), "{s:?}");
 
+    // Without --data-dir the change log comes over SQL (SHOW CHANGELOG),
+    // with the same figures (issue 10).
+    let o = Command::new(env!("CARGO_BIN_EXE_edgepipe"))
+        .args(["top", "-h", "127.0.0.1", "-p", &node.port.to_string()])
+        .args(["--interval", "0.2"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run edgepipe top");
+    let over_sql = text(&o.stdout);
+    assert!(o.status.success(), "{over_sql}{}", text(&o.stderr));
+    let log_line = |s: &str| {
+        let l = s
+            .lines()
+            .find(|l| l.starts_with("change log "))
+            .unwrap_or_else(|| panic!("no change log line: {s}"))
+            .to_string();
+        l[l.find("): ").expect("source") + 3..l.find("; ingest").expect("ingest")].to_string()
+    };
+    assert!(
+        over_sql.contains("change log (SHOW CHANGELOG): offsets "),
+        "{over_sql}"
+    );
+    assert_eq!(log_line(&over_sql), log_line(&s), "{over_sql}\n{s}");
+    assert!(over_sql.contains("ingest "), "{over_sql}");
+    assert!(
+        over_sql.lines().any(|l| l.contains(" first ")),
+        "{over_sql}"
+    );
+
     // A node that is not there: a clear error and exit code 2.
     let o = Command::new(env!("CARGO_BIN_EXE_edgepipe"))
         .args(["top", "-p", &closed_port().to_string()])

@@ -29,8 +29,10 @@ pub struct VerifyReport {
     pub segments: u64,
     /// Records whose batch passed its CRC.
     pub records: u64,
-    /// Bytes of batches checked.
-    pub bytes: u64,
+    /// Bytes of the record batches checked (batch headers included, segment
+    /// headers not): the sum of the segments'
+    /// [`SegmentInfo::record_bytes`](crate::SegmentInfo::record_bytes).
+    pub record_bytes: u64,
     /// Problems, in log order; the first is where the intact log ends.
     pub problems: Vec<Problem>,
 }
@@ -65,7 +67,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
         let seg = Segment::open(&path, base, false)?;
         let scan = recovery::scan(&seg, 0, 0, DEFAULT_INDEX_INTERVAL_BYTES, prev_arrival);
         report.records += scan.meta.next_offset - base;
-        report.bytes += scan.meta.data_len.saturating_sub(SEGMENT_HEADER_LEN as u64);
+        report.record_bytes += scan.meta.data_len.saturating_sub(SEGMENT_HEADER_LEN as u64);
         if let Some(d) = &scan.damage {
             report.problems.push(Problem {
                 path: path.clone(),

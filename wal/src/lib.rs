@@ -84,4 +84,4 @@ pub use ledger::{ConsumerState, MAX_LOST_RANGES};
 pub use log::{ConsumerInfo, Deleted, Log};
 pub use reader::{Reader, Record, RecordBatch};
 pub use segment::{background_priority, background_priority_of, idle_priority, thread_id};
-pub use stats::{Lag, SegmentInfo};
+pub use stats::{Durability, HistogramSnapshot, Lag, LatencyHistogram, SegmentInfo, FSYNC_BUCKETS};

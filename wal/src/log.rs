@@ -132,6 +132,8 @@ pub(crate) struct Shared {
     sealing: Mutex<()>,
     /// Held for the writer's life: the exclusive lock on `LOCK`.
     _lock: Option<std::fs::File>,
+    /// How long data syncs take ([`Log::fsync_stats`]).
+    pub fsyncs: crate::stats::LatencyHistogram,
 }
 
 /// A change log. Appends are serialised; any number of [`Reader`]s read and
@@ -280,6 +282,7 @@ impl Log {
             unflushed: Mutex::new(Vec::new()),
             sealing: Mutex::new(()),
             _lock: rec.lock,
+            fsyncs: crate::stats::LatencyHistogram::new(&crate::stats::FSYNC_BUCKETS),
         };
         Log {
             shared: Arc::new(shared),
@@ -469,7 +472,8 @@ impl Log {
         self.shared.end.load(Ordering::Acquire)
     }
 
-    /// Every offset below this one is durable.
+    /// Every offset below this one is durable. For a read-only log, what
+    /// the checkpoint on disk vouches for (see [`Log::durability`]).
     pub fn durable_offset(&self) -> u64 {
         self.shared.durable.load(Ordering::Acquire)
     }
@@ -775,6 +779,12 @@ impl Shared {
         Ok(g)
     }
 
+    /// The recovery-point checkpoint this process last wrote or, for a
+    /// read-only log, read.
+    pub(crate) fn last_checkpoint(&self) -> Option<Checkpoint> {
+        self.checkpoint.lock().expect("checkpoint lock").last
+    }
+
     pub(crate) fn snapshot(&self) -> Arc<Vec<Arc<Segment>>> {
         self.segments.read().expect("segments lock").clone()
     }
@@ -865,7 +875,7 @@ impl Shared {
             st.segment = seg.base_offset;
             st.pos = 0;
         }
-        seg.flush(st.pos, to)?;
+        self.fsyncs.time(|| seg.flush(st.pos, to))?;
         st.pos = to;
         self.set_durable(end);
         if st.last_checkpoint.elapsed() >= self.config.checkpoint_interval {
@@ -962,7 +972,10 @@ impl Shared {
         // then too (five fsyncs that would stall this append).
         let defer = self.config.fsync == FsyncPolicy::Never;
         if !defer {
-            old.persist(self.needs_sync(&old))?;
+            if self.needs_sync(&old) {
+                self.fsyncs.time(|| old.sync_data())?;
+            }
+            old.write_index_files()?;
         }
         let next = old.next_offset();
         let new = Arc::new(Segment::create(&self.dir, next, self.config.segment_bytes)?);
@@ -1017,7 +1030,7 @@ impl Shared {
             return Ok(());
         };
         for s in &pending {
-            s.sync_data()?;
+            self.fsyncs.time(|| s.sync_data())?;
             s.write_index_files()?;
         }
         let next = last.next_offset();

@@ -140,17 +140,19 @@ impl Store {
         let job = self.freeze();
         st.running = true;
         drop(st);
-        let (dir, log, inner, state) = (
+        let (dir, log, inner, state, counters) = (
             self.dir.clone(),
             self.log.clone(),
             self.inner.clone(),
             self.flush_state.clone(),
+            self.counters.clone(),
         );
         std::thread::Builder::new()
             .name("store-flush".into())
             .spawn(move || {
                 wal::background_priority();
                 let r = run_flush(&dir, &log, &inner, job, Some(&state));
+                count(&counters, &r);
                 let (lock, cv) = &*state;
                 let mut st = lock.lock().expect("flush lock");
                 st.running = false;
@@ -233,9 +235,19 @@ impl Store {
             },
         );
         let r = run_flush(&self.dir, &self.log, &self.inner, job, None);
+        count(&self.counters, &r);
         lock.lock().expect("flush lock").record(&r);
         r.map(|()| covered)
     }
+}
+
+/// Counts a flush that ended.
+fn count(counters: &crate::metrics::StoreCounters, r: &SResult<()>) {
+    let c = match r {
+        Ok(()) => &counters.flushes,
+        Err(_) => &counters.flush_failures,
+    };
+    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Puts a failed job's frozen memtables back under the memtables: newer
@@ -366,7 +378,11 @@ fn run_flush(
     };
     write_checkpoint(dir, &encode_checkpoint(&ck))
         .map_err(|e| io_error("write the store's checkpoint", &e))?;
-    inner_lock.write().expect("store lock").checkpointed = applied;
+    {
+        let mut inner = inner_lock.write().expect("store lock");
+        inner.checkpointed = applied;
+        inner.checkpointed_at = Some(std::time::SystemTime::now());
+    }
     // The log keeps what the previous checkpoint needs too: if this one is
     // ever damaged, the store starts from that one and replays.
     if let Err(e) = log.commit(STORE_CONSUMER, previous) {

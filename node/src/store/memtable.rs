@@ -20,6 +20,11 @@ impl Mem {
         }
     }
 
+    /// Bytes its vectors hold (capacity, not length).
+    pub(super) fn heap_bytes(&self) -> usize {
+        8 * self.times.capacity() + column_bytes(&self.values)
+    }
+
     /// Sorts by time, keeping the last write of each timestamp.
     pub(super) fn normalize(&mut self) {
         if self.sorted {
@@ -47,4 +52,19 @@ pub(super) struct Frozen {
     pub(super) seq: u64,
     pub(super) times: Vec<i64>,
     pub(super) values: Column,
+}
+
+/// Bytes a column's vectors hold (capacity; a TEXT value's own bytes
+/// counted by length).
+pub(super) fn column_bytes(c: &Column) -> usize {
+    match c {
+        Column::Boolean(v) => v.capacity(),
+        Column::Int32(v) => 4 * v.capacity(),
+        Column::Int64(v) => 8 * v.capacity(),
+        Column::Float(v) => 4 * v.capacity(),
+        Column::Double(v) => 8 * v.capacity(),
+        Column::Text(v) => {
+            std::mem::size_of::<Vec<u8>>() * v.capacity() + v.iter().map(Vec::len).sum::<usize>()
+        }
+    }
 }

@@ -150,6 +150,9 @@ struct Inner {
     damaged: Vec<(u64, String)>,
     /// The change-log offset of the last checkpoint written or loaded.
     checkpointed: u64,
+    /// When that checkpoint was written (the file's time when loaded; the
+    /// open's time when there is none).
+    checkpointed_at: Option<std::time::SystemTime>,
 }
 
 /// Settings of the store.
@@ -187,6 +190,8 @@ pub struct Store {
     /// Serialises validate → log append → apply, so the log order is the
     /// apply order.
     write_lock: Mutex<()>,
+    /// Points ingested and flushes, for the metrics.
+    counters: Arc<crate::metrics::StoreCounters>,
 }
 
 impl std::fmt::Debug for Store {
@@ -379,6 +384,11 @@ impl Store {
             }
         }
         inner.checkpointed = applied;
+        inner.checkpointed_at = Some(
+            std::fs::metadata(dir.join(checkpoint::CHECKPOINT))
+                .and_then(|m| m.modified())
+                .unwrap_or_else(|_| std::time::SystemTime::now()),
+        );
         // A file number is never used twice, even when an older checkpoint
         // is in use and newer files are removed below: a pipe's history
         // snapshot names files by number.
@@ -405,6 +415,7 @@ impl Store {
             inner: Arc::new(RwLock::new(inner)),
             flush_state: Arc::default(),
             write_lock: Mutex::new(()),
+            counters: Arc::default(),
         };
         store
             .log
@@ -637,11 +648,20 @@ impl Store {
             Origin::Pipe => kind | crate::event::FROM_PIPE,
         };
         let offset = self.log.append(kind, payload).map_err(log_error)?;
-        let points = {
+        let (points, added) = {
             let mut inner = self.inner.write().expect("store lock");
+            let before = inner.mem_points;
             apply(&mut inner, &self.config, &ev, false)?;
-            inner.mem_points
+            (inner.mem_points, inner.mem_points.saturating_sub(before))
         };
+        if matches!(ev, Event::Tablet(_)) {
+            // The points the apply just added to the memtables (no flush
+            // can run under the store lock): one relaxed add per write
+            // request, no second pass over the tablet.
+            self.counters
+                .points_ingested
+                .fetch_add(added as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         // Past the log's hard bound only the store's checkpoint can free
         // space: flush early.
         if points >= self.config.flush_points || (points > 0 && self.log.checkpoint_wanted()) {
@@ -693,5 +713,37 @@ impl Store {
     /// Points held in memtables (not yet flushed).
     pub fn memtable_points(&self) -> usize {
         self.inner.read().expect("store lock").mem_points
+    }
+
+    /// Bytes the memtables hold (their vectors' capacity), frozen ones
+    /// being flushed included. Walks every series: for a scrape, not for a
+    /// hot path.
+    pub fn memtable_bytes(&self) -> u64 {
+        let inner = self.inner.read().expect("store lock");
+        inner
+            .series
+            .values()
+            .map(|s| {
+                s.mem.heap_bytes()
+                    + s.frozen.as_ref().map_or(0, |f| {
+                        memtable::column_bytes(&f.values) + 8 * f.times.capacity()
+                    })
+            })
+            .sum::<usize>() as u64
+    }
+
+    /// When the last checkpoint was written (or, before the first, when the
+    /// store opened).
+    pub fn checkpointed_at(&self) -> std::time::SystemTime {
+        self.inner
+            .read()
+            .expect("store lock")
+            .checkpointed_at
+            .unwrap_or(std::time::UNIX_EPOCH)
+    }
+
+    /// Points ingested and flushes, counted as they happen.
+    pub fn counters(&self) -> &crate::metrics::StoreCounters {
+        &self.counters
     }
 }
