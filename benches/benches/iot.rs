@@ -44,7 +44,10 @@
 //! `EDGEPIPE_BENCH_CONNECTOR="'connector.compressor'='zstd'"` (extra
 //! connector attributes), `EDGEPIPE_BENCH_CONFIG="memtable_flush_points=250000"`
 //! (extra node properties, `;`-separated), `EDGEPIPE_BENCH_BIN=PATH` (another
-//! `edgepipe` build, to compare two), `EDGEPIPE_BENCH_KEEP=1` (keep data,
+//! `edgepipe` build, to compare two), `EDGEPIPE_BENCH_PIPE_FIRST=1` (the
+//! backfill's pipe is created, STOPPED, before the fill, so it reads the
+//! backlog from the change log instead of a store snapshot),
+//! `EDGEPIPE_BENCH_KEEP=1` (keep data,
 //! logs and both nodes' `/proc/PID/smaps` at the end).
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -230,10 +233,21 @@ fn backfill(shape: Shape, fsync: &str) -> Backfill {
     let edge = Server::start(&tmp.path().join("edge"), 0, &config(fsync));
     let cloud = Server::start(&tmp.path().join("cloud"), 0, &config(fsync));
     let sampler = Sampler::start(edge.pid(), cloud.pid());
+    // With EDGEPIPE_BENCH_PIPE_FIRST=1 the pipe exists (STOPPED) before the
+    // fill, so the change log keeps the backlog and the pipe reads it from
+    // there; otherwise the node drops checkpointed segments during the fill
+    // and the pipe reads its history from a store snapshot.
+    let pipe_first =
+        std::env::var("EDGEPIPE_BENCH_PIPE_FIRST").is_ok_and(|v| !v.is_empty() && v != "0");
+    if pipe_first {
+        create_pipe(&edge, "p", &cloud.addr());
+    }
     sampler.phase(FILL);
     let (fill_pps, log_bytes) = shape.fill(&edge.addr());
     sampler.phase(PIPE);
-    create_pipe(&edge, "p", &cloud.addr());
+    if !pipe_first {
+        create_pipe(&edge, "p", &cloud.addr());
+    }
     let (last_dev, last_t) = shape.last();
     let mut edge_s = Session::open(&edge.addr(), "root", "root").expect("edge session");
     let mut cloud_s = Session::open(&cloud.addr(), "root", "root").expect("cloud session");
@@ -290,6 +304,20 @@ fn backfill(shape: Shape, fsync: &str) -> Backfill {
         got.rows[0].1[0].as_ref().map(|v| v.to_string()),
         Some(shape.devices.to_string())
     );
+    // Every point arrived, not just the last one.
+    let counted: u64 = cloud
+        .exec(&format!("select count(s0) from root.{}.**", shape.name))
+        .expect("count points")
+        .rows[0]
+        .1
+        .iter()
+        .map(|v| {
+            v.as_ref()
+                .map_or(0, |v| v.to_string().parse::<u64>().unwrap_or(0))
+        })
+        .sum();
+    let written = shape.tablets() / shape.devices * shape.devices * shape.rows;
+    assert_eq!(counted, written, "points on the cloud");
     drop(edge_s);
     drop(cloud_s);
     edge.stop();
