@@ -236,7 +236,8 @@ impl Tls {
         match tokio::time::timeout(timeout, work).await {
             Ok(r) => r,
             Err(_) => Err(format!(
-                "the TLS handshake did not finish within {timeout:?} (dn_connection_timeout_ms)"
+                "the TLS handshake did not finish within {} ms (dn_connection_timeout_ms)",
+                timeout.as_millis()
             )),
         }
     }
