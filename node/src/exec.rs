@@ -662,18 +662,7 @@ impl Executor {
             .into_iter()
             .map(|c| {
                 let lag = log.lag(c.state.committed).ok();
-                let lost: u64 = c.state.lost.iter().map(|(a, b)| b - a).sum();
-                let lost = if lost == 0 {
-                    "-".to_string()
-                } else {
-                    let ranges: Vec<String> = c
-                        .state
-                        .lost
-                        .iter()
-                        .map(|(a, b)| format!("[{a},{b})"))
-                        .collect();
-                    format!("{lost} records {}", ranges.join(" "))
-                };
+                let lost = c.state.lost_text();
                 vec![
                     c.name,
                     c.state.committed.to_string(),

@@ -672,13 +672,7 @@ pub fn encode_batch(
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::test_util::hex;
 
     /// The reference's worked row (§2.7): root.sg.d1 at 1700000000000,
     /// s1 INT64 = 42, s2 TEXT = "hi".

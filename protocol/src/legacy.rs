@@ -197,13 +197,7 @@ pub fn major_minor(version: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::test_util::hex;
 
     #[test]
     fn tsfile_pipe_data_matches_the_reference() {

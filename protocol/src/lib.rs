@@ -57,3 +57,16 @@ pub mod types;
 #[rustfmt::skip]
 #[path = "generated/rpc.rs"]
 pub mod rpc;
+
+/// Helpers shared by the crate's unit tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    /// Bytes from hex digits, whitespace ignored (the reference's dumps).
+    pub(crate) fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+}

@@ -433,13 +433,7 @@ mod tests {
     use super::*;
     use crate::tablet::{Column, Tablet};
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::test_util::hex;
 
     #[test]
     fn file_pieces_and_seals_match_the_reference() {

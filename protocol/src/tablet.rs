@@ -766,13 +766,7 @@ impl Tablet {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::test_util::hex;
 
     /// The points of a serialized tablet, counted from its header and
     /// bitmaps, are those of the tablet (nulls, rows across the bitmap's

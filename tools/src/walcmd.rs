@@ -379,18 +379,7 @@ fn offsets(c: &Common, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         "Lost",
     ]);
     for (ci, lag) in &rows {
-        let lost: u64 = ci.state.lost.iter().map(|(a, b)| b - a).sum();
-        let lost = if lost == 0 {
-            "-".to_string()
-        } else {
-            let ranges: Vec<String> = ci
-                .state
-                .lost
-                .iter()
-                .map(|(a, b)| format!("[{a},{b})"))
-                .collect();
-            format!("{lost} records {}", ranges.join(" "))
-        };
+        let lost = ci.state.lost_text();
         t.row(vec![
             ci.name.clone(),
             ci.state.committed.to_string(),

@@ -31,6 +31,21 @@ pub struct ConsumerState {
 pub const MAX_LOST_RANGES: usize = 64;
 
 impl ConsumerState {
+    /// The records lost, as the tables show them: `-`, or
+    /// `N records [a,b) [c,d)`.
+    pub fn lost_text(&self) -> String {
+        let lost: u64 = self.lost.iter().map(|(a, b)| b - a).sum();
+        if lost == 0 {
+            return "-".to_string();
+        }
+        let ranges: Vec<String> = self
+            .lost
+            .iter()
+            .map(|(a, b)| format!("[{a},{b})"))
+            .collect();
+        format!("{lost} records {}", ranges.join(" "))
+    }
+
     /// Records that `[from, to)` was lost, merging it with the last range
     /// when they touch, and keeping at most [`MAX_LOST_RANGES`] ranges.
     pub fn record_loss(&mut self, from: u64, to: u64) {

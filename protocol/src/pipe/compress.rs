@@ -386,13 +386,7 @@ mod tests {
     use super::*;
     use crate::pipe::{TRANSFER_TABLET_BATCH, TRANSFER_TABLET_RAW};
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::test_util::hex;
 
     /// Bytes shaped like a batch of sensor rows: regular times, slowly
     /// varying values.
