@@ -509,3 +509,38 @@ fn a_taken_metrics_port_is_named_and_leaves_no_data_directory() {
     assert_eq!(node.metrics_port, None, "OFF opens no endpoint");
     node.stop();
 }
+
+/// A receiving node counts what pipes deliver as ingested points (and
+/// `SHOW PIPES`-free: the cloud's own counters).
+#[test]
+fn a_cloud_counts_received_points_as_ingested() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        &dir.path().join("cloud.properties"),
+        &[
+            ("dn_metric_reporter_list", "PROMETHEUS"),
+            ("dn_metric_prometheus_reporter_port", "0"),
+        ],
+    );
+    let cloud = NodeProc::start(
+        &dir.path().join("cloud"),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let port = cloud
+        .metrics_port
+        .expect("the cloud prints its metrics address");
+    let edge = NodeProc::start(&dir.path().join("edge"), &[]);
+    write_rows(&edge.addr(), "root.m.d", 0, 1000);
+    sql(
+        &edge.addr(),
+        &format!("CREATE PIPE p WITH CONNECTOR ('connector'='iotdb-thrift-connector', 'connector.ip'='127.0.0.1', 'connector.port'='{}')", cloud.port),
+    );
+    sql(&edge.addr(), "START PIPE p");
+    synced(&edge, &cloud);
+    let s = scrape_until(port, "2000 points ingested on the cloud", |s| {
+        s.get("edgepipe_points_ingested_total", &[]) == Some(2000.0)
+    });
+    assert!(s.value("edgepipe_log_end_offset", &[]) > 0.0);
+    edge.stop();
+    cloud.stop();
+}

@@ -596,13 +596,18 @@ impl Store {
                 let records: Vec<(u8, &[u8])> = chunk.iter().map(|(_, b)| (kind, *b)).collect();
                 let first = self.log.append_batch(&records).map_err(log_error)?;
                 last = Some(first + records.len() as u64 - 1);
-                let points = {
+                let (points, added) = {
                     let mut inner = self.inner.write().expect("store lock");
+                    let before = inner.mem_points;
                     for (t, _) in &chunk {
                         apply_tablet(&mut inner, &self.config, t, &mut buf);
                     }
-                    inner.mem_points
+                    (inner.mem_points, inner.mem_points.saturating_sub(before))
                 };
+                // Received points count as ingested too (one add per batch).
+                self.counters
+                    .points_ingested
+                    .fetch_add(added as u64, std::sync::atomic::Ordering::Relaxed);
                 chunk.clear();
                 pending.clear();
                 if points >= self.config.flush_points
