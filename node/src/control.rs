@@ -298,10 +298,15 @@ fn reaches_self(
     let listen = plain(l.ip);
     let candidates: Vec<IpAddr> = if let Ok(ip) = bare.parse::<IpAddr>() {
         vec![plain(ip)]
-    } else if bare.eq_ignore_ascii_case("localhost")
-        || hostname.is_some_and(|h| h.eq_ignore_ascii_case(bare))
-    {
-        // This machine by name: any address it listens on will do.
+    } else if bare.eq_ignore_ascii_case("localhost") {
+        // Loopback by name: only a node listening on loopback (or on every
+        // address) is reached; one on a LAN address alone is not.
+        vec![
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ]
+    } else if hostname.is_some_and(|h| h.eq_ignore_ascii_case(bare)) {
+        // This machine by its host name: any address it listens on will do.
         vec![
             IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -460,6 +465,8 @@ mod tests {
         assert!(me(&lan, "192.168.7.9", 6667));
         assert!(me(&lan, "edge-7", 6667));
         assert!(!me(&lan, "127.0.0.1", 6667));
+        // localhost is loopback: a node on a LAN address alone is not there.
+        assert!(!me(&lan, "localhost", 6667));
         // The message names the port's role and where the node listens.
         let m = reaches_self(&all4, &PORTS, &[], None, "localhost", 6670).unwrap();
         assert_eq!(

@@ -835,23 +835,6 @@ fn a_pipe_aimed_at_its_own_node_is_refused_at_create() {
         &format!("create pipe other2 with connector ({})", thrift(port + 1)),
     );
     a.stop();
-
-    // Listening on every address (::, dual stack): any loopback address
-    // is the node.
-    let b = NodeProc::start_on(&tmp.path().join("b"), "::", &[]);
-    for host in ["127.0.0.2", "::1", "0.0.0.0", "localhost"] {
-        let e = refused(
-            &b.addr(),
-            &format!(
-                "create pipe self with connector ('connector'='iotdb-thrift-connector', 'connector.ip'='{host}', 'connector.port'='{}')",
-                b.port
-            ),
-        );
-        assert!(
-            e.contains("points at this node itself")
-                && e.contains("listening on every address of this machine (::)"),
-            "{host}: {e}"
-        );
-    }
-    b.stop();
+    // A node listening on every address (0.0.0.0, ::) is covered by
+    // node::control's unit test: tests here listen on loopback only.
 }
