@@ -668,7 +668,10 @@ pub async fn bind(config: &NodeConfig) -> Result<Option<TcpListener>, String> {
     }
     let addr = format!("{}:{}", config.rpc_address, config.metric_prometheus_port);
     let l = TcpListener::bind(&addr).await.map_err(|e| {
-        format!("cannot serve metrics on {addr}: {e} (dn_metric_prometheus_reporter_port)")
+        format!(
+            "cannot serve metrics on {addr}: {} (dn_metric_prometheus_reporter_port)",
+            replicator::plugin::connector::io_text(&e)
+        )
     })?;
     if let Ok(a) = l.local_addr() {
         info!(addr = %a, "metrics endpoint listening (GET /metrics)");

@@ -309,7 +309,11 @@ impl Files {
                 Ok((st.pipe == id && st.creation_time_ms == creation_time_ms).then_some(st))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("{}: {e}", p.display())),
+            Err(e) => Err(format!(
+                "{}: {}",
+                p.display(),
+                crate::plugin::connector::io_text(&e)
+            )),
         }
     }
 
@@ -318,7 +322,13 @@ impl Files {
     /// # Errors
     /// I/O errors, naming the file.
     pub fn save(&self, st: &State) -> Result<(), String> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| {
+            format!(
+                "{}: {}",
+                self.dir.display(),
+                crate::plugin::connector::io_text(&e)
+            )
+        })?;
         crate::meta::write_atomically(&self.path(&st.pipe), &encode(st))
     }
 

@@ -174,7 +174,7 @@ impl std::fmt::Display for TransferError {
 /// An I/O error in the operating system's words, as IoTDB reports it
 /// (`Connection refused`), without the ` (os error 111)` that Rust's
 /// `Display` appends.
-pub(crate) fn io_text(e: &std::io::Error) -> String {
+pub fn io_text(e: &std::io::Error) -> String {
     let text = e.to_string();
     match text.rsplit_once(" (os error ") {
         Some((words, code))

@@ -477,7 +477,10 @@ pub fn connect_blocking(
     timeout: Duration,
 ) -> Result<BlockingStream, String> {
     use std::net::ToSocketAddrs;
-    let addrs: Vec<_> = addr.to_socket_addrs().map_err(|e| e.to_string())?.collect();
+    let addrs: Vec<_> = addr
+        .to_socket_addrs()
+        .map_err(|e| super::io_text(&e))?
+        .collect();
     let mut last = format!("{addr} resolves to no address");
     let mut tcp = None;
     for a in addrs {
@@ -486,7 +489,7 @@ pub fn connect_blocking(
                 tcp = Some(s);
                 break;
             }
-            Err(e) => last = e.to_string(),
+            Err(e) => last = super::io_text(&e),
         }
     }
     let mut tcp = tcp.ok_or(last)?;
@@ -498,7 +501,7 @@ pub fn connect_blocking(
     let name = ClientTls::server_name(host)?;
     let mut conn =
         rustls::ClientConnection::new(t.config.clone(), name).map_err(|e| format!("TLS: {e}"))?;
-    let before = tcp.read_timeout().map_err(|e| e.to_string())?;
+    let before = tcp.read_timeout().map_err(|e| super::io_text(&e))?;
     tcp.set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     tcp.set_write_timeout(Some(timeout))
@@ -511,7 +514,8 @@ pub fn connect_blocking(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) {
                     format!(
-                        "TLS handshake not finished within {timeout:?}: does the server serve TLS?"
+                        "TLS handshake not finished within {} ms: does the server serve TLS?",
+                        timeout.as_millis()
                     )
                 } else {
                     explain_tls(&e)
@@ -519,8 +523,10 @@ pub fn connect_blocking(
             );
         }
     }
-    tcp.set_read_timeout(before).map_err(|e| e.to_string())?;
-    tcp.set_write_timeout(None).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(before)
+        .map_err(|e| super::io_text(&e))?;
+    tcp.set_write_timeout(None)
+        .map_err(|e| super::io_text(&e))?;
     Ok(BlockingStream::Tls(Box::new(rustls::StreamOwned::new(
         conn, tcp,
     ))))
@@ -559,9 +565,10 @@ pub fn explain_tls(e: &io::Error) -> String {
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::BrokenPipe => format!(
-                "TLS handshake failed: the server closed the connection ({e}); does it serve TLS (enable_thrift_ssl=true on an edgepipe or IoTDB node)?"
+                "TLS handshake failed: the server closed the connection ({}); does it serve TLS (enable_thrift_ssl=true on an edgepipe or IoTDB node)?",
+                super::io_text(e)
             ),
-            _ => format!("TLS handshake failed: {e}"),
+            _ => format!("TLS handshake failed: {}", super::io_text(e)),
         };
     };
     let cert = |why: String| format!("TLS: the server's certificate does not verify: {why}");
@@ -589,10 +596,10 @@ pub fn explain_tls(e: &io::Error) -> String {
             C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
                 "it is not for TLS servers (extended key usage)".to_string()
             }
-            other => format!("{other:?}"),
+            other => format!("{}", rustls::Error::InvalidCertificate(other.clone())),
         }),
-        rustls::Error::AlertReceived(a) => {
-            format!("TLS handshake failed: the server refused it (TLS alert {a:?})")
+        rustls::Error::AlertReceived(_) => {
+            format!("TLS handshake failed: the server refused it ({err})")
         }
         rustls::Error::InvalidMessage(_)
         | rustls::Error::InappropriateMessage { .. }
