@@ -193,7 +193,12 @@ fn backfill(
         let cpu = (cpu_secs(edge.pid()), cpu_secs(cloud.pid()));
         let run = Run::start();
         edge.exec(&format!("start pipe {pipe}"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(3600);
         while edge.remaining(&pipe) > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pipe {pipe} did not finish its backfill within an hour"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         let secs = run.elapsed().as_secs_f64();

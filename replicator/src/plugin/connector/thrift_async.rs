@@ -236,7 +236,6 @@ impl AsyncConnector {
                 "the legacy protocol is not pipeTransfer: a legacy connector sends it".into(),
             ));
         }
-        let tls = self.tls.get().map_err(TransferError)?;
         let n = self.endpoints.len();
         let first = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let mut errors = Vec::new();
@@ -250,21 +249,25 @@ impl AsyncConnector {
                 .expect("the semaphore is never closed");
             let mut client = match self.idle_client(ep) {
                 Some(c) => c,
-                None => match Client::connect(
-                    (&ep.host, ep.port),
-                    tls.as_ref(),
-                    &self.precision,
-                    self.timeout,
-                    self.wire.clone(),
-                )
-                .await
-                {
-                    Ok(c) => c,
-                    Err(e) => {
-                        errors.push(e.0);
-                        continue;
+                None => {
+                    // The trust store only matters for a new connection.
+                    let tls = self.tls.get().map_err(TransferError)?;
+                    match Client::connect(
+                        (&ep.host, ep.port),
+                        tls.as_ref(),
+                        &self.precision,
+                        self.timeout,
+                        self.wire.clone(),
+                    )
+                    .await
+                    {
+                        Ok(c) => c,
+                        Err(e) => {
+                            errors.push(e.0);
+                            continue;
+                        }
                     }
-                },
+                }
             };
             let bodies: Vec<&[u8]> = tablets.iter().map(|b| &b[..]).collect();
             let r = client
