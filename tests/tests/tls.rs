@@ -308,6 +308,11 @@ fn a_pkcs12_key_store_serves_and_bad_key_stores_stop_the_start() {
             .err()
             .unwrap_or_else(|| panic!("started with {p} / {pwd}"));
         assert!(e.contains("key_store_path") && e.contains(want), "{e}");
+        // Named as the key store's trouble, not the data directory's, and
+        // nothing is made in the data directory (the test made it).
+        assert!(!e.contains("cannot open data directory"), "{e}");
+        let made: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+        assert!(made.is_empty(), "{} holds {made:?}", dir.display());
     }
 }
 

@@ -103,6 +103,9 @@ pub fn run(opt: ServerOpt) -> anyhow::Result<()> {
         let metrics = node::metrics::bind(&config)
             .await
             .map_err(anyhow::Error::msg)?;
+        // A key store that cannot be used is named as such, before any
+        // data directory is made (the node reads it again when it opens).
+        node::server::Tls::from_config(&config).map_err(anyhow::Error::msg)?;
         let existed = data_dir.exists();
         let node = match node::Node::open(config) {
             Ok(n) => n,
