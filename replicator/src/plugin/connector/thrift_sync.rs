@@ -155,40 +155,51 @@ impl Client {
         };
         let len = body.iter().map(|p| p.len()).sum();
         let head = pipe::call_head(self.seq, kind, len);
-        // With a rate limit the frame goes out in paced slices; the wait
-        // for them is added to the timeout (it is not the receiver's).
         let wire = self.wire.clone();
-        let deadline = timeout + wire.pacing(head.len() + len + pipe::TAIL.len());
         let s = &mut self.stream;
         let mut parts = Vec::with_capacity(body.len() + 2);
         parts.push(&head[..]);
         parts.extend_from_slice(body);
         parts.push(&pipe::TAIL[..]);
+        let timed_out = || std::io::Error::from(std::io::ErrorKind::TimedOut);
         let io = async {
-            if wire.is_paced() {
-                wire.write_paced(s, &parts).await?;
+            let reply_by = if wire.is_paced() {
+                // With a rate limit the frame goes out in paced slices; the
+                // waits for the bucket (shared with the connector's other
+                // requests) are not the receiver's, so the reply is due
+                // `timeout` after the last byte went out.
+                wire.write_paced(s, &parts, timeout).await?;
+                tokio::time::Instant::now() + timeout
             } else {
-                write_parts(s, &parts).await?;
-            }
-            let mut len = [0u8; 4];
-            s.read_exact(&mut len).await?;
-            let n = i32::from_be_bytes(len);
-            if !(1..=MAX_REPLY_FRAME).contains(&n) {
-                return Err(std::io::Error::other(format!("reply frame of {n} bytes")));
-            }
-            let mut buf = vec![0u8; n as usize];
-            s.read_exact(&mut buf).await?;
-            Ok(buf)
+                let by = tokio::time::Instant::now() + timeout;
+                tokio::time::timeout_at(by, write_parts(s, &parts))
+                    .await
+                    .map_err(|_| timed_out())??;
+                by
+            };
+            tokio::time::timeout_at(reply_by, async {
+                let mut len = [0u8; 4];
+                s.read_exact(&mut len).await?;
+                let n = i32::from_be_bytes(len);
+                if !(1..=MAX_REPLY_FRAME).contains(&n) {
+                    return Err(std::io::Error::other(format!("reply frame of {n} bytes")));
+                }
+                let mut buf = vec![0u8; n as usize];
+                s.read_exact(&mut buf).await?;
+                Ok(buf)
+            })
+            .await
+            .map_err(|_| timed_out())?
         };
-        let buf = match tokio::time::timeout(deadline, io).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => return Err(TransferError(format!("connection failed: {}", io_text(&e)))),
-            Err(_) => {
+        let buf = match io.await {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 return Err(TransferError(format!(
                     "no reply within {}",
                     timeout_text(timeout)
                 )))
             }
+            Err(e) => return Err(TransferError(format!("connection failed: {}", io_text(&e)))),
         };
         debug!(bytes = len, "pipeTransfer answered");
         let r = read_reply::<TPipeTransferResp>(&buf)

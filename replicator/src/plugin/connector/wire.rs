@@ -91,7 +91,8 @@ impl Wire {
     }
 
     /// How long `bytes` take at the rate limit (nothing without one).
-    pub(crate) fn pacing(&self, bytes: usize) -> Duration {
+    #[cfg(test)]
+    fn pacing(&self, bytes: usize) -> Duration {
         self.limit
             .as_ref()
             .map_or(Duration::ZERO, |b| b.cost(bytes))
@@ -107,14 +108,19 @@ impl Wire {
     }
 
     /// [`write_parts`] in slices of the bucket's [`Bucket::slice`] bytes,
-    /// each written once the bucket holds it.
+    /// each written once the bucket holds it and within `timeout` of
+    /// that. The waits for the bucket, which the connector's other
+    /// requests share, are not bounded by `timeout`: they are the rate
+    /// limit's, not the receiver's.
     ///
     /// # Errors
-    /// The stream's write error.
+    /// The stream's write error; `TimedOut` for a slice not written within
+    /// `timeout`.
     pub(crate) async fn write_paced<W: AsyncWrite + Unpin + ?Sized>(
         &self,
         w: &mut W,
         parts: &[&[u8]],
+        timeout: Duration,
     ) -> std::io::Result<()> {
         let slice = self.limit.as_ref().map_or(usize::MAX, Bucket::slice);
         let mut group: Vec<&[u8]> = Vec::new();
@@ -128,7 +134,7 @@ impl Wire {
                 p = &p[take..];
                 if n == slice {
                     self.pace(n).await;
-                    write_parts(w, &group).await?;
+                    write_within(w, &group, timeout).await?;
                     group.clear();
                     n = 0;
                 }
@@ -136,10 +142,21 @@ impl Wire {
         }
         if n > 0 {
             self.pace(n).await;
-            write_parts(w, &group).await?;
+            write_within(w, &group, timeout).await?;
         }
         Ok(())
     }
+}
+
+/// [`write_parts`] within `timeout` (`TimedOut` if not).
+async fn write_within<W: AsyncWrite + Unpin + ?Sized>(
+    w: &mut W,
+    parts: &[&[u8]],
+    timeout: Duration,
+) -> std::io::Result<()> {
+    tokio::time::timeout(timeout, write_parts(w, parts))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }
 
 /// A token bucket as a theoretical arrival time (GCRA): the bucket is
@@ -247,7 +264,9 @@ mod tests {
         let refs: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
         let mut out = Vec::new();
         let t0 = std::time::Instant::now();
-        wire.write_paced(&mut out, &refs).await.unwrap();
+        wire.write_paced(&mut out, &refs, Duration::from_secs(5))
+            .await
+            .unwrap();
         // 280 kB at 100 kB/s, the first second's worth at once: 1.8 s.
         let took = t0.elapsed();
         assert_eq!(out, parts.concat());
