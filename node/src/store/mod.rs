@@ -153,6 +153,12 @@ struct Inner {
     /// When that checkpoint was written (the file's time when loaded; the
     /// open's time when there is none).
     checkpointed_at: Option<std::time::SystemTime>,
+    /// Chunk files removed at open because the checkpoint in use does not
+    /// list them (an unfinished flush, or a fallback to the previous
+    /// checkpoint): the lowest removed number and the highest number on
+    /// disk then. A pipe's snapshot taken before the open that names a
+    /// file in that range lost its points (see `damaged_in`).
+    removed_at_open: Option<(u64, u64)>,
 }
 
 /// Settings of the store.
@@ -403,7 +409,11 @@ impl Store {
             .map(|f| f.seq)
             .chain(inner.damaged.iter().map(|d| d.0))
             .collect();
-        for seq in chunk_files.difference(&known) {
+        let removed: Vec<u64> = chunk_files.difference(&known).copied().collect();
+        if let (Some(lo), Some(hi)) = (removed.first(), chunk_files.iter().next_back()) {
+            inner.removed_at_open = Some((*lo, *hi));
+        }
+        for seq in &removed {
             let p = chunkfile::file_name(dir, *seq);
             warn!(file = %p.display(), "removing a chunk file from an unfinished flush");
             let _ = std::fs::remove_file(p);

@@ -232,6 +232,20 @@ impl Store {
     /// The error of every snapshot read while a chunk file the snapshot
     /// may need cannot be read at all.
     fn damaged_in(&self, inner: &super::Inner, snap: SnapshotId) -> SResult<()> {
+        if let Some((lo, hi)) = inner.removed_at_open {
+            // Taken before the open (newer snapshots name files past `hi`)
+            // and naming a file the open removed: its points are gone.
+            if (lo..=hi).contains(&snap.last_seq) {
+                return Err(StoreError::new(
+                    status::INTERNAL_SERVER_ERROR,
+                    format!(
+                        "cannot read the store's snapshot at offset {}: its chunk file {} was removed when the store opened from an older checkpoint (the newest was damaged or a flush had not finished); drop and create the pipe again to send its history anew",
+                        snap.offset,
+                        chunkfile::file_name(&self.dir, lo).display()
+                    ),
+                ));
+            }
+        }
         match inner.damaged.iter().find(|d| d.0 <= snap.last_seq) {
             None => Ok(()),
             Some((seq, why)) => {
@@ -497,6 +511,42 @@ mod tests {
         let s = open(dir.path());
         let (got, _) = read_all(&s, snap, &paths, 4096);
         assert_eq!((&got[0], &got[1]), (&want_a, &want_b));
+    }
+
+    /// A snapshot whose newest file the open removed (the newest
+    /// checkpoint was damaged, so the store opened from the previous one)
+    /// says so instead of reading less; a snapshot taken after that open
+    /// reads fine.
+    #[test]
+    fn a_snapshot_whose_files_an_open_removed_is_an_error_not_less_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        write(&s, "root.sg.d", &["a"], 0..100, 1.0);
+        s.flush().unwrap();
+        write(&s, "root.sg.d", &["a"], 100..200, 1.0);
+        let snap = s.snapshot().unwrap();
+        assert_eq!(snap.last_seq, 2);
+        drop(s);
+        let ck = dir.path().join("store/checkpoint");
+        let mut b = std::fs::read(&ck).unwrap();
+        b[5] = b[5].wrapping_add(1);
+        std::fs::write(&ck, b).unwrap();
+        let s = open(dir.path());
+        let paths = ["root.sg.d.a".to_string()];
+        let e = s
+            .snapshot_read(snap, &paths, i64::MIN, i64::MAX, 1 << 20)
+            .unwrap_err();
+        assert!(
+            e.message
+                .contains("was removed when the store opened from an older checkpoint"),
+            "{e:?}"
+        );
+        assert!(s.snapshot_series(snap, |_| true).is_err());
+        // The log replayed what the removed file held: a new snapshot has
+        // every point.
+        let again = s.snapshot().unwrap();
+        let (got, _) = read_all(&s, again, &paths, 1 << 20);
+        assert_eq!(got[0].len(), 200);
     }
 
     /// The snapshot names chunk files and pins nothing: it relies on
