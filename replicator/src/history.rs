@@ -83,7 +83,7 @@ use tracing::{info, warn};
 
 use crate::plugin::{ConnectorSpec, Extractor, PipeEvent, Processor};
 use crate::progress::HistoryFigures;
-use crate::task::{tablet_figures, PipeTask, Prepared};
+use crate::task::{PipeTask, Prepared};
 
 /// Where a pipe reads its history when the change log no longer holds it
 /// whole: the node's store. Implemented by the node (the replicator cannot
@@ -564,18 +564,13 @@ impl PipeTask {
         let mut sends = 0u64;
         let mut size = 0usize;
         let mut cursor = st.cursor.clone();
-        let batch = |events: &mut Vec<PipeEvent>, sends: &mut u64, mark: Mark| {
-            let (points, bytes) = tablet_figures(events);
-            Prepared {
-                offsets: vec![at; events.len()],
-                events: std::mem::take(events),
-                next: x,
-                sends: std::mem::take(sends),
-                points,
-                bytes,
-                failure: None,
-                history: Some(mark),
-            }
+        let batch = |events: &mut Vec<PipeEvent>, sends: &mut u64, mark: Mark| Prepared {
+            offsets: vec![at; events.len()],
+            events: std::mem::take(events),
+            next: x,
+            sends: std::mem::take(sends),
+            failure: None,
+            history: Some(mark),
         };
         while i < devices.len() {
             // Wait for room before reading more than the batch held.

@@ -141,10 +141,6 @@ pub(crate) struct Prepared {
     pub(crate) offsets: Vec<u64>,
     pub(crate) next: u64,
     pub(crate) sends: u64,
-    /// Points and bytes of the tablets among them that the connector
-    /// sends (for the metrics).
-    pub(crate) points: u64,
-    pub(crate) bytes: u64,
     pub(crate) failure: Option<String>,
     pub(crate) history: Option<history::Mark>,
 }
@@ -156,8 +152,6 @@ impl Prepared {
             offsets: Vec::new(),
             next: 0,
             sends: 0,
-            points: 0,
-            bytes: 0,
             failure: Some(m),
             history: None,
         }
@@ -363,7 +357,10 @@ impl PipeTask {
             if let Some(stopped) = self.send(&p.events, stop).await {
                 return stopped;
             }
-            self.stats.transfers.acknowledged(p.points, p.bytes);
+            // Counted here, once, after the acknowledgement (the lanes of
+            // the async connector count per tablet as they are answered).
+            let (points, bytes) = tablet_figures(&p.events);
+            self.stats.transfers.acknowledged(points, bytes);
             self.stats.acked(p.next, p.sends);
             if let Some(m) = p.history {
                 self.history_acked(m);
@@ -668,7 +665,6 @@ impl PipeTask {
         let mut events = Vec::new();
         let mut offsets = Vec::new();
         let mut sends = 0u64;
-        let (mut points, mut tablet_bytes) = (0u64, 0u64);
         let mut size = 0usize;
         loop {
             if !ext.realtime && offset >= self.meta.history_end {
@@ -701,8 +697,6 @@ impl PipeTask {
                             offsets,
                             next: offset,
                             sends,
-                            points,
-                            bytes: tablet_bytes,
                             failure: Some(format!("reading the change log: {e}")),
                             history: None,
                         };
@@ -755,13 +749,8 @@ impl PipeTask {
                             }
                             let before = events.len();
                             processor.process(ev, &mut events);
-                            for e in events[before..].iter().filter(|e| spec.sends(e)) {
-                                sends += 1;
-                                if let PipeEvent::Tablet(t) = e {
-                                    points += points_of(t);
-                                    tablet_bytes += t.len() as u64;
-                                }
-                            }
+                            sends +=
+                                events[before..].iter().filter(|e| spec.sends(e)).count() as u64;
                             offsets.resize(events.len(), rec.offset);
                         }
                         Ok(None) => {}
@@ -773,8 +762,6 @@ impl PipeTask {
                                 offsets,
                                 next,
                                 sends,
-                                points,
-                                bytes: tablet_bytes,
                                 failure: Some(m),
                                 history: None,
                             };
@@ -791,8 +778,6 @@ impl PipeTask {
                             offsets: std::mem::take(&mut offsets),
                             next,
                             sends: std::mem::take(&mut sends),
-                            points: std::mem::take(&mut points),
-                            bytes: std::mem::take(&mut tablet_bytes),
                             failure: None,
                             history: None,
                         };
@@ -809,8 +794,6 @@ impl PipeTask {
                     offsets: std::mem::take(&mut offsets),
                     next,
                     sends: std::mem::take(&mut sends),
-                    points: std::mem::take(&mut points),
-                    bytes: std::mem::take(&mut tablet_bytes),
                     failure: None,
                     history: None,
                 };
