@@ -265,25 +265,11 @@ fn ensure_database(inner: &mut Inner, config: &StoreConfig, path: &str) {
 pub(super) fn apply_tablet(inner: &mut Inner, config: &StoreConfig, t: &Tablet, buf: &mut String) {
     for (ci, (m, c)) in t.measurements.iter().zip(&t.columns).enumerate() {
         let path = series_path(buf, &t.device, m);
-        if !inner.series.contains_key(path) {
-            ensure_database(inner, config, path);
-            let info = SeriesInfo {
-                data_type: c.data_type(),
-                encoding: encoding_name(c.data_type().default_encoding()).to_string(),
-                compressor: "LZ4".into(),
-                aligned: t.aligned,
-            };
-            inner.series.insert(
-                path.to_string(),
-                Series {
-                    mem: Mem::new(info.data_type),
-                    info,
-                    frozen: None,
-                    chunks: Vec::new(),
-                },
-            );
-        }
-        let s = inner.series.get_mut(path).expect("just ensured");
+        // One lookup for a known series (the usual case).
+        let s = match inner.series.get_mut(path) {
+            Some(s) => s,
+            None => new_series(inner, config, t, c.data_type(), path),
+        };
         let before = s.mem.times.len();
         let last = s.mem.times.last().copied();
         let added = match &t.nulls[ci] {
@@ -311,6 +297,29 @@ pub(super) fn apply_tablet(inner: &mut Inner, config: &StoreConfig, t: &Tablet, 
         }
         inner.mem_points += added;
     }
+}
+
+/// Creates the series `path` a tablet writes first (and its database).
+fn new_series<'i>(
+    inner: &'i mut Inner,
+    config: &StoreConfig,
+    t: &Tablet,
+    data_type: DataType,
+    path: &str,
+) -> &'i mut Series {
+    ensure_database(inner, config, path);
+    let info = SeriesInfo {
+        data_type,
+        encoding: encoding_name(data_type.default_encoding()).to_string(),
+        compressor: "LZ4".into(),
+        aligned: t.aligned,
+    };
+    inner.series.entry(path.to_string()).or_insert(Series {
+        mem: Mem::new(info.data_type),
+        info,
+        frozen: None,
+        chunks: Vec::new(),
+    })
 }
 
 /// Applies an event to the in-memory state.
