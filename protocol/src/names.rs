@@ -431,17 +431,46 @@ pub fn canonical_measurement(m: &str) -> Result<Cow<'_, str>, NameError> {
 /// A [`NameError`] for the first bad name; [`Problem::NotCanonical`] names
 /// the form to write.
 pub fn check_tablet(device: &str, measurements: &[String]) -> Result<(), NameError> {
-    let d = canonical_device(device)?;
-    if d != device {
-        return Err(not_canonical(device, device, &d));
+    if !is_plain_canonical_device(device) {
+        let d = canonical_device(device)?;
+        if d != device {
+            return Err(not_canonical(device, device, &d));
+        }
     }
     for m in measurements {
+        if is_plain_canonical_node(m) {
+            continue;
+        }
         let c = canonical_measurement(m)?;
         if c != m.as_str() {
             return Err(not_canonical(m, m, &c));
         }
     }
     Ok(())
+}
+
+/// Whether `node` is a legal bare node (what [`check_bare`] accepts),
+/// hence already canonical: the usual name, checked without allocating.
+/// `false` says only "not this easy case" (the full check decides).
+fn is_plain_canonical_node(node: &str) -> bool {
+    !node.is_empty()
+        && node.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !RESERVED.iter().any(|r| r.eq_ignore_ascii_case(node))
+        && !is_real_number(node)
+}
+
+/// Whether `path` is `root` followed by one or more legal bare nodes (the
+/// usual device, which [`canonical_device`] returns unchanged), checked
+/// without allocating. `false` says only "not this easy case".
+fn is_plain_canonical_device(path: &str) -> bool {
+    let mut nodes = path.split('.');
+    nodes.next() == Some("root") && {
+        let mut any = false;
+        nodes.all(|n| {
+            any = true;
+            is_plain_canonical_node(n)
+        }) && any
+    }
 }
 
 fn not_canonical(given: &str, node: &str, canon: &str) -> NameError {
@@ -612,5 +641,71 @@ mod tests {
         check_series("root.sg.d.`a.b`").unwrap();
         assert!(check_series("root.sg").is_err());
         assert!(check_series("root.sg.d.*").is_err());
+    }
+
+    #[test]
+    fn the_quick_check_agrees_with_the_full_one() {
+        // The allocation-free path of `check_tablet` may only say yes
+        // where the full check says the name is legal and canonical.
+        let nodes = [
+            "s",
+            "s1",
+            "_",
+            "a_b",
+            "Temperature",
+            "d0",
+            "1",
+            "007",
+            "1e5",
+            "2L",
+            "3f",
+            "0x1",
+            "e5",
+            "time",
+            "TIME",
+            "root",
+            "Timestamp",
+            "",
+            "*",
+            "a*",
+            "a b",
+            "a-b",
+            "`s`",
+            "`1`",
+            "a`b",
+            "温度",
+            "a.b",
+            "\u{1}",
+            "NaN",
+            "Infinity",
+        ];
+        for n in nodes {
+            if is_plain_canonical_node(n) {
+                assert_eq!(canonical_measurement(n).as_deref(), Ok(n), "{n}");
+            }
+            assert_eq!(
+                check_tablet("root.sg.d", &[n.to_string()]).is_ok(),
+                canonical_measurement(n).is_ok_and(|c| c == n),
+                "{n}"
+            );
+            for d in [
+                format!("root.sg.{n}"),
+                format!("root.{n}"),
+                format!("{n}.sg.d"),
+            ] {
+                if is_plain_canonical_device(&d) {
+                    assert_eq!(canonical_device(&d).as_deref(), Ok(d.as_str()), "{d}");
+                }
+                assert_eq!(
+                    check_tablet(&d, &["s".into()]).is_ok(),
+                    canonical_device(&d).is_ok_and(|c| c == d.as_str()),
+                    "{d}"
+                );
+            }
+        }
+        assert!(!is_plain_canonical_device("root"));
+        assert!(!is_plain_canonical_device("root."));
+        assert!(!is_plain_canonical_device("root..d"));
+        assert!(is_plain_canonical_device("root.sg.d"));
     }
 }

@@ -641,7 +641,9 @@ impl Tablet {
         }
         let n = rows as usize;
         let mut measurements = Vec::new();
-        let mut types = Vec::new();
+        // One empty column per measurement (no allocation until filled):
+        // it carries the type until the values are read.
+        let mut columns: Vec<Column> = Vec::new();
         if b.u8()? == 1 {
             let count = b.len("schema count")?;
             for _ in 0..count {
@@ -658,7 +660,7 @@ impl Tablet {
                     b.slice()?;
                 }
                 measurements.push(id);
-                types.push(t);
+                columns.push(Column::with_capacity(t, 0));
             }
         }
         let times = if b.u8()? == 1 {
@@ -677,7 +679,7 @@ impl Tablet {
         } else {
             return Err(format!("serialized tablet: {n} rows but no timestamps"));
         };
-        let mut nulls: Vec<Option<Vec<bool>>> = vec![None; types.len()];
+        let mut nulls: Vec<Option<Vec<bool>>> = vec![None; columns.len()];
         if b.u8()? == 1 {
             for slot in nulls.iter_mut() {
                 if b.u8()? == 1 {
@@ -699,11 +701,11 @@ impl Tablet {
             }
         }
         if b.u8()? != 1 {
-            if types.is_empty() {
+            if columns.is_empty() {
                 return Ok(Tablet {
                     device,
                     measurements,
-                    columns: Vec::new(),
+                    columns,
                     nulls,
                     times,
                     aligned: false,
@@ -711,13 +713,14 @@ impl Tablet {
             }
             return Err("serialized tablet: values section missing".into());
         }
-        // Which columns were sent; absent ones are dropped below.
-        let mut present = vec![true; types.len()];
-        let mut columns = Vec::with_capacity(types.len());
-        for (i, &t) in types.iter().enumerate() {
+        // Which columns were sent (`None`: all); absent ones are dropped
+        // below.
+        let mut present: Option<Vec<bool>> = None;
+        let count = columns.len();
+        for (i, column) in columns.iter_mut().enumerate() {
+            let t = column.data_type();
             if b.u8()? == 0 {
-                present[i] = false;
-                columns.push(Column::with_capacity(t, 0));
+                present.get_or_insert_with(|| vec![true; count])[i] = false;
                 continue;
             }
             if t == DataType::Text {
@@ -737,9 +740,9 @@ impl Tablet {
                         nulls[i].get_or_insert_with(|| vec![false; n])[r] = true;
                     }
                 }
-                columns.push(Column::Text(v));
+                *column = Column::Text(v);
             } else {
-                columns.push(b.column(t, n)?);
+                *column = b.column(t, n)?;
             }
         }
         let mut tablet = Tablet {
@@ -750,7 +753,7 @@ impl Tablet {
             times,
             aligned: false,
         };
-        if present.iter().any(|&p| !p) {
+        if let Some(present) = present {
             let mut keep = present.into_iter();
             let mut keep2 = keep.clone();
             let mut keep3 = keep.clone();

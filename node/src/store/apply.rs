@@ -41,11 +41,25 @@ fn check_series_path(path: &str) -> SResult<()> {
         let nodes = split(path);
         nodes.len() >= 3 && nodes[0] == "root" && nodes.iter().all(|n| !n.is_empty())
     } else {
-        // The usual path, without allocating.
-        let mut nodes = path.split('.');
-        nodes.next() == Some("root")
-            && path.split('.').all(|n| !n.is_empty())
-            && nodes.nth(1).is_some()
+        // The usual path, in one pass without allocating: `root`, then
+        // at least two more nodes, none empty.
+        path.strip_prefix("root.").is_some_and(|rest| {
+            let b = rest.as_bytes();
+            let mut dots = 0;
+            let mut after_dot = true;
+            for &c in b {
+                if c == b'.' {
+                    if after_dot {
+                        return false;
+                    }
+                    dots += 1;
+                    after_dot = true;
+                } else {
+                    after_dot = false;
+                }
+            }
+            !after_dot && dots >= 1
+        })
     };
     if !ok {
         return Err(StoreError::new(status::ILLEGAL_PATH, format!("{path} is not a valid series path: a series needs root, a database and a measurement, e.g. root.sg.d.s")));
@@ -265,25 +279,11 @@ fn ensure_database(inner: &mut Inner, config: &StoreConfig, path: &str) {
 pub(super) fn apply_tablet(inner: &mut Inner, config: &StoreConfig, t: &Tablet, buf: &mut String) {
     for (ci, (m, c)) in t.measurements.iter().zip(&t.columns).enumerate() {
         let path = series_path(buf, &t.device, m);
-        if !inner.series.contains_key(path) {
-            ensure_database(inner, config, path);
-            let info = SeriesInfo {
-                data_type: c.data_type(),
-                encoding: encoding_name(c.data_type().default_encoding()).to_string(),
-                compressor: "LZ4".into(),
-                aligned: t.aligned,
-            };
-            inner.series.insert(
-                path.to_string(),
-                Series {
-                    mem: Mem::new(info.data_type),
-                    info,
-                    frozen: None,
-                    chunks: Vec::new(),
-                },
-            );
-        }
-        let s = inner.series.get_mut(path).expect("just ensured");
+        // One lookup for a known series (the usual case).
+        let s = match inner.series.get_mut(path) {
+            Some(s) => s,
+            None => new_series(inner, config, t, c.data_type(), path),
+        };
         let before = s.mem.times.len();
         let last = s.mem.times.last().copied();
         let added = match &t.nulls[ci] {
@@ -311,6 +311,29 @@ pub(super) fn apply_tablet(inner: &mut Inner, config: &StoreConfig, t: &Tablet, 
         }
         inner.mem_points += added;
     }
+}
+
+/// Creates the series `path` a tablet writes first (and its database).
+fn new_series<'i>(
+    inner: &'i mut Inner,
+    config: &StoreConfig,
+    t: &Tablet,
+    data_type: DataType,
+    path: &str,
+) -> &'i mut Series {
+    ensure_database(inner, config, path);
+    let info = SeriesInfo {
+        data_type,
+        encoding: encoding_name(data_type.default_encoding()).to_string(),
+        compressor: "LZ4".into(),
+        aligned: t.aligned,
+    };
+    inner.series.entry(path.to_string()).or_insert(Series {
+        mem: Mem::new(info.data_type),
+        info,
+        frozen: None,
+        chunks: Vec::new(),
+    })
 }
 
 /// Applies an event to the in-memory state.
@@ -418,5 +441,46 @@ pub(super) fn apply(
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_series_path;
+
+    #[test]
+    fn series_paths_need_root_a_database_and_a_measurement() {
+        // The one-pass check against the plain definition: first node
+        // root, every node non-empty, at least three nodes.
+        let plain = |p: &str| {
+            let nodes: Vec<&str> = p.split('.').collect();
+            nodes[0] == "root" && nodes.len() >= 3 && nodes.iter().all(|n| !n.is_empty())
+        };
+        for p in [
+            "root.sg.d.s",
+            "root.sg.s",
+            "root.sg",
+            "root",
+            "root.",
+            "root..s",
+            "root.sg.",
+            "root.sg..s",
+            ".root.sg.s",
+            "rooty.sg.s",
+            "ROOT.sg.s",
+            "",
+            ".",
+            "root.a.b.c.d",
+            "x.root.sg.s",
+            "root.sg.d.s.",
+        ] {
+            assert_eq!(check_series_path(p).is_ok(), plain(p), "{p}");
+        }
+        let e = check_series_path("root.sg").unwrap_err();
+        assert!(
+            e.message.contains("root.sg is not a valid series path"),
+            "{}",
+            e.message
+        );
     }
 }
