@@ -13,9 +13,6 @@
 //! CI runs a bounded number of cases; a longer run:
 //! `PROPTEST_CASES=100000 cargo test --release -p receiver --test decoders`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use proptest::prelude::*;
 use protocol::insert_node;
 use protocol::legacy::PipeData;
@@ -31,73 +28,9 @@ const K: usize = 32;
 /// status message, the TsFile reader's first window).
 const C: usize = 16 << 10;
 
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-    static PEAK: Cell<isize> = const { Cell::new(0) };
-}
-
-fn count(delta: isize) {
-    let _ = LIVE.try_with(|live| {
-        let v = live.get() + delta;
-        live.set(v);
-        let _ = PEAK.try_with(|p| {
-            if v > p.get() {
-                p.set(v)
-            }
-        });
-    });
-}
-
-// SAFETY: every call is forwarded to the system allocator with the same
-// arguments; the counting touches only thread-local cells that allocate
-// nothing.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's layout.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            count(layout.size() as isize);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's layout.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            count(layout.size() as isize);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded; the caller guarantees `ptr` came from us with
-        // `layout`.
-        unsafe { System.dealloc(ptr, layout) };
-        count(-(layout.size() as isize));
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded with the caller's pointer, layout and size.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            count(new_size as isize - layout.size() as isize);
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
-
-/// Runs `f` and returns the most bytes it held allocated at once.
-fn peak<R>(f: impl FnOnce() -> R) -> usize {
-    let base = LIVE.with(Cell::get);
-    PEAK.with(|p| p.set(base));
-    let r = f();
-    let most = PEAK.with(Cell::get) - base;
-    drop(r);
-    most.max(0) as usize
-}
+#[path = "../../protocol/tests/support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::peak;
 
 fn bounded<R>(what: &str, input: &[u8], f: impl FnOnce() -> R) -> Result<(), TestCaseError> {
     // The receiver and its handshakes exist before the input arrives.
