@@ -14,7 +14,7 @@ use protocol::rpc::{
     TSFetchResultsReq, TSFetchResultsResp, TSInsertTabletReq, TSOpenSessionReq, TSOpenSessionResp,
     TSStatus,
 };
-use protocol::tablet::{Column, Tablet};
+use protocol::tablet::Tablet;
 use protocol::tsblock;
 use protocol::types::{DataType, Value};
 use thrift::protocol::TSerializable;
@@ -290,45 +290,7 @@ fn decode_blocks(blocks: Vec<Vec<u8>>, rows: &mut Vec<(i64, Vec<Option<Value>>)>
 /// clients encode it (big-endian columns, then the null bitmaps).
 pub fn tablet_request(session_id: i64, t: &Tablet) -> TSInsertTabletReq {
     let n = t.rows();
-    let mut values = Vec::new();
-    for c in &t.columns {
-        match c {
-            Column::Boolean(v) => values.extend(v.iter().map(|&b| u8::from(b))),
-            Column::Int32(v) => v
-                .iter()
-                .for_each(|x| values.extend_from_slice(&x.to_be_bytes())),
-            Column::Int64(v) => v
-                .iter()
-                .for_each(|x| values.extend_from_slice(&x.to_be_bytes())),
-            Column::Float(v) => v
-                .iter()
-                .for_each(|x| values.extend_from_slice(&x.to_bits().to_be_bytes())),
-            Column::Double(v) => v
-                .iter()
-                .for_each(|x| values.extend_from_slice(&x.to_bits().to_be_bytes())),
-            Column::Text(v) => v.iter().for_each(|s| {
-                values.extend_from_slice(&(s.len() as i32).to_be_bytes());
-                values.extend_from_slice(s);
-            }),
-        }
-    }
-    if t.nulls.iter().any(Option::is_some) {
-        for nl in &t.nulls {
-            match nl {
-                None => values.push(0),
-                Some(bits) => {
-                    values.push(1);
-                    let mut bytes = vec![0u8; n / 8 + 1];
-                    for (r, &b) in bits.iter().enumerate() {
-                        if b {
-                            bytes[r / 8] |= 1 << (r % 8);
-                        }
-                    }
-                    values.extend_from_slice(&bytes);
-                }
-            }
-        }
-    }
+    let values = t.rpc_values();
     TSInsertTabletReq {
         session_id: Some(session_id),
         prefix_path: Some(t.device.clone()),

@@ -38,7 +38,7 @@ use protocol::rpc::{
     TSCloseSessionReq, TSInsertTabletReq, TSInsertTabletsReq, TSOpenSessionReq, TSOpenSessionResp,
     TSStatus, TSendPipeDataArgs, TSyncIdentityInfo,
 };
-use protocol::tablet::{Column, Tablet};
+use protocol::tablet::Tablet;
 use thrift::protocol::TSerializable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info};
@@ -512,54 +512,6 @@ impl Connector {
     }
 }
 
-/// The big-endian value bytes of the client RPC layout: the columns one
-/// after another (TEXT as i32 length + bytes), then, when any column has
-/// nulls, per column a flag and its null bitmap (`rows/8 + 1` bytes, LSB
-/// first, a set bit is null).
-fn rpc_values(t: &Tablet) -> Vec<u8> {
-    let n = t.rows();
-    let mut values = Vec::with_capacity(n * 8 * t.columns.len());
-    for c in &t.columns {
-        match c {
-            Column::Boolean(v) => values.extend(v.iter().map(|&b| u8::from(b))),
-            Column::Int32(v) => v
-                .iter()
-                .for_each(|x| values.extend_from_slice(&x.to_be_bytes())),
-            Column::Int64(v) => v
-                .iter()
-                .for_each(|x| values.extend_from_slice(&x.to_be_bytes())),
-            Column::Float(v) => v
-                .iter()
-                .for_each(|x| values.extend_from_slice(&x.to_bits().to_be_bytes())),
-            Column::Double(v) => v
-                .iter()
-                .for_each(|x| values.extend_from_slice(&x.to_bits().to_be_bytes())),
-            Column::Text(v) => v.iter().for_each(|s| {
-                values.extend_from_slice(&(s.len() as i32).to_be_bytes());
-                values.extend_from_slice(s);
-            }),
-        }
-    }
-    if t.nulls.iter().any(Option::is_some) {
-        for nl in &t.nulls {
-            match nl {
-                None => values.push(0),
-                Some(bits) => {
-                    values.push(1);
-                    let mut bytes = vec![0u8; n / 8 + 1];
-                    for (r, &b) in bits.iter().enumerate() {
-                        if b {
-                            bytes[r / 8] |= 1 << (r % 8);
-                        }
-                    }
-                    values.extend_from_slice(&bytes);
-                }
-            }
-        }
-    }
-    values
-}
-
 fn timestamps(t: &Tablet) -> Vec<u8> {
     t.times.iter().flat_map(|x| x.to_be_bytes()).collect()
 }
@@ -575,7 +527,7 @@ pub fn insert_tablet_req(session: i64, t: &Tablet) -> TSInsertTabletReq {
         session_id: Some(session),
         prefix_path: Some(t.device.clone()),
         measurements: Some(t.measurements.clone()),
-        values: Some(rpc_values(t)),
+        values: Some(t.rpc_values()),
         timestamps: Some(timestamps(t)),
         types: Some(types(t)),
         size: Some(t.rows() as i32),
@@ -590,7 +542,7 @@ pub fn insert_tablets_req(session: i64, ts: &[Tablet]) -> TSInsertTabletsReq {
         session_id: Some(session),
         prefix_paths: Some(ts.iter().map(|t| t.device.clone()).collect()),
         measurements_list: Some(ts.iter().map(|t| t.measurements.clone()).collect()),
-        values_list: Some(ts.iter().map(rpc_values).collect()),
+        values_list: Some(ts.iter().map(Tablet::rpc_values).collect()),
         timestamps_list: Some(ts.iter().map(timestamps).collect()),
         types_list: Some(ts.iter().map(types).collect()),
         size_list: Some(ts.iter().map(|t| t.rows() as i32).collect()),
@@ -601,6 +553,7 @@ pub fn insert_tablets_req(session: i64, ts: &[Tablet]) -> TSInsertTabletsReq {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::tablet::Column;
 
     #[test]
     fn rows_travel_in_the_client_layout() {
