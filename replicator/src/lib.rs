@@ -238,9 +238,10 @@ struct Entry {
     stats: Arc<Stats>,
     running: Option<Running>,
     /// Set while the run was started by an auto-restart: its attempt, and
-    /// the committed offset it started from (a run that committed nothing
-    /// more counts as a failed attempt when it stops again).
-    restarted: Option<(u32, u64)>,
+    /// where it started from: the committed offset and the tablet bytes
+    /// acknowledged so far (a run that moved neither, history from a store
+    /// snapshot included, counts as a failed attempt when it stops again).
+    restarted: Option<(u32, (u64, u64))>,
 }
 
 /// A live connector as the pipes using it share it.
@@ -313,6 +314,16 @@ pub struct PipeRow {
     /// Where it sends: the PipeSink's name for a sync-tool pipe, else the
     /// connector's targets (`ip:port`, comma-separated).
     pub remote: String,
+}
+
+/// How far a pipe got: its committed offset and the tablet bytes its
+/// receiver acknowledged (the second moves while history from a store
+/// snapshot is sent and the offset stays put).
+fn progress_mark(stats: &Stats) -> (u64, u64) {
+    (
+        stats.committed.load(Ordering::Relaxed),
+        stats.transfers.bytes(),
+    )
 }
 
 /// The consumer name of a pipe in the change log's ledger.
@@ -550,6 +561,21 @@ impl PipeManager {
         let ext = Extractor::configure(&mut extractor, s.settings().units_per_sec).map_err(bad)?;
         plugin::processor(&mut processor).map_err(bad)?;
         ConnectorSpec::parse(&connector).map_err(bad)?;
+        {
+            // Refused before a snapshot costs a flush (checked again below,
+            // under the same lock as the registration).
+            let inner = s.inner.lock().expect("pipes lock");
+            if inner
+                .pipes
+                .get(id)
+                .is_some_and(|e| e.meta.state != PipeState::Dropped)
+            {
+                return Err(bad(format!("pipe {id} already exists")));
+            }
+            if sink.is_some() {
+                Self::one_sink_pipe(&inner)?;
+            }
+        }
         let mut snapshot = self.history_snapshot(id, ext.history).map_err(bad)?;
         let consumer = consumer_name(id);
         let (mut inner, history_end, start) = loop {
@@ -1394,9 +1420,9 @@ impl Shared {
         let restart = if restartable && settings.auto_restart {
             // A restart that got nothing more acknowledged waits longer
             // before the next one; one that did starts the count again.
-            let committed = e.stats.committed.load(Ordering::Relaxed);
+            let now = progress_mark(&e.stats);
             let attempt = match restarted {
-                Some((a, from)) if committed <= from => a.saturating_add(1),
+                Some((a, from)) if now.0 <= from.0 && now.1 <= from.1 => a.saturating_add(1),
                 _ => 1,
             };
             let wait = task::backoff(settings.restart_base, settings.restart_cap, attempt);
@@ -1454,7 +1480,7 @@ impl Shared {
         e.meta.restart = None;
         e.meta.state = PipeState::Running;
         e.meta.exception.clear();
-        e.restarted = Some((r.attempt, e.stats.committed.load(Ordering::Relaxed)));
+        e.restarted = Some((r.attempt, progress_mark(&e.stats)));
         info!(
             pipe = id,
             attempt = r.attempt,
