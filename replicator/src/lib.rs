@@ -1119,7 +1119,18 @@ impl PipeManager {
         // task publishes its own).
         for (meta, stats, running) in &picked {
             if !running && meta.state != PipeState::Dropped && stats.history().is_none() {
-                stats.set_history(s.history_figures(meta));
+                let figures = s.history_figures(meta);
+                // Published only while the pipe still has no task (checked
+                // under the lock START takes): a task started meanwhile
+                // publishes its own, and these would be stale.
+                let inner = s.inner.lock().expect("pipes lock");
+                if inner
+                    .pipes
+                    .get(&meta.id)
+                    .is_some_and(|e| e.running.is_none())
+                {
+                    stats.set_history(figures);
+                }
             }
         }
         // Records the change log's disk bounds deleted before a pipe sent
