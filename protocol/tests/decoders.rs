@@ -26,9 +26,9 @@ const K: usize = 32;
 /// Bytes allocated whatever the input, at most.
 const C: usize = 4 << 10;
 
-#[path = "support/counting_alloc.rs"]
-mod counting_alloc;
-use counting_alloc::peak;
+#[path = "support/fuzz.rs"]
+mod fuzz;
+use fuzz::{mutated, peak};
 
 /// Checks `f`'s peak allocation against the ceiling for `input`.
 fn bounded<R>(what: &str, input: &[u8], f: impl FnOnce() -> R) -> Result<(), TestCaseError> {
@@ -49,42 +49,6 @@ fn config() -> ProptestConfig {
     }
     c.failure_persistence = None;
     c
-}
-
-/// `base` with a few bytes overwritten, inserted or removed, and maybe cut
-/// short: inputs that get past the first checks of a decoder.
-fn mutated(base: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
-    let edits = prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..4u8), 1..6);
-    (edits, any::<Option<prop::sample::Index>>()).prop_map(move |(edits, cut)| {
-        let mut b = base.clone();
-        for (at, byte, op) in edits {
-            if b.is_empty() {
-                b.push(byte);
-                continue;
-            }
-            let i = at.index(b.len());
-            match op {
-                0 => b[i] = byte,
-                1 => b.insert(i, byte),
-                2 => {
-                    b.remove(i);
-                }
-                // A length-looking field made huge or negative.
-                _ => {
-                    for (k, x) in [0x7f, byte, 0xff, 0xff].into_iter().enumerate() {
-                        if let Some(slot) = b.get_mut(i + k) {
-                            *slot = x;
-                        }
-                    }
-                }
-            }
-        }
-        if let Some(c) = cut {
-            let n = c.index(b.len() + 1);
-            b.truncate(n);
-        }
-        b
-    })
 }
 
 fn sample_tablet(rows: usize) -> Tablet {

@@ -28,9 +28,9 @@ const K: usize = 32;
 /// status message, the TsFile reader's first window).
 const C: usize = 16 << 10;
 
-#[path = "../../protocol/tests/support/counting_alloc.rs"]
-mod counting_alloc;
-use counting_alloc::peak;
+#[path = "../../protocol/tests/support/fuzz.rs"]
+mod fuzz;
+use fuzz::{mutated, peak};
 
 fn bounded<R>(what: &str, input: &[u8], f: impl FnOnce() -> R) -> Result<(), TestCaseError> {
     // The receiver and its handshakes exist before the input arrives.
@@ -126,41 +126,6 @@ fn with_rig<R>(f: impl FnOnce(&mut Rig) -> R) -> R {
     RIG.with(|r| {
         let mut r = r.borrow_mut();
         f(r.get_or_insert_with(Rig::new))
-    })
-}
-
-/// `base` with a few bytes overwritten, inserted or removed, and maybe cut
-/// short.
-fn mutated(base: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
-    let edits = prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..4u8), 1..6);
-    (edits, any::<Option<prop::sample::Index>>()).prop_map(move |(edits, cut)| {
-        let mut b = base.clone();
-        for (at, byte, op) in edits {
-            if b.is_empty() {
-                b.push(byte);
-                continue;
-            }
-            let i = at.index(b.len());
-            match op {
-                0 => b[i] = byte,
-                1 => b.insert(i, byte),
-                2 => {
-                    b.remove(i);
-                }
-                _ => {
-                    for (k, x) in [0x7f, byte, 0xff, 0xff].into_iter().enumerate() {
-                        if let Some(slot) = b.get_mut(i + k) {
-                            *slot = x;
-                        }
-                    }
-                }
-            }
-        }
-        if let Some(c) = cut {
-            let n = c.index(b.len() + 1);
-            b.truncate(n);
-        }
-        b
     })
 }
 

@@ -1,9 +1,12 @@
-//! A counting global allocator for the decoder property tests (protocol's
-//! and receiver's): the peak of bytes a thread held allocated while a
-//! closure ran. Included by each test binary with `#[path]`.
+//! What the decoder property tests of protocol and receiver share, included
+//! by each test binary with `#[path]`: a counting global allocator (the
+//! peak of bytes a thread held allocated while a closure ran) and the
+//! strategy that mutates a valid input.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+
+use proptest::prelude::*;
 
 struct Counting;
 
@@ -80,4 +83,40 @@ pub fn peak<R>(f: impl FnOnce() -> R) -> usize {
 fn the_counter_sees_an_allocation() {
     let used = peak(|| vec![1u8; 1 << 20]);
     assert!(used >= 1 << 20, "{used}");
+}
+
+/// `base` with a few bytes overwritten, inserted or removed, and maybe cut
+/// short: inputs that get past the first checks of a decoder.
+pub fn mutated(base: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
+    let edits = prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..4u8), 1..6);
+    (edits, any::<Option<prop::sample::Index>>()).prop_map(move |(edits, cut)| {
+        let mut b = base.clone();
+        for (at, byte, op) in edits {
+            if b.is_empty() {
+                b.push(byte);
+                continue;
+            }
+            let i = at.index(b.len());
+            match op {
+                0 => b[i] = byte,
+                1 => b.insert(i, byte),
+                2 => {
+                    b.remove(i);
+                }
+                // A length-looking field made huge or negative.
+                _ => {
+                    for (k, x) in [0x7f, byte, 0xff, 0xff].into_iter().enumerate() {
+                        if let Some(slot) = b.get_mut(i + k) {
+                            *slot = x;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(c) = cut {
+            let n = c.index(b.len() + 1);
+            b.truncate(n);
+        }
+        b
+    })
 }
