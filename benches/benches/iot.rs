@@ -256,6 +256,7 @@ fn backfill(shape: Shape, fsync: &str) -> Backfill {
         Profile::start(&format!("{tag}-edge"), edge.pid()),
         Profile::start(&format!("{tag}-cloud"), cloud.pid()),
     ];
+    sys::warm_page_cache(tmp.path());
     let (e0, c0) = (sys::cpu_secs(edge.pid()), sys::cpu_secs(cloud.pid()));
     let run = Run::start();
     edge_s.execute("start pipe p").expect("start pipe");

@@ -350,6 +350,8 @@ pub struct NatsPair {
     pub edge: NatsServer,
     /// The cloud server (holds the mirror).
     pub cloud: NatsServer,
+    /// The directory both live under.
+    pub dir: std::path::PathBuf,
 }
 
 impl NatsPair {
@@ -385,7 +387,11 @@ impl NatsPair {
             "the leafnode link did not come up; see {}",
             dir.display()
         );
-        NatsPair { edge, cloud }
+        NatsPair {
+            edge,
+            cloud,
+            dir: dir.to_path_buf(),
+        }
     }
 }
 
@@ -435,6 +441,7 @@ pub fn mirror_catch_up(
     assert_eq!(info["state"]["messages"].as_u64(), Some(count), "{info}");
     let stream_bytes = info["state"]["bytes"].as_u64().unwrap_or(0);
     let mut c = Conn::connect(&pair.cloud.addr()).expect("connect cloud");
+    crate::sys::warm_page_cache(&pair.dir);
     let (cpu_c, cpu_e) = (
         crate::sys::cpu_secs(pair.cloud.pid()),
         crate::sys::cpu_secs(pair.edge.pid()),
