@@ -354,10 +354,18 @@ impl PipeTask {
     /// at most one batch besides the consumer's.
     async fn serial_loop(&self, stop: &mut tokio::sync::watch::Receiver<bool>) -> Stop {
         let (tx, rx) = tokio::sync::mpsc::channel::<Prepared>(1);
+        // The thrift sync connector keeps two requests in flight: each
+        // carries at most half of `connector.batch.size-bytes`, so what is
+        // in flight stays within it (as the async connector's window
+        // does), and so do the receiver's frame and decoded tablets.
+        let divisor = match plugin::ConnectorSpec::parse(&self.meta.connector) {
+            Ok(plugin::ConnectorSpec::ThriftSync { .. }) => 2,
+            _ => 1,
+        };
         let producer = async {
             // Returning drops `tx`: the consumer sees the channel close
             // once it took every batch.
-            self.produce(tx, 1).await;
+            self.produce(tx, divisor).await;
             std::future::pending::<std::convert::Infallible>().await
         };
         tokio::select! {
