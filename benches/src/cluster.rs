@@ -158,8 +158,15 @@ pub fn create_pipe(edge: &Server, name: &str, target: &str) {
     let extra = std::env::var("EDGEPIPE_BENCH_CONNECTOR")
         .map(|a| format!(", {a}"))
         .unwrap_or_default();
+    // EDGEPIPE_BENCH_CONNECTOR may name the connector itself
+    // ("'connector'='iotdb-thrift-async-connector'").
+    let kind = if extra.contains("'connector'=") {
+        ""
+    } else {
+        "'connector'='iotdb-thrift-connector', "
+    };
     edge.exec(&format!(
-        "create pipe {name} WITH CONNECTOR ('connector'='iotdb-thrift-connector', 'connector.ip'='{ip}', 'connector.port'='{port}'{extra})"
+        "create pipe {name} WITH CONNECTOR ({kind}'connector.ip'='{ip}', 'connector.port'='{port}'{extra})"
     ));
 }
 

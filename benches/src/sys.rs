@@ -192,6 +192,34 @@ pub fn env_count(name: &str, default: u64) -> u64 {
         .unwrap_or_else(|_| panic!("{name}={v}: not a number"))
 }
 
+/// Touches `EDGEPIPE_BENCH_WARM_MIB` MiB (default none) of page cache in
+/// `dir` and gives it back: writes a scratch file and deletes it.
+///
+/// Why: on this VM the host takes back guest memory that has been free for
+/// a while (free page reporting), and the first write to such a page costs
+/// about 2.4 ns per byte in the guest, charged to whoever writes it — 320 MB
+/// of fresh page cache cost 0.78 s, the same write into recently freed
+/// pages 0.04 s. Which process gets the fresh pages depends on what ran
+/// just before, so a catch-up's CPU figure depends on the order of the
+/// runs. Called just before each timed catch-up (NATS and edgepipe alike),
+/// it hands both the same kind of memory. Returns the MiB touched.
+pub fn warm_page_cache(dir: &std::path::Path) -> u64 {
+    use std::io::Write;
+    let mib = env_count("EDGEPIPE_BENCH_WARM_MIB", 0);
+    if mib == 0 {
+        return 0;
+    }
+    let path = dir.join("warm.scratch");
+    let chunk = vec![0x5au8; 1 << 20];
+    let mut f = std::fs::File::create(&path).expect("scratch file");
+    for _ in 0..mib {
+        f.write_all(&chunk).expect("scratch write");
+    }
+    drop(f);
+    std::fs::remove_file(&path).expect("remove scratch file");
+    mib
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,32 +247,4 @@ mod tests {
         std::env::set_var("EDGEPIPE_BENCH_TEST_COUNT", "500k");
         assert_eq!(env_count("EDGEPIPE_BENCH_TEST_COUNT", 0), 500_000);
     }
-}
-
-/// Touches `EDGEPIPE_BENCH_WARM_MIB` MiB (default none) of page cache in
-/// `dir` and gives it back: writes a scratch file and deletes it.
-///
-/// Why: on this VM the host takes back guest memory that has been free for
-/// a while (free page reporting), and the first write to such a page costs
-/// about 2.4 ns per byte in the guest, charged to whoever writes it — 320 MB
-/// of fresh page cache cost 0.78 s, the same write into recently freed
-/// pages 0.04 s. Which process gets the fresh pages depends on what ran
-/// just before, so a catch-up's CPU figure depends on the order of the
-/// runs. Called just before each timed catch-up (NATS and edgepipe alike),
-/// it hands both the same kind of memory. Returns the MiB touched.
-pub fn warm_page_cache(dir: &std::path::Path) -> u64 {
-    use std::io::Write;
-    let mib = env_count("EDGEPIPE_BENCH_WARM_MIB", 0);
-    if mib == 0 {
-        return 0;
-    }
-    let path = dir.join("warm.scratch");
-    let chunk = vec![0x5au8; 1 << 20];
-    let mut f = std::fs::File::create(&path).expect("scratch file");
-    for _ in 0..mib {
-        f.write_all(&chunk).expect("scratch write");
-    }
-    drop(f);
-    std::fs::remove_file(&path).expect("remove scratch file");
-    mib
 }

@@ -164,6 +164,14 @@ pub(crate) fn points_of(tablet: &[u8]) -> u64 {
     protocol::tablet::Tablet::points_v12(tablet).unwrap_or(0)
 }
 
+/// How many of `events` are tablets (what a thrift connector sends).
+fn tablet_count(events: &[PipeEvent]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, PipeEvent::Tablet(_)))
+        .count()
+}
+
 /// The points and bytes of the tablets among `events` (a history batch,
 /// whose events are all sent), for the metrics.
 pub(crate) fn tablet_figures(events: &[PipeEvent]) -> (u64, u64) {
@@ -276,6 +284,24 @@ async fn cancel_all(lanes: &mut [Lane]) {
     }
 }
 
+/// A pipelined request written and not yet answered: its batch, and the
+/// connector held for it.
+struct InFlight {
+    p: Prepared,
+    conn: tokio::sync::OwnedMutexGuard<plugin::Connector>,
+    since: Instant,
+}
+
+/// How a pipelined request ended.
+enum Landed {
+    /// Acknowledged; the connector is still held.
+    Acked(tokio::sync::OwnedMutexGuard<plugin::Connector>),
+    /// Failed: the request and the error.
+    Failed(InFlight, plugin::TransferError),
+    /// The pipe stops.
+    Stop(Stop),
+}
+
 impl PipeTask {
     #[instrument(skip_all, fields(pipe = %self.meta.id))]
     pub(crate) async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -321,57 +347,260 @@ impl PipeTask {
     }
 
     /// The serial transfer: a producer reads the log, extracts and
-    /// processes events into batches, while this loop transfers the batch
-    /// before. A one-slot channel joins them, so reading the next batch
-    /// overlaps the receiver's work on the current one, while only one
-    /// request is ever in flight and at most two batches are held.
+    /// processes events into batches, beside the consumer that transfers
+    /// them ([`PipeTask::serial_consume`]). Both run in this task, polled
+    /// together, so reading the next batch overlaps the transfer of the
+    /// current one; a one-slot channel joins them, so the producer holds
+    /// at most one batch besides the consumer's.
     async fn serial_loop(&self, stop: &mut tokio::sync::watch::Receiver<bool>) -> Stop {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Prepared>(1);
-        let mut producer = std::pin::pin!(self.produce(tx, 1));
+        let (tx, rx) = tokio::sync::mpsc::channel::<Prepared>(1);
+        // The thrift sync connector keeps two requests in flight: each
+        // carries at most half of `connector.batch.size-bytes`, so what is
+        // in flight stays within it (as the async connector's window
+        // does), and so do the receiver's frame and decoded tablets.
+        let divisor = match plugin::ConnectorSpec::parse(&self.meta.connector) {
+            Ok(plugin::ConnectorSpec::ThriftSync { .. }) => 2,
+            _ => 1,
+        };
+        let producer = async {
+            // Returning drops `tx`: the consumer sees the channel close
+            // once it took every batch.
+            self.produce(tx, divisor).await;
+            std::future::pending::<std::convert::Infallible>().await
+        };
+        tokio::select! {
+            s = self.serial_consume(rx, stop) => s,
+            never = producer => match never {},
+        }
+    }
+
+    /// Transfers the producer's batches in order. A batch whose tablets
+    /// fit one request is written without waiting for its reply
+    /// ([`plugin::Connector::write_batch`]); when the next batch is ready
+    /// before that reply begins to arrive, its request is written too, and
+    /// only then is the older reply read — at most two requests in flight
+    /// on the one connection, answered in order. A batch is acknowledged
+    /// (and its offset noted for the commit) only when its own reply said
+    /// success, after every batch before it. On any failure both
+    /// unanswered requests are abandoned (the connection is reset) and
+    /// sent again, one at a time, with the retries of
+    /// [`PipeTask::send`]. The connector stays held while a request is
+    /// unanswered; another pipe sharing it waits.
+    async fn serial_consume(
+        &self,
+        mut rx: tokio::sync::mpsc::Receiver<Prepared>,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Stop {
+        let Live::Serial(connector) = &self.connector else {
+            unreachable!("serial transfer on a serial connector")
+        };
+        // A batch written and not yet answered, on the connector held for
+        // it; and a batch taken from the producer that goes after it.
+        let mut flight: Option<InFlight> = None;
+        let mut next: Option<Prepared> = None;
+        let mut closed = false;
         loop {
+            let Some(f) = flight.as_mut() else {
+                let p = match next.take() {
+                    Some(p) => p,
+                    None => {
+                        let p = tokio::select! {
+                            // A stop wins over a ready batch: nothing new
+                            // starts.
+                            biased;
+                            _ = stop.wait_for(|s| *s) => return Stop::Requested,
+                            p = rx.recv(), if !closed => p,
+                        };
+                        match p {
+                            Some(p) => p,
+                            None => {
+                                // History done and realtime disabled:
+                                // nothing more to do.
+                                let _ = stop.wait_for(|s| *s).await;
+                                return Stop::Requested;
+                            }
+                        }
+                    }
+                };
+                if p.failure.is_none() {
+                    let c = tokio::select! {
+                        biased;
+                        _ = stop.wait_for(|s| *s) => return Stop::Requested,
+                        c = connector.clone().lock_owned() => c,
+                    };
+                    if c.pipelines(&p.events) {
+                        flight = Some(InFlight {
+                            p,
+                            conn: c,
+                            since: Instant::now(),
+                        });
+                        let f = flight.as_mut().expect("just set");
+                        let wrote = tokio::select! {
+                            biased;
+                            _ = stop.wait_for(|s| *s) => {
+                                f.conn.abandon();
+                                return Stop::Requested;
+                            }
+                            r = f.conn.write_batch(&f.p.events) => r,
+                        };
+                        if let Err(e) = wrote {
+                            let f = flight.take().expect("in flight");
+                            if let Some(s) = self.resend(f, None, &e, stop).await {
+                                return s;
+                            }
+                        }
+                        continue;
+                    }
+                }
+                if let Some(s) = self.send(&p.events, stop).await {
+                    return s;
+                }
+                if let Some(s) = self.acked(p) {
+                    return s;
+                }
+                continue;
+            };
+            // A request in flight: the next batch goes out before its reply
+            // is read, if it is ready first.
             enum Woke {
-                Batch(Option<Prepared>),
-                ProducerDone,
                 Stop,
+                Next(Option<Prepared>),
+                Reply,
             }
             let woke = tokio::select! {
-                // A stop wins over a ready batch: nothing new starts.
                 biased;
                 _ = stop.wait_for(|s| *s) => Woke::Stop,
-                p = rx.recv() => Woke::Batch(p),
-                // The producer returns (closing the channel) only when it
-                // has nothing more to send: realtime disabled and history
-                // done, or after handing on a failure.
-                () = &mut producer, if !rx.is_closed() => Woke::ProducerDone,
+                () = f.conn.reply_arriving() => Woke::Reply,
+                p = rx.recv(), if next.is_none() && !closed => Woke::Next(p),
             };
-            let prepared = match woke {
-                Woke::Batch(p) => p,
-                Woke::ProducerDone => continue,
-                Woke::Stop => return Stop::Requested,
-            };
-            let Some(p) = prepared else {
-                // History done and realtime disabled: nothing more to do.
-                let _ = stop.wait_for(|s| *s).await;
-                return Stop::Requested;
-            };
-            if let Some(stopped) = self.send(&p.events, stop).await {
-                return stopped;
-            }
-            // Counted here, once, after the acknowledgement (the lanes of
-            // the async connector count per tablet as they are answered).
-            let (points, bytes) = tablet_figures(&p.events);
-            self.stats.transfers.acknowledged(points, bytes);
-            self.stats.acked(p.next, p.sends);
-            if let Some(m) = p.history {
-                self.history_acked(m);
-            }
-            if p.next > self.pending.load(Ordering::Relaxed) {
-                self.note(p.next);
-            }
-            if let Some(m) = p.failure {
-                return Stop::Failed(m);
+            match woke {
+                Woke::Stop => {
+                    f.conn.abandon();
+                    return Stop::Requested;
+                }
+                Woke::Next(None) => closed = true,
+                Woke::Next(Some(p)) if p.failure.is_none() && f.conn.pipelines(&p.events) => {
+                    let wrote = tokio::select! {
+                        biased;
+                        _ = stop.wait_for(|s| *s) => {
+                            f.conn.abandon();
+                            return Stop::Requested;
+                        }
+                        r = f.conn.write_batch(&p.events) => r,
+                    };
+                    let f = flight.take().expect("in flight");
+                    if let Err(e) = wrote {
+                        if let Some(s) = self.resend(f, Some(p), &e, stop).await {
+                            return s;
+                        }
+                        continue;
+                    }
+                    let since = Instant::now();
+                    match self.land(f, stop).await {
+                        Landed::Acked(conn) => {
+                            flight = Some(InFlight { p, conn, since });
+                        }
+                        Landed::Failed(f, e) => {
+                            if let Some(s) = self.resend(f, Some(p), &e, stop).await {
+                                return s;
+                            }
+                        }
+                        Landed::Stop(s) => return s,
+                    }
+                }
+                Woke::Next(Some(p))
+                    if p.failure.is_none()
+                        && p.history.is_none()
+                        && tablet_count(&p.events) == 0 =>
+                {
+                    // Nothing to send (records the pattern leaves out,
+                    // deletions): acknowledged with the request in flight.
+                    f.p.events.extend(p.events);
+                    f.p.offsets.extend(p.offsets);
+                    f.p.next = f.p.next.max(p.next);
+                    f.p.sends += p.sends;
+                }
+                Woke::Next(Some(p)) => next = Some(p),
+                Woke::Reply => {
+                    let f = flight.take().expect("in flight");
+                    match self.land(f, stop).await {
+                        // The connector is free again.
+                        Landed::Acked(_) => {}
+                        Landed::Failed(f, e) => {
+                            if let Some(s) = self.resend(f, None, &e, stop).await {
+                                return s;
+                            }
+                        }
+                        Landed::Stop(s) => return s,
+                    }
+                }
             }
         }
+    }
+
+    /// Reads the reply to `f`'s request and acknowledges its batch.
+    async fn land(&self, mut f: InFlight, stop: &mut tokio::sync::watch::Receiver<bool>) -> Landed {
+        let r = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => {
+                f.conn.abandon();
+                return Landed::Stop(Stop::Requested);
+            }
+            r = f.conn.read_batch_reply() => r,
+        };
+        match r {
+            Ok(()) => {
+                self.stats.transfers.took(f.since.elapsed());
+                let InFlight { p, conn, .. } = f;
+                match self.acked(p) {
+                    Some(s) => Landed::Stop(s),
+                    None => Landed::Acked(conn),
+                }
+            }
+            Err(e) => Landed::Failed(f, e),
+        }
+    }
+
+    /// After a pipelined request failed with `e`: abandons what is
+    /// unanswered and sends `f`'s batch, then `after` (written behind it,
+    /// or not yet written), one request at a time with the retries of
+    /// [`PipeTask::send`]. The first of those retries starts at once.
+    async fn resend(
+        &self,
+        mut f: InFlight,
+        after: Option<Prepared>,
+        e: &plugin::TransferError,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Option<Stop> {
+        f.conn.abandon();
+        drop(f.conn);
+        debug!(cause = %e, "pipelined transfer failed; sending again one request at a time");
+        for p in std::iter::once(f.p).chain(after) {
+            if let Some(s) = self.send(&p.events, stop).await {
+                return Some(s);
+            }
+            if let Some(s) = self.acked(p) {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Counts `p` as acknowledged (once, here; the lanes of the async
+    /// connector count per tablet as they are answered) and notes its
+    /// offset for the commit. `Some` when the batch ended the pipe (the
+    /// producer's failure after its events).
+    fn acked(&self, p: Prepared) -> Option<Stop> {
+        let (points, bytes) = tablet_figures(&p.events);
+        self.stats.transfers.acknowledged(points, bytes);
+        self.stats.acked(p.next, p.sends);
+        if let Some(m) = p.history {
+            self.history_acked(m);
+        }
+        if p.next > self.pending.load(Ordering::Relaxed) {
+            self.note(p.next);
+        }
+        p.failure.map(Stop::Failed)
     }
 
     /// The async transfer over lanes (see the module doc).
@@ -725,6 +954,8 @@ impl PipeTask {
                 deletions = self.shared.deletions.view();
             }
             let mut next = offset;
+            // Where the last batch handed on ended.
+            let mut handed = offset;
             let mut slot = Some(slot);
             'records: for b in &batches {
                 for rec in b.iter() {
@@ -785,10 +1016,11 @@ impl PipeTask {
                             return;
                         }
                         size = 0;
+                        handed = next;
                     }
                 }
             }
-            if !events.is_empty() || next > offset {
+            if !events.is_empty() || next > handed {
                 let p = Prepared {
                     events: std::mem::take(&mut events),
                     offsets: std::mem::take(&mut offsets),

@@ -122,6 +122,9 @@ struct Conn {
     id: usize,
     stream: TcpStream,
     io: Mutex<ConnState>,
+    /// Bytes read and not yet handled (behind the frame being handled),
+    /// readable without the connection's lock.
+    unhandled: std::sync::atomic::AtomicU64,
 }
 
 struct Inner {
@@ -263,6 +266,18 @@ impl Peer {
         }
     }
 
+    /// Bytes received and not handled yet, right now: those the kernel
+    /// holds unread (`FIONREAD`) and those read behind the request being
+    /// handled. Does not wait for held replies: a request written behind
+    /// one whose reply is held shows here.
+    pub fn queued_now(&self) -> u64 {
+        let conns = self.inner.conns.lock().unwrap().clone();
+        conns
+            .iter()
+            .map(|c| queued(&c.stream) + c.unhandled.load(Ordering::SeqCst))
+            .sum()
+    }
+
     /// Waits (up to `limit`) until every byte received was read and
     /// handled; false if it did not happen in time (a `Deaf` peer).
     pub fn wait_drained(&self, limit: Duration) -> bool {
@@ -361,6 +376,7 @@ fn accept_one(i: &Arc<Inner>) -> bool {
             receiver: ReceiverState::default(),
             closed: false,
         }),
+        unhandled: std::sync::atomic::AtomicU64::new(0),
     });
     conns.push(c.clone());
     let i = i.clone();
@@ -395,6 +411,7 @@ fn serve(i: &Inner, c: &Conn) {
                 st.chunks.push((Instant::now(), n));
                 st.buf.extend_from_slice(&tmp[..n]);
                 while let Some(frame) = take_frame(&mut st.buf) {
+                    c.unhandled.store(st.buf.len() as u64, Ordering::SeqCst);
                     if !handle(i, c, &mut st, &frame) {
                         st.closed = true;
                         let _ = c.stream.shutdown(Shutdown::Both);

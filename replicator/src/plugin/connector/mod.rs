@@ -150,6 +150,56 @@ impl Connector {
         }
     }
 
+    /// Whether `events` can go pipelined ([`Connector::write_batch`]):
+    /// the thrift sync connector only.
+    pub fn pipelines(&self, events: &[PipeEvent]) -> bool {
+        matches!(self, Connector::ThriftSync(c) if c.pipelines(events))
+    }
+
+    /// Writes `events` as one request without waiting for the reply (see
+    /// [`thrift_sync::Connector::write_batch`]).
+    ///
+    /// # Errors
+    /// As there; the legacy connector does not pipeline.
+    pub async fn write_batch(&mut self, events: &[PipeEvent]) -> Result<(), TransferError> {
+        match self {
+            Connector::ThriftSync(c) => c.write_batch(events).await,
+            Connector::Legacy(_) => Err(TransferError(
+                "the legacy connector does not pipeline".into(),
+            )),
+        }
+    }
+
+    /// Until the oldest unanswered reply begins to arrive (see
+    /// [`thrift_sync::Connector::reply_arriving`]).
+    pub async fn reply_arriving(&self) {
+        if let Connector::ThriftSync(c) = self {
+            c.reply_arriving().await
+        }
+    }
+
+    /// Reads the oldest unanswered reply (see
+    /// [`thrift_sync::Connector::read_batch_reply`]).
+    ///
+    /// # Errors
+    /// As there.
+    pub async fn read_batch_reply(&mut self) -> Result<(), TransferError> {
+        match self {
+            Connector::ThriftSync(c) => c.read_batch_reply().await,
+            Connector::Legacy(_) => Err(TransferError(
+                "the legacy connector does not pipeline".into(),
+            )),
+        }
+    }
+
+    /// Abandons the unanswered requests (see
+    /// [`thrift_sync::Connector::abandon`]).
+    pub fn abandon(&mut self) {
+        if let Connector::ThriftSync(c) = self {
+            c.abandon()
+        }
+    }
+
     /// What the transfers since the last call skipped (sentences for the
     /// pipe's message), taken.
     pub fn take_notes(&mut self) -> Vec<String> {

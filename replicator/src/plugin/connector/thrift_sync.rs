@@ -35,14 +35,18 @@ pub(crate) struct Client {
     /// `ip:port` it is connected to.
     pub(crate) addr: String,
     seq: i32,
-    busy: bool,
+    /// The requests written and not yet answered, oldest first: whether
+    /// each went compressed (type 300), and when its last byte went out
+    /// (`None` while it is being written). At most two, and two only on
+    /// the pipelined path ([`Connector::write_batch`]).
+    unanswered: std::collections::VecDeque<(bool, Option<tokio::time::Instant>)>,
     /// The connector's compressors and rate limit.
     wire: Arc<Wire>,
 }
 
 impl Drop for Client {
     fn drop(&mut self) {
-        if self.busy {
+        if !self.unanswered.is_empty() {
             let _ = self.stream.set_zero_linger();
         }
     }
@@ -74,7 +78,7 @@ impl Client {
             stream: s,
             addr: addr.clone(),
             seq: 0,
-            busy: false,
+            unanswered: std::collections::VecDeque::new(),
             wire,
         };
         let hs = pipe::handshake_body(precision);
@@ -100,7 +104,7 @@ impl Client {
 
     /// Whether the last call was answered (the connection can be reused).
     pub(crate) fn is_idle(&self) -> bool {
-        !self.busy
+        self.unanswered.is_empty()
     }
 
     /// Whether the receiver closed this idle connection (a node closes a
@@ -138,13 +142,39 @@ impl Client {
         body: &[&[u8]],
         timeout: Duration,
     ) -> Result<TPipeTransferResp, TransferError> {
-        self.busy = true;
+        let by = tokio::time::Instant::now() + timeout;
+        self.write_call(kind, body, timeout).await?;
+        // With a rate limit the reply is due `timeout` after the last byte
+        // went out (the pacing waits are not the receiver's); else the
+        // whole call has `timeout`.
+        let by = if self.wire.is_paced() {
+            tokio::time::Instant::now() + timeout
+        } else {
+            by
+        };
+        self.read_reply(by, timeout).await
+    }
+
+    /// The first half of [`Client::call`]: writes one request (compressed
+    /// and paced as the connector says) within `timeout`, without waiting
+    /// for its reply. The client is busy until [`Client::read_reply`] has
+    /// read the reply of every request written.
+    ///
+    /// # Errors
+    /// A failed or timed-out write; the client must then be dropped.
+    pub(crate) async fn write_call(
+        &mut self,
+        kind: i16,
+        body: &[&[u8]],
+        timeout: Duration,
+    ) -> Result<(), TransferError> {
         self.seq = self.seq.wrapping_add(1);
         let packed = if kind == pipe::HANDSHAKE {
             None
         } else {
             self.wire.pack(kind, body).await
         };
+        self.unanswered.push_back((packed.is_some(), None));
         let one;
         let (kind, body): (i16, &[&[u8]]) = match &packed {
             Some(p) => {
@@ -161,50 +191,75 @@ impl Client {
         parts.push(&head[..]);
         parts.extend_from_slice(body);
         parts.push(&pipe::TAIL[..]);
-        let timed_out = || std::io::Error::from(std::io::ErrorKind::TimedOut);
-        let io = async {
-            let reply_by = if wire.is_paced() {
-                // With a rate limit the frame goes out in paced slices; the
-                // waits for the bucket (shared with the connector's other
-                // requests) are not the receiver's, so the reply is due
-                // `timeout` after the last byte went out.
-                wire.write_paced(s, &parts, timeout).await?;
-                tokio::time::Instant::now() + timeout
-            } else {
-                let by = tokio::time::Instant::now() + timeout;
-                tokio::time::timeout_at(by, write_parts(s, &parts))
-                    .await
-                    .map_err(|_| timed_out())??;
-                by
-            };
-            tokio::time::timeout_at(reply_by, async {
-                let mut len = [0u8; 4];
-                s.read_exact(&mut len).await?;
-                let n = i32::from_be_bytes(len);
-                if !(1..=MAX_REPLY_FRAME).contains(&n) {
-                    return Err(std::io::Error::other(format!("reply frame of {n} bytes")));
-                }
-                let mut buf = vec![0u8; n as usize];
-                s.read_exact(&mut buf).await?;
-                Ok(buf)
-            })
-            .await
-            .map_err(|_| timed_out())?
+        let r = if wire.is_paced() {
+            // With a rate limit the frame goes out in paced slices; the
+            // waits for the bucket (shared with the connector's other
+            // requests) are not the receiver's, so the write's own time
+            // limit is `timeout` past the pacing.
+            wire.write_paced(s, &parts, timeout).await
+        } else {
+            match tokio::time::timeout(timeout, write_parts(s, &parts)).await {
+                Ok(r) => r,
+                Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+            }
         };
+        match r {
+            Ok(()) => {
+                debug!(bytes = len, "pipeTransfer written");
+                if let Some(w) = self.unanswered.back_mut() {
+                    w.1 = Some(tokio::time::Instant::now());
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(TransferError(format!(
+                "no reply within {}",
+                timeout_text(timeout)
+            ))),
+            Err(e) => Err(TransferError(format!("connection failed: {}", io_text(&e)))),
+        }
+    }
+
+    /// The second half of [`Client::call`]: reads the reply to the oldest
+    /// request written, due by `by` (`timeout` names the limit in the
+    /// error).
+    ///
+    /// # Errors
+    /// A failed read, no reply within `timeout`, a reply that does not
+    /// decode, a receiver that does not take compressed requests. The
+    /// client must then be dropped.
+    pub(crate) async fn read_reply(
+        &mut self,
+        by: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<TPipeTransferResp, TransferError> {
+        let Some(&(packed, _)) = self.unanswered.front() else {
+            return Err(TransferError("no request to answer".into()));
+        };
+        let s = &mut self.stream;
+        let io = tokio::time::timeout_at(by, async {
+            let mut len = [0u8; 4];
+            s.read_exact(&mut len).await?;
+            let n = i32::from_be_bytes(len);
+            if !(1..=MAX_REPLY_FRAME).contains(&n) {
+                return Err(std::io::Error::other(format!("reply frame of {n} bytes")));
+            }
+            let mut buf = vec![0u8; n as usize];
+            s.read_exact(&mut buf).await?;
+            Ok(buf)
+        });
         let buf = match io.await {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            Ok(Ok(b)) => b,
+            Err(_) => {
                 return Err(TransferError(format!(
                     "no reply within {}",
                     timeout_text(timeout)
                 )))
             }
-            Err(e) => return Err(TransferError(format!("connection failed: {}", io_text(&e)))),
+            Ok(Err(e)) => return Err(TransferError(format!("connection failed: {}", io_text(&e)))),
         };
-        debug!(bytes = len, "pipeTransfer answered");
         let r = read_reply::<TPipeTransferResp>(&buf)
             .map_err(|e| TransferError(format!("reply does not decode: {e}")))?;
-        if packed.is_some() && r.status.code == pipe::PIPE_TYPE_ERROR {
+        if packed && r.status.code == pipe::PIPE_TYPE_ERROR {
             // Not a batch the receiver does not know (the caller would fall
             // back to single tablets): the compressed request itself.
             return Err(TransferError(format!(
@@ -213,7 +268,7 @@ impl Client {
                 r.status.message.unwrap_or_default()
             )));
         }
-        self.busy = false;
+        self.unanswered.pop_front();
         Ok(r)
     }
 
@@ -437,6 +492,9 @@ impl Connector {
             *sent = events.len();
             return Ok(());
         }
+        // A pipelined request left unanswered is abandoned first (its
+        // caller sends it again): replies are read in order.
+        self.abandon();
         let mut client = match self.conn.take() {
             Some(c) if c.closed_by_peer() => {
                 debug!(target_addr = %c.addr, "the receiver closed the idle connection; reconnecting");
@@ -468,6 +526,127 @@ impl Connector {
             self.conn = Some(client);
         }
         r
+    }
+
+    /// Whether [`Connector::write_batch`] can send `events`: a thrift sync
+    /// connector, and their tablets fit one request (a batch, or a single
+    /// tablet). Not when there is no tablet to send, nor once the receiver
+    /// asked for single tablets (1801): those go one request each, through
+    /// [`Connector::transfer`].
+    pub fn pipelines(&self, events: &[PipeEvent]) -> bool {
+        let ConnectorSpec::ThriftSync { batch, .. } = &self.spec else {
+            return false;
+        };
+        let n = events
+            .iter()
+            .filter(|e| matches!(e, PipeEvent::Tablet(_)))
+            .count();
+        n == 1 || (n > 1 && batch.enable && !self.singles.load(Ordering::Relaxed))
+    }
+
+    /// The first half of a pipelined transfer: writes the tablets of
+    /// `events` (which [`Connector::pipelines`] took) as one request,
+    /// without waiting for its reply, on the connection — connecting first
+    /// when there is none, or when the receiver closed the idle one. At
+    /// most two requests are ever unanswered: the caller reads the older
+    /// reply ([`Connector::read_batch_reply`]) before writing a third.
+    ///
+    /// Pipelining keeps the receiver busy: the next request is on its way
+    /// while the receiver applies the current one, where one request in
+    /// flight leaves each side idle while the other works. The receiver
+    /// reads requests one after the other on the connection and answers
+    /// them in order, as every thrift server does.
+    ///
+    /// # Errors
+    /// Connection failures and timeouts. Whatever is unanswered must then
+    /// be abandoned ([`Connector::abandon`]) and sent again.
+    pub async fn write_batch(&mut self, events: &[PipeEvent]) -> Result<(), TransferError> {
+        let ConnectorSpec::ThriftSync { urls, .. } = &self.spec else {
+            return Err(TransferError("not a thrift sync connector".into()));
+        };
+        let urls = urls.clone();
+        let mut client = match self.conn.take() {
+            Some(c) if c.is_idle() && c.closed_by_peer() => {
+                debug!(target_addr = %c.addr, "the receiver closed the idle connection; reconnecting");
+                drop(c);
+                self.connect(&urls).await?
+            }
+            Some(c) => c,
+            None => self.connect(&urls).await?,
+        };
+        let all = tablets(events);
+        let head;
+        let mut parts = Vec::with_capacity(all.len() + 1);
+        let kind = if all.len() == 1 {
+            parts.push(all[0]);
+            pipe::TRANSFER_TABLET_RAW
+        } else {
+            head = pipe::batch_head(all.len());
+            parts.push(&head[..]);
+            parts.extend_from_slice(&all);
+            pipe::TRANSFER_TABLET_BATCH
+        };
+        let r = client.write_call(kind, &parts, self.timeout).await;
+        // Kept even when the write failed: dropping it (abandon) resets it.
+        self.conn = Some(client);
+        r
+    }
+
+    /// Waits, without reading anything, until the reply to the oldest
+    /// unanswered request has begun to arrive, the connection ended, or
+    /// the reply is overdue (the connector's timeout after the request
+    /// went out). Cancel-safe. Returns at once when nothing is unanswered.
+    pub async fn reply_arriving(&self) {
+        let Some(c) = self.conn.as_ref() else { return };
+        let Some(&(_, Some(written))) = c.unanswered.front() else {
+            return;
+        };
+        let mut b = [0u8; 1];
+        let _ = tokio::time::timeout_at(written + self.timeout, c.stream.tcp().peek(&mut b)).await;
+    }
+
+    /// The second half of a pipelined transfer: reads the reply to the
+    /// oldest request [`Connector::write_batch`] wrote.
+    ///
+    /// # Errors
+    /// Connection failures, timeouts, and any status but success — 1801
+    /// (the receiver does not know batches) too, after which
+    /// [`Connector::pipelines`] takes single tablets only. Whatever is
+    /// unanswered must then be abandoned ([`Connector::abandon`]) and sent
+    /// again.
+    pub async fn read_batch_reply(&mut self) -> Result<(), TransferError> {
+        let timeout = self.timeout;
+        let Some(client) = self.conn.as_mut() else {
+            return Err(TransferError("no request to answer".into()));
+        };
+        // Due `timeout` after the request went out.
+        let by = match client.unanswered.front() {
+            Some(&(_, Some(written))) => written + timeout,
+            _ => tokio::time::Instant::now() + timeout,
+        };
+        let r = client.read_reply(by, timeout).await?;
+        match r.status.code {
+            200 => Ok(()),
+            code => {
+                if code == pipe::PIPE_TYPE_ERROR && !self.singles.swap(true, Ordering::Relaxed) {
+                    info!(target_addr = %client.addr, "the receiver does not know tablet batches (1801); sending single tablets from now on");
+                }
+                Err(TransferError(format!(
+                    "receiver {} answered {code}: {}",
+                    client.addr,
+                    r.status.message.unwrap_or_default()
+                )))
+            }
+        }
+    }
+
+    /// Abandons every unanswered request: the connection is reset
+    /// (nothing more of them goes out, no reply to them is ever read) and
+    /// the next request connects afresh. Keeps an idle connection.
+    pub fn abandon(&mut self) {
+        if self.conn.as_ref().is_some_and(|c| !c.is_idle()) {
+            self.conn = None;
+        }
     }
 
     /// Connects to the URLs in turn, starting at the next one, and
