@@ -247,7 +247,8 @@ struct Entry {
 /// A live connector as the pipes using it share it.
 #[derive(Clone)]
 pub(crate) enum Live {
-    /// One request at a time, in order: the sync thrift and do-nothing
+    /// One batch after the other, in order (the sync thrift connector
+    /// keeps two requests in flight): the sync thrift, legacy and do-nothing
     /// connectors (a pipe waits for the connector while another pipe
     /// sharing it transfers).
     Serial(Arc<tokio::sync::Mutex<Connector>>),

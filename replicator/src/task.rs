@@ -6,8 +6,12 @@
 //! to transfer what it produces, by connector:
 //! - **Serial** (`iotdb-thrift-sync-connector`,
 //!   `iotdb-legacy-pipe-connector` and PIPESINK pipes,
-//!   `do-nothing-connector`): one request in flight, in log order; the next
-//!   batch is read and extracted while it is out.
+//!   `do-nothing-connector`): in log order, one batch after the other; the
+//!   next batch is read and extracted while the current one is out. The
+//!   sync thrift connector keeps two requests in flight on its connection
+//!   (the next is written before the current reply is read) and
+//!   acknowledges each batch by its own reply, in order
+//!   ([`PipeTask::serial_consume`]).
 //! - **Lanes** (`iotdb-thrift-async-connector`): the events go into lanes
 //!   by a hash of their device, and each lane has one request in flight
 //!   (retried until acknowledged before its next request), so up to one

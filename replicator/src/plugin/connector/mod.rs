@@ -15,9 +15,10 @@
 //! - [`transport`]: the connection they all open, plain TCP or TLS, and the
 //!   key and trust stores TLS reads.
 //!
-//! The connectors that keep one request in flight (the sync thrift one,
-//! the legacy one and `do-nothing-connector`) are the variants of
-//! [`Connector`]; a pipe task sends through them one batch at a time. The
+//! The connectors that send one batch after the other on one connection
+//! (the sync thrift one, which keeps two requests in flight, the legacy
+//! one and `do-nothing-connector`) are the variants of [`Connector`]; a
+//! pipe task sends through them in order. The
 //! async one is [`AsyncConnector`], which a pipe task feeds through lanes
 //! (`task.rs`).
 //!
@@ -86,8 +87,8 @@ pub use legacy::{DatabaseOf, Identity, LegacySpec};
 pub use thrift_async::AsyncConnector;
 pub use wire::WireSpec;
 
-/// A live connector that keeps one request in flight, of the protocol its
-/// spec names.
+/// A live connector that sends batches in order on one connection, of the
+/// protocol its spec names.
 #[derive(Debug)]
 pub enum Connector {
     /// `pipeTransfer` (`iotdb-thrift-sync-connector`), and
@@ -271,7 +272,8 @@ impl Default for Batching {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectorSpec {
     /// `iotdb-thrift-sync-connector` (alias `iotdb-thrift-connector`):
-    /// node URLs to try in order, one request in flight.
+    /// node URLs to try in order, two requests in flight on one
+    /// connection.
     ThriftSync {
         /// `host:port` targets.
         urls: Vec<(String, u16)>,

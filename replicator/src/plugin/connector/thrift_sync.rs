@@ -1,5 +1,6 @@
 //! `iotdb-thrift-sync-connector`: IoTDB 1.2's `pipeTransfer` over one
-//! connection, one request in flight, in order; and the thrift `Client`
+//! connection, in order, two requests in flight ([`Connector::write_batch`]);
+//! and the thrift `Client`
 //! that both thrift connectors speak through.
 
 use std::sync::atomic::{AtomicBool, Ordering};
