@@ -328,12 +328,15 @@ fn new_series<'i>(
         compressor: "LZ4".into(),
         aligned: t.aligned,
     };
-    inner.series.entry(path.to_string()).or_insert(Series {
-        mem: Mem::new(info.data_type),
-        info,
-        frozen: None,
-        chunks: Vec::new(),
-    })
+    inner.series.get_or_insert(
+        path,
+        Series {
+            mem: Mem::new(info.data_type),
+            info,
+            frozen: None,
+            chunks: Vec::new(),
+        },
+    )
 }
 
 /// Applies an event to the in-memory state.

@@ -35,12 +35,13 @@ mod convert;
 mod flush;
 mod memtable;
 mod query;
+mod series_map;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
 pub mod verify;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -140,7 +141,7 @@ struct Tombstone {
 #[derive(Debug, Default)]
 struct Inner {
     databases: BTreeSet<String>,
-    series: BTreeMap<String, Series>,
+    series: series_map::SeriesMap,
     files: Vec<Arc<ChunkFile>>,
     tombstones: Vec<Tombstone>,
     mem_points: usize,
