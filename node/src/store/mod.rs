@@ -45,7 +45,7 @@ use std::collections::BTreeSet;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use protocol::tablet::{Column, Tablet};
+use protocol::tablet::{Column, Tablet, TabletData};
 use protocol::types::{status, DataType};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -554,12 +554,13 @@ impl Store {
     /// # Errors
     /// The first bad tablet's (names, schema, type), or a log error (the
     /// tablets of earlier batches stay written).
-    pub fn write_tablets(
+    pub fn write_tablets<'b, T: TabletData>(
         &self,
-        tablets: Vec<(Tablet, &[u8])>,
+        tablets: impl IntoIterator<Item = (T, &'b [u8])>,
         origin: Origin,
     ) -> SResult<Option<u64>> {
-        if tablets.is_empty() {
+        let mut tablets = tablets.into_iter().peekable();
+        if tablets.peek().is_none() {
             return Ok(None);
         }
         let limit = MAX_TABLET_BATCH_BYTES.min(self.log.config().max_batch_bytes() as usize);
@@ -579,8 +580,7 @@ impl Store {
         let mut buf = String::new();
         let mut pending = Pending::default();
         let mut last = None;
-        let mut tablets = tablets.into_iter().peekable();
-        let mut chunk: Vec<(Tablet, &[u8])> = Vec::new();
+        let mut chunk: Vec<(T, &[u8])> = Vec::new();
         while tablets.peek().is_some() {
             // Check tablets until the batch is full or one is bad.
             let mut failed = None;
@@ -590,11 +590,14 @@ impl Store {
                 while let Some((t, b)) = tablets.next_if(|(_, b)| {
                     chunk.is_empty() || bytes + wal::Log::RECORD_OVERHEAD + b.len() <= limit
                 }) {
-                    let checked = protocol::names::check_tablet(&t.device, &t.measurements)
-                        .map_err(|e| StoreError::new(e.code(), e.to_string()))
-                        .and_then(|()| {
-                            validate_tablet(&inner, &self.config, &t, Some(&mut pending), &mut buf)
-                        });
+                    let checked = protocol::names::check_tablet_names(
+                        t.device(),
+                        (0..t.width()).map(|c| t.measurement(c)),
+                    )
+                    .map_err(|e| StoreError::new(e.code(), e.to_string()))
+                    .and_then(|()| {
+                        validate_tablet(&inner, &self.config, &t, Some(&mut pending), &mut buf)
+                    });
                     if let Err(e) = checked {
                         failed = Some(e);
                         break;
