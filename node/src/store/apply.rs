@@ -11,6 +11,7 @@ use protocol::tablet::TabletData;
 use protocol::types::{status, DataType};
 
 use super::memtable::Mem;
+use super::series_map::Slot;
 use super::{
     encoding_name, split, Inner, SResult, Series, SeriesInfo, StoreConfig, StoreError, Tombstone,
 };
@@ -87,6 +88,13 @@ pub(super) struct Pending {
     series: HashMap<String, (DataType, bool)>,
     /// New databases.
     databases: BTreeSet<String>,
+    /// Per column of each tablet checked, in order: the slot of its series
+    /// when that exists already, so applying goes there without a second
+    /// lookup (while no series was removed: `removals`).
+    pub(super) slots: Vec<Option<Slot>>,
+    /// [`super::series_map::SeriesMap::removals`] when the slots were
+    /// taken.
+    pub(super) removals: u64,
 }
 
 impl Pending {
@@ -94,6 +102,7 @@ impl Pending {
     pub(super) fn clear(&mut self) {
         self.series.clear();
         self.databases.clear();
+        self.slots.clear();
     }
 
     fn has_database_of(&self, path: &str) -> bool {
@@ -108,6 +117,24 @@ impl Pending {
 /// tablets of its request create) without changing the store; records in
 /// `pending` what this one creates.
 pub(super) fn validate_tablet<T: TabletData>(
+    inner: &Inner,
+    config: &StoreConfig,
+    t: &T,
+    mut pending: Option<&mut Pending>,
+    buf: &mut String,
+) -> SResult<()> {
+    let mark = pending.as_ref().map_or(0, |p| p.slots.len());
+    let checked = check_tablet(inner, config, t, pending.as_deref_mut(), buf);
+    if checked.is_err() {
+        // The tablet is not applied: neither are its slots.
+        if let Some(p) = pending {
+            p.slots.truncate(mark);
+        }
+    }
+    checked
+}
+
+fn check_tablet<T: TabletData>(
     inner: &Inner,
     config: &StoreConfig,
     t: &T,
@@ -138,7 +165,11 @@ pub(super) fn validate_tablet<T: TabletData>(
         }
         let path = series_path(buf, device, m);
         check_series_path(path)?;
-        let known = match inner.series.get(path) {
+        let slot = inner.series.slot_of(path);
+        if let Some(p) = pending.as_deref_mut() {
+            p.slots.push(slot);
+        }
+        let known = match slot.and_then(|i| inner.series.at(i)) {
             Some(s) => Some((s.info.data_type, s.info.aligned)),
             None => pending.as_ref().and_then(|p| p.series.get(path).copied()),
         };
@@ -276,18 +307,27 @@ fn ensure_database(inner: &mut Inner, config: &StoreConfig, path: &str) {
 }
 
 /// Applies a validated tablet to the memtables, creating its new series.
+/// `slots`: per column, the slot of its series as validation found it
+/// (still valid: no series removed since), or none (looked up by path).
 pub(super) fn apply_tablet<T: TabletData>(
     inner: &mut Inner,
     config: &StoreConfig,
     t: &T,
+    slots: &[Option<Slot>],
     buf: &mut String,
 ) {
     for ci in 0..t.width() {
-        let path = series_path(buf, t.device(), t.measurement(ci));
-        // One lookup for a known series (the usual case).
-        let s = match inner.series.get_mut(path) {
+        let slot = slots.get(ci).copied().flatten();
+        let s = match slot.and_then(|i| inner.series.at_mut(i)) {
             Some(s) => s,
-            None => new_series(inner, config, t.aligned(), t.data_type(ci), path),
+            None => {
+                let path = series_path(buf, t.device(), t.measurement(ci));
+                // One lookup for a known series.
+                match inner.series.get_mut(path) {
+                    Some(s) => s,
+                    None => new_series(inner, config, t.aligned(), t.data_type(ci), path),
+                }
+            }
         };
         let before = s.mem.times.len();
         let last = s.mem.times.last().copied();
@@ -343,7 +383,7 @@ pub(super) fn apply(
             if check {
                 validate(inner, config, ev)?;
             }
-            apply_tablet(inner, config, t, &mut String::new());
+            apply_tablet(inner, config, t, &[], &mut String::new());
             Ok(())
         }
         Event::Delete { patterns, min, max } => {

@@ -586,6 +586,7 @@ impl Store {
             let mut failed = None;
             {
                 let inner = self.inner.read().expect("store lock");
+                pending.removals = inner.series.removals();
                 let mut bytes = wal::Log::BATCH_OVERHEAD;
                 while let Some((t, b)) = tablets.next_if(|(_, b)| {
                     chunk.is_empty() || bytes + wal::Log::RECORD_OVERHEAD + b.len() <= limit
@@ -613,8 +614,20 @@ impl Store {
                 let (points, added) = {
                     let mut inner = self.inner.write().expect("store lock");
                     let before = inner.mem_points;
+                    // The slots validation found, while they hold (the write
+                    // lock keeps series from being removed meanwhile).
+                    let slots: &[Option<series_map::Slot>] =
+                        if pending.removals == inner.series.removals() {
+                            &pending.slots
+                        } else {
+                            &[]
+                        };
+                    let mut at = 0;
                     for (t, _) in &chunk {
-                        apply_tablet(&mut inner, &self.config, t, &mut buf);
+                        let next = at + t.width();
+                        let s = slots.get(at..next).unwrap_or_default();
+                        apply_tablet(&mut inner, &self.config, t, s, &mut buf);
+                        at = next;
                     }
                     (inner.mem_points, inner.mem_points.saturating_sub(before))
                 };
