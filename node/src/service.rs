@@ -958,7 +958,7 @@ impl receiver::Apply for StoreApply<'_> {
             .map_err(code_of)
     }
 
-    /// [`StoreApply::apply`] for tablets read in place: validated and
+    /// [`receiver::Apply::apply`] for tablets read in place: validated and
     /// applied from the request's bytes, no owned tablet built.
     fn apply_views(
         &self,
