@@ -958,6 +958,17 @@ impl receiver::Apply for StoreApply<'_> {
             .map_err(code_of)
     }
 
+    /// [`receiver::Apply::apply`] for tablets read in place: validated and
+    /// applied from the request's bytes, no owned tablet built.
+    fn apply_views(
+        &self,
+        tablets: &protocol::tablet::TabletViews<'_>,
+    ) -> Result<Option<u64>, (i32, String)> {
+        self.store
+            .write_tablets(tablets.iter().map(|t| (t, t.bytes())), Origin::Pipe)
+            .map_err(code_of)
+    }
+
     fn check_series(&self, series: &[receiver::SeriesCheck]) -> Result<(), (i32, String)> {
         for s in series {
             match self.store.series_info(&s.path) {

@@ -431,6 +431,18 @@ pub fn canonical_measurement(m: &str) -> Result<Cow<'_, str>, NameError> {
 /// A [`NameError`] for the first bad name; [`Problem::NotCanonical`] names
 /// the form to write.
 pub fn check_tablet(device: &str, measurements: &[String]) -> Result<(), NameError> {
+    check_tablet_names(device, measurements.iter().map(String::as_str))
+}
+
+/// [`check_tablet`] for names borrowed from anywhere (a tablet read in
+/// place).
+///
+/// # Errors
+/// As [`check_tablet`].
+pub fn check_tablet_names<'m>(
+    device: &str,
+    measurements: impl IntoIterator<Item = &'m str>,
+) -> Result<(), NameError> {
     if !is_plain_canonical_device(device) {
         let d = canonical_device(device)?;
         if d != device {
@@ -442,7 +454,7 @@ pub fn check_tablet(device: &str, measurements: &[String]) -> Result<(), NameErr
             continue;
         }
         let c = canonical_measurement(m)?;
-        if c != m.as_str() {
+        if c != m {
             return Err(not_canonical(m, m, &c));
         }
     }

@@ -32,6 +32,7 @@
 //! after a fault does not change query results.
 #![deny(missing_docs)]
 
+mod batch;
 pub mod file;
 pub mod legacy;
 pub mod load;
@@ -43,9 +44,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
-use protocol::pipe::{self, Batch};
+use protocol::pipe;
 use protocol::rpc::{TPipeTransferReq, TPipeTransferResp, TSStatus};
-use protocol::tablet::Tablet;
+use protocol::tablet::{Tablet, TabletViews};
 use protocol::types::{status, DataType};
 use tracing::{debug, warn};
 
@@ -71,6 +72,17 @@ pub trait Apply: Send + Sync {
     /// # Errors
     /// The failing tablet's status.
     fn apply(&self, tablets: Vec<(Tablet, &[u8])>) -> Result<Option<u64>, (i32, String)>;
+
+    /// [`Apply::apply`] for tablets read in place (a type-6 batch of
+    /// tablets, what edgepipe's connector sends), each logged as its
+    /// [`protocol::tablet::TabletView::bytes`]: the store applies them without an owned
+    /// tablet each. The default builds the owned tablets.
+    ///
+    /// # Errors
+    /// The failing tablet's status.
+    fn apply_views(&self, tablets: &TabletViews<'_>) -> Result<Option<u64>, (i32, String)> {
+        self.apply(tablets.iter().map(|t| (t.to_tablet(), t.bytes())).collect())
+    }
 
     /// Checks, writing nothing, that points of these series could be
     /// written: types and alignment agree with existing series, and new
@@ -384,17 +396,21 @@ impl Receiver {
                 }
                 Err(e) => undecodable(e),
             },
-            pipe::TRANSFER_TABLET_BATCH => match pipe::read_batch(body) {
-                // Tablets only (what edgepipe's connector sends): logged as
-                // received, no copy.
-                Ok(Batch { binaries: 0, insert_nodes: 0, tablets }) => {
-                    applied(apply, tablets.into_iter().map(|(t, r)| (t, &body[r])).collect())
-                }
-                Ok(_) => match protocol::insert_node::decode_batch(body) {
-                    Ok(tablets) => apply_decoded(apply, tablets),
+            // Tablets only (what edgepipe's connector sends): read in place
+            // and logged as received, no copy; any other batch is decoded.
+            pipe::TRANSFER_TABLET_BATCH => match batch::read_tablets(body) {
+                Some(Ok(views)) => applied_views(apply, &views),
+                Some(Err(e)) => undecodable(e),
+                None => match pipe::read_batch(body) {
+                    Ok(pipe::Batch { binaries: 0, insert_nodes: 0, tablets }) => {
+                        applied(apply, tablets.into_iter().map(|(t, r)| (t, &body[r])).collect())
+                    }
+                    Ok(_) => match protocol::insert_node::decode_batch(body) {
+                        Ok(tablets) => apply_decoded(apply, tablets),
+                        Err(e) => undecodable(e),
+                    },
                     Err(e) => undecodable(e),
                 },
-                Err(e) => undecodable(e),
             },
             pipe::TRANSFER_TABLET_INSERT_NODE => match protocol::insert_node::decode_insert_node(body) {
                 Ok(t) => apply_decoded(apply, vec![t]),
@@ -503,6 +519,22 @@ fn applied(apply: &dyn Apply, tablets: Vec<(Tablet, &[u8])>) -> (TPipeTransferRe
         return (resp(status::SUCCESS, None), None);
     }
     match apply.apply(tablets) {
+        Ok(offset) => (resp(status::SUCCESS, None), offset),
+        Err((code, message)) => (
+            resp(
+                status::EXECUTE_STATEMENT_ERROR,
+                Some(format!("{code}: {message}")),
+            ),
+            None,
+        ),
+    }
+}
+
+fn applied_views(apply: &dyn Apply, tablets: &TabletViews<'_>) -> (TPipeTransferResp, Option<u64>) {
+    if tablets.is_empty() {
+        return (resp(status::SUCCESS, None), None);
+    }
+    match apply.apply_views(tablets) {
         Ok(offset) => (resp(status::SUCCESS, None), offset),
         Err((code, message)) => (
             resp(

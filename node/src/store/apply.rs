@@ -7,10 +7,11 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use protocol::tablet::Tablet;
+use protocol::tablet::TabletData;
 use protocol::types::{status, DataType};
 
 use super::memtable::Mem;
+use super::series_map::Slot;
 use super::{
     encoding_name, split, Inner, SResult, Series, SeriesInfo, StoreConfig, StoreError, Tombstone,
 };
@@ -87,6 +88,13 @@ pub(super) struct Pending {
     series: HashMap<String, (DataType, bool)>,
     /// New databases.
     databases: BTreeSet<String>,
+    /// Per column of each tablet checked, in order: the slot of its series
+    /// when that exists already, so applying goes there without a second
+    /// lookup (while no series was removed: `removals`).
+    pub(super) slots: Vec<Option<Slot>>,
+    /// [`super::series_map::SeriesMap::removals`] when the slots were
+    /// taken.
+    pub(super) removals: u64,
 }
 
 impl Pending {
@@ -94,6 +102,7 @@ impl Pending {
     pub(super) fn clear(&mut self) {
         self.series.clear();
         self.databases.clear();
+        self.slots.clear();
     }
 
     fn has_database_of(&self, path: &str) -> bool {
@@ -107,57 +116,79 @@ impl Pending {
 /// Checks a tablet against the schema (and what `pending` says earlier
 /// tablets of its request create) without changing the store; records in
 /// `pending` what this one creates.
-pub(super) fn validate_tablet(
+pub(super) fn validate_tablet<T: TabletData>(
     inner: &Inner,
     config: &StoreConfig,
-    t: &Tablet,
+    t: &T,
     mut pending: Option<&mut Pending>,
     buf: &mut String,
 ) -> SResult<()> {
-    if t.measurements.is_empty() {
+    let mark = pending.as_ref().map_or(0, |p| p.slots.len());
+    let checked = check_tablet(inner, config, t, pending.as_deref_mut(), buf);
+    if checked.is_err() {
+        // The tablet is not applied: neither are its slots.
+        if let Some(p) = pending {
+            p.slots.truncate(mark);
+        }
+    }
+    checked
+}
+
+fn check_tablet<T: TabletData>(
+    inner: &Inner,
+    config: &StoreConfig,
+    t: &T,
+    mut pending: Option<&mut Pending>,
+    buf: &mut String,
+) -> SResult<()> {
+    let (device, aligned_write) = (t.device(), t.aligned());
+    if t.width() == 0 {
         return Err(StoreError::new(
             status::ILLEGAL_PARAMETER,
-            format!("insert into {}: no measurements", t.device),
+            format!("insert into {device}: no measurements"),
         ));
     }
     // A set only for wide tablets: a few measurements are compared
     // directly, without allocating.
-    let mut seen: Option<HashSet<&str>> = (t.measurements.len() > 16).then(HashSet::new);
-    for (i, (m, c)) in t.measurements.iter().zip(&t.columns).enumerate() {
+    let mut seen: Option<HashSet<&str>> = (t.width() > 16).then(HashSet::new);
+    for i in 0..t.width() {
+        let (m, data_type) = (t.measurement(i), t.data_type(i));
         let twice = match &mut seen {
-            Some(set) => !set.insert(m.as_str()),
-            None => t.measurements[..i].contains(m),
+            Some(set) => !set.insert(m),
+            None => (0..i).any(|j| t.measurement(j) == m),
         };
         if twice {
             return Err(StoreError::new(
                 status::ILLEGAL_PARAMETER,
-                format!("insert into {}: measurement {m} appears twice", t.device),
+                format!("insert into {device}: measurement {m} appears twice"),
             ));
         }
-        let path = series_path(buf, &t.device, m);
+        let path = series_path(buf, device, m);
         check_series_path(path)?;
-        let known = match inner.series.get(path) {
+        let slot = inner.series.slot_of(path);
+        if let Some(p) = pending.as_deref_mut() {
+            p.slots.push(slot);
+        }
+        let known = match slot.and_then(|i| inner.series.at(i)) {
             Some(s) => Some((s.info.data_type, s.info.aligned)),
             None => pending.as_ref().and_then(|p| p.series.get(path).copied()),
         };
         match known {
-            Some((data_type, _)) if data_type != c.data_type() => {
+            Some((registered, _)) if registered != data_type => {
                 return Err(StoreError::new(
                     status::DATA_TYPE_MISMATCH,
                     format!(
-                        "data type of {path} is not consistent, registered type {data_type}, inserting type {}",
-                        c.data_type()
+                        "data type of {path} is not consistent, registered type {registered}, inserting type {data_type}"
                     ),
                 ))
             }
-            Some((_, aligned)) if aligned != t.aligned => {
+            Some((_, aligned)) if aligned != aligned_write => {
                 return Err(StoreError::new(
                     status::METADATA_ERROR,
                     format!(
-                        "device {} is {}aligned, but this insert is {}aligned",
-                        t.device,
+                        "device {device} is {}aligned, but this insert is {}aligned",
                         if aligned { "" } else { "not " },
-                        if t.aligned { "" } else { "not " }
+                        if aligned_write { "" } else { "not " }
                     ),
                 ))
             }
@@ -178,7 +209,7 @@ pub(super) fn validate_tablet(
                 };
                 if let Some(p) = pending.as_deref_mut() {
                     p.series
-                        .insert(path.to_string(), (c.data_type(), t.aligned));
+                        .insert(path.to_string(), (data_type, aligned_write));
                     p.databases.extend(auto);
                 }
             }
@@ -276,30 +307,31 @@ fn ensure_database(inner: &mut Inner, config: &StoreConfig, path: &str) {
 }
 
 /// Applies a validated tablet to the memtables, creating its new series.
-pub(super) fn apply_tablet(inner: &mut Inner, config: &StoreConfig, t: &Tablet, buf: &mut String) {
-    for (ci, (m, c)) in t.measurements.iter().zip(&t.columns).enumerate() {
-        let path = series_path(buf, &t.device, m);
-        // One lookup for a known series (the usual case).
-        let s = match inner.series.get_mut(path) {
+/// `slots`: per column, the slot of its series as validation found it
+/// (still valid: no series removed since), or none (looked up by path).
+pub(super) fn apply_tablet<T: TabletData>(
+    inner: &mut Inner,
+    config: &StoreConfig,
+    t: &T,
+    slots: &[Option<Slot>],
+    buf: &mut String,
+) {
+    for ci in 0..t.width() {
+        let slot = slots.get(ci).copied().flatten();
+        let s = match slot.and_then(|i| inner.series.at_mut(i)) {
             Some(s) => s,
-            None => new_series(inner, config, t, c.data_type(), path),
+            None => {
+                let path = series_path(buf, t.device(), t.measurement(ci));
+                // One lookup for a known series.
+                match inner.series.get_mut(path) {
+                    Some(s) => s,
+                    None => new_series(inner, config, t.aligned(), t.data_type(ci), path),
+                }
+            }
         };
         let before = s.mem.times.len();
         let last = s.mem.times.last().copied();
-        let added = match &t.nulls[ci] {
-            // No nulls: whole slices.
-            None => {
-                s.mem.times.extend_from_slice(&t.times);
-                s.mem.values.extend_from(c);
-                t.rows()
-            }
-            Some(nulls) => {
-                let rows: Vec<usize> = (0..t.rows()).filter(|&r| !nulls[r]).collect();
-                s.mem.times.extend(rows.iter().map(|&r| t.times[r]));
-                s.mem.values.extend_rows(c, rows.iter().copied());
-                rows.len()
-            }
-        };
+        let added = t.append_column(ci, &mut s.mem.times, &mut s.mem.values);
         let new = &s.mem.times[before..];
         let in_order = new.windows(2).all(|w| w[0] < w[1])
             && match (last, new.first()) {
@@ -317,7 +349,7 @@ pub(super) fn apply_tablet(inner: &mut Inner, config: &StoreConfig, t: &Tablet, 
 fn new_series<'i>(
     inner: &'i mut Inner,
     config: &StoreConfig,
-    t: &Tablet,
+    aligned: bool,
     data_type: DataType,
     path: &str,
 ) -> &'i mut Series {
@@ -326,14 +358,17 @@ fn new_series<'i>(
         data_type,
         encoding: encoding_name(data_type.default_encoding()).to_string(),
         compressor: "LZ4".into(),
-        aligned: t.aligned,
+        aligned,
     };
-    inner.series.entry(path.to_string()).or_insert(Series {
-        mem: Mem::new(info.data_type),
-        info,
-        frozen: None,
-        chunks: Vec::new(),
-    })
+    inner.series.get_or_insert(
+        path,
+        Series {
+            mem: Mem::new(info.data_type),
+            info,
+            frozen: None,
+            chunks: Vec::new(),
+        },
+    )
 }
 
 /// Applies an event to the in-memory state.
@@ -348,7 +383,7 @@ pub(super) fn apply(
             if check {
                 validate(inner, config, ev)?;
             }
-            apply_tablet(inner, config, t, &mut String::new());
+            apply_tablet(inner, config, t, &[], &mut String::new());
             Ok(())
         }
         Event::Delete { patterns, min, max } => {

@@ -275,3 +275,71 @@ fn a_request_writes_what_one_by_one_writes() {
         points(&single, "root.eq.d3.x")
     );
 }
+
+/// The receiving path's tablets read in place (a type-6 batch's
+/// [`protocol::tablet::TabletViews`]): the same records, errors, series
+/// and points as the owned tablets written one by one, nulls (in bitmaps
+/// and TEXT) included.
+#[test]
+fn tablets_read_in_place_write_what_owned_ones_write() {
+    let mut ts = Vec::new();
+    for i in 0..200i64 {
+        let dev = format!("root.v.d{}", i % 23);
+        let rows = 1 + i % 11;
+        let mut t = match i % 4 {
+            0 => tablet(
+                &dev,
+                "t",
+                (i * 100..i * 100 + rows).collect(),
+                Column::Text((0..rows).map(|r| vec![b'a'; r as usize]).collect()),
+            ),
+            1 => tablet(
+                &dev,
+                "n",
+                (i * 100..i * 100 + rows).rev().collect(),
+                Column::Int64((0..rows).collect()),
+            ),
+            _ => doubles(&dev, "x", i * 10, rows),
+        };
+        if i % 3 == 0 {
+            t.nulls = vec![Some((0..rows).map(|r| r % 2 == 1).collect())];
+        }
+        if i == 170 {
+            // A type that disagrees with the series' own: the error.
+            t = tablet(&dev, "x", vec![1], Column::Boolean(vec![true]));
+        }
+        ts.push(t);
+    }
+    let bytes = serialized(&ts);
+    let body: Vec<u8> = bytes.concat();
+    let mut views = protocol::tablet::TabletViews::default();
+    let mut at = 0;
+    while at < body.len() {
+        at += views.read_v12_prefix(&body[at..]).unwrap();
+    }
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let viewed = open_with(a.path(), 16 << 10);
+    let single = open_with(b.path(), 16 << 10);
+    let e1 = viewed
+        .write_tablets(views.iter().map(|v| (v, v.bytes())), Origin::Pipe)
+        .unwrap_err();
+    let e2 = ts
+        .iter()
+        .zip(&bytes)
+        .map(|(t, b)| single.write_tablet_bytes(t.clone(), b, Origin::Pipe))
+        .find_map(Result::err)
+        .unwrap();
+    assert_eq!(e1, e2);
+    assert_eq!(e1.code, status::DATA_TYPE_MISMATCH, "{e1}");
+    let (r1, _) = log_records(&viewed);
+    assert_eq!(r1.len(), 170);
+    assert!(r1 == log_records(&single).0, "the same records");
+    let all = [crate::sql::parse_path("root.**").unwrap()];
+    let series = viewed.series_matching(&all);
+    assert_eq!(series.len(), 23 * 3);
+    assert_eq!(series, single.series_matching(&all));
+    for (p, _) in &series {
+        assert_eq!(points(&viewed, p), points(&single, p), "{p}");
+    }
+    assert_eq!(viewed.memtable_points(), single.memtable_points());
+}

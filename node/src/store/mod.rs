@@ -35,16 +35,17 @@ mod convert;
 mod flush;
 mod memtable;
 mod query;
+mod series_map;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
 pub mod verify;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use protocol::tablet::{Column, Tablet};
+use protocol::tablet::{Column, Tablet, TabletData};
 use protocol::types::{status, DataType};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -140,7 +141,7 @@ struct Tombstone {
 #[derive(Debug, Default)]
 struct Inner {
     databases: BTreeSet<String>,
-    series: BTreeMap<String, Series>,
+    series: series_map::SeriesMap,
     files: Vec<Arc<ChunkFile>>,
     tombstones: Vec<Tombstone>,
     mem_points: usize,
@@ -553,12 +554,13 @@ impl Store {
     /// # Errors
     /// The first bad tablet's (names, schema, type), or a log error (the
     /// tablets of earlier batches stay written).
-    pub fn write_tablets(
+    pub fn write_tablets<'b, T: TabletData>(
         &self,
-        tablets: Vec<(Tablet, &[u8])>,
+        tablets: impl IntoIterator<Item = (T, &'b [u8])>,
         origin: Origin,
     ) -> SResult<Option<u64>> {
-        if tablets.is_empty() {
+        let mut tablets = tablets.into_iter().peekable();
+        if tablets.peek().is_none() {
             return Ok(None);
         }
         let limit = MAX_TABLET_BATCH_BYTES.min(self.log.config().max_batch_bytes() as usize);
@@ -578,22 +580,25 @@ impl Store {
         let mut buf = String::new();
         let mut pending = Pending::default();
         let mut last = None;
-        let mut tablets = tablets.into_iter().peekable();
-        let mut chunk: Vec<(Tablet, &[u8])> = Vec::new();
+        let mut chunk: Vec<(T, &[u8])> = Vec::new();
         while tablets.peek().is_some() {
             // Check tablets until the batch is full or one is bad.
             let mut failed = None;
             {
                 let inner = self.inner.read().expect("store lock");
+                pending.removals = inner.series.removals();
                 let mut bytes = wal::Log::BATCH_OVERHEAD;
                 while let Some((t, b)) = tablets.next_if(|(_, b)| {
                     chunk.is_empty() || bytes + wal::Log::RECORD_OVERHEAD + b.len() <= limit
                 }) {
-                    let checked = protocol::names::check_tablet(&t.device, &t.measurements)
-                        .map_err(|e| StoreError::new(e.code(), e.to_string()))
-                        .and_then(|()| {
-                            validate_tablet(&inner, &self.config, &t, Some(&mut pending), &mut buf)
-                        });
+                    let checked = protocol::names::check_tablet_names(
+                        t.device(),
+                        (0..t.width()).map(|c| t.measurement(c)),
+                    )
+                    .map_err(|e| StoreError::new(e.code(), e.to_string()))
+                    .and_then(|()| {
+                        validate_tablet(&inner, &self.config, &t, Some(&mut pending), &mut buf)
+                    });
                     if let Err(e) = checked {
                         failed = Some(e);
                         break;
@@ -609,8 +614,20 @@ impl Store {
                 let (points, added) = {
                     let mut inner = self.inner.write().expect("store lock");
                     let before = inner.mem_points;
+                    // The slots validation found, while they hold (the write
+                    // lock keeps series from being removed meanwhile).
+                    let slots: &[Option<series_map::Slot>] =
+                        if pending.removals == inner.series.removals() {
+                            &pending.slots
+                        } else {
+                            &[]
+                        };
+                    let mut at = 0;
                     for (t, _) in &chunk {
-                        apply_tablet(&mut inner, &self.config, t, &mut buf);
+                        let next = at + t.width();
+                        let s = slots.get(at..next).unwrap_or_default();
+                        apply_tablet(&mut inner, &self.config, t, s, &mut buf);
+                        at = next;
                     }
                     (inner.mem_points, inner.mem_points.saturating_sub(before))
                 };
