@@ -55,7 +55,7 @@
 //! is kept in `<data_dir>/system/pipe_server` and restored when the node
 //! starts, as IoTDB 0.14's receiver restored it from its sync directory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -70,7 +70,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::config::NodeConfig;
-use crate::service::{Connection, Handled, Service};
+use crate::service::{Connection, Durable, Handled, Service};
 
 /// Bytes a frame may be received with before it draws on the shared
 /// budget: every request but large inserts and pipe batches fits, so a
@@ -557,6 +557,14 @@ async fn answer_refusal<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Why a connection stops reading.
+/// What [`Conn::read_frame`] got.
+enum Woke {
+    /// A frame, in the connection's buffer.
+    Frame,
+    /// The oldest reply waiting for durability is due: this frame.
+    Durable(Vec<u8>),
+}
+
 enum Stop {
     /// The peer closed between frames.
     Eof,
@@ -639,8 +647,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
     async fn serve(&mut self, service: &Arc<Service>, stop: &mut broadcast::Receiver<()>) {
         debug!("connected");
         let mut conn = Connection::new(self.peer, self.pipe_server);
+        // Replies waiting for their writes to become durable, oldest first
+        // (at most two: see `Woke::Durable`).
+        let mut durable: VecDeque<Durable> = VecDeque::new();
         loop {
-            if let Err(why) = self.read_frame(conn.logged_in(), stop).await {
+            let woke = self
+                .read_frame(conn.logged_in(), stop, durable.front_mut())
+                .await;
+            if let Ok(Woke::Durable(frame)) = woke {
+                durable.pop_front();
+                if !self.write_reply(&frame).await {
+                    break;
+                }
+                continue;
+            }
+            if let Err(why) = woke {
                 let peer = self.peer;
                 match why {
                     Stop::Eof | Stop::Shutdown => {}
@@ -655,22 +676,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             self.registry.set(self.slot, HANDLING);
             match service.handle(&mut conn, &self.buf).await {
                 Handled::Reply(frame) => {
-                    let allowance = self.limits.allowance(frame.len());
-                    let socket = &mut self.socket;
-                    let write = async {
-                        socket.write_all(&frame).await?;
-                        socket.flush().await
-                    };
-                    match tokio::time::timeout(allowance, write).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => {
-                            debug!(cause = %e, "write failed");
-                            break;
-                        }
-                        Err(_) => {
-                            warn!(peer = %self.peer, bytes = frame.len(), "closing connection: the reply was not taken within {allowance:?}");
-                            break;
-                        }
+                    // In order: the replies before it first.
+                    if !self.write_durable(&mut durable).await || !self.write_reply(&frame).await {
+                        break;
+                    }
+                }
+                Handled::WhenDurable(d) => {
+                    durable.push_back(d);
+                    // A sender keeps at most two requests in flight: with
+                    // two replies waiting, no third request comes before
+                    // one goes out.
+                    if durable.len() >= 2 && !self.write_durable(&mut durable).await {
+                        break;
                     }
                 }
                 Handled::Close(reason) => {
@@ -685,6 +702,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         debug!("disconnected");
     }
 
+    /// Writes one reply frame within its allowance; false when the
+    /// connection must close.
+    async fn write_reply(&mut self, frame: &[u8]) -> bool {
+        let allowance = self.limits.allowance(frame.len());
+        let socket = &mut self.socket;
+        let write = async {
+            socket.write_all(frame).await?;
+            socket.flush().await
+        };
+        match tokio::time::timeout(allowance, write).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                debug!(cause = %e, "write failed");
+                false
+            }
+            Err(_) => {
+                warn!(peer = %self.peer, bytes = frame.len(), "closing connection: the reply was not taken within {allowance:?}");
+                false
+            }
+        }
+    }
+
+    /// Waits for every reply in `durable` in turn and writes it; false
+    /// when the connection must close.
+    async fn write_durable(&mut self, durable: &mut VecDeque<Durable>) -> bool {
+        while let Some(mut d) = durable.pop_front() {
+            let frame = d.wait().await;
+            if !self.write_reply(&frame).await {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Gives back a buffer beyond [`SMALL_FRAME`] and its budget.
     fn release(&mut self) {
         if self.buf.capacity() > SMALL_FRAME {
@@ -694,12 +745,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         self.charged = 0;
     }
 
-    /// Reads the next frame's payload into `self.buf`.
+    /// Reads the next frame's payload into `self.buf` — unless the write of
+    /// `durable` (the oldest reply waiting) becomes durable before the
+    /// frame starts: then its reply frame, to be written first.
     async fn read_frame(
         &mut self,
         logged_in: bool,
         stop: &mut broadcast::Receiver<()>,
-    ) -> Result<(), Stop> {
+        mut durable: Option<&mut Durable>,
+    ) -> Result<Woke, Stop> {
         let limits = self.limits;
         // Wait for a frame to start: as long as it takes on a logged-in
         // connection, at most the timeout on one that has not logged in.
@@ -723,6 +777,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 }
                 _ = stop.recv() => return Err(Stop::Shutdown),
                 _ = self.slot.kick.notified() => return Err(Stop::Displaced),
+                frame = async {
+                    match durable.as_mut() {
+                        Some(d) => d.wait().await,
+                        None => std::future::pending().await,
+                    }
+                }, if durable.is_some() => return Ok(Woke::Durable(frame)),
             }
         };
         // The frame has started: it must arrive within its allowance.
@@ -795,7 +855,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 }
             }
         }
-        Ok(())
+        Ok(Woke::Frame)
     }
 
     /// Holds budget for a buffer of `capacity` bytes, waiting for it until

@@ -126,8 +126,49 @@ impl std::fmt::Debug for Connection {
 pub enum Handled {
     /// Send this frame back.
     Reply(Vec<u8>),
+    /// Send a frame back once a write is durable (a `pipeTransfer`): the
+    /// connection may read and apply the sender's next request meanwhile,
+    /// as long as replies go out in order ([`Durable`]).
+    WhenDurable(Durable),
     /// The frame is not thrift: close the connection, logging the reason.
     Close(String),
+}
+
+/// A reply that waits for its write to become durable. The wait runs as a
+/// task from the start, so the change log's sync is requested at once.
+pub struct Durable {
+    /// The log sync covering the write; its error names what failed.
+    wait: tokio::task::JoinHandle<Result<(), String>>,
+    /// The reply once durable.
+    reply: Vec<u8>,
+    /// The reply when the write cannot be made durable, given why.
+    failed: Box<dyn FnOnce(String) -> Vec<u8> + Send>,
+}
+
+impl std::fmt::Debug for Durable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durable")
+            .field("reply_bytes", &self.reply.len())
+            .finish()
+    }
+}
+
+impl Durable {
+    /// Waits for the write and gives the frame to send: the reply, or the
+    /// error reply naming why the write is not durable.
+    pub async fn wait(&mut self) -> Vec<u8> {
+        let r = match (&mut self.wait).await {
+            Ok(r) => r,
+            Err(e) => Err(e.to_string()),
+        };
+        match r {
+            Ok(()) => std::mem::take(&mut self.reply),
+            Err(e) => {
+                let failed = std::mem::replace(&mut self.failed, Box::new(|_| Vec::new()));
+                failed(e)
+            }
+        }
+    }
 }
 
 fn ok() -> TSStatus {
@@ -523,12 +564,12 @@ impl Service {
                 r(&|p, n, s| reply(p, n, s, &status))
             }
             Request::PipeTransfer(req) => {
-                let resp = self.pipe_transfer(conn, req).await;
-                r(&|p, n, s| reply(p, n, s, &resp))
+                let (resp, offset) = self.pipe_transfer(conn, req);
+                self.when_durable(proto, name, seq, resp, offset)
             }
             Request::PipeTransferInPlace(req) => {
-                let resp = self.pipe_transfer_in_place(conn, frame, req).await;
-                r(&|p, n, s| reply(p, n, s, &resp))
+                let (resp, offset) = self.pipe_transfer_in_place(conn, frame, req);
+                self.when_durable(proto, name, seq, resp, offset)
             }
             Request::InsertStringRecord(req) => {
                 let svc = self.clone();
@@ -589,52 +630,66 @@ impl Service {
     }
 
     /// `pipeTransfer`: no login needed (as in IoTDB 1.2); applied through
-    /// the change log, answered once durable.
-    async fn pipe_transfer(
+    /// the change log (to be answered once durable: the log offset of the
+    /// last write, if any).
+    fn pipe_transfer(
         self: &Arc<Self>,
         conn: &mut Connection,
         req: protocol::rpc::TPipeTransferReq,
-    ) -> TPipeTransferResp {
+    ) -> (TPipeTransferResp, Option<u64>) {
         let apply = self.apply();
-        let (resp, offset) = blocking(|| self.receiver.transfer(&mut conn.receiver, req, &apply));
-        self.when_durable(resp, offset).await
+        blocking(|| self.receiver.transfer(&mut conn.receiver, req, &apply))
     }
 
     /// `pipeTransfer` with the body read in place from `frame`: applied on
     /// this worker thread (`block_in_place`), so the body is never copied.
-    async fn pipe_transfer_in_place(
+    fn pipe_transfer_in_place(
         self: &Arc<Self>,
         conn: &mut Connection,
         frame: &[u8],
         req: protocol::pipe::TransferInPlace,
-    ) -> TPipeTransferResp {
+    ) -> (TPipeTransferResp, Option<u64>) {
         let body = &frame[req.body.clone()];
         let apply = self.apply();
-        let (resp, offset) = blocking(|| {
+        blocking(|| {
             self.receiver
                 .transfer_parts(&mut conn.receiver, req.version, req.type_, body, &apply)
-        });
-        self.when_durable(resp, offset).await
+        })
     }
 
-    /// `resp`, once log offset `offset` (if any) is durable.
-    async fn when_durable(
+    /// The reply `resp`, to go once log offset `offset` (if any) is
+    /// durable: at once without a write, else as a [`Durable`] whose sync
+    /// is requested now.
+    fn when_durable(
         &self,
+        proto: Proto,
+        name: &str,
+        seq: i32,
         resp: TPipeTransferResp,
         offset: Option<u64>,
-    ) -> TPipeTransferResp {
-        if let Some(o) = offset {
-            if let Err(e) = self.exec.store().log().wait_durable_async(o).await {
-                return TPipeTransferResp {
+    ) -> Handled {
+        let ok = reply(proto, name, seq, &resp);
+        let Some(o) = offset else {
+            return Handled::Reply(ok);
+        };
+        let log = self.exec.store().log().clone();
+        let name = name.to_string();
+        Handled::WhenDurable(Durable {
+            wait: tokio::spawn(async move {
+                log.wait_durable_async(o).await.map_err(|e| e.to_string())
+            }),
+            reply: ok,
+            failed: Box::new(move |e| {
+                let resp = TPipeTransferResp {
                     status: st(
                         status::INTERNAL_SERVER_ERROR,
                         Some(format!("write not durable: {e}")),
                     ),
                     body: None,
                 };
-            }
-        }
-        resp
+                reply(proto, &name, seq, &resp)
+            }),
+        })
     }
 
     fn open_session(&self, conn: &mut Connection, req: TSOpenSessionReq) -> TSOpenSessionResp {
