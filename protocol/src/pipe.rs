@@ -221,6 +221,21 @@ pub fn batch_body<'a>(tablets: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<u
 /// aligned byte.
 const MIN_TABLET_BYTES: usize = 4 + 4 + 4 + 1;
 
+/// A batch's tablet count `nt`, checked against the `left` bytes that
+/// follow it: each tablet takes at least `MIN_TABLET_BYTES`, so a count the
+/// body cannot hold is refused, and room is reserved only for what fits.
+///
+/// # Errors
+/// A negative count, or one the bytes left cannot hold.
+pub fn batch_tablet_count(nt: i32, left: usize) -> Result<usize, String> {
+    if nt < 0 || nt as usize > left / MIN_TABLET_BYTES {
+        return Err(format!(
+            "tablet count {nt} does not fit the {left} bytes left of the batch"
+        ));
+    }
+    Ok(nt as usize)
+}
+
 /// The parts of a type-6 body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
@@ -268,18 +283,9 @@ pub fn read_batch(body: &[u8]) -> Result<Batch, String> {
             tablets: vec![],
         });
     }
-    let nt = i32_at(at)?;
+    let nt = batch_tablet_count(i32_at(at)?, body.len() - (at + 4))?;
     at += 4;
-    // Each tablet takes at least MIN_TABLET_BYTES, so a count the body
-    // cannot hold is refused, and room is reserved only for what fits.
-    let fits = (body.len() - at) / MIN_TABLET_BYTES;
-    if nt < 0 || nt as usize > fits {
-        return Err(format!(
-            "tablet count {nt} does not fit the {} bytes left of the batch",
-            body.len() - at
-        ));
-    }
-    let mut tablets = Vec::with_capacity(nt as usize);
+    let mut tablets = Vec::with_capacity(nt);
     for i in 0..nt {
         let (t, len) = crate::tablet::Tablet::deserialize_v12_prefix(&body[at..])
             .map_err(|e| format!("tablet {i} of the batch: {e}"))?;

@@ -8,11 +8,6 @@
 
 use protocol::tablet::TabletViews;
 
-/// The fewest bytes a serialized tablet with its aligned byte takes (as
-/// `protocol::pipe` counts them): an empty device string (4), the row
-/// count (4), four section flags and the aligned byte.
-const MIN_TABLET_BYTES: usize = 4 + 4 + 4 + 1;
-
 /// The tablets of a tablets-only batch body; `None` when the body holds
 /// binaries or InsertNodes (or says it does).
 pub(crate) fn read_tablets(body: &[u8]) -> Option<Result<TabletViews<'_>, String>> {
@@ -28,18 +23,9 @@ pub(crate) fn read_tablets(body: &[u8]) -> Option<Result<TabletViews<'_>, String
     }
     Some((|| {
         let mut at = 8;
-        let nt = i32_at(at)?;
+        let nt = protocol::pipe::batch_tablet_count(i32_at(at)?, body.len() - (at + 4))?;
         at += 4;
-        // Each tablet takes at least MIN_TABLET_BYTES, so a count the body
-        // cannot hold is refused, and room is reserved only for what fits.
-        let fits = (body.len() - at) / MIN_TABLET_BYTES;
-        if nt < 0 || nt as usize > fits {
-            return Err(format!(
-                "tablet count {nt} does not fit the {} bytes left of the batch",
-                body.len() - at
-            ));
-        }
-        let mut views = TabletViews::with_capacity(nt as usize);
+        let mut views = TabletViews::with_capacity(nt);
         for i in 0..nt {
             at += views
                 .read_v12_prefix(&body[at..])

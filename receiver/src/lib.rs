@@ -518,23 +518,19 @@ fn applied(apply: &dyn Apply, tablets: Vec<(Tablet, &[u8])>) -> (TPipeTransferRe
     if tablets.is_empty() {
         return (resp(status::SUCCESS, None), None);
     }
-    match apply.apply(tablets) {
-        Ok(offset) => (resp(status::SUCCESS, None), offset),
-        Err((code, message)) => (
-            resp(
-                status::EXECUTE_STATEMENT_ERROR,
-                Some(format!("{code}: {message}")),
-            ),
-            None,
-        ),
-    }
+    answer(apply.apply(tablets))
 }
 
 fn applied_views(apply: &dyn Apply, tablets: &TabletViews<'_>) -> (TPipeTransferResp, Option<u64>) {
     if tablets.is_empty() {
         return (resp(status::SUCCESS, None), None);
     }
-    match apply.apply_views(tablets) {
+    answer(apply.apply_views(tablets))
+}
+
+/// The reply to an apply's outcome, with the log offset to wait for.
+fn answer(r: Result<Option<u64>, (i32, String)>) -> (TPipeTransferResp, Option<u64>) {
+    match r {
         Ok(offset) => (resp(status::SUCCESS, None), offset),
         Err((code, message)) => (
             resp(
