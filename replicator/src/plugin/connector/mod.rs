@@ -173,7 +173,7 @@ impl Connector {
 
     /// Until the oldest unanswered reply begins to arrive (see
     /// [`thrift_sync::Connector::reply_arriving`]).
-    pub async fn reply_arriving(&self) {
+    pub async fn reply_arriving(&mut self) {
         if let Connector::ThriftSync(c) = self {
             c.reply_arriving().await
         }

@@ -41,6 +41,10 @@ pub(crate) struct Client {
     /// (`None` while it is being written). At most two, and two only on
     /// the pipelined path ([`Connector::write_batch`]).
     unanswered: std::collections::VecDeque<(bool, Option<tokio::time::Instant>)>,
+    /// Reply bytes read and not yet taken: a read may bring more than one
+    /// reply, or part of one ([`Client::reply_arriving`] reads without
+    /// waiting for a whole frame, so that it can be abandoned).
+    inbox: Vec<u8>,
     /// The connector's compressors and rate limit.
     wire: Arc<Wire>,
 }
@@ -80,6 +84,7 @@ impl Client {
             addr: addr.clone(),
             seq: 0,
             unanswered: std::collections::VecDeque::new(),
+            inbox: Vec::new(),
             wire,
         };
         let hs = pipe::handshake_body(precision);
@@ -118,6 +123,9 @@ impl Client {
     pub(crate) fn closed_by_peer(&self) -> bool {
         // On TLS too the TCP socket is what tells: nothing is due on an
         // idle connection, not even TLS records.
+        if !self.inbox.is_empty() {
+            return true;
+        }
         let mut b = [0u8; 1];
         match self.stream.tcp().try_read(&mut b) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
@@ -220,6 +228,23 @@ impl Client {
         }
     }
 
+    /// Waits until reply bytes are at hand: in the inbox, or read into it
+    /// now (from the socket, or what TLS already decrypted) — or the
+    /// connection ended, or the oldest reply is overdue (`timeout` after
+    /// its request went out). Cancel-safe: a read either completes into the
+    /// inbox or takes nothing.
+    pub(crate) async fn reply_arriving(&mut self, timeout: Duration) {
+        let Some(&(_, Some(written))) = self.unanswered.front() else {
+            return;
+        };
+        if !self.inbox.is_empty() {
+            return;
+        }
+        self.inbox.reserve(64);
+        let _ =
+            tokio::time::timeout_at(written + timeout, self.stream.read_buf(&mut self.inbox)).await;
+    }
+
     /// The second half of [`Client::call`]: reads the reply to the oldest
     /// request written, due by `by` (`timeout` names the limit in the
     /// error).
@@ -236,17 +261,29 @@ impl Client {
         let Some(&(packed, _)) = self.unanswered.front() else {
             return Err(TransferError("no request to answer".into()));
         };
-        let s = &mut self.stream;
+        let (s, inbox) = (&mut self.stream, &mut self.inbox);
         let io = tokio::time::timeout_at(by, async {
-            let mut len = [0u8; 4];
-            s.read_exact(&mut len).await?;
-            let n = i32::from_be_bytes(len);
-            if !(1..=MAX_REPLY_FRAME).contains(&n) {
-                return Err(std::io::Error::other(format!("reply frame of {n} bytes")));
+            // Whole frames only leave the inbox; what a read brings beyond
+            // this reply stays for the next.
+            let mut need = 4;
+            loop {
+                if inbox.len() >= 4 {
+                    let n = i32::from_be_bytes(inbox[..4].try_into().expect("4"));
+                    if !(1..=MAX_REPLY_FRAME).contains(&n) {
+                        return Err(std::io::Error::other(format!("reply frame of {n} bytes")));
+                    }
+                    need = 4 + n as usize;
+                }
+                if inbox.len() >= need && need > 4 {
+                    let buf = inbox[4..need].to_vec();
+                    inbox.drain(..need);
+                    return Ok(buf);
+                }
+                inbox.reserve(need - inbox.len());
+                if s.read_buf(inbox).await? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
             }
-            let mut buf = vec![0u8; n as usize];
-            s.read_exact(&mut buf).await?;
-            Ok(buf)
         });
         let buf = match io.await {
             Ok(Ok(b)) => b,
@@ -597,13 +634,10 @@ impl Connector {
     /// unanswered request has begun to arrive, the connection ended, or
     /// the reply is overdue (the connector's timeout after the request
     /// went out). Cancel-safe. Returns at once when nothing is unanswered.
-    pub async fn reply_arriving(&self) {
-        let Some(c) = self.conn.as_ref() else { return };
-        let Some(&(_, Some(written))) = c.unanswered.front() else {
-            return;
-        };
-        let mut b = [0u8; 1];
-        let _ = tokio::time::timeout_at(written + self.timeout, c.stream.tcp().peek(&mut b)).await;
+    pub async fn reply_arriving(&mut self) {
+        let timeout = self.timeout;
+        let Some(c) = self.conn.as_mut() else { return };
+        c.reply_arriving(timeout).await;
     }
 
     /// The second half of a pipelined transfer: reads the reply to the
@@ -777,5 +811,80 @@ mod tests {
         let refs: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
         write_parts(&mut s, &refs).await.unwrap();
         assert_eq!(reader.await.unwrap(), want);
+    }
+
+    /// A reply frame answering `seq` with `code`.
+    fn reply_frame(seq: i32, code: i32) -> Vec<u8> {
+        let resp = TPipeTransferResp {
+            status: protocol::rpc::TSStatus {
+                code,
+                message: None,
+                sub_status: None,
+                redirect_node: None,
+                need_retry: None,
+            },
+            body: None,
+        };
+        // Framed: `reply` writes the length first.
+        protocol::message::reply(protocol::message::Proto::Binary, "pipeTransfer", seq, &resp)
+    }
+
+    /// Reads one framed request from `s`.
+    async fn read_request(s: &mut tokio::net::TcpStream) {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).await.unwrap();
+        let mut f = vec![0u8; i32::from_be_bytes(len) as usize];
+        s.read_exact(&mut f).await.unwrap();
+    }
+
+    /// Two replies that arrive in one segment: the read that brings the
+    /// first brings the second too, and the second is then at hand without
+    /// another byte from the socket (a wait on the socket alone would sit
+    /// there until the timeout, as it would on bytes TLS has decrypted).
+    #[tokio::test]
+    async fn a_reply_read_with_the_one_before_is_at_hand() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let peer = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            read_request(&mut s).await; // handshake
+            s.write_all(&reply_frame(1, 200)).await.unwrap();
+            read_request(&mut s).await;
+            read_request(&mut s).await;
+            let mut both = reply_frame(2, 200);
+            both.extend(reply_frame(3, 1107));
+            s.write_all(&both).await.unwrap();
+            // Nothing more until the client closes.
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest).await;
+        });
+        let timeout = Duration::from_secs(60);
+        let mut c = Client::connect(
+            ("127.0.0.1", port),
+            None,
+            "ms",
+            timeout,
+            Arc::new(Wire::default()),
+        )
+        .await
+        .unwrap();
+        c.write_call(pipe::TRANSFER_TABLET_RAW, &[b"x"], timeout)
+            .await
+            .unwrap();
+        c.write_call(pipe::TRANSFER_TABLET_RAW, &[b"y"], timeout)
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), c.reply_arriving(timeout))
+            .await
+            .expect("the first reply arrives");
+        let by = tokio::time::Instant::now() + timeout;
+        assert_eq!(c.read_reply(by, timeout).await.unwrap().status.code, 200);
+        tokio::time::timeout(Duration::from_secs(2), c.reply_arriving(timeout))
+            .await
+            .expect("the second reply is at hand");
+        assert_eq!(c.read_reply(by, timeout).await.unwrap().status.code, 1107);
+        assert!(c.is_idle());
+        drop(c);
+        peer.await.unwrap();
     }
 }
