@@ -556,7 +556,6 @@ async fn answer_refusal<S: AsyncRead + AsyncWrite + Unpin>(
     socket.flush().await.ok()
 }
 
-/// Why a connection stops reading.
 /// What [`Conn::read_frame`] got.
 enum Woke {
     /// A frame, in the connection's buffer.
@@ -565,6 +564,7 @@ enum Woke {
     Durable(Vec<u8>),
 }
 
+/// Why a connection stops reading.
 enum Stop {
     /// The peer closed between frames.
     Eof,
@@ -648,7 +648,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         debug!("connected");
         let mut conn = Connection::new(self.peer, self.pipe_server);
         // Replies waiting for their writes to become durable, oldest first
-        // (at most two: see `Woke::Durable`).
+        // (at most two: see `Handled::WhenDurable` below); one that becomes
+        // due while the next frame has not started goes out at once.
         let mut durable: VecDeque<Durable> = VecDeque::new();
         loop {
             let woke = self
