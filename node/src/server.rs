@@ -686,8 +686,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                     durable.push_back(d);
                     // A sender keeps at most two requests in flight: with
                     // two replies waiting, no third request comes before
-                    // one goes out.
-                    if durable.len() >= 2 && !self.write_durable(&mut durable).await {
+                    // one goes out. The oldest goes; the younger's sync
+                    // then runs while the next request is read and applied.
+                    if durable.len() >= 2 && !self.write_oldest(&mut durable).await {
                         break;
                     }
                 }
@@ -728,13 +729,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
     /// Waits for every reply in `durable` in turn and writes it; false
     /// when the connection must close.
     async fn write_durable(&mut self, durable: &mut VecDeque<Durable>) -> bool {
-        while let Some(mut d) = durable.pop_front() {
-            let frame = d.wait().await;
-            if !self.write_reply(&frame).await {
+        while !durable.is_empty() {
+            if !self.write_oldest(durable).await {
                 return false;
             }
         }
         true
+    }
+
+    /// Waits for the oldest reply in `durable` and writes it; false when
+    /// the connection must close.
+    async fn write_oldest(&mut self, durable: &mut VecDeque<Durable>) -> bool {
+        match durable.pop_front() {
+            Some(mut d) => {
+                let frame = d.wait().await;
+                self.write_reply(&frame).await
+            }
+            None => true,
+        }
     }
 
     /// Gives back a buffer beyond [`SMALL_FRAME`] and its budget.
