@@ -177,33 +177,11 @@ fn request_frames(proto: Proto) -> Vec<Vec<u8>> {
 
 /// An `insertTablet` request as the official clients encode one.
 fn node_like_tablet_request(t: &Tablet) -> TSInsertTabletReq {
-    let mut values = Vec::new();
-    for c in &t.columns {
-        match c {
-            Column::Boolean(v) => values.extend(v.iter().map(|&b| u8::from(b))),
-            Column::Int32(v) => v
-                .iter()
-                .for_each(|x| values.extend_from_slice(&x.to_be_bytes())),
-            Column::Int64(v) => v
-                .iter()
-                .for_each(|x| values.extend_from_slice(&x.to_be_bytes())),
-            Column::Float(v) => v
-                .iter()
-                .for_each(|x| values.extend_from_slice(&x.to_bits().to_be_bytes())),
-            Column::Double(v) => v
-                .iter()
-                .for_each(|x| values.extend_from_slice(&x.to_bits().to_be_bytes())),
-            Column::Text(v) => v.iter().for_each(|s| {
-                values.extend_from_slice(&(s.len() as i32).to_be_bytes());
-                values.extend_from_slice(s);
-            }),
-        }
-    }
     TSInsertTabletReq {
         session_id: Some(1),
         prefix_path: Some(t.device.clone()),
         measurements: Some(t.measurements.clone()),
-        values: Some(values),
+        values: Some(t.rpc_values()),
         timestamps: Some(t.times.iter().flat_map(|x| x.to_be_bytes()).collect()),
         types: Some(t.columns.iter().map(|c| c.data_type() as i32).collect()),
         size: Some(t.rows() as i32),

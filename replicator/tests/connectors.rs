@@ -7,8 +7,9 @@ mod peer;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use peer::wait_for;
 use peer::{Mode, Peer};
 use protocol::event::KIND_TABLET;
 use protocol::tablet::{Column, Tablet};
@@ -55,14 +56,6 @@ fn connector(name: &str, port: u16, extra: &[(&str, &str)]) -> BTreeMap<String, 
     ]);
     c.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     c
-}
-
-fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 struct Node {

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use peer::wait_for;
 use peer::{Mode, Peer};
 use protocol::event::{Event, KIND_TABLET};
 use protocol::tablet::{Column, Tablet};
@@ -205,14 +206,6 @@ fn connector(plugin: &str, port: u16) -> BTreeMap<String, String> {
         // Small requests: the history takes many.
         ("connector.batch.size-bytes".into(), "4096".into()),
     ])
-}
-
-fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 fn progress(dir: &std::path::Path, id: &str) -> Option<serde_json::Value> {

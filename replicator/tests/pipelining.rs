@@ -8,8 +8,9 @@ mod peer;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use peer::{runtime, wait_for};
 use peer::{Mode, Peer};
 use protocol::event::KIND_TABLET;
 use protocol::tablet::{Column, Tablet};
@@ -47,22 +48,6 @@ fn open_log(dir: &std::path::Path) -> Arc<wal::Log> {
         );
     }
     log
-}
-
-fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn start_pipe(

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use peer::runtime;
 use peer::{Mode, Peer};
 use protocol::event::KIND_TABLET;
 use protocol::tablet::{Column, Tablet};
@@ -51,14 +52,6 @@ fn connector(port: u16) -> BTreeMap<String, String> {
         ("connector.ip".into(), "127.0.0.1".into()),
         ("connector.port".into(), port.to_string()),
     ])
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Quick retries and restarts: a failing pipe stops after 2 attempts

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use peer::wait_for;
 use peer::{Mode, Peer};
 use protocol::event::KIND_TABLET;
 use protocol::tablet::{Column, Tablet};
@@ -64,14 +65,6 @@ fn settings() -> Settings {
         retry_base: Duration::from_millis(20),
         retry_cap: Duration::from_millis(100),
         ..Settings::default()
-    }
-}
-
-fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

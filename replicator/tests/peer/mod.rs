@@ -579,3 +579,22 @@ fn handle(i: &Inner, c: &Conn, st: &mut ConnState, frame: &[u8]) -> bool {
         Mode::Silent | Mode::Mute | Mode::Deaf | Mode::DeafAfterHandshake | Mode::Hold => true,
     }
 }
+
+/// Polls `cond` every 5 ms until it holds; panics naming `what` after
+/// `limit`.
+pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The runtime the pipe managers in these tests run on: 2 workers.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
