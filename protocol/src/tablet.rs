@@ -138,6 +138,18 @@ impl Column {
         }
     }
 
+    /// Shrinks the capacity to at least `n` rows (and the length).
+    pub fn shrink_to(&mut self, n: usize) {
+        match self {
+            Column::Boolean(v) => v.shrink_to(n),
+            Column::Int32(v) => v.shrink_to(n),
+            Column::Int64(v) => v.shrink_to(n),
+            Column::Float(v) => v.shrink_to(n),
+            Column::Double(v) => v.shrink_to(n),
+            Column::Text(v) => v.shrink_to(n),
+        }
+    }
+
     /// Removes every row, keeping the capacity.
     pub fn clear(&mut self) {
         match self {

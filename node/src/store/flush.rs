@@ -28,25 +28,34 @@ use protocol::types::status;
 use tracing::{info, warn};
 
 use super::checkpoint::{encode_checkpoint, write_checkpoint, Checkpoint};
-use super::{internal, io_error, Frozen, Inner, SResult, Store, StoreError, STORE_CONSUMER};
+use super::{internal, io_error, Frozen, Inner, Mem, SResult, Store, StoreError, STORE_CONSUMER};
 use crate::chunkfile::{self, ChunkFile};
 
 /// First delay before a failed flush is tried again.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 /// Longest delay between tries of a failing flush.
 const RETRY_MAX: Duration = Duration::from_secs(30);
+/// How long the vectors a background flush gave back wait for the next
+/// freeze before they are freed: a node that stops writing gives its
+/// memtables' memory back.
+pub(super) const SPARES_KEPT: Duration = Duration::from_secs(5);
 
 /// One flush: the frozen memtables and the log offset they cover.
 pub(super) struct FlushJob {
     seq: u64,
     applied: u64,
     series: Vec<(String, Arc<Frozen>)>,
+    /// The most bytes of its memtables' vectors the flush keeps as spares
+    /// for the next freeze (0: none), and the most points a kept vector
+    /// holds.
+    spare_cap: usize,
+    spare_points: usize,
 }
 
 /// Whether a background flush runs, and how the last one ended.
 #[derive(Debug, Default)]
 pub(super) struct FlushState {
-    running: bool,
+    pub(super) running: bool,
     /// The last flush's error, until one succeeds.
     pub(super) failed: Option<StoreError>,
     /// When a failed flush may be tried again, and the delay after that.
@@ -56,6 +65,9 @@ pub(super) struct FlushState {
     /// scheduling class: a writer that finds the memtables filling up
     /// behind it raises it to nice 10 (and clears this).
     idle_tid: Option<i32>,
+    /// Freezes so far: the flush thread keeps its spare vectors until the
+    /// next one, or frees them after [`SPARES_KEPT`] without one.
+    freezes: u64,
 }
 
 impl FlushState {
@@ -111,6 +123,18 @@ impl Store {
         }
     }
 
+    /// The memtables' flush threshold: `flush_points`, or half of it
+    /// while they run on kept vectors, which hold their pages from the
+    /// start (see `memtable::Spares`).
+    pub(super) fn flush_threshold(&self) -> usize {
+        let half = self.inner.read().expect("store lock").on_spares;
+        if half {
+            (self.config.flush_points / 2).max(1)
+        } else {
+            self.config.flush_points
+        }
+    }
+
     /// Freezes the memtables (holding `points`) and writes them in a
     /// background thread, so writers do not wait for the chunk file. If a
     /// flush already runs: at one and a half times the threshold it is
@@ -118,7 +142,7 @@ impl Store {
     /// twice the threshold the writer waits for it, which bounds memory.
     /// After a failed flush, the next waits out its retry delay.
     pub(super) fn flush_in_background(&self, points: usize) -> SResult<()> {
-        let threshold = self.config.flush_points;
+        let threshold = self.flush_threshold();
         let (lock, cv) = &*self.flush_state;
         let mut st = lock.lock().expect("flush lock");
         if st.running {
@@ -139,6 +163,9 @@ impl Store {
         }
         let job = self.freeze();
         st.running = true;
+        st.freezes += 1;
+        // Wakes the previous flush thread, which waits to free its spares.
+        cv.notify_all();
         drop(st);
         let (dir, log, inner, state, counters) = (
             self.dir.clone(),
@@ -153,11 +180,26 @@ impl Store {
                 wal::background_priority();
                 let r = run_flush(&dir, &log, &inner, job, Some(&state));
                 count(&counters, &r);
+                drop((log, counters));
+                let inner = Arc::downgrade(&inner);
                 let (lock, cv) = &*state;
                 let mut st = lock.lock().expect("flush lock");
                 st.running = false;
                 st.record(&r);
                 cv.notify_all();
+                // The flush gave its memtables' vectors to the spares; if no
+                // freeze takes them in a while, free them. Holds no more
+                // than the store's state: a store dropped meanwhile is gone.
+                let freezes = st.freezes;
+                let (st, waited) = cv
+                    .wait_timeout_while(st, SPARES_KEPT, |s| s.freezes == freezes)
+                    .expect("flush lock");
+                drop(st);
+                if waited.timed_out() {
+                    if let Some(inner) = inner.upgrade() {
+                        inner.write().expect("store lock").spares.clear();
+                    }
+                }
             })
             .map_err(|e| internal(format!("cannot start the flush thread: {e}")))?;
         Ok(())
@@ -170,23 +212,39 @@ impl Store {
         let mut inner = self.inner.write().expect("store lock");
         let seq = inner.next_seq;
         let mut series = Vec::new();
-        for (path, s) in inner.series.iter_mut() {
+        let mut on_spares = false;
+        let Inner {
+            series: map,
+            spares,
+            ..
+        } = &mut *inner;
+        for (path, s) in map.iter_mut() {
             if s.mem.times.is_empty() {
                 continue;
             }
             s.mem.normalize();
-            let t = s.info.data_type;
-            // The new memtable starts empty: sized like the frozen one, every
-            // series written once (a loaded file, a backfill) kept a buffer
-            // of its flush's size forever (230 MiB after a 100 M-point file).
+            // The new memtable starts on a flushed one's vectors, or empty:
+            // sized like the frozen one, every series written once (a loaded
+            // file, a backfill) kept a buffer of its flush's size forever
+            // (230 MiB after a 100 M-point file).
+            let next = match spares.take(s.info.data_type) {
+                Some(m) => {
+                    on_spares = true;
+                    m
+                }
+                None => Mem::new(s.info.data_type),
+            };
+            let mem = std::mem::replace(&mut s.mem, next);
             let f = Arc::new(Frozen {
                 seq,
-                times: std::mem::take(&mut s.mem.times),
-                values: std::mem::replace(&mut s.mem.values, Column::with_capacity(t, 0)),
+                times: mem.times,
+                values: mem.values,
             });
             s.frozen = Some(f.clone());
             series.push((path.clone(), f));
         }
+        spares.clear();
+        inner.on_spares = on_spares;
         if !series.is_empty() {
             inner.next_seq += 1;
         }
@@ -195,6 +253,11 @@ impl Store {
             seq,
             applied,
             series,
+            // Memtables on kept vectors flush at half the threshold.
+            spare_points: (self.config.flush_points / 2).max(1),
+            // A threshold of number points (16 B each), in vectors of at
+            // most half of it.
+            spare_cap: 16 * self.config.flush_points,
         }
     }
 
@@ -223,7 +286,10 @@ impl Store {
         // No background flush can start meanwhile: they start under the
         // write lock, which this holds.
         drop(cv.wait_while(st, |s| s.running).expect("flush lock"));
-        let job = self.freeze();
+        let mut job = self.freeze();
+        // Nothing frees spares after a flush in the foreground (a FLUSH, a
+        // pipe's snapshot, the shutdown): it keeps none.
+        job.spare_cap = 0;
         // The job writes file `seq` when it holds anything; otherwise the
         // newest file is the one before.
         let covered = (
@@ -299,11 +365,11 @@ fn run_flush(
     dir: &FsPath,
     log: &wal::Log,
     inner_lock: &RwLock<Inner>,
-    job: FlushJob,
+    mut job: FlushJob,
     background: Option<&(Mutex<FlushState>, std::sync::Condvar)>,
 ) -> SResult<()> {
-    let (seq, applied) = (job.seq, job.applied);
-    if !job.series.is_empty() {
+    let (seq, applied, flushed) = (job.seq, job.applied, job.series.len());
+    if flushed > 0 {
         let data: Vec<(&str, &[i64], &Column)> = job
             .series
             .iter()
@@ -351,6 +417,15 @@ fn run_flush(
             }
         }
         inner.files.push(file);
+        // The file now answers for the frozen memtables; their vectors
+        // (those no query still reads) serve the next memtables.
+        for (_, f) in job.series.drain(..) {
+            if let Ok(f) = Arc::try_unwrap(f) {
+                inner
+                    .spares
+                    .give(f.times, f.values, job.spare_points, job.spare_cap);
+            }
+        }
     }
     // From here the points are in a chunk file the store reads; if the
     // checkpoint cannot be written, the previous one stands and a restart
@@ -388,12 +463,12 @@ fn run_flush(
     if let Err(e) = log.commit(STORE_CONSUMER, previous) {
         warn!(cause = %e, "could not commit the store's offset; the log keeps more until the next flush");
     }
-    if job.series.is_empty() {
+    if flushed == 0 {
         info!(applied_offset = applied, "checkpointed (memtables empty)");
     } else {
         info!(
             seq,
-            series = job.series.len(),
+            series = flushed,
             applied_offset = applied,
             "flushed memtables"
         );

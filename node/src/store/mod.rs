@@ -61,9 +61,11 @@ use memtable::{Frozen, Mem};
 
 /// The log consumer name of the store's applied offset.
 pub const STORE_CONSUMER: &str = "store";
-/// Flush when the memtables hold this many points: about 16 B a number
-/// point (up to twice that while vectors grow), so a node's memtables stay
-/// near 32 MiB, and a crash replays at most this many points.
+/// Flush when the memtables hold this many points (half of it while they
+/// run on a flushed memtable's vectors, see `memtable::Spares`): about
+/// 16 B a number point, so a node's memtables, the ones being flushed
+/// and the vectors kept for the next ones stay near 32 MiB in all, and a
+/// crash replays at most this many points.
 pub const DEFAULT_FLUSH_POINTS: usize = 1_000_000;
 
 /// The most bytes of tablets [`Store::write_tablets`] puts in one
@@ -160,6 +162,11 @@ struct Inner {
     /// disk then. A pipe's snapshot taken before the open that names a
     /// file in that range lost its points (see `damaged_in`).
     removed_at_open: Option<(u64, u64)>,
+    /// Vectors of flushed memtables for the next freeze to reuse.
+    spares: memtable::Spares,
+    /// Whether the last freeze put memtables on kept vectors: they flush
+    /// at half the threshold.
+    on_spares: bool,
 }
 
 /// Settings of the store.
@@ -637,8 +644,7 @@ impl Store {
                     .fetch_add(added as u64, std::sync::atomic::Ordering::Relaxed);
                 chunk.clear();
                 pending.clear();
-                if points >= self.config.flush_points
-                    || (points > 0 && self.log.checkpoint_wanted())
+                if points >= self.flush_threshold() || (points > 0 && self.log.checkpoint_wanted())
                 {
                     self.flush_in_background(points)?;
                 }
@@ -696,7 +702,7 @@ impl Store {
         }
         // Past the log's hard bound only the store's checkpoint can free
         // space: flush early.
-        if points >= self.config.flush_points || (points > 0 && self.log.checkpoint_wanted()) {
+        if points >= self.flush_threshold() || (points > 0 && self.log.checkpoint_wanted()) {
             self.flush_in_background(points)?;
         }
         Ok(offset)
@@ -748,7 +754,7 @@ impl Store {
     }
 
     /// Bytes the memtables hold (their vectors' capacity), frozen ones
-    /// being flushed included. Walks every series: for a scrape, not for a
+    /// being flushed and vectors kept for the next memtables included. Walks every series: for a scrape, not for a
     /// hot path.
     pub fn memtable_bytes(&self) -> u64 {
         let inner = self.inner.read().expect("store lock");
@@ -762,6 +768,7 @@ impl Store {
                     })
             })
             .sum::<usize>() as u64
+            + inner.spares.bytes() as u64
     }
 
     /// When the last checkpoint was written (or, before the first, when the

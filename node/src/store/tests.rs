@@ -511,3 +511,87 @@ fn received_writes_are_marked_in_the_log_and_replay() {
     let s = open(dir.path());
     expect(&s);
 }
+
+/// Waits (bounded) until no background flush runs.
+fn wait_flushed(s: &Store) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.flush_state.0.lock().unwrap().running {
+        assert!(std::time::Instant::now() < deadline, "flush still running");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn memtables_after_a_flush_reuse_the_flushed_ones_vectors() {
+    // Big enough for the allocator to map each vector by itself.
+    const N: i64 = 80_000;
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(
+        wal::Log::open(
+            dir.path().join("wal"),
+            Config {
+                fsync: FsyncPolicy::Never,
+                ..Config::default()
+            },
+        )
+        .unwrap(),
+    );
+    let cfg = StoreConfig {
+        flush_points: N as usize,
+        ..StoreConfig::default()
+    };
+    let s = Store::open(&dir.path().join("store"), log, cfg).unwrap();
+    // A small series' vectors come from the heap and are not kept.
+    s.write(tablet("root.sg.small", "x", vec![1, 2], vec![1.0, 2.0]))
+        .unwrap();
+    s.flush_in_background(N as usize).unwrap();
+    wait_flushed(&s);
+    assert_eq!(s.inner.read().unwrap().spares.bytes(), 0);
+    let write = |i: i64| {
+        s.write(tablet(
+            "root.sg.d",
+            "x",
+            (i * N..i * N + N).collect(),
+            (0..N).map(|k| k as f64).collect(),
+        ))
+        .unwrap();
+    };
+    let vectors = |s: &Store| {
+        let inner = s.inner.read().unwrap();
+        let m = &inner.series.get("root.sg.d.x").unwrap().mem;
+        (m.times.as_ptr() as usize, m.times.capacity(), m.times.len())
+    };
+    // Each write fills the memtable: it freezes, and a flush runs.
+    write(0);
+    wait_flushed(&s);
+    let flushed = s.inner.read().unwrap().spares.bytes();
+    assert_eq!(
+        flushed,
+        N as usize / 2 * 16,
+        "the flush kept its memtable's vectors, up to half a threshold"
+    );
+    write(1);
+    // The new memtable holds the first one's vectors, empty.
+    let (_, cap, len) = vectors(&s);
+    assert_eq!((cap, len), (N as usize / 2, 0));
+    assert_eq!(s.inner.read().unwrap().spares.bytes(), 0);
+    // Memtables on kept vectors flush at half the threshold.
+    assert_eq!(s.flush_threshold(), N as usize / 2);
+    wait_flushed(&s);
+    write(2);
+    wait_flushed(&s);
+    // Writes without a flush fill the kept vectors in place.
+    let before = vectors(&s).0;
+    s.write(tablet("root.sg.d", "x", vec![10 * N], vec![1.0]))
+        .unwrap();
+    assert_eq!(vectors(&s).0, before);
+    let p = s.read("root.sg.d.x", i64::MIN, i64::MAX).unwrap().unwrap();
+    assert_eq!(p.times.len(), 3 * N as usize + 1);
+    // With no freeze to take them, the spares are freed after a while.
+    assert!(s.memtable_bytes() >= 16 * N as u64);
+    let deadline = std::time::Instant::now() + flush::SPARES_KEPT * 3;
+    while s.inner.read().unwrap().spares.bytes() > 0 {
+        assert!(std::time::Instant::now() < deadline, "spares never freed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
