@@ -384,7 +384,9 @@ fn run_flush(
             wal::idle_priority();
             st.idle_tid = Some(wal::thread_id());
         }
-        let written = chunkfile::write(dir, seq, &data);
+        // Synced unless the node syncs nothing (see `chunkfile`).
+        let sync = log.config().fsync != wal::FsyncPolicy::Never;
+        let written = chunkfile::write(dir, seq, &data, sync);
         if let Some((lock, _)) = background {
             let mut st = lock.lock().expect("flush lock");
             st.idle_tid = None;
