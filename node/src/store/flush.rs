@@ -197,7 +197,7 @@ impl Store {
                 drop(st);
                 if waited.timed_out() {
                     if let Some(inner) = inner.upgrade() {
-                        inner.write().expect("store lock").spares.clear();
+                        release_spares(&mut inner.write().expect("store lock"));
                     }
                 }
             })
@@ -304,6 +304,22 @@ impl Store {
         count(&self.counters, &r);
         lock.lock().expect("flush lock").record(&r);
         r.map(|()| covered)
+    }
+}
+
+/// Frees what the memtables hold beyond their points once writes stopped:
+/// the spares, and the kept vectors of memtables that got few points or
+/// none since (a series written once would hold one for good).
+fn release_spares(inner: &mut Inner) {
+    inner.spares.clear();
+    inner.on_spares = false;
+    for (_, s) in inner.series.iter_mut() {
+        if s.mem.times.is_empty() {
+            s.mem = Mem::new(s.info.data_type);
+        } else {
+            s.mem.times.shrink_to_fit();
+            s.mem.values.shrink_to(0);
+        }
     }
 }
 

@@ -25,7 +25,7 @@ const SPARE_MIN_BYTES: usize = 256 << 10;
 /// doubling reserved beyond is given back), at most `cap` bytes in all,
 /// and whatever the next freeze does not take is freed then; a flush
 /// thread frees its spares itself when no freeze came for
-/// `flush::SPARES_KEPT`. A memtable on kept vectors holds its
+/// `flush::SPARES_KEPT`, with what memtables hold beyond their points. A memtable on kept vectors holds its
 /// predecessor's pages from the start, where a growing one held only its
 /// own points': to keep a node's anonymous memory where it was, kept
 /// vectors hold at most half a flush threshold of points, and memtables

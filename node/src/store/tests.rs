@@ -588,11 +588,16 @@ fn memtables_after_a_flush_reuse_the_flushed_ones_vectors() {
     assert_eq!(vectors(&s).0, before);
     let p = s.read("root.sg.d.x", i64::MIN, i64::MAX).unwrap().unwrap();
     assert_eq!(p.times.len(), 3 * N as usize + 1);
-    // With no freeze to take them, the spares are freed after a while.
+    // With no freeze to take them, the spares are freed after a while,
+    // and what the memtable holds beyond its one point.
     assert!(s.memtable_bytes() >= 16 * N as u64);
     let deadline = std::time::Instant::now() + flush::SPARES_KEPT * 3;
     while s.inner.read().unwrap().spares.bytes() > 0 {
         assert!(std::time::Instant::now() < deadline, "spares never freed");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    assert_eq!(vectors(&s).1, 1);
+    assert_eq!(s.flush_threshold(), N as usize);
+    assert!(s.memtable_bytes() < 1024, "{}", s.memtable_bytes());
+    assert_eq!(times(&s, "root.sg.d.x").len(), 3 * N as usize + 1);
 }
