@@ -25,6 +25,7 @@
 //! (count − 1)`. That halves a number series' file, which is half of what
 //! a node writes to disk (the change log the other half): with the
 //! default fsync a catch-up of 1,000-row tablets is bound by the disk.
+//!
 //! The file is written under a temporary name, fsynced and renamed, so a
 //! reader never sees half a file. With the node's fsync policy off
 //! (`wal_mode=DISABLE`) it is not fsynced, like the change log: a process
@@ -32,8 +33,10 @@
 //! loss may leave the newest ones damaged, which a read reports naming the
 //! file. Syncing them anyway halved a catch-up of 1,000-row tablets and
 //! made it swing between runs: the flush's fsync took the disk's
-//! bandwidth, the flush fell behind and writers waited for it. Do not add, remove, retype or reorder
-//! fields: write a new format (magic) and keep reading the old one.
+//! bandwidth, the flush fell behind and writers waited for it.
+//!
+//! Do not add, remove, retype or reorder fields: write a new format
+//! (magic) and keep reading the old one.
 //!
 //! # Design constraints
 //! - Opening checks the index: its CRC, and every offset, count and length
@@ -863,8 +866,9 @@ mod tests {
     #[test]
     fn reading_a_whole_file_leaves_none_of_it_resident() {
         let dir = tempfile::tempdir().unwrap();
-        // 2 M points: 16 MiB of times, 16 MiB of values.
-        let times: Vec<i64> = (0..2_000_000).collect();
+        // 2 M points: 16 MiB of times (irregular, so stored), 16 MiB of
+        // values.
+        let times: Vec<i64> = (0..2_000_000).map(|i| 2 * i + i % 2).collect();
         let values = Column::Double(times.iter().map(|&t| t as f64 * 0.5).collect());
         let p = write(dir.path(), 1, &[("root.a.d.s", &times, &values)], false).unwrap();
         let f = ChunkFile::open(&p, 1).unwrap();
