@@ -181,16 +181,7 @@ fn tablets_of_one_request_creating_the_same_series() {
 #[test]
 fn schema_creation_off_refuses_at_the_first_new_series() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(
-        wal::Log::open(
-            dir.path().join("wal"),
-            Config {
-                fsync: FsyncPolicy::Never,
-                ..Config::default()
-            },
-        )
-        .unwrap(),
-    );
+    let log = super::tests::open_log(dir.path());
     let cfg = StoreConfig {
         auto_create_schema: false,
         ..StoreConfig::default()

@@ -5,8 +5,9 @@ use crate::event::SchemaOp;
 use protocol::types::status;
 use wal::{Config, FsyncPolicy};
 
-fn open(dir: &FsPath) -> Store {
-    let log = Arc::new(
+/// A change log in `dir/wal`, fsync off.
+pub(super) fn open_log(dir: &FsPath) -> Arc<wal::Log> {
+    Arc::new(
         wal::Log::open(
             dir.join("wal"),
             Config {
@@ -15,8 +16,11 @@ fn open(dir: &FsPath) -> Store {
             },
         )
         .unwrap(),
-    );
-    Store::open(&dir.join("store"), log, StoreConfig::default()).unwrap()
+    )
+}
+
+fn open(dir: &FsPath) -> Store {
+    Store::open(&dir.join("store"), open_log(dir), StoreConfig::default()).unwrap()
 }
 
 fn tablet(device: &str, m: &str, times: Vec<i64>, vals: Vec<f64>) -> Event {
@@ -90,16 +94,7 @@ fn overwrite_delete_flush_and_restart() {
 #[test]
 fn background_flushes_keep_every_point_visible() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(
-        wal::Log::open(
-            dir.path().join("wal"),
-            Config {
-                fsync: FsyncPolicy::Never,
-                ..Config::default()
-            },
-        )
-        .unwrap(),
-    );
+    let log = open_log(dir.path());
     let cfg = StoreConfig {
         flush_points: 100,
         ..StoreConfig::default()
@@ -227,16 +222,7 @@ fn a_failed_flush_loses_nothing_and_the_next_one_writes_it_all() {
 #[test]
 fn failed_background_flushes_are_retried_and_writes_resume() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(
-        wal::Log::open(
-            dir.path().join("wal"),
-            Config {
-                fsync: FsyncPolicy::Never,
-                ..Config::default()
-            },
-        )
-        .unwrap(),
-    );
+    let log = open_log(dir.path());
     let cfg = StoreConfig {
         flush_points: 100,
         ..StoreConfig::default()
@@ -527,16 +513,7 @@ fn memtables_after_a_flush_reuse_the_flushed_ones_vectors() {
     // Big enough for the allocator to map each vector by itself.
     const N: i64 = 80_000;
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(
-        wal::Log::open(
-            dir.path().join("wal"),
-            Config {
-                fsync: FsyncPolicy::Never,
-                ..Config::default()
-            },
-        )
-        .unwrap(),
-    );
+    let log = open_log(dir.path());
     let cfg = StoreConfig {
         flush_points: N as usize,
         ..StoreConfig::default()
