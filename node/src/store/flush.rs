@@ -127,8 +127,12 @@ impl Store {
     /// while they run on kept vectors, which hold their pages from the
     /// start (see `memtable::Spares`).
     pub(super) fn flush_threshold(&self) -> usize {
-        let half = self.inner.read().expect("store lock").on_spares;
-        if half {
+        self.threshold_in(&self.inner.read().expect("store lock"))
+    }
+
+    /// [`Store::flush_threshold`], with the store lock held.
+    pub(super) fn threshold_in(&self, inner: &Inner) -> usize {
+        if inner.on_spares {
             (self.config.flush_points / 2).max(1)
         } else {
             self.config.flush_points

@@ -618,7 +618,7 @@ impl Store {
                 let records: Vec<(u8, &[u8])> = chunk.iter().map(|(_, b)| (kind, *b)).collect();
                 let first = self.log.append_batch(&records).map_err(log_error)?;
                 last = Some(first + records.len() as u64 - 1);
-                let (points, added) = {
+                let (points, added, threshold) = {
                     let mut inner = self.inner.write().expect("store lock");
                     let before = inner.mem_points;
                     // The slots validation found, while they hold (the write
@@ -636,7 +636,11 @@ impl Store {
                         apply_tablet(&mut inner, &self.config, t, s, &mut buf);
                         at = next;
                     }
-                    (inner.mem_points, inner.mem_points.saturating_sub(before))
+                    (
+                        inner.mem_points,
+                        inner.mem_points.saturating_sub(before),
+                        self.threshold_in(&inner),
+                    )
                 };
                 // Received points count as ingested too (one add per batch).
                 self.counters
@@ -644,8 +648,7 @@ impl Store {
                     .fetch_add(added as u64, std::sync::atomic::Ordering::Relaxed);
                 chunk.clear();
                 pending.clear();
-                if points >= self.flush_threshold() || (points > 0 && self.log.checkpoint_wanted())
-                {
+                if points >= threshold || (points > 0 && self.log.checkpoint_wanted()) {
                     self.flush_in_background(points)?;
                 }
             }
@@ -686,11 +689,15 @@ impl Store {
             Origin::Pipe => kind | crate::event::FROM_PIPE,
         };
         let offset = self.log.append(kind, payload).map_err(log_error)?;
-        let (points, added) = {
+        let (points, added, threshold) = {
             let mut inner = self.inner.write().expect("store lock");
             let before = inner.mem_points;
             apply(&mut inner, &self.config, &ev, false)?;
-            (inner.mem_points, inner.mem_points.saturating_sub(before))
+            (
+                inner.mem_points,
+                inner.mem_points.saturating_sub(before),
+                self.threshold_in(&inner),
+            )
         };
         if matches!(ev, Event::Tablet(_)) {
             // The points the apply just added to the memtables (no flush
@@ -702,7 +709,7 @@ impl Store {
         }
         // Past the log's hard bound only the store's checkpoint can free
         // space: flush early.
-        if points >= self.flush_threshold() || (points > 0 && self.log.checkpoint_wanted()) {
+        if points >= threshold || (points > 0 && self.log.checkpoint_wanted()) {
             self.flush_in_background(points)?;
         }
         Ok(offset)
