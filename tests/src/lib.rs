@@ -239,14 +239,43 @@ pub fn run_python(script: &str, args: &[&str], limit: Duration) -> String {
     }
 }
 
-/// A free loopback port (bound and released; good enough for a test that
-/// starts a server on it right away).
+/// A free loopback port (bound and released), below the kernel's
+/// ephemeral range and not handed out before in this process (see
+/// `low_listener`).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    low_listener().local_addr().expect("addr").port()
+}
+
+/// A loopback listener on a port below the kernel's ephemeral range that
+/// this process has not handed out before: a node started with port 0
+/// (the kernel's choice) cannot take it while the test holds it closed,
+/// nor can a test running beside this one. A port from the ephemeral
+/// range once went to another node between `free_port` and its use: a
+/// pipe meant to find nothing there shipped its data instead.
+fn low_listener() -> std::net::TcpListener {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    assert!(low > 11000, "ephemeral ports start at {low}");
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as u64);
+    let span = u64::from(low - 10000);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for i in 0..span {
+        let port = 10000 + ((seed.wrapping_mul(2654435761) + i * 7919) % span) as u16;
+        if given.contains(&port) {
+            continue;
+        }
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            given.push(port);
+            return l;
+        }
+    }
+    panic!("no free loopback port below {low}");
 }
 
 /// Polls `cond` every 50 ms until it holds or `limit` passes; returns
@@ -376,23 +405,7 @@ impl Proxy {
     /// port below the kernel's ephemeral range, so that no other socket
     /// takes the port while [`Proxy::refuse`] has it closed.
     pub fn start_refusable(target: String) -> Proxy {
-        let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-            .ok()
-            .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
-            .unwrap_or(32768);
-        assert!(low > 11000, "ephemeral ports start at {low}");
-        let seed = std::process::id() as u64
-            ^ std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos() as u64);
-        let span = u64::from(low - 10000);
-        for i in 0..span {
-            let port = 10000 + ((seed.wrapping_mul(2654435761) + i * 7919) % span) as u16;
-            if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-                return Proxy::serve(l, target, Duration::ZERO);
-            }
-        }
-        panic!("no free loopback port below {low}");
+        Proxy::serve(low_listener(), target, Duration::ZERO)
     }
 
     fn serve(l: std::net::TcpListener, target: String, delay: Duration) -> Proxy {
