@@ -10,26 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use peer::wait_for;
-use peer::{Mode, Peer};
+use peer::{open_log, Mode, Peer};
 use protocol::event::KIND_TABLET;
 use protocol::tablet::{Column, Tablet};
 use replicator::{consumer_name, PipeManager, Settings};
 
 const SYNC: &str = "iotdb-thrift-sync-connector";
 const ASYNC: &str = "iotdb-thrift-async-connector";
-
-fn open_log(dir: &std::path::Path) -> Arc<wal::Log> {
-    Arc::new(
-        wal::Log::open(
-            dir.join("wal"),
-            wal::Config {
-                fsync: wal::FsyncPolicy::Never,
-                ..wal::Config::default()
-            },
-        )
-        .unwrap(),
-    )
-}
 
 /// Appends record `id`: one row at time `id` on `device`, with an `id`
 /// column (the peer's record id).

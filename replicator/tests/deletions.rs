@@ -4,6 +4,10 @@
 //! The receiver is a minimal `pipeTransfer` server in the test that
 //! decodes what it gets with the protocol crate.
 
+mod peer;
+
+use peer::open_log;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -101,16 +105,7 @@ fn append(log: &wal::Log, ev: Event) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_points_never_travel_indexed_or_not() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(
-        wal::Log::open(
-            dir.path().join("wal"),
-            wal::Config {
-                fsync: wal::FsyncPolicy::Never,
-                ..wal::Config::default()
-            },
-        )
-        .unwrap(),
-    );
+    let log = open_log(dir.path());
     let sys = dir.path().join("system");
     let settings = Settings {
         retry_base: Duration::from_millis(10),

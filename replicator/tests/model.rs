@@ -28,11 +28,10 @@
 mod peer;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use peer::{Mode, Peer, Received};
+use peer::{open_log, Mode, Peer, Received};
 use proptest::prelude::*;
 use protocol::event::KIND_TABLET;
 use protocol::tablet::{Column, Tablet};
@@ -108,19 +107,6 @@ fn settings(timeout: Duration) -> Settings {
         batch_records: 4,
         ..Settings::default()
     }
-}
-
-fn open_log(dir: &Path) -> Arc<wal::Log> {
-    Arc::new(
-        wal::Log::open(
-            dir.join("wal"),
-            wal::Config {
-                fsync: wal::FsyncPolicy::Never,
-                ..wal::Config::default()
-            },
-        )
-        .unwrap(),
-    )
 }
 
 fn connector(port: u16, name: &str) -> BTreeMap<String, String> {

@@ -4,6 +4,10 @@
 //! decode; compressed requests (`connector.compressor`, IoTDB 1.3's type
 //! 300) deliver the same as plain ones; a rate limit paces the pipe.
 
+mod peer;
+
+use peer::open_log;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -89,16 +93,7 @@ async fn serve(rec: Arc<Recorder>) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_that_does_not_decode_stops_the_pipe_after_the_records_before_it() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(
-        wal::Log::open(
-            dir.path().join("wal"),
-            wal::Config {
-                fsync: wal::FsyncPolicy::Never,
-                ..wal::Config::default()
-            },
-        )
-        .unwrap(),
-    );
+    let log = open_log(dir.path());
     // Offsets 0 and 1 are good tablets, 2 does not decode, 3 is good.
     log.append(KIND_TABLET, &tablet("root.a.d", 10).serialize_v12())
         .unwrap();
@@ -170,16 +165,7 @@ async fn a_record_that_does_not_decode_stops_the_pipe_after_the_records_before_i
 /// A log of `n` single-device tablets of `rows` rows each: sensor-like
 /// values (regular times, a slowly varying double).
 fn sensor_log(dir: &std::path::Path, n: i64, rows: i64) -> (Arc<wal::Log>, usize) {
-    let log = Arc::new(
-        wal::Log::open(
-            dir.join("wal"),
-            wal::Config {
-                fsync: wal::FsyncPolicy::Never,
-                ..wal::Config::default()
-            },
-        )
-        .unwrap(),
-    );
+    let log = open_log(dir);
     let mut bytes = 0;
     for k in 0..n {
         let times: Vec<i64> = (0..rows).map(|i| (k * rows + i) * 1000).collect();

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use peer::{runtime, wait_for};
+use peer::{open_log, runtime, wait_for};
 use peer::{Mode, Peer};
 use protocol::event::KIND_TABLET;
 use protocol::tablet::{Column, Tablet};
@@ -20,17 +20,9 @@ use replicator::{consumer_name, PipeManager, Settings};
 /// three of them. The record's id (its first time) is its offset.
 const RECORDS: i64 = 30;
 
-fn open_log(dir: &std::path::Path) -> Arc<wal::Log> {
-    let log = Arc::new(
-        wal::Log::open(
-            dir.join("wal"),
-            wal::Config {
-                fsync: wal::FsyncPolicy::Never,
-                ..wal::Config::default()
-            },
-        )
-        .unwrap(),
-    );
+/// A log holding [`RECORDS`] records.
+fn filled_log(dir: &std::path::Path) -> Arc<wal::Log> {
+    let log = open_log(dir);
     for k in 0..RECORDS {
         let tablet = Tablet {
             device: "root.s.d".into(),
@@ -86,16 +78,24 @@ fn committed(log: &wal::Log) -> u64 {
     log.committed(&consumer_name("p")).unwrap_or(0)
 }
 
-#[test]
-fn the_next_request_goes_out_before_the_reply_and_acknowledgements_stay_in_order() {
+/// A pipe over [`filled_log`] towards a peer that holds its replies,
+/// once the first request is applied (its reply held) and a second one is
+/// already on its way behind it.
+struct Held {
+    // Dropped in this order: the pipes, then their runtime.
+    mgr: PipeManager,
+    peer: Peer,
+    log: Arc<wal::Log>,
+    _rt: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+fn one_held_one_behind() -> Held {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
-    let log = open_log(dir.path());
+    let log = filled_log(dir.path());
     let peer = Peer::start(Mode::Hold);
     let mgr = start_pipe(dir.path(), &log, peer.port, &rt);
-
-    // The first request is applied and its reply held; the second is
-    // already on its way behind it.
     wait_for(Duration::from_secs(10), "the first request", || {
         peer.seen(|s| s.requests.len() == 1)
     });
@@ -104,6 +104,18 @@ fn the_next_request_goes_out_before_the_reply_and_acknowledgements_stay_in_order
         "a second request written before the first reply",
         || peer.queued_now() > 0,
     );
+    Held {
+        mgr,
+        peer,
+        log,
+        _rt: rt,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn the_next_request_goes_out_before_the_reply_and_acknowledgements_stay_in_order() {
+    let Held { mgr, peer, log, .. } = &one_held_one_behind();
     let first: Vec<i64> = peer.seen(|s| s.requests[0].ids.clone());
     assert!(
         first.len() >= 2 && first.len() < RECORDS as usize,
@@ -112,7 +124,7 @@ fn the_next_request_goes_out_before_the_reply_and_acknowledgements_stay_in_order
     // Unanswered, nothing of it is acknowledged (the commit loop runs
     // every few hundred ms).
     std::thread::sleep(Duration::from_millis(700));
-    assert_eq!(committed(&log), 0);
+    assert_eq!(committed(log), 0);
 
     // The first reply goes: its batch, and only its batch, is committed;
     // the second request (read now) is held, and a third goes out behind it.
@@ -122,7 +134,7 @@ fn the_next_request_goes_out_before_the_reply_and_acknowledgements_stay_in_order
     });
     let first_end = *first.last().unwrap() as u64 + 1;
     wait_for(Duration::from_secs(5), "the first batch committed", || {
-        committed(&log) == first_end
+        committed(log) == first_end
     });
     wait_for(
         Duration::from_secs(5),
@@ -130,13 +142,13 @@ fn the_next_request_goes_out_before_the_reply_and_acknowledgements_stay_in_order
         || peer.queued_now() > 0,
     );
     std::thread::sleep(Duration::from_millis(700));
-    assert_eq!(committed(&log), first_end, "past an unanswered request");
+    assert_eq!(committed(log), first_end, "past an unanswered request");
 
     // Let everything through.
     peer.set_mode(Mode::Answer);
     peer.release(1);
     wait_for(Duration::from_secs(10), "everything committed", || {
-        committed(&log) == RECORDS as u64
+        committed(log) == RECORDS as u64
     });
     peer.seen(|s| {
         // In order, each record once: the healthy path sends nothing twice.
@@ -150,26 +162,14 @@ fn the_next_request_goes_out_before_the_reply_and_acknowledgements_stay_in_order
 
 #[test]
 fn a_lost_reply_with_a_request_behind_it_sends_both_again() {
-    let rt = runtime();
-    let dir = tempfile::tempdir().unwrap();
-    let log = open_log(dir.path());
-    let peer = Peer::start(Mode::Hold);
-    let mgr = start_pipe(dir.path(), &log, peer.port, &rt);
-    wait_for(Duration::from_secs(10), "the first request", || {
-        peer.seen(|s| s.requests.len() == 1)
-    });
-    wait_for(
-        Duration::from_secs(5),
-        "the second request behind it",
-        || peer.queued_now() > 0,
-    );
+    let Held { mgr, peer, log, .. } = &one_held_one_behind();
     // The first batch was applied; its reply is lost with the connection,
     // and the second request (unread) with it.
     peer.set_mode(Mode::Answer);
     peer.close_connections();
     peer.release(0);
     wait_for(Duration::from_secs(10), "everything committed", || {
-        committed(&log) == RECORDS as u64
+        committed(log) == RECORDS as u64
     });
     peer.seen(|s| {
         let first = &s.requests[0].ids;

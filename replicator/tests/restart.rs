@@ -9,27 +9,13 @@
 mod peer;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use peer::runtime;
-use peer::{Mode, Peer};
+use peer::{open_log, Mode, Peer};
 use protocol::event::KIND_TABLET;
 use protocol::tablet::{Column, Tablet};
 use replicator::{PipeManager, PipeRow, Settings};
-
-fn open_log(dir: &std::path::Path) -> Arc<wal::Log> {
-    Arc::new(
-        wal::Log::open(
-            dir.join("wal"),
-            wal::Config {
-                fsync: wal::FsyncPolicy::Never,
-                ..wal::Config::default()
-            },
-        )
-        .unwrap(),
-    )
-}
 
 fn append(log: &wal::Log, device: &str, t: i64) {
     let tablet = Tablet {

@@ -7,30 +7,16 @@
 mod peer;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use peer::wait_for;
-use peer::{Mode, Peer};
+use peer::{open_log, Mode, Peer};
 use protocol::event::KIND_TABLET;
 use protocol::tablet::{Column, Tablet};
 use replicator::{consumer_name, PipeManager, Settings};
 
 /// STOP / DROP must return within this (the bound).
 const PROMPT: Duration = Duration::from_secs(2);
-
-fn open_log(dir: &std::path::Path) -> Arc<wal::Log> {
-    Arc::new(
-        wal::Log::open(
-            dir.join("wal"),
-            wal::Config {
-                fsync: wal::FsyncPolicy::Never,
-                ..wal::Config::default()
-            },
-        )
-        .unwrap(),
-    )
-}
 
 /// Appends one tablet of `rows` rows of one DOUBLE to `device`, its first
 /// time `t0`.

@@ -598,3 +598,17 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// A change log in `dir/wal`, fsync off.
+pub fn open_log(dir: &std::path::Path) -> std::sync::Arc<wal::Log> {
+    std::sync::Arc::new(
+        wal::Log::open(
+            dir.join("wal"),
+            wal::Config {
+                fsync: wal::FsyncPolicy::Never,
+                ..wal::Config::default()
+            },
+        )
+        .unwrap(),
+    )
+}
